@@ -1,0 +1,203 @@
+"""The `followup` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from followup.logging import setup_logging
+from followup.settings import Settings, SettingsError, load_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("settings_path"))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    from followup.runtime import StartupError, build_runtime
+
+    try:
+        return build_runtime(settings)
+    except StartupError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Settings file (default: $FOLLOWUP_SETTINGS or ./settings.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG (still without patient data).")
+@click.pass_context
+def cli(ctx: click.Context, settings_path: Path | None, verbose: bool) -> None:
+    """followup: SMS and email follow-up for patients with muscle twitching, with red-flag escalation."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings_path"] = settings_path
+    setup_logging(verbose)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to listen on (default: server.host).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port).")
+@click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool
+) -> None:
+    """Run the web app and the scheduler (dispatcher) in one process."""
+    import uvicorn
+
+    from followup.db import upgrade
+    from followup.web.app import create_app
+
+    settings = _settings(ctx)
+    if not no_migrate:
+        upgrade(settings.database.url)
+    rt = _runtime(settings)
+    host = host or settings.server.host
+    port = port or settings.server.port
+    app = create_app(runtime=rt, background=not no_dispatch)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    sms = "Twilio" if settings.twilio_configured else "outbox (var/outbox/sms.jsonl)"
+    email = "SendGrid" if settings.sendgrid_configured else "outbox (var/outbox/email.jsonl)"
+    click.echo(f"followup {settings.security.environment}: database {settings.database.url.split('@')[-1]}")
+    click.echo(f"  SMS via {sms}; email via {email}")
+    click.echo(f"  intake page   {base}/intake")
+    click.echo(f"  API docs      {base}/docs   (API token: `followup token create`)")
+    click.echo(f"  health        {base}/healthz")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+@cli.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply database migrations."""
+    from followup.db import upgrade
+
+    settings = _settings(ctx)
+    upgrade(settings.database.url, revision)
+    click.echo(f"database at {revision}")
+
+
+@cli.command("fake-provider", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--port", type=int, default=8025, show_default=True)
+@click.pass_context
+def fake_provider(ctx: click.Context, port: int) -> None:
+    """Run a local fake of Twilio and SendGrid (for the demo, tests and benchmarks). `--help` lists its options
+    after `--`, e.g. `followup fake-provider --port 8025 -- --latency-ms 50`."""
+    from followup.fakeprovider import main
+
+    sys.exit(main(["--port", str(port), *ctx.args]))
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for the clinic's systems and staff."""
+
+
+@token.command("create")
+@click.option("--name", default="clinic", show_default=True, help="Who or what will use it.")
+@click.pass_context
+def token_create(ctx: click.Context, name: str) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from followup.db import upgrade
+    from followup.services.tokens import create_token
+
+    settings = _settings(ctx)
+    upgrade(settings.database.url)
+    token_id, raw = create_token(_runtime(settings), name)
+    click.echo(f"token {token_id} ({name}) created; use it as `Authorization: Bearer <token>`:", err=True)
+    click.echo(raw)
+
+
+@token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List tokens (never their values)."""
+    from followup.services.tokens import list_tokens
+
+    for t in list_tokens(_runtime(_settings(ctx))):
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+        click.echo(f"{t.id}\t{t.name}\tcreated {t.created_at:%Y-%m-%d}\t{state}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke a token by id."""
+    from followup.services.tokens import revoke_token
+
+    if not revoke_token(_runtime(_settings(ctx)), token_id):
+        raise click.ClickException(f"no active token {token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+@cli.group()
+def templates() -> None:
+    """Message templates."""
+
+
+@templates.command("check")
+@click.pass_context
+def templates_check(ctx: click.Context) -> None:
+    """Render every template with sample data; print SMS segments; fail on errors or SMS over two segments."""
+    from followup.messages import Templates, check_all
+
+    settings = _settings(ctx)
+    rows = check_all(Templates(settings.clinic.templates))
+    bad = 0
+    for r in rows:
+        seg = f"{r.segments} seg {r.encoding}" if r.channel == "sms" else "-"
+        mark = "FAIL " + (r.problem or "") if r.problem else "ok"
+        bad += bool(r.problem)
+        click.echo(f"{r.language}/{r.name}.{r.channel:<6} {seg:<14} {mark}")
+    click.echo(f"{len(rows)} templates, {bad} problems")
+    if bad:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option(
+    "--jsonl", is_flag=True, help="Read one JSON object per line on stdin; write one verdict per line."
+)
+@click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
+@click.pass_context
+def check(ctx: click.Context, text: str | None, jsonl: bool, channel: str) -> None:
+    """Red-flag verdict for a reply: `followup check "my arm feels weaker"` or `followup check --jsonl`."""
+    from followup.checkcli import format_verdict, run_check
+    from followup.mailtext import extract_reply
+    from followup.redflags import Detector
+
+    settings = _settings(ctx)
+    detector = Detector.from_file(settings.clinic.red_flags)
+    if jsonl:
+        sys.exit(run_check(sys.stdin, sys.stdout, detector))
+    if text is None:
+        raise click.UsageError("give a text, or --jsonl to read stdin")
+    body = extract_reply(text) if channel == "email" else text
+    click.echo(format_verdict(detector.assess(body)))
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

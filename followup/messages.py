@@ -1,0 +1,171 @@
+"""Message texts: Jinja2 templates in `templates/<lang>/<name>.<channel>.j2`, the patient's language first,
+English as fallback. Undefined variables are errors; SMS must fit in two segments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+
+from followup.sms import MAX_SEGMENTS, segments
+
+FALLBACK = "en"
+
+SAMPLE_ANSWERS: dict[str, Any] = {
+    "onset_weeks": 3,
+    "weakness": False,
+    "atrophy": False,
+    "daily_activities": False,
+    "speech_swallowing": False,
+    "breathing": False,
+    "numbness_tingling": False,
+    "balance": False,
+    "severe_cramps": False,
+    "eyelid_closes": False,
+    "face_spread": False,
+    "vision_changes": False,
+    "caffeine_per_day": 5,
+    "sleep_hours": 5.5,
+    "stress": 7,
+    "water_glasses": 3,
+    "intense_exercise": True,
+    "alcohol_per_week": 9,
+    "eyelid_only": False,
+    "locations": ["calf", "eyelid"],
+}
+
+
+class TemplateProblem(Exception):
+    """A template is missing, does not render, or renders an SMS that is too long."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    language: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+
+    @property
+    def segments(self) -> tuple[str, int]:
+        return segments(self.body)
+
+
+class Templates:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = Environment(
+            loader=FileSystemLoader(str(root)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.html_env = Environment(
+            loader=FileSystemLoader(str(root)),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+
+    def path(self, name: str, channel: str, language: str) -> str:
+        for lang in (language, FALLBACK):
+            rel = f"{lang}/{name}.{channel}.j2"
+            if (self.root / rel).is_file():
+                return rel
+        raise TemplateProblem(f"no template {name}.{channel}.j2 in {language} or {FALLBACK}")
+
+    def names(self) -> list[tuple[str, str, str]]:
+        """Every (language, name, channel) on disk."""
+        out = []
+        for f in sorted(self.root.glob("*/*.j2")):
+            name, _, channel = f.name.removesuffix(".j2").rpartition(".")
+            out.append((f.parent.name, name, channel))
+        return out
+
+    def render(self, name: str, channel: str, language: str, context: dict[str, Any]) -> Rendered:
+        rel = self.path(name, channel, language)
+        lang = rel.split("/", 1)[0]
+        try:
+            tmpl = self.env.get_template(rel)
+            if channel == "sms":
+                return Rendered(lang, _tidy(tmpl.render(context)))
+            ctx = tmpl.new_context(context)
+            if "subject" not in tmpl.blocks or "body" not in tmpl.blocks:
+                raise TemplateProblem(f"{rel}: an email template needs a subject block and a body block")
+            subject = " ".join("".join(tmpl.blocks["subject"](ctx)).split())
+            body = _tidy("".join(tmpl.blocks["body"](ctx)))
+        except TemplateError as exc:
+            raise TemplateProblem(f"{rel}: {exc}") from exc
+        html = self.html_env.get_template("_email.html.j2").render(
+            subject=subject, paragraphs=[p for p in body.split("\n\n") if p.strip()], **context
+        )
+        return Rendered(lang, body, subject, html)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out)
+
+
+def sample_context(
+    clinic_name: str = "Achilles Neurology Clinic", clinic_phone: str = "+1 310 555 0100"
+) -> dict:
+    """Data to render every template with: long enough names to catch overlong SMS."""
+    return {
+        "patient": {"first_name": "Maximiliano", "language": "en"},
+        "clinic": {"name": clinic_name, "phone": clinic_phone},
+        "answers": SAMPLE_ANSWERS,
+        "week": 6,
+        "booking_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ",
+        "escalation": {
+            "id": 12345,
+            "tier": "emergency",
+            "level": "emergency",
+            "criteria_labels": ["Breathing difficulty"],
+            "evidence": ["short of breath"],
+        },
+        "escalation_url": "https://followup.clinic.example/escalations/12345",
+        "patient_id": 12345,
+        "patient_url": "https://followup.clinic.example/patients/12345",
+        "reason": "SMS number invalid, email bounced",
+    }
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    language: str
+    name: str
+    channel: str
+    encoding: str
+    segments: int
+    problem: str | None
+
+
+def check_all(templates: Templates, context: dict[str, Any] | None = None) -> list[CheckRow]:
+    """Render every template with sample data; report encoding, segments and any problem."""
+    ctx = context or sample_context()
+    rows = []
+    for lang, name, channel in templates.names():
+        if channel not in ("sms", "email"):
+            continue
+        problem = None
+        enc, n = "-", 0
+        try:
+            r = templates.render(
+                name, channel, lang, {**ctx, "patient": {**ctx["patient"], "language": lang}}
+            )
+            if channel == "sms":
+                enc, n = r.segments
+                if n > MAX_SEGMENTS:
+                    problem = f"{n} segments ({enc}, {len(r.body)} chars): the limit is {MAX_SEGMENTS}"
+        except TemplateProblem as exc:
+            problem = str(exc)
+        rows.append(CheckRow(lang, name, channel, enc, n, problem))
+    return rows

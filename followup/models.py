@@ -1,0 +1,171 @@
+"""Tables. Every datetime is UTC-aware; JSON columns hold structured detail (answers, verdicts), never secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Message states. A terminal state is never left (delivery callbacks arrive out of order).
+SCHEDULED, CLAIMED, SENDING, SENT = "scheduled", "claimed", "sending", "sent"
+DELIVERED, UNDELIVERED, FAILED, EXPIRED, CANCELLED = (
+    "delivered",
+    "undelivered",
+    "failed",
+    "expired",
+    "cancelled",
+)
+OPEN_STATES = (SCHEDULED, CLAIMED, SENDING)
+TERMINAL_STATES = (DELIVERED, UNDELIVERED, FAILED, EXPIRED, CANCELLED)
+
+
+class Patient(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    phone: str | None = Field(default=None, unique=True, index=True)  # E.164
+    email: str | None = Field(default=None, unique=True, index=True)  # lower-cased
+    channel: str  # preferred: sms | email
+    timezone: str
+    language: str = "en"
+    status: str = "active"  # active | paused | escalated | unenrolled | completed
+    sms_state: str = "ok"  # ok | opted_out | invalid
+    email_state: str = "ok"  # ok | opted_out | suppressed
+    reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
+    onset_at: datetime | None = None  # when the twitching began, as recorded at triage
+    enrolled_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Triage(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    source: str  # api | intake
+    answers: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    red_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    disposition: str  # enrolled | escalated
+    created_at: datetime
+
+
+class Consent(SQLModel, table=True):
+    """The consent ledger: every opt-in and opt-out per channel, with where it came from."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    channel: str  # sms | email
+    action: str  # opt_in | opt_out
+    source: str  # intake | api | sms_keyword | provider_21610 | email_event | staff
+    text: str = ""  # what the patient agreed to, verbatim
+    at: datetime
+
+
+class Message(SQLModel, table=True):
+    """One outbound message: scheduled at enrollment, claimed by the dispatcher, sent once, tracked to delivery."""
+
+    __table_args__ = (
+        Index("ix_message_due", "status", "due_at"),
+        UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    escalation_id: int | None = Field(default=None, foreign_key="escalation.id", index=True)
+    dedupe_key: str  # e.g. "step:12:caffeine": one row per patient and step, whatever retries happen
+    channel: str  # sms | email
+    to: str | None = None  # set for clinic alerts; patients' messages go to the patient's current address
+    kind: str  # welcome | tip | checkin | closing | escalation | alert | system
+    step_id: str | None = None
+    template: str
+    question_id: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    urgent: bool = False  # ignores quiet hours (emergencies, clinic alerts)
+    status: str = SCHEDULED
+    due_at: datetime
+    expires_at: datetime
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    send_started_at: datetime | None = None
+    provider_id: str | None = Field(default=None, index=True)
+    error_code: str | None = None
+    reason: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    segments: int | None = None
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeliveryEvent(SQLModel, table=True):
+    """A provider callback, stored once (the unique key makes a retried webhook a no-op)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_key: str = Field(unique=True)  # sendgrid sg_event_id, or twilio "<sid>:<status>"
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    provider: str
+    status: str
+    error_code: str | None = None
+    at: datetime
+
+
+class Inbound(SQLModel, table=True):
+    """A reply (SMS or email) as received; kept even when nothing can be done with it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_key: str = Field(unique=True)  # "twilio:<MessageSid>" or "email:<Message-ID>"
+    channel: str
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    sender: str
+    body: str
+    subject: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = "received"  # received | processed | ignored
+    intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
+    level: str | None = None  # emergency | red_flag | none
+    verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str | None = None
+    received_at: datetime
+    processed_at: datetime | None = None
+
+
+class Escalation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    level: str  # emergency | red_flag
+    tier: str  # emergency | urgent | routine
+    status: str = "open"  # open | acknowledged | booked | closed
+    source: str  # triage | reply
+    criteria: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    triage_id: int | None = Field(default=None, foreign_key="triage.id")
+    inbound_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    booked_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    note: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    token_hash: str = Field(unique=True)  # sha256 hex; the token itself is shown once
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str  # "token:3", "system", "patient:12", "provider:twilio"
+    action: str
+    subject: str = ""  # "patient:12", "message:40", "inbound:7"
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,155 @@
+"""The values the detector hands out: criteria, findings, suppressions and the verdict.
+
+All are frozen dataclasses with no behaviour beyond presentation, so they can cross threads and be
+compared in tests. Offsets (`start`, `end`) index the text given to `Detector.assess`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+Tier = Literal["emergency", "urgent", "routine"]
+Level = Literal["emergency", "red_flag", "none"]
+Reason = Literal["negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger"]
+
+TIERS: tuple[Tier, ...] = ("emergency", "urgent", "routine")
+REASONS: tuple[Reason, ...] = (
+    "negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger",
+)
+TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
+
+_REASON_WORDS: dict[str, str] = {
+    "negated": "the reply says it is absent",
+    "other_person": "it is about someone else",
+    "hypothetical": "it is a worry, a hypothetical or something read",
+    "historical": "it is in the past",
+    "question": "it is asked about, not reported",
+    "resolved": "the reply says it has gone or is improving",
+    "trigger": "it is a short-lived worsening tied to a trigger (stress, caffeine, exercise)",
+}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One red-flag criterion as the clinic wrote it in the TOML file."""
+
+    id: str
+    tier: Tier
+    clinician_label: str
+    patient_label: str
+    source: str
+    patterns: tuple[str, ...] = ()
+    inability: tuple[str, ...] = ()
+    sudden_from: tuple[str, ...] = ()
+    refines: tuple[str, ...] = ()
+    ignore: tuple[Reason, ...] = ()
+    counts_when_resolved: bool = False
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question the programme asks, so that a short reply ("YES", "2") can be read against it."""
+
+    id: str
+    criteria_on_yes: tuple[str, ...] = ()
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What the programme knows about the conversation when a reply arrives."""
+
+    weeks_since_onset: float | None = None
+    last_question: Question | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A criterion met by part of the reply."""
+
+    criterion: str
+    tier: Tier
+    text: str
+    start: int
+    end: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """A criterion mentioned in the reply but not counted, and why."""
+
+    criterion: str
+    text: str
+    start: int
+    end: int
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The detector's answer for one reply."""
+
+    level: Level
+    tier: Tier | None
+    criteria: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    suppressed: tuple[Suppressed, ...]
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def of(cls, findings: list[Finding], suppressed: list[Suppressed],
+           labels: dict[str, str] | None = None) -> Verdict:
+        """Build a verdict: findings ordered highest tier first, then by position in the text."""
+        ordered = sorted(_unique(findings), key=lambda f: (TIER_RANK[f.tier], f.start, f.end))
+        criteria = tuple(dict.fromkeys(f.criterion for f in ordered))
+        tier: Tier | None = ordered[0].tier if ordered else None
+        level: Level = "none" if tier is None else "emergency" if tier == "emergency" else "red_flag"
+        found = {(f.criterion, f.start, f.end) for f in ordered}
+        quiet = [s for s in _unique(suppressed) if (s.criterion, s.start, s.end) not in found]
+        quiet.sort(key=lambda s: (s.start, s.end, s.criterion))
+        return cls(level, tier, criteria, tuple(ordered), tuple(quiet), dict(labels or {}))
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        """The matched text spans, in the order of `findings`, without repeats."""
+        return tuple(dict.fromkeys(f.text for f in self.findings))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view (the shape `followup check --jsonl` writes)."""
+        return {
+            "level": self.level,
+            "tier": self.tier,
+            "criteria": list(self.criteria),
+            "evidence": list(self.evidence),
+            "findings": [
+                {"criterion": f.criterion, "tier": f.tier, "text": f.text, "start": f.start, "end": f.end,
+                 "rule": f.rule}
+                for f in self.findings
+            ],
+            "suppressed": [
+                {"criterion": s.criterion, "text": s.text, "start": s.start, "end": s.end, "reason": s.reason}
+                for s in self.suppressed
+            ],
+        }
+
+    def explanation(self) -> str:
+        """One human sentence per finding and per suppression."""
+        lines = []
+        for f in self.findings:
+            label = self.labels.get(f.criterion, f.criterion)
+            lines.append(f'{label} ({f.tier}): "{f.text}" matched {f.rule}.')
+        for s in self.suppressed:
+            label = self.labels.get(s.criterion, s.criterion)
+            lines.append(f'Not counted as {label}: "{s.text}", because {_REASON_WORDS[s.reason]}.')
+        if not lines:
+            return "No red-flag criterion mentioned."
+        return "\n".join(lines)
+
+
+def _unique(items: list[T]) -> list[T]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,91 @@
+"""Everything a running service holds, built once from the settings and passed in (no globals)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from followup.clock import Clock, SystemClock
+from followup.db import Database
+from followup.intake import IntakeRules, load_intake_rules
+from followup.links import Links
+from followup.messages import Templates, check_all
+from followup.program import Program, load_program
+from followup.settings import Settings
+from followup.transports.base import Transport
+from followup.transports.factory import build_transports
+from followup.triage import answer_fields
+
+if TYPE_CHECKING:
+    from followup.redflags import Detector
+
+
+class StartupError(Exception):
+    """The service cannot start: content or configuration is wrong. The message says where."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    templates: Templates
+    program: Program
+    intake: IntakeRules
+    transports: dict[str, Transport]
+    links: Links
+    wake_dispatcher: list = field(
+        default_factory=list
+    )  # callables run after a commit that queued urgent sends
+    _detector_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def detector(self) -> Detector:
+        from followup.redflags import Detector
+
+        with self._detector_lock:
+            return Detector.from_file(self.settings.clinic.red_flags)
+
+    def wake(self) -> None:
+        for fn in self.wake_dispatcher:
+            fn()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    transports: dict[str, Transport] | None = None,
+    db: Database | None = None,
+) -> Runtime:
+    """Load and check all content (program, templates, intake rules); refuse to start on any problem."""
+    templates = Templates(settings.clinic.templates)
+    problems = [f"{r.language}/{r.name}.{r.channel}: {r.problem}" for r in check_all(templates) if r.problem]
+    try:
+        program = load_program(settings.clinic.program, answer_fields())
+    except Exception as exc:
+        raise StartupError(str(exc)) from exc
+    for step in program.steps:
+        for channel in ("sms", "email"):
+            try:
+                templates.path(step.template, channel, "en")
+            except Exception as exc:
+                problems.append(f"step {step.id}: {exc}")
+    if problems:
+        raise StartupError("templates refused:\n  " + "\n  ".join(problems))
+    try:
+        intake = load_intake_rules(settings.clinic.intake_rules)
+    except Exception as exc:
+        raise StartupError(str(exc)) from exc
+    return Runtime(
+        settings=settings,
+        db=db or Database(settings.database.url),
+        clock=clock or SystemClock(),
+        templates=templates,
+        program=program,
+        intake=intake,
+        transports=transports or build_transports(settings),
+        links=Links(settings),
+    )

@@ -1,0 +1,364 @@
+"""The dispatcher: claim due messages under a lease, decide, render, send concurrently, record.
+
+One pass (`run_once`) is what the scheduler's interval job calls. Nothing is sent twice: a message is marked
+`sending` (committed) before the provider is called, and a `sending` message whose lease ran out is reconciled
+with the provider before it may be tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, or_, update
+from sqlmodel import Session, col, select
+
+from followup import models as m
+from followup.messages import TemplateProblem
+from followup.models import Message, Patient
+from followup.ratelimit import SenderPacer
+from followup.runtime import Runtime
+from followup.schedule import Defer, Expire, Window, decide_send
+from followup.services.context import message_context
+from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
+
+log = logging.getLogger("followup.dispatch")
+HOLD_RETRY = timedelta(hours=1)
+
+
+@dataclass
+class PassReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    expired: int = 0
+    deferred: int = 0
+    cancelled: int = 0
+    reconciled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Job:
+    message_id: int
+    out: Outgoing
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    job: _Job
+    sent: Sent | None = None
+    error: SendError | None = None
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime, owner: str | None = None) -> None:
+        self.rt = rt
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        cfg = rt.settings.dispatch
+        self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="send")
+        self.pacer = SenderPacer(cfg.per_sender_per_second)
+        self.window = Window(rt.settings.schedule.quiet_start, rt.settings.schedule.quiet_end)
+        self._rng = random.Random()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    # ---- one pass --------------------------------------------------------------------------------------------
+    def run_once(self) -> PassReport:
+        report = PassReport()
+        self.reconcile(report)
+        while True:
+            ids = self.claim()
+            report.claimed += len(ids)
+            if not ids:
+                return report
+            jobs = self.prepare(ids, report)
+            outcomes = list(self.pool.map(self._send, jobs)) if jobs else []
+            self.record(outcomes, report)
+            if len(ids) < self.rt.settings.dispatch.batch_size:
+                return report
+
+    def claim(self) -> list[int]:
+        """Atomically take up to batch_size due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
+        single writer makes the conditional UPDATE atomic."""
+        now = self.rt.clock.now()
+        lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
+        due = (
+            select(Message.id)
+            .where(Message.status == m.SCHEDULED, Message.due_at <= now)
+            .order_by(col(Message.urgent).desc(), Message.due_at)
+            .limit(self.rt.settings.dispatch.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(Message)
+            .where(col(Message.id).in_(due.scalar_subquery()), Message.status == m.SCHEDULED)
+            .values(status=m.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
+            .returning(Message.id)
+        )
+        with self.rt.db.session() as s:
+            ids = [row[0] for row in s.exec(stmt)]
+            s.commit()
+        return ids
+
+    def prepare(self, ids: Sequence[int], report: PassReport) -> list[_Job]:
+        """Decide each claimed message; the ones to send are rendered and marked `sending` in one commit."""
+        now = self.rt.clock.now()
+        jobs: list[_Job] = []
+        with self.rt.db.session() as s:
+            msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids))).all())
+            pids = {x.patient_id for x in msgs if x.patient_id is not None}
+            patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
+            answers = _latest_answers(s, pids)
+            for msg in msgs:
+                if msg.status != m.CLAIMED or msg.lease_owner != self.owner:
+                    continue
+                patient = patients.get(msg.patient_id) if msg.patient_id is not None else None
+                job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
+                if job is not None:
+                    jobs.append(job)
+            s.commit()
+        return jobs
+
+    def _prepare_one(
+        self,
+        s: Session,
+        msg: Message,
+        patient: Patient | None,
+        answers: dict,
+        now: datetime,
+        report: PassReport,
+    ) -> _Job | None:
+        msg.updated_at = now
+        to = msg.to
+        tz = ZoneInfo(patient.timezone if patient else self.rt.settings.clinic.timezone)
+        if patient is not None:
+            held = _held(patient, msg)
+            if held is not None:
+                kind, reason = held
+                if kind == "cancel":
+                    _finish(msg, m.CANCELLED, reason)
+                    report.cancelled += 1
+                    return None
+                if now + HOLD_RETRY > msg.expires_at:
+                    _finish(msg, m.EXPIRED, f"{reason} until past its time-to-live")
+                    report.expired += 1
+                else:
+                    _reschedule(msg, now + HOLD_RETRY, reason)
+                    report.deferred += 1
+                return None
+            to = patient.phone if msg.channel == "sms" else patient.email
+        if not to:
+            _finish(msg, m.CANCELLED, f"no {msg.channel} contact")
+            report.cancelled += 1
+            return None
+        decision = decide_send(
+            now=now,
+            due_at=msg.due_at,
+            expires_at=msg.expires_at,
+            urgent=msg.urgent,
+            tz=tz,
+            window=self.window,
+        )
+        if isinstance(decision, Expire):
+            _finish(msg, m.EXPIRED, decision.reason)
+            report.expired += 1
+            return None
+        if isinstance(decision, Defer):
+            _reschedule(msg, decision.until, decision.reason)
+            report.deferred += 1
+            return None
+        try:
+            ctx = message_context(self.rt, msg, patient, answers)
+            language = patient.language if patient else "en"
+            rendered = self.rt.templates.render(msg.template, msg.channel, language, ctx)
+        except TemplateProblem as exc:
+            _finish(msg, m.FAILED, f"template problem: {exc}")
+            report.failed += 1
+            log.error("message %s: template %s failed to render", msg.id, msg.template)
+            return None
+        msg.to, msg.body, msg.subject = to, rendered.body, rendered.subject
+        msg.segments = rendered.segments[1] if msg.channel == "sms" else None
+        msg.status, msg.send_started_at = m.SENDING, now
+        msg.attempts += 1
+        reply_to = f"{patient.reply_token}@{self.rt.settings.sendgrid.reply_domain}" if patient else None
+        assert msg.id is not None
+        out = Outgoing(
+            message_id=msg.id,
+            channel=msg.channel,
+            to=to,
+            body=rendered.body,
+            subject=rendered.subject,
+            html=rendered.html,
+            reply_to=reply_to if msg.channel == "email" else None,
+            tags={"kind": msg.kind},
+        )
+        return _Job(msg.id, out, msg.attempts)
+
+    def _send(self, job: _Job) -> _Outcome:
+        transport = self.rt.transports[job.out.channel]
+        self.pacer.wait(transport.sender)
+        try:
+            return _Outcome(job, sent=transport.send(job.out))
+        except SendError as exc:
+            return _Outcome(job, error=exc)
+        except Exception as exc:  # a transport bug must not kill the pass; the lease makes it retry safely
+            log.exception("message %s: transport %s raised unexpectedly", job.message_id, transport.name)
+            return _Outcome(job, error=SendError(f"unexpected {type(exc).__name__}", ambiguous=True))
+
+    def record(self, outcomes: Sequence[_Outcome], report: PassReport) -> None:
+        """Write every outcome in one transaction. A delivery callback may already have moved a message past
+        `sent`: the update never moves a state backwards."""
+        if not outcomes:
+            return
+        now = self.rt.clock.now()
+        cfg = self.rt.settings.dispatch
+        with self.rt.db.session() as s:
+            for o in outcomes:
+                if o.sent is not None:
+                    s.exec(
+                        update(Message)
+                        .where(Message.id == o.job.message_id)
+                        .values(
+                            provider_id=o.sent.provider_id,
+                            sent_at=now,
+                            updated_at=now,
+                            lease_owner=None,
+                            status=case((Message.status == m.SENDING, m.SENT), else_=Message.status),
+                        )
+                    )
+                    report.sent += 1
+                    continue
+                err = o.error
+                assert err is not None
+                msg = s.get(Message, o.job.message_id)
+                if msg is None or msg.status != m.SENDING:
+                    continue
+                msg.updated_at, msg.error_code = now, err.code
+                if err.retryable and err.ambiguous:
+                    # Maybe sent: leave it `sending` with an expired lease; reconcile() asks the provider first.
+                    msg.lease_until, msg.reason = now, f"outcome unknown ({err.reason}); reconciling"
+                    report.retried += 1
+                elif err.retryable and o.job.attempts < cfg.max_attempts:
+                    _reschedule(
+                        msg,
+                        now + timedelta(seconds=self._backoff(o.job.attempts, err.retry_after)),
+                        f"attempt {o.job.attempts} failed: {err.reason}",
+                    )
+                    report.retried += 1
+                else:
+                    why = "permanent" if not err.retryable else f"gave up after {o.job.attempts} attempts"
+                    _finish(msg, m.FAILED, f"{why}: {err.reason}")
+                    report.failed += 1
+                    if msg.patient_id is not None:
+                        from followup.services.reachability import on_permanent_failure
+
+                        on_permanent_failure(self.rt, s, msg, err, now)
+            s.commit()
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        cfg = self.rt.settings.dispatch
+        ceiling = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2 ** (attempt - 1))
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
+        return max(delay, retry_after or 0.0)
+
+    # ---- crash recovery -------------------------------------------------------------------------------------
+    def reconcile(self, report: PassReport) -> None:
+        """Messages whose lease ran out: never started ones go back to the queue; ones that may have been sent
+        are looked up at the provider first."""
+        now = self.rt.clock.now()
+        with self.rt.db.session() as s:
+            stale = list(
+                s.exec(
+                    select(Message)
+                    .where(
+                        or_(Message.status == m.CLAIMED, Message.status == m.SENDING),
+                        and_(col(Message.lease_until).is_not(None), col(Message.lease_until) < now),
+                    )
+                    .limit(self.rt.settings.dispatch.batch_size)
+                ).all()
+            )
+            for msg in stale:
+                msg.updated_at = now
+                if msg.status == m.CLAIMED:
+                    _reschedule(msg, msg.due_at, "claimed by a worker that stopped; back in the queue")
+                    report.reconciled += 1
+                    continue
+                self._reconcile_sending(msg, now, report)
+            s.commit()
+
+    def _reconcile_sending(self, msg: Message, now: datetime, report: PassReport) -> None:
+        transport = self.rt.transports[msg.channel]
+        assert msg.id is not None
+        out = Outgoing(
+            message_id=msg.id, channel=msg.channel, to=msg.to or "", body=msg.body or "", subject=msg.subject
+        )
+        since = (msg.send_started_at or msg.updated_at) - timedelta(minutes=5)
+        try:
+            provider_id = transport.find_sent(out, since)
+        except LookupUnavailable:
+            grace = timedelta(seconds=self.rt.settings.dispatch.email_reconcile_grace_seconds)
+            if msg.send_started_at and now - msg.send_started_at < grace:
+                msg.lease_until = now + timedelta(seconds=30)  # wait for the provider's delivery events
+                return
+            provider_id = None
+        except SendError as exc:
+            msg.lease_until = now + timedelta(seconds=30)
+            msg.reason = f"reconciliation lookup failed: {exc.reason}"
+            return
+        report.reconciled += 1
+        if provider_id:
+            msg.status, msg.provider_id, msg.sent_at = m.SENT, provider_id, msg.sent_at or now
+            msg.lease_owner = msg.lease_until = None
+            msg.reason = "found at the provider after an interrupted send"
+        elif msg.attempts >= self.rt.settings.dispatch.max_attempts:
+            _finish(msg, m.FAILED, f"not found at the provider after {msg.attempts} attempts")
+        else:
+            _reschedule(msg, now, "not found at the provider after an interrupted send; retrying")
+
+
+def _held(patient: Patient, msg: Message) -> tuple[str, str] | None:
+    """Why a patient's message must not go now: ("cancel", why) or ("hold", why); None when it may go."""
+    if msg.kind in ("escalation", "system"):
+        pass
+    elif patient.status in ("unenrolled", "completed"):
+        return "cancel", f"patient {patient.status}"
+    elif patient.status == "paused":
+        return "hold", "patient paused"
+    elif patient.status == "escalated" and msg.kind == "tip":
+        return "hold", "tips paused while an escalation is open"
+    state = patient.sms_state if msg.channel == "sms" else patient.email_state
+    if state != "ok":
+        return "cancel", f"{msg.channel} {state.replace('_', ' ')}"
+    return None
+
+
+def _finish(msg: Message, status: str, reason: str) -> None:
+    msg.status, msg.reason = status, reason
+    msg.lease_owner = msg.lease_until = None
+
+
+def _reschedule(msg: Message, when: datetime, reason: str) -> None:
+    msg.status, msg.due_at, msg.reason = m.SCHEDULED, when, reason
+    msg.lease_owner = msg.lease_until = None
+
+
+def _latest_answers(s: Session, pids: set[int | None]) -> dict[int, dict]:
+    if not pids:
+        return {}
+    rows = s.exec(
+        select(m.Triage.patient_id, m.Triage.answers)
+        .where(col(m.Triage.patient_id).in_(pids))
+        .order_by(m.Triage.id)
+    ).all()
+    return {pid: answers for pid, answers in rows}

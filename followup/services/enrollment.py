@@ -1,0 +1,237 @@
+"""Triage: match or create the patient, record consent and answers, then escalate or enroll. One commit."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from followup import models as m
+from followup.models import Consent, Message, Patient, Triage
+from followup.runtime import Runtime
+from followup.schedule import Window, planned_send
+from followup.services import audit
+from followup.services.escalation import escalate
+from followup.services.queue import queue
+from followup.triage import InputError, TriageIn, check_contact
+
+DEFAULT_CONSENT_TEXT = (
+    "I agree to receive follow-up messages about my muscle twitching from the clinic by text message and/or "
+    "email. Message and data rates may apply. Reply STOP to opt out at any time."
+)
+
+
+@dataclass(frozen=True)
+class ScheduledStep:
+    step_id: str
+    kind: str
+    channel: str
+    due_at: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    patient_id: int
+    triage_id: int
+    disposition: str  # enrolled | escalated
+    created: bool
+    escalation_id: int | None
+    red_flags: list[str]
+    steps: list[ScheduledStep]
+
+
+def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> TriageResult:
+    contact = check_contact(data, rt.settings.clinic.default_region)
+    now = rt.clock.now()
+    flags = rt.intake.red_flags(data.answers)
+    with rt.db.session() as s:
+        patient, created = _match_patient(s, contact.phone, contact.email)
+        if patient is None:
+            patient = Patient(
+                name=data.name,
+                phone=contact.phone,
+                email=contact.email,
+                channel=data.channel,
+                timezone=data.timezone,
+                language=data.language,
+                reply_token=_reply_token(),
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(patient)
+        else:
+            patient.name, patient.channel, patient.timezone = data.name, data.channel, data.timezone
+            patient.language, patient.updated_at = data.language, now
+            patient.phone = contact.phone or patient.phone
+            patient.email = contact.email or patient.email
+            if patient.status in ("unenrolled", "completed"):
+                patient.status, patient.enrolled_at = "active", None
+        patient.onset_at = now - timedelta(weeks=data.answers.onset_weeks)
+        s.flush()
+        assert patient.id is not None
+        _record_consent(s, patient, data, contact.phone, contact.email, source, now)
+        triage = Triage(
+            patient_id=patient.id,
+            source=source,
+            answers=data.answers.model_dump(),
+            red_flags=[f.criterion for f in flags],
+            disposition="escalated" if flags else "enrolled",
+            created_at=now,
+        )
+        s.add(triage)
+        s.flush()
+        assert triage.id is not None
+        audit.record(
+            s,
+            now,
+            actor,
+            "triage.submitted",
+            f"patient:{patient.id}",
+            triage_id=triage.id,
+            created=created,
+            red_flags=triage.red_flags,
+        )
+        escalation_id = None
+        if flags:
+            _cancel_program(s, patient.id, now, "red flag at triage")
+            level, tier = _level_and_tier(rt, [f.criterion for f in flags])
+            evidence = [
+                {"text": f.evidence, "criterion": f.criterion, "source": f"triage.answers.{f.answer}"}
+                for f in flags
+            ]
+            esc, _ = escalate(
+                rt,
+                s,
+                patient,
+                level=level,
+                tier=tier,
+                criteria=[f.criterion for f in flags],
+                evidence=evidence,
+                source="triage",
+                now=now,
+                triage_id=triage.id,
+            )
+            escalation_id = esc.id
+        else:
+            _enroll(rt, s, patient, data, now)
+        s.commit()
+        steps = upcoming(s, patient.id)
+    rt.wake()
+    return TriageResult(
+        patient.id, triage.id, triage.disposition, created, escalation_id, [f.criterion for f in flags], steps
+    )
+
+
+def _match_patient(s: Session, phone: str | None, email: str | None) -> tuple[Patient | None, bool]:
+    by_phone = s.exec(select(Patient).where(Patient.phone == phone)).first() if phone else None
+    by_email = s.exec(select(Patient).where(Patient.email == email)).first() if email else None
+    if by_phone and by_email and by_phone.id != by_email.id:
+        raise InputError("email", "belongs to another patient than the phone number; check both")
+    found = by_phone or by_email
+    return found, found is None
+
+
+def _reply_token() -> str:
+    return "p" + secrets.token_hex(8)
+
+
+def _record_consent(
+    s: Session,
+    patient: Patient,
+    data: TriageIn,
+    phone: str | None,
+    email: str | None,
+    source: str,
+    now: datetime,
+) -> None:
+    assert patient.id is not None
+    text = data.consent_text or DEFAULT_CONSENT_TEXT
+    for channel, address in (("sms", phone), ("email", email)):
+        if address:
+            s.add(
+                Consent(
+                    patient_id=patient.id, channel=channel, action="opt_in", source=source, text=text, at=now
+                )
+            )
+    if phone and patient.sms_state == "opted_out":
+        patient.sms_state = "ok"  # a fresh, explicit consent at triage opts back in
+    if email and patient.email_state == "opted_out":
+        patient.email_state = "ok"
+
+
+def _level_and_tier(rt: Runtime, criteria: list[str]) -> tuple[str, str]:
+    tiers = [rt.detector.criteria[c].tier if c in rt.detector.criteria else "routine" for c in criteria]
+    rank = {"routine": 1, "urgent": 2, "emergency": 3}
+    tier = max(tiers, key=lambda t: rank[t])
+    return ("emergency" if tier == "emergency" else "red_flag"), tier
+
+
+def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime) -> None:
+    """Store every applicable step as a scheduled row. Re-triage keeps the enrollment date: it adds steps the
+    new answers call for and cancels unsent ones they no longer do."""
+    assert patient.id is not None
+    if patient.enrolled_at is None:
+        patient.enrolled_at = now
+        patient.status = "active" if patient.status != "escalated" else patient.status
+    enrolled_at = patient.enrolled_at
+    tz = ZoneInfo(patient.timezone)
+    window = Window(rt.settings.schedule.quiet_start, rt.settings.schedule.quiet_end)
+    prefix = f"step:{patient.id}:{enrolled_at:%Y%m%dT%H%M%S}:"
+    existing = {
+        msg.dedupe_key: msg
+        for msg in s.exec(
+            select(Message).where(
+                Message.patient_id == patient.id, col(Message.dedupe_key).startswith(prefix)
+            )
+        )
+    }
+    wanted = {prefix + st.id: st for st in rt.program.steps_for(data.answers.for_program())}
+    for key, msg in existing.items():
+        if key not in wanted and msg.status == m.SCHEDULED:
+            msg.status, msg.reason, msg.updated_at = m.CANCELLED, "no longer applies after re-triage", now
+        elif msg.status == m.SCHEDULED and msg.channel != patient.channel:
+            msg.channel, msg.updated_at = patient.channel, now
+    for key, step in wanted.items():
+        if key in existing:
+            continue
+        due = planned_send(step, enrolled_at, tz, window)
+        if due < now and step.at is not None:
+            continue  # a step added by re-triage whose day has passed is not sent late
+        queue(
+            s,
+            rt.settings,
+            now=now,
+            dedupe_key=key,
+            channel=patient.channel,
+            kind=step.kind,
+            template=step.template,
+            due_at=due,
+            patient_id=patient.id,
+            step_id=step.id,
+            question_id=step.question,
+        )
+
+
+def _cancel_program(s: Session, patient_id: int, now: datetime, reason: str) -> None:
+    for msg in s.exec(
+        select(Message).where(
+            Message.patient_id == patient_id,
+            Message.status == m.SCHEDULED,
+            col(Message.kind).in_(("welcome", "tip", "checkin", "closing")),
+        )
+    ):
+        msg.status, msg.reason, msg.updated_at = m.CANCELLED, reason, now
+
+
+def upcoming(s: Session, patient_id: int, limit: int = 100) -> list[ScheduledStep]:
+    rows = s.exec(
+        select(Message)
+        .where(Message.patient_id == patient_id)
+        .order_by(Message.due_at, Message.id)
+        .limit(limit)
+    ).all()
+    return [ScheduledStep(r.step_id or r.template, r.kind, r.channel, r.due_at, r.status) for r in rows]

@@ -1,0 +1,186 @@
+"""Escalation: one open record per patient, the patient told what to do at once, the clinic alerted.
+
+Called inside another service's transaction (triage, inbound reply); it adds rows and never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from followup.models import Escalation, Patient
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.queue import queue
+
+TIER_RANK = {"routine": 1, "urgent": 2, "emergency": 3}
+OPEN = ("open", "acknowledged")
+CRISIS_CRITERIA_PREFIX = "self_harm"
+
+
+def open_escalation(s: Session, patient_id: int) -> Escalation | None:
+    return s.exec(
+        select(Escalation)
+        .where(Escalation.patient_id == patient_id, col(Escalation.status).in_(OPEN))
+        .order_by(col(Escalation.id).desc())
+    ).first()
+
+
+def escalate(
+    rt: Runtime,
+    s: Session,
+    patient: Patient,
+    *,
+    level: str,
+    tier: str,
+    criteria: list[str],
+    evidence: list[dict[str, Any]],
+    source: str,
+    now: datetime,
+    channel: str | None = None,
+    triage_id: int | None = None,
+    inbound_id: int | None = None,
+) -> tuple[Escalation, bool]:
+    """Open an escalation or add to the open one. Returns it and whether patient and clinic were alerted
+    (a new escalation, or one that moved up a tier)."""
+    assert patient.id is not None
+    esc = open_escalation(s, patient.id)
+    alerted = True
+    if esc is None:
+        esc = Escalation(
+            patient_id=patient.id,
+            level=level,
+            tier=tier,
+            source=source,
+            criteria=list(criteria),
+            evidence=list(evidence),
+            triage_id=triage_id,
+            inbound_ids=[inbound_id] if inbound_id else [],
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(esc)
+        s.flush()
+        action = "escalation.opened"
+    else:
+        alerted = TIER_RANK[tier] > TIER_RANK[esc.tier]
+        esc.criteria = list(dict.fromkeys([*esc.criteria, *criteria]))
+        esc.evidence = [*esc.evidence, *evidence]
+        if inbound_id:
+            esc.inbound_ids = [*esc.inbound_ids, inbound_id]
+        if alerted:
+            esc.tier, esc.level = tier, level
+        esc.updated_at = now
+        action = "escalation.upgraded" if alerted else "escalation.added_to"
+    patient.status = "escalated" if patient.status in ("active", "escalated") else patient.status
+    patient.updated_at = now
+    assert esc.id is not None
+    audit.record(
+        s,
+        now,
+        "system",
+        action,
+        f"escalation:{esc.id}",
+        patient_id=patient.id,
+        tier=esc.tier,
+        criteria=list(criteria),
+        source=source,
+    )
+    if alerted:
+        _tell_patient(rt, s, patient, esc, criteria, now, channel)
+        _alert_clinic(rt, s, esc, now)
+    return esc, alerted
+
+
+def _tell_patient(
+    rt: Runtime,
+    s: Session,
+    patient: Patient,
+    esc: Escalation,
+    criteria: list[str],
+    now: datetime,
+    channel: str | None,
+) -> None:
+    assert esc.id is not None and patient.id is not None
+    if esc.level == "emergency":
+        crisis = any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in criteria)
+        template = "escalation_selfharm" if crisis else "escalation_emergency"
+        context: dict[str, Any] = {}
+    else:
+        template = "escalation_red_flag"
+        context = {"booking_url": rt.links.booking(esc.id)}
+    chosen = _reachable_channel(patient, channel)
+    if chosen is None:
+        audit.record(
+            s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id
+        )
+        return
+    queue(
+        s,
+        rt.settings,
+        now=now,
+        dedupe_key=f"esc:{esc.id}:{esc.tier}:patient",
+        channel=chosen,
+        kind="escalation",
+        template=template,
+        due_at=now,
+        patient_id=patient.id,
+        urgent=True,
+        escalation_id=esc.id,
+        context=context,
+    )
+
+
+def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> None:
+    assert esc.id is not None
+    labels = [_label(rt, c) for c in esc.criteria]
+    context = {
+        "escalation": {
+            "id": esc.id,
+            "tier": esc.tier,
+            "level": esc.level,
+            "criteria_labels": labels,
+            "evidence": [str(e.get("text", "")) for e in esc.evidence][:10],
+        },
+        "escalation_url": rt.links.escalation(esc.id),
+    }
+    targets = [("sms", n) for n in rt.settings.clinic.oncall_sms] + [
+        ("email", e) for e in rt.settings.clinic.oncall_email
+    ]
+    for channel, address in targets:
+        queue(
+            s,
+            rt.settings,
+            now=now,
+            dedupe_key=f"esc:{esc.id}:{esc.tier}:alert:{channel}:{address}",
+            channel=channel,
+            kind="alert",
+            template="clinic_alert",
+            due_at=now,
+            to=address,
+            urgent=True,
+            escalation_id=esc.id,
+            context=context,
+        )
+    if not targets:
+        audit.record(s, now, "system", "escalation.no_oncall_configured", f"escalation:{esc.id}")
+
+
+def _label(rt: Runtime, criterion: str) -> str:
+    try:
+        return str(rt.detector.criteria[criterion].clinician_label)
+    except (KeyError, AttributeError):
+        return criterion
+
+
+def _reachable_channel(patient: Patient, preferred: str | None) -> str | None:
+    usable = {
+        "sms": bool(patient.phone) and patient.sms_state == "ok",
+        "email": bool(patient.email) and patient.email_state == "ok",
+    }
+    for ch in (preferred, patient.channel, "sms", "email"):
+        if ch and usable.get(ch):
+            return ch
+    return None

@@ -1,0 +1,215 @@
+"""Staff actions on patients and the views the API shows: search, timeline, schedule, pause/resume/unenroll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import col, func, select
+
+from followup import models as m
+from followup.models import Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
+from followup.runtime import Runtime
+from followup.services import audit
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+def search(
+    rt: Runtime, q: str | None, status: str | None, limit: int, offset: int
+) -> tuple[int, list[Patient]]:
+    with rt.db.session() as s:
+        stmt = select(Patient)
+        if q:
+            like = f"%{q.strip().lower()}%"
+            digits = "".join(ch for ch in q if ch.isdigit())
+            conds = [func.lower(Patient.name).like(like), col(Patient.email).like(like)]
+            if digits:
+                conds.append(col(Patient.phone).like(f"%{digits}%"))
+            stmt = stmt.where(or_(*conds))
+        if status:
+            stmt = stmt.where(Patient.status == status)
+        total = s.exec(select(func.count()).select_from(stmt.subquery())).one()
+        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit).offset(offset)).all()
+        return int(total), list(rows)
+
+
+def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
+    with rt.db.session() as s:
+        p = s.get(Patient, patient_id)
+        if p is None:
+            raise NotFound(f"patient {patient_id}")
+        msgs = s.exec(
+            select(Message).where(Message.patient_id == patient_id).order_by(Message.due_at, Message.id)
+        ).all()
+        events = (
+            s.exec(
+                select(DeliveryEvent)
+                .where(col(DeliveryEvent.message_id).in_([x.id for x in msgs]))
+                .order_by(DeliveryEvent.at)
+            ).all()
+            if msgs
+            else []
+        )
+        inbound = s.exec(
+            select(Inbound).where(Inbound.patient_id == patient_id).order_by(Inbound.received_at)
+        ).all()
+        escalations = s.exec(
+            select(Escalation).where(Escalation.patient_id == patient_id).order_by(Escalation.id)
+        ).all()
+        triages = s.exec(select(Triage).where(Triage.patient_id == patient_id).order_by(Triage.id)).all()
+        consents = s.exec(select(Consent).where(Consent.patient_id == patient_id).order_by(Consent.at)).all()
+    by_msg: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        by_msg.setdefault(e.message_id or 0, []).append(
+            {"status": e.status, "at": e.at, "error_code": e.error_code}
+        )
+    timeline: list[dict[str, Any]] = []
+    for x in msgs:
+        if x.status in m.OPEN_STATES:
+            continue
+        timeline.append(
+            {
+                "direction": "out",
+                "at": x.sent_at or x.updated_at,
+                "message_id": x.id,
+                "kind": x.kind,
+                "step_id": x.step_id,
+                "channel": x.channel,
+                "status": x.status,
+                "reason": x.reason,
+                "subject": x.subject,
+                "body": x.body,
+                "provider_id": x.provider_id,
+                "events": by_msg.get(x.id or 0, []),
+            }
+        )
+    for i in inbound:
+        timeline.append(
+            {
+                "direction": "in",
+                "at": i.received_at,
+                "inbound_id": i.id,
+                "channel": i.channel,
+                "intent": i.intent,
+                "level": i.level,
+                "body": i.body,
+                "status": i.status,
+            }
+        )
+    timeline.sort(key=lambda e: e["at"])
+    return {
+        "patient": p,
+        "timeline": timeline,
+        "upcoming": [x for x in msgs if x.status in m.OPEN_STATES],
+        "escalations": escalations,
+        "triages": triages,
+        "consents": consents,
+    }
+
+
+TRANSITIONS = {
+    "pause": ({"active", "escalated"}, "paused"),
+    "resume": ({"paused"}, "active"),
+    "unenroll": ({"active", "paused", "escalated", "completed"}, "unenrolled"),
+}
+
+
+def change_status(rt: Runtime, patient_id: int, action: str, actor: str) -> Patient:
+    allowed, target = TRANSITIONS[action]
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        p = s.get(Patient, patient_id)
+        if p is None:
+            raise NotFound(f"patient {patient_id}")
+        if p.status not in allowed:
+            raise Conflict(f"cannot {action} a patient who is {p.status}")
+        before = p.status
+        if action == "resume":
+            has_open = s.exec(
+                select(Escalation).where(
+                    Escalation.patient_id == patient_id, col(Escalation.status).in_(("open", "acknowledged"))
+                )
+            ).first()
+            target = "escalated" if has_open else "active"
+        p.status, p.updated_at = target, now
+        if action == "unenroll":
+            for msg in s.exec(
+                select(Message).where(Message.patient_id == patient_id, Message.status == m.SCHEDULED)
+            ):
+                msg.status, msg.reason, msg.updated_at = m.CANCELLED, f"unenrolled by {actor}", now
+        audit.record(s, now, actor, f"patient.{action}", f"patient:{patient_id}", was=before)
+        s.commit()
+        return p
+
+
+def next_scheduled(rt: Runtime, limit: int) -> list[Message]:
+    with rt.db.session() as s:
+        return list(
+            s.exec(
+                select(Message).where(Message.status == m.SCHEDULED).order_by(Message.due_at).limit(limit)
+            ).all()
+        )
+
+
+def escalations(rt: Runtime, status: str | None, limit: int, offset: int) -> list[Escalation]:
+    with rt.db.session() as s:
+        stmt = select(Escalation)
+        if status:
+            stmt = stmt.where(Escalation.status == status)
+        return list(s.exec(stmt.order_by(col(Escalation.id).desc()).limit(limit).offset(offset)).all())
+
+
+def escalation(rt: Runtime, escalation_id: int) -> Escalation:
+    with rt.db.session() as s:
+        e = s.get(Escalation, escalation_id)
+        if e is None:
+            raise NotFound(f"escalation {escalation_id}")
+        return e
+
+
+ESC_TRANSITIONS = {
+    "acknowledge": ({"open"}, "acknowledged"),
+    "book": ({"open", "acknowledged"}, "booked"),
+    "close": ({"open", "acknowledged", "booked"}, "closed"),
+}
+
+
+def change_escalation(
+    rt: Runtime, escalation_id: int, action: str, actor: str, note: str | None = None
+) -> Escalation:
+    allowed, target = ESC_TRANSITIONS[action]
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        e = s.get(Escalation, escalation_id)
+        if e is None:
+            raise NotFound(f"escalation {escalation_id}")
+        if e.status not in allowed:
+            raise Conflict(f"cannot {action} an escalation that is {e.status}")
+        before, e.status, e.updated_at = e.status, target, now
+        if action == "acknowledge":
+            e.acknowledged_at, e.acknowledged_by = now, actor
+        elif action == "book":
+            e.booked_at = now
+        else:
+            e.closed_at, e.closed_by, e.note = now, actor, note
+        if target in ("booked", "closed"):
+            p = s.get(Patient, e.patient_id)
+            others = s.exec(
+                select(Escalation).where(
+                    Escalation.patient_id == e.patient_id,
+                    Escalation.id != e.id,
+                    col(Escalation.status).in_(("open", "acknowledged")),
+                )
+            ).first()
+            if p is not None and p.status == "escalated" and others is None:
+                p.status, p.updated_at = "active", now
+        audit.record(s, now, actor, f"escalation.{action}", f"escalation:{escalation_id}", was=before)
+        s.commit()
+        return e

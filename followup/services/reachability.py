@@ -1,0 +1,87 @@
+"""What a permanent failure means for a patient's channels: opted out, invalid number, suppressed email.
+
+When one channel is lost and the other works, the patient's messages move to it; when none is left, the clinic is
+told. Called inside another service's transaction; never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from followup import models as m
+from followup.models import Consent, Message, Patient
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.queue import queue
+from followup.transports.base import SendError
+
+OPTED_OUT_CODES = {"21610"}
+INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
+
+
+def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, now: datetime) -> None:
+    patient = s.get(Patient, msg.patient_id) if msg.patient_id is not None else None
+    if patient is None or msg.channel != "sms":
+        return
+    if err.code in OPTED_OUT_CODES:
+        set_channel_state(rt, s, patient, "sms", "opted_out", f"provider_{err.code}", now)
+    elif err.code in INVALID_CODES:
+        set_channel_state(rt, s, patient, "sms", "invalid", f"provider_{err.code}", now)
+
+
+def set_channel_state(
+    rt: Runtime, s: Session, patient: Patient, channel: str, state: str, source: str, now: datetime
+) -> None:
+    """Record a channel's new state, move scheduled messages to the other channel if it works, and tell the
+    clinic when the patient can no longer be reached at all."""
+    assert patient.id is not None
+    before = patient.sms_state if channel == "sms" else patient.email_state
+    if before == state:
+        return
+    if channel == "sms":
+        patient.sms_state = state
+    else:
+        patient.email_state = state
+    patient.updated_at = now
+    if state == "opted_out":
+        s.add(Consent(patient_id=patient.id, channel=channel, action="opt_out", source=source, at=now))
+    elif state == "ok":
+        s.add(Consent(patient_id=patient.id, channel=channel, action="opt_in", source=source, at=now))
+    audit.record(s, now, source, f"channel.{state}", f"patient:{patient.id}", channel=channel, was=before)
+    if state == "ok" or state == "opted_out":
+        return  # an opt-out is the patient's choice for that channel: we do not move to another one
+    other = "email" if channel == "sms" else "sms"
+    other_ok = (
+        (patient.email and patient.email_state == "ok")
+        if other == "email"
+        else (patient.phone and patient.sms_state == "ok")
+    )
+    if other_ok:
+        patient.channel = other
+        for msg in s.exec(
+            select(Message).where(
+                Message.patient_id == patient.id, Message.status == m.SCHEDULED, Message.channel == channel
+            )
+        ):
+            msg.channel, msg.updated_at = other, now
+        return
+    reason = f"{channel} {state.replace('_', ' ')}; no other working channel"
+    for ch, address in [("sms", n) for n in rt.settings.clinic.oncall_sms] + [
+        ("email", e) for e in rt.settings.clinic.oncall_email
+    ]:
+        queue(
+            s,
+            rt.settings,
+            now=now,
+            dedupe_key=f"unreachable:{patient.id}:{now:%Y%m%dT%H%M%S}:{ch}:{address}",
+            channel=ch,
+            kind="alert",
+            template="unreachable_alert",
+            due_at=now,
+            to=address,
+            urgent=True,
+            context={"patient_id": patient.id, "reason": reason, "patient_url": rt.links.patient(patient.id)},
+        )
+    audit.record(s, now, "system", "patient.unreachable", f"patient:{patient.id}", reason=reason)

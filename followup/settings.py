@@ -1,0 +1,272 @@
+"""Settings: one validated object, built once at start from `settings.toml` and the environment.
+
+Every key in `settings.toml` can be overridden by `FOLLOWUP_<SECTION>__<KEY>` (lists as JSON). Secrets are read
+from the environment only: a secret found in the file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "FOLLOWUP_"
+SECRETS = {
+    ("twilio", "auth_token"),
+    ("sendgrid", "api_key"),
+    ("sendgrid", "inbound_password"),
+    ("security", "secret_key"),
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the key and what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http(s) URL such as https://followup.clinic.example")
+        return v.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///var/followup.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not (v.startswith("sqlite:") or v.startswith("postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            v = "postgresql+psycopg://" + v.split("://", 1)[1]
+        return v
+
+
+class ClinicSettings(_Section):
+    name: str = "Achilles Neurology Clinic"
+    phone: str = "+1 310 555 0100"
+    timezone: str = "America/Los_Angeles"
+    default_region: str = "US"
+    oncall_sms: list[str] = []
+    oncall_email: list[str] = []
+    booking_url: str = ""
+    program: Path = Path("clinic/program.toml")
+    red_flags: Path = Path("clinic/red_flags.toml")
+    intake_rules: Path = Path("clinic/intake.toml")
+    templates: Path = Path("templates")
+    languages: list[str] = ["en", "es"]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{v!r} is not a region code phonenumbers knows (e.g. US, GB, DE)")
+        return v.upper()
+
+    @field_validator("oncall_email")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", e):
+                raise ValueError(f"{e!r} is not an email address")
+        return [e.lower() for e in v]
+
+    @model_validator(mode="after")
+    def _numbers(self) -> ClinicSettings:
+        for n in self.oncall_sms:
+            try:
+                parsed = phonenumbers.parse(n, self.default_region)
+            except phonenumbers.NumberParseException as exc:
+                raise ValueError(f"oncall_sms: {n!r} is not a phone number ({exc})") from exc
+            if not phonenumbers.is_valid_number(parsed):
+                raise ValueError(f"oncall_sms: {n!r} is not a valid phone number")
+        return self
+
+
+class ScheduleSettings(_Section):
+    quiet_end: time = time(20, 0)
+    quiet_start: time = time(9, 0)
+    ttl_welcome: timedelta = timedelta(days=2)
+    ttl_tip: timedelta = timedelta(hours=24)
+    ttl_checkin: timedelta = timedelta(hours=36)
+    ttl_closing: timedelta = timedelta(days=2)
+    ttl_urgent: timedelta = timedelta(hours=2)
+
+    @model_validator(mode="after")
+    def _window(self) -> ScheduleSettings:
+        if self.quiet_start >= self.quiet_end:
+            raise ValueError("quiet_start (start of the sending window) must be before quiet_end")
+        return self
+
+
+class DispatchSettings(_Section):
+    enabled: bool = True
+    interval_seconds: float = Field(2.0, gt=0)
+    batch_size: int = Field(200, ge=1, le=10_000)
+    concurrency: int = Field(16, ge=1, le=512)
+    lease_seconds: int = Field(120, ge=5)
+    max_attempts: int = Field(6, ge=1, le=50)
+    backoff_base_seconds: float = Field(30.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    per_sender_per_second: float = Field(10.0, gt=0)
+    email_reconcile_grace_seconds: int = Field(600, ge=0)
+
+
+class TwilioSettings(_Section):
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    api_base: str = ""
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class SendgridSettings(_Section):
+    api_key: str = ""
+    from_email: str = "followup@clinic.example"
+    from_name: str = "Achilles Neurology Clinic"
+    reply_domain: str = "reply.clinic.example"
+    api_base: str = ""
+    timeout_seconds: float = Field(10.0, gt=0)
+    event_public_key: str = ""
+    event_max_age_seconds: int = Field(600, ge=10)
+    inbound_username: str = "sendgrid"
+    inbound_password: str = ""
+    inbound_max_bytes: int = Field(5_000_000, ge=10_000)
+
+
+class SecuritySettings(_Section):
+    secret_key: str = ""
+    environment: Literal["development", "production"] = "development"
+    booking_link_days: int = Field(14, ge=1, le=90)
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    clinic: ClinicSettings = ClinicSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    sendgrid: SendgridSettings = SendgridSettings()
+    security: SecuritySettings = SecuritySettings()
+
+    @model_validator(mode="after")
+    def _live(self) -> Settings:
+        if self.security.environment == "production":
+            if len(self.security.secret_key) < 32:
+                raise ValueError(
+                    "security.secret_key: set FOLLOWUP_SECURITY__SECRET_KEY to 32+ random characters"
+                )
+            if not self.server.public_url.startswith("https://"):
+                raise ValueError("server.public_url: must be https:// in production")
+        if self.twilio_configured and not self.twilio.from_number:
+            raise ValueError("twilio.from_number: required when Twilio credentials are set")
+        return self
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio.account_sid and self.twilio.auth_token)
+
+    @property
+    def sendgrid_configured(self) -> bool:
+        return bool(self.sendgrid.api_key)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some keys replaced, validated again (tests and the CLI use it)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            data[section] = {**data[section], **values}
+        return Settings.model_validate(data)
+
+
+def check_timezone(name: str) -> str:
+    """Return `name` if it is an IANA zone this machine knows, else raise ValueError."""
+    if not name or "/" not in name and name != "UTC":
+        raise ValueError(f"{name!r} is not an IANA time zone such as America/Los_Angeles")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone such as America/Los_Angeles") from exc
+    return name
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file, overlay FOLLOWUP_* variables, validate; raise SettingsError naming the bad key."""
+    environ = os.environ if environ is None else environ
+    path = path or Path(environ.get("FOLLOWUP_SETTINGS", "settings.toml"))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    for section, key in SECRETS:
+        if key in data.get(section, {}) and data[section][key]:
+            raise SettingsError(
+                f"{section}.{key}: secrets come only from the environment; remove it from {path} "
+                f"and set {ENV_PREFIX}{section.upper()}__{key.upper()}"
+            )
+    known = Settings.model_fields
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in known:
+            if section in {"test", "fake"}:
+                continue
+            raise SettingsError(f"{name}: unknown section {section!r} (known: {', '.join(known)})")
+        data.setdefault(section, {})[key] = _env_value(value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from exc
+
+
+def _env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text.startswith("[") or text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per problem: `section.key: what is wrong (environment variable)`."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "settings"
+        env = ENV_PREFIX + "__".join(p.upper() for p in loc[:2]) if len(loc) >= 2 else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against settings.toml)"
+        lines.append(f"{key}: {msg}" + (f" (settings.toml or {env})" if env else ""))
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,25 @@
+"""SMS segment arithmetic (GSM-7 and UCS-2), kept as data so templates can be checked before they are sent."""
+
+from __future__ import annotations
+
+import math
+
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€\f")
+MAX_SEGMENTS = 2
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+
+
+def segments(text: str) -> tuple[str, int]:
+    """(encoding, number of segments) a carrier would use for `text`."""
+    if is_gsm7(text):
+        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+        return "GSM-7", 1 if units <= 160 else math.ceil(units / 153)
+    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+    return "UCS-2", 1 if units <= 70 else math.ceil(units / 67)

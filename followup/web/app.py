@@ -1,0 +1,79 @@
+"""The web application: `create_app(settings)` builds everything from one settings object."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from sqlalchemy import text
+
+from followup import __version__
+from followup.runtime import Runtime, build_runtime
+from followup.settings import Settings
+from followup.web import api, intake, webhooks
+
+log = logging.getLogger("followup.web")
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True
+) -> FastAPI:
+    """`background=False` leaves the dispatcher off (tests drive it by hand; `followup worker` runs it apart)."""
+    if runtime is None:
+        assert settings is not None
+        runtime = build_runtime(settings)
+    rt = runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = None
+        if background and rt.settings.dispatch.enabled:
+            from followup.scheduler import DispatchLoop
+
+            loop = DispatchLoop(rt)
+            loop.start()
+        try:
+            yield
+        finally:
+            if loop is not None:
+                loop.stop()
+
+    app = FastAPI(
+        title="followup",
+        version=__version__,
+        lifespan=lifespan,
+        description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
+    )
+    app.state.runtime = rt
+    max_body = rt.settings.server.max_body_bytes
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        limit = rt.settings.sendgrid.inbound_max_bytes if request.url.path.endswith("/inbound") else max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return PlainTextResponse("request body too large", status_code=413)
+        return await call_next(request)
+
+    app.include_router(api.router)
+    app.include_router(webhooks.router)
+    app.include_router(intake.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        """Liveness and database reachability."""
+        try:
+            with rt.db.session() as s:
+                s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        except Exception:
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/intake")
+
+    return app
