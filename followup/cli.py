@@ -77,6 +77,32 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
+@cli.command()
+@click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
+@click.pass_context
+def worker(ctx: click.Context, no_migrate: bool) -> None:
+    """Run only the scheduler and dispatcher (no web): scale sending apart from the web app. Any number of
+    workers can share one PostgreSQL database."""
+    import signal
+    import threading
+
+    from followup.db import upgrade
+    from followup.scheduler import DispatchLoop
+
+    settings = _settings(ctx)
+    if not no_migrate:
+        upgrade(settings.database.url)
+    rt = _runtime(settings)
+    loop = DispatchLoop(rt)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    loop.start()
+    click.echo(f"worker {loop.dispatcher.owner} dispatching every {settings.dispatch.interval_seconds}s", err=True)
+    stop.wait()
+    loop.stop()
+
+
 @cli.group()
 def db() -> None:
     """Database commands."""

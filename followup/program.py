@@ -133,16 +133,35 @@ def _step(raw: dict[str, Any], fields: dict[str, type]) -> Step:
     kind = raw["kind"]
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    offset = _DURATION.validate_python(raw["offset"])
-    if offset < timedelta(0):
-        raise ValueError("offset must not be negative")
+    offset = _offset(raw["offset"])
     at_raw = str(raw.get("at", "now"))
     at = None if at_raw == "now" else _hhmm(at_raw)
+    if at is not None and offset.seconds:
+        raise ValueError("offset: use whole days (e.g. P3D) with a clock time in 'at'")
     question = raw.get("question")
     if question is not None and kind != "checkin":
         raise ValueError("only checkin steps ask a question")
-    when = tuple(parse_condition(c, fields) for c in raw.get("when", []))
+    conditions = raw.get("when", [])
+    if not isinstance(conditions, list):
+        raise ValueError('when: must be a list of conditions, e.g. ["sleep_hours < 7"]')
+    try:
+        when = tuple(parse_condition(str(c), fields) for c in conditions)
+    except ValueError as exc:
+        raise ValueError(f"when: {exc}") from None
     return Step(sid, kind, offset, at, str(raw["template"]), when, question)
+
+
+def _offset(raw: Any) -> timedelta:
+    # A bare number would be read as seconds: a clinician writing `offset = 3` means days, so ask for "P3D".
+    if not isinstance(raw, str):
+        raise ValueError(f'offset must be an ISO 8601 duration such as "P3D", got {raw!r}')
+    try:
+        offset = _DURATION.validate_python(raw)
+    except ValidationError:
+        raise ValueError(f'offset must be an ISO 8601 duration such as "P3D", got {raw!r}') from None
+    if offset < timedelta(0):
+        raise ValueError("offset must not be negative")
+    return offset
 
 
 def _hhmm(text: str) -> time:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from followup.clock import Clock, SystemClock
 from followup.db import Database
+from followup.keywords import Keywords, load_keywords
 from followup.intake import IntakeRules, load_intake_rules
 from followup.links import Links
 from followup.messages import Templates, check_all
@@ -43,14 +45,31 @@ class Runtime:
 
     @cached_property
     def detector(self) -> Detector:
-        from followup.redflags import Detector
-
         with self._detector_lock:
-            return Detector.from_file(self.settings.clinic.red_flags)
+            return load_detector(self.settings.clinic.red_flags)
+
+    @cached_property
+    def keywords(self) -> Keywords:
+        return load_keywords(self.settings.clinic.keywords)
 
     def wake(self) -> None:
         for fn in self.wake_dispatcher:
             fn()
+
+
+_DETECTORS: dict[tuple[str, float], Detector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def load_detector(path: Path) -> Detector:
+    """The detector for a criteria file, built once per process (medspaCy takes about a second to load)."""
+    from followup.redflags import Detector
+
+    key = (str(path.resolve()), path.stat().st_mtime)
+    with _DETECTORS_LOCK:
+        if key not in _DETECTORS:
+            _DETECTORS[key] = Detector.from_file(path)
+        return _DETECTORS[key]
 
 
 def build_runtime(

@@ -10,6 +10,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from followup.runtime import Runtime
 from followup.services.dispatch import Dispatcher
+from followup.services.inbound import process_pending
 
 log = logging.getLogger("followup.scheduler")
 JOB_ID = "dispatch"
@@ -32,6 +33,10 @@ class DispatchLoop:
         )
 
     def _tick(self) -> None:
+        try:
+            process_pending(self.rt)
+        except Exception:
+            log.exception("retrying stored replies failed; the next pass retries")
         try:
             report = self.dispatcher.run_once()
         except Exception:

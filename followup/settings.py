@@ -17,7 +17,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 ENV_PREFIX = "FOLLOWUP_"
 SECRETS = {
@@ -74,6 +74,7 @@ class ClinicSettings(_Section):
     program: Path = Path("clinic/program.toml")
     red_flags: Path = Path("clinic/red_flags.toml")
     intake_rules: Path = Path("clinic/intake.toml")
+    keywords: Path = Path("clinic/keywords.toml")
     templates: Path = Path("templates")
     languages: list[str] = ["en", "es"]
 
@@ -97,16 +98,21 @@ class ClinicSettings(_Section):
                 raise ValueError(f"{e!r} is not an email address")
         return [e.lower() for e in v]
 
-    @model_validator(mode="after")
-    def _numbers(self) -> ClinicSettings:
-        for n in self.oncall_sms:
+    @field_validator("oncall_sms")
+    @classmethod
+    def _numbers(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        # Stored in E.164: Twilio refuses any other form of a To number (21211).
+        region = info.data.get("default_region", "US")
+        out = []
+        for n in v:
             try:
-                parsed = phonenumbers.parse(n, self.default_region)
+                parsed = phonenumbers.parse(n, region)
             except phonenumbers.NumberParseException as exc:
-                raise ValueError(f"oncall_sms: {n!r} is not a phone number ({exc})") from exc
+                raise ValueError(f"{n!r} is not a phone number ({exc})") from exc
             if not phonenumbers.is_valid_number(parsed):
-                raise ValueError(f"oncall_sms: {n!r} is not a valid phone number")
-        return self
+                raise ValueError(f"{n!r} is not a valid phone number")
+            out.append(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+        return out
 
 
 class ScheduleSettings(_Section):
@@ -180,9 +186,7 @@ class Settings(_Section):
     def _live(self) -> Settings:
         if self.security.environment == "production":
             if len(self.security.secret_key) < 32:
-                raise ValueError(
-                    "security.secret_key: set FOLLOWUP_SECURITY__SECRET_KEY to 32+ random characters"
-                )
+                raise ValueError("security.secret_key: set FOLLOWUP_SECURITY__SECRET_KEY to 32+ random characters")
             if not self.server.public_url.startswith("https://"):
                 raise ValueError("server.public_url: must be https:// in production")
         if self.twilio_configured and not self.twilio.from_number:
@@ -207,7 +211,7 @@ class Settings(_Section):
 
 def check_timezone(name: str) -> str:
     """Return `name` if it is an IANA zone this machine knows, else raise ValueError."""
-    if not name or "/" not in name and name != "UTC":
+    if not name or ("/" not in name and name != "UTC"):
         raise ValueError(f"{name!r} is not an IANA time zone such as America/Los_Angeles")
     try:
         ZoneInfo(name)

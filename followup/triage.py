@@ -162,7 +162,8 @@ def normalise_phone(raw: str, region: str) -> str:
 
 
 def answer_fields() -> dict[str, type]:
-    """The fields a program condition may test."""
-    fields: dict[str, type] = {name: object for name in Answers.model_fields}
+    """The fields a program condition may test: numbers and yes/no answers (a list such as `locations` compares
+    with nothing a condition can say)."""
+    fields: dict[str, type] = {name: object for name in Answers.model_fields if name != "locations"}
     fields["eyelid_only"] = bool
     return fields

@@ -173,9 +173,7 @@ def test_sms_send_is_recorded_with_twilio_shape(fp: FakeProvider, receiver: Rece
     ],
     ids=["token", "sid", "path"],
 )
-def test_sms_wrong_credentials_are_rejected(
-    fp: FakeProvider, sid: str, token: str, client_sid: str | None
-) -> None:
+def test_sms_wrong_credentials_are_rejected(fp: FakeProvider, sid: str, token: str, client_sid: str | None) -> None:
     """Bad Basic auth, or a path naming another account, raises 401 / 20003 and records nothing."""
     client = twilio(fp, sid, token)
     messages = client.api.v2010.accounts(client_sid).messages if client_sid else client.messages
@@ -194,9 +192,7 @@ def test_sms_wrong_credentials_are_rejected(
         ("555-1234", Faults(), 21211),  # not E.164
     ],
 )
-def test_sms_error_codes_surface_and_are_not_recorded(
-    fp: FakeProvider, to: str, faults: Faults, code: int
-) -> None:
+def test_sms_error_codes_surface_and_are_not_recorded(fp: FakeProvider, to: str, faults: Faults, code: int) -> None:
     """Twilio error codes reach the SDK as `TwilioRestException.code`; rejected sends are not recorded."""
     fp.set_faults(faults)
     with pytest.raises(TwilioRestException) as err:
@@ -292,9 +288,7 @@ def test_status_callbacks_arrive_signed_and_in_order(
             "2010-04-01",
         )
         assert validator.validate(url, form, post["headers"]["X-Twilio-Signature"])
-        assert not validator.validate(
-            url, {**form, "MessageStatus": "read"}, post["headers"]["X-Twilio-Signature"]
-        )
+        assert not validator.validate(url, {**form, "MessageStatus": "read"}, post["headers"]["X-Twilio-Signature"])
     fetched = twilio(fp).messages(msg.sid).fetch()
     assert fetched.status == expected[-1][0]
     assert fetched.error_code == (int(expected[-1][1]) if expected[-1][1] else None)
@@ -344,9 +338,7 @@ def test_inbound_simulation_posts_a_signed_webhook(fp: FakeProvider, receiver: R
     """`/_fake/sms/inbound` posts a Twilio-signed form, returns the reply, and can re-deliver a sid."""
     receiver.reply = b"<Response><Message>Thanks</Message></Response>"
     url = f"{receiver.url}/sms/inbound"
-    answer = httpx.post(
-        f"{fp.url}/_fake/sms/inbound", json={"url": url, "from": PATIENT, "to": FROM, "body": "2"}
-    )
+    answer = httpx.post(f"{fp.url}/_fake/sms/inbound", json={"url": url, "from": PATIENT, "to": FROM, "body": "2"})
     assert answer.status_code == 200
     out = answer.json()
     assert (out["status"], out["body"]) == (200, "<Response><Message>Thanks</Message></Response>")
@@ -598,11 +590,28 @@ def test_stop_closes_keepalive_connections() -> None:
     assert threading.active_count() <= before + 1  # the idle keep-alive pool of `requests` is not a thread
 
 
+def test_serve_forever_runs_until_stopped() -> None:
+    """`serve_forever()` serves in the calling thread and returns once `stop()` is called elsewhere."""
+    provider = FakeProvider(twilio_account_sid=SID, twilio_auth_token=TOKEN)
+    thread = threading.Thread(target=provider.serve_forever)
+    thread.start()
+    for _ in range(100):
+        try:
+            url = provider.url
+            break
+        except RuntimeError:
+            time.sleep(0.01)
+    assert httpx.get(f"{url}/_fake/health").json() == {"ok": True}
+    provider.stop()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+
+
 def test_cli_serves_and_prints_where(tmp_path: Any) -> None:
     """`python -m followup.fakeprovider` prints its URL and dev credentials and answers the SDK."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWUP_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--latency-ms", "1"],
+        [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--latency-ms", "1", "--events-url", ""],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -611,15 +620,17 @@ def test_cli_serves_and_prints_where(tmp_path: Any) -> None:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         url = first.rsplit(" ", 1)[-1].strip()
-        banner = [proc.stdout.readline() for _ in range(8)]
-        exports = dict(
-            line.split("export ", 1)[1].strip().split("=", 1) for line in banner if "export " in line
-        )
+        banner = [proc.stdout.readline() for _ in range(11)]
+        exports = dict(line.split("export ", 1)[1].strip().split("=", 1) for line in banner if "export " in line)
         assert set(exports) == {
             "FOLLOWUP_TWILIO__ACCOUNT_SID",
             "FOLLOWUP_TWILIO__AUTH_TOKEN",
             "FOLLOWUP_SENDGRID__API_KEY",
+            "FOLLOWUP_TWILIO__API_BASE",
+            "FOLLOWUP_TWILIO__FROM_NUMBER",
+            "FOLLOWUP_SENDGRID__API_BASE",
         }
+        assert exports["FOLLOWUP_TWILIO__API_BASE"] == exports["FOLLOWUP_SENDGRID__API_BASE"] == url
         client = Client(exports["FOLLOWUP_TWILIO__ACCOUNT_SID"], exports["FOLLOWUP_TWILIO__AUTH_TOKEN"])
         client.api.base_url = url
         assert client.messages.create(to=PATIENT, from_=FROM, body="x").status == "queued"

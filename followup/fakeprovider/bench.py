@@ -1,6 +1,6 @@
 """Measure how fast the real SDKs can send through the fake (the fake runs in its own process).
 
-    python -m followup.fakeprovider.bench --threads 32 --count 5000 [--latency-ms 50] [--channel email]
+python -m followup.fakeprovider.bench --threads 32 --count 5000 [--latency-ms 50] [--channel email]
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channel", choices=("sms", "email"), default="sms")
     args = p.parse_args(argv)
 
-    cmd = [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--latency-ms", str(args.latency_ms)]
+    cmd = [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--events-url", ""]
+    cmd += ["--latency-ms", str(args.latency_ms)]
     fake = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module, fixed args
     try:
         assert fake.stdout is not None

@@ -29,9 +29,7 @@ class Poster:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault(
-            "conns", {}
-        )
+        conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn = conns.pop(key, None)
         if conn is not None:

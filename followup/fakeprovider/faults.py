@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import threading
@@ -103,6 +104,7 @@ class FaultPlan:
         self._rng = random.Random(seed)  # noqa: S311 - reproducible fault injection, not security
 
     def set(self, faults: Faults) -> None:
+        faults = copy.deepcopy(faults)  # the caller may go on mutating theirs
         with self._lock:
             self._faults = faults
             self._burst_left = faults.burst_429

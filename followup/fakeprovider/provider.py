@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -19,6 +20,7 @@ from followup.fakeprovider.wire import Request, Response, json_response
 
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 _MESSAGE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json$")
+log = logging.getLogger("followup.fakeprovider")
 _INBOUND_TIMEOUT_S = 15.0  # how long Twilio waits for an incoming-message webhook
 
 
@@ -170,18 +172,19 @@ class FakeProvider:
         if req.path.startswith("/_fake/"):
             return self._control(req)
         if req.path.startswith("/2010-04-01/"):
-            return self._api(req, self._twilio)
+            return self._api(req, "twilio", self._twilio)
         if req.path.startswith("/v3/"):
-            return self._api(req, self._sendgrid)
+            return self._api(req, "sendgrid", self._sendgrid)
         return json_response(404, {"error": "not found"})
 
-    def _api(self, req: Request, route: Any) -> Response:
+    def _api(self, req: Request, api: str, route: Any) -> Response:
         self.store.count_request()
         latency_ms = self.fault_plan.peek().latency_ms
         if latency_ms:
             self._stopping.wait(latency_ms / 1000)
         resp: Response = route(req)
         self.store.count_response(resp.status)
+        log.debug("%s %s -> %d", api, req.method, resp.status)  # never the path: it may hold a number
         return resp
 
     def _twilio(self, req: Request) -> Response:

@@ -130,10 +130,7 @@ def validate(payload: Any) -> tuple[_Mail | None, list[tuple[str | None, str]]]:
         blocks = {
             c["type"]: c["value"]
             for c in content
-            if isinstance(c, dict)
-            and isinstance(c.get("type"), str)
-            and isinstance(c.get("value"), str)
-            and c["value"]
+            if isinstance(c, dict) and isinstance(c.get("type"), str) and isinstance(c.get("value"), str) and c["value"]
         }
     if not blocks and not payload.get("template_id"):
         errors.append(
@@ -209,9 +206,7 @@ class SendGridApi:
 class _EventsJob:
     """Posts the signed events of one mail send in one batch, retried, and twice if duplicates are on."""
 
-    def __init__(
-        self, api: SendGridApi, x_message_id: str, records: list[EmailRecord], outcomes: list[str]
-    ) -> None:
+    def __init__(self, api: SendGridApi, x_message_id: str, records: list[EmailRecord], outcomes: list[str]) -> None:
         self._api = api
         self._records = records
         self._payload = b""

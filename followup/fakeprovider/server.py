@@ -90,9 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
-        req = Request(
-            self.command, split.path, parse_qs(split.query, keep_blank_values=True), self.headers, body
-        )
+        req = Request(self.command, split.path, parse_qs(split.query, keep_blank_values=True), self.headers, body)
         try:
             resp = server.app(req)
         except Exception as exc:  # answer 500 rather than drop the connection; log the type only

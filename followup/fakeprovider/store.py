@@ -153,9 +153,7 @@ class Store:
     def sms(self, account_sid: str) -> list[SmsRecord]:
         """Copies of the account's messages, newest first (Twilio's list order)."""
         with self._lock:
-            return [
-                copy.copy(r) for r in reversed(self._s.sms_by_sid.values()) if r.account_sid == account_sid
-            ]
+            return [copy.copy(r) for r in reversed(self._s.sms_by_sid.values()) if r.account_sid == account_sid]
 
     def public_messages(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -234,11 +234,7 @@ class TwilioApi:
         ]
         start = page * size
         chunk = records[start : start + size]
-        kept = {
-            k: v[-1]
-            for k, v in req.query.items()
-            if k in ("To", "From", "DateSent", "DateSent>", "DateSent<")
-        }
+        kept = {k: v[-1] for k, v in req.query.items() if k in ("To", "From", "DateSent", "DateSent>", "DateSent<")}
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
 
         def uri(n: int) -> str:
@@ -268,9 +264,7 @@ class TwilioApi:
             data = json.loads(req.body or b"null")
         except ValueError:
             data = None
-        if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), str) for k in ("url", "from", "to", "body")
-        ):
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("url", "from", "to", "body")):
             return json_response(400, {"error": "expected JSON with string url, from, to, body"})
         sid = data.get("message_sid") or new_sid("SM")
         if not isinstance(sid, str):

@@ -328,7 +328,13 @@ class Dispatcher:
 
 
 def _held(patient: Patient, msg: Message) -> tuple[str, str] | None:
-    """Why a patient's message must not go now: ("cancel", why) or ("hold", why); None when it may go."""
+    """Why a patient's message must not go now: ("cancel", why) or ("hold", why); None when it may go.
+
+    Program messages follow the patient's status; answers to the patient (escalation advice, acknowledgements)
+    do not. Every kind respects the channel's consent, except the confirmation of an opt-out or opt-in itself.
+    """
+    if msg.kind == "consent":
+        return None
     if msg.kind in ("escalation", "system"):
         pass
     elif patient.status in ("unenrolled", "completed"):

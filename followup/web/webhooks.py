@@ -11,9 +11,11 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from followup.services import delivery
+from followup.inbound_parse import BadInbound, parse_sendgrid
+from followup.services import delivery, inbound
+from followup.services.inbound import Reply, normalise_sender
 from followup.web.deps import RuntimeDep
-from followup.web.signatures import sendgrid_valid, twilio_valid
+from followup.web.signatures import basic_auth_valid, sendgrid_valid, twilio_valid
 
 log = logging.getLogger("followup.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -58,3 +60,61 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
     counts = await run_in_threadpool(delivery.sendgrid_events, rt, events)
     log.info("sendgrid events: %s", counts)
     return counts
+
+
+@router.post("/twilio/sms")
+async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
+    """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML."""
+    fields = await twilio_form(request, rt)
+    sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
+    if not sid:
+        raise HTTPException(400, "MessageSid is missing")
+    reply = Reply(channel="sms", provider_key=f"twilio:{sid}",
+                  sender=normalise_sender(fields.get("From", ""), rt.settings.clinic.default_region),
+                  body=fields.get("Body", ""), provider_opt_out=fields.get("OptOutType") or None,
+                  meta={"num_media": fields.get("NumMedia", "0"), "num_segments": fields.get("NumSegments", "")})
+    result = await run_in_threadpool(inbound.receive, rt, reply)
+    log.info("inbound sms %s: intent %s level %s", result.inbound_id, result.intent, result.level)
+    text = ""
+    if result.intent == "unknown_sender" and result.inbound_id is not None:
+        text = await run_in_threadpool(inbound.unknown_sender_reply, rt, reply.sender)
+    return Response(twiml(text), media_type="application/xml")
+
+
+def twiml(text: str) -> str:
+    if not text:
+        return EMPTY_TWIML
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    resp = MessagingResponse()
+    resp.message(text)
+    return str(resp)
+
+
+@router.post("/sendgrid/inbound")
+async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object]:
+    """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID."""
+    cfg = rt.settings.sendgrid
+    if not basic_auth_valid(request, cfg.inbound_username, cfg.inbound_password):
+        log.warning("inbound email refused: bad or missing credentials")
+        raise HTTPException(401, "credentials required", headers={"WWW-Authenticate": 'Basic realm="inbound"'})
+    try:
+        form = await request.form(max_files=50, max_fields=200)
+    except Exception:
+        raise HTTPException(400, "body is not multipart/form-data") from None
+    fields: dict[str, str] = {}
+    attachments: list[dict[str, object]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields.setdefault(key, value)  # a duplicated field keeps its first value
+        else:
+            attachments.append({"field": key, "filename": (value.filename or "")[:200],
+                                "type": (value.content_type or "")[:100], "size": value.size})
+    await form.close()
+    try:
+        reply = parse_sendgrid(fields, cfg.reply_domain, attachments)
+    except BadInbound as exc:
+        raise HTTPException(400, str(exc)) from None
+    result = await run_in_threadpool(inbound.receive, rt, reply)
+    log.info("inbound email %s: intent %s level %s", result.inbound_id, result.intent, result.level)
+    return {"inbound_id": result.inbound_id, "duplicate": result.duplicate}

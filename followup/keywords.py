@@ -1,0 +1,59 @@
+"""Opt-out, opt-in and help keywords (clinic/keywords.toml), decided without I/O."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Intent = Literal["opt_out", "opt_in", "help"]
+
+
+@dataclass(frozen=True)
+class Keywords:
+    words: dict[str, Intent]
+    politeness: tuple[str, ...]
+    phrases: tuple[re.Pattern[str], ...]
+
+    def keyword(self, text: str) -> Intent | None:
+        """The intent when the whole message is one keyword (with optional politeness words), else None."""
+        core = normalise(text)
+        for word in sorted(self.politeness, key=len, reverse=True):
+            core = re.sub(rf"(^| ){re.escape(word)}( |$)", " ", f" {core} ").strip()
+            core = " ".join(core.split())
+        return self.words.get(core)
+
+    def opt_out_phrase(self, text: str) -> str | None:
+        """The opt-out phrase found in a longer message, if any."""
+        low = " ".join(text.lower().split())
+        for p in self.phrases:
+            m = p.search(low)
+            if m:
+                return m.group(0)
+        return None
+
+
+def normalise(text: str) -> str:
+    """Lower-case, accents kept, punctuation and emoji dropped, spaces folded."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch if ch.isalnum() or ch.isspace() or ch == "'" else " " for ch in text)
+    return " ".join(text.replace("'", "").split())
+
+
+def load_keywords(path: Path) -> Keywords:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    words: dict[str, Intent] = {}
+    for intent in ("opt_out", "opt_in", "help"):
+        for w in data.get("keywords", {}).get(intent, []):
+            key = normalise(w)
+            if key in words:
+                raise ValueError(f"{path}: keyword {w!r} is listed twice")
+            words[key] = intent  # type: ignore[assignment]
+    try:
+        phrases = tuple(re.compile(p) for p in data.get("opt_out_phrases", {}).get("patterns", []))
+    except re.error as exc:
+        raise ValueError(f"{path}: opt_out_phrases: {exc}") from exc
+    return Keywords(words, tuple(normalise(w) for w in data.get("politeness", {}).get("words", [])), phrases)

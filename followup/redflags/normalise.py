@@ -1,0 +1,195 @@
+"""Turn a patient's reply into normalised word tokens that still point back into the original text.
+
+Patients text in lower case, without apostrophes, in shorthand and with typos ("cant breath", "legs r weeker",
+"numb n tingly"). Every token keeps the character offsets of the text it came from, so evidence quoted back to
+the clinic is the patient's own wording. The word lists (contractions, shorthand, spellings, words to
+fuzzy-match) come from the criteria file; this module only holds the mechanics.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+_TOKEN = re.compile(
+    r"""
+    (?P<nl>[\r\n]+)
+  | (?P<short>w/o|w/|b/c)(?![^\W\d_])
+  | (?P<num>\d+(?:[.,]\d+)?(?:st|nd|rd|th)?)
+  | (?P<word>[^\W\d_]+(?:['’‘`´][^\W\d_]+)*)
+  | (?P<dots>\.{2,}|…)
+  | (?P<punct>[^\w\s])
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+_DROPPED = frozenset("'\"“”‘’()[]{}*_~^|<>#")
+_JOINERS = frozenset("-")
+SENTENCE_END = frozenset({".", "!", "?", ";"})
+_NOT_BASES = {"ca": "can", "wo": "will", "sha": "shall", "ai": "is"}
+_IS_BASES = frozenset({"it", "that", "what", "there", "he", "she", "who", "here", "where", "how", "this"})
+_SUFFIXES = {"'m": "am", "'re": "are", "'ve": "have", "'ll": "will", "'d": "would"}
+
+
+@dataclass(frozen=True)
+class Token:
+    """One normalised word, with the span of original text it came from."""
+
+    text: str
+    start: int
+    end: int
+    sent_start: bool
+
+
+@dataclass(frozen=True)
+class NormaliseConfig:
+    """Word lists from the criteria file's [normalise] table."""
+
+    replace: dict[str, tuple[str, ...]]
+    between_words: dict[str, tuple[str, ...]]
+    spelling: dict[str, str]
+    fuzzy_words: tuple[str, ...]
+    fuzzy_protect: frozenset[str]
+    fuzzy_min_length: int
+    keep_sentence_after_question: frozenset[str]
+
+
+class Normaliser:
+    """Tokenise and normalise text; thread-safe (the fuzzy cache is guarded)."""
+
+    def __init__(self, config: NormaliseConfig) -> None:
+        self.config = config
+        self._fuzzy_set = frozenset(config.fuzzy_words)
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def words(self, raw: str) -> tuple[str, ...]:
+        """Normalise one word as written in a pattern (no fuzzy matching, no shorthand)."""
+        return self._expand(raw.lower().translate(_APOSTROPHES), fuzzy=False)
+
+    def tokens(self, text: str) -> list[Token]:
+        """Normalised tokens with sentence starts; sentences not ending in punctuation get a "." token."""
+        raw = _raw_tokens(text)
+        out: list[Token] = []
+        new_sentence = True
+        for i, (kind, word, start, end) in enumerate(raw):
+            if kind == "nl":
+                self._close(out)
+                new_sentence = True
+                continue
+            if kind == "punct" and (word in _DROPPED or (word in _JOINERS and _joined(raw, i))):
+                continue
+            if kind == "dots":
+                word = "."
+            words = self._words_in_context(raw, i, kind, word)
+            for w in words:
+                if w in SENTENCE_END and out and out[-1].text in SENTENCE_END:
+                    new_sentence = False  # "?!" or "!!!" stays with its sentence
+                out.append(Token(w, start, end, new_sentence))
+                new_sentence = False
+            if words and words[-1] in SENTENCE_END and not self._answer_follows(raw, i, words[-1]):
+                new_sentence = True
+        self._close(out)
+        return out
+
+    def _words_in_context(self, raw: list[tuple[str, str, int, int]], i: int, kind: str,
+                          word: str) -> tuple[str, ...]:
+        if kind not in ("word", "short"):
+            return (word.lower(),)
+        lowered = word.lower().translate(_APOSTROPHES)
+        between = self.config.between_words.get(lowered)
+        if between and 0 < i < len(raw) - 1 and raw[i - 1][0] == "word" and raw[i + 1][0] == "word":
+            return between
+        return self._expand(lowered, fuzzy=True)
+
+    def _answer_follows(self, raw: list[tuple[str, str, int, int]], i: int, end_word: str) -> bool:
+        if end_word != "?":
+            return False
+        for kind, word, _, _ in raw[i + 1:]:
+            if kind == "punct" and word in "?!":
+                continue
+            return kind == "word" and word.lower() in self.config.keep_sentence_after_question
+        return False
+
+    @staticmethod
+    def _close(out: list[Token]) -> None:
+        if out and out[-1].text not in SENTENCE_END:
+            last = out[-1]
+            out.append(Token(".", last.end, last.end, False))
+
+    def _expand(self, word: str, *, fuzzy: bool) -> tuple[str, ...]:
+        cfg = self.config
+        if word in cfg.replace:
+            return cfg.replace[word]
+        if "'" in word:
+            return self._contraction(word)
+        word = cfg.spelling.get(word, word)
+        if fuzzy:
+            word = self._fuzzy(word)
+        return (word,)
+
+    def _contraction(self, word: str) -> tuple[str, ...]:
+        if word.endswith("n't"):
+            base = word[:-3]
+            return (*self._expand(_NOT_BASES.get(base, base), fuzzy=False), "not")
+        for suffix, full in _SUFFIXES.items():
+            if word.endswith(suffix):
+                return (*self._expand(word[: -len(suffix)], fuzzy=False), full)
+        if word.endswith("'s"):
+            base = word[:-2]
+            return (base, "is") if base in _IS_BASES else self._expand(base, fuzzy=False)
+        return self._expand(word.replace("'", ""), fuzzy=False)
+
+    def _fuzzy(self, word: str) -> str:
+        cfg = self.config
+        if (len(word) < cfg.fuzzy_min_length or word in self._fuzzy_set or word in cfg.fuzzy_protect
+                or not word.isalpha()):
+            return word
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        limit = 1 if len(word) < 8 else 2
+        best, best_distance = word, limit + 1
+        for target in cfg.fuzzy_words:
+            if abs(len(target) - len(word)) > limit:
+                continue
+            distance = edit_distance(word, target, limit)
+            if distance < best_distance:
+                best, best_distance = target, distance
+        with self._lock:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[word] = best
+        return best
+
+
+def _raw_tokens(text: str) -> list[tuple[str, str, int, int]]:
+    return [(m.lastgroup or "punct", m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def _joined(raw: list[tuple[str, str, int, int]], i: int) -> bool:
+    """A hyphen written inside a word ("short-of-breath", "self-harm") joins words and is dropped."""
+    if i == 0 or i == len(raw) - 1:
+        return False
+    before, after = raw[i - 1], raw[i + 1]
+    return before[0] == "word" and after[0] == "word" and before[3] == raw[i][2] and raw[i][3] == after[2]
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance between a and b, or limit + 1 once it must exceed limit."""
+    if a == b:
+        return 0
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cost = 0 if ca == cb else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return min(previous[-1], limit + 1)

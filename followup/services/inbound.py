@@ -1,0 +1,268 @@
+"""Replies: store each one once, read it for red flags first, then keywords, and act.
+
+Order matters for safety: red-flag detection runs before any keyword, so "STOP worrying, I'm choking when I
+eat" escalates and "Help, I can't breathe" is an emergency, not a HELP request. The webhook answers at once;
+everything sent back goes through the dispatcher (woken after the commit), so it is tracked like any message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from followup import models as m
+from followup.keywords import Keywords
+from followup.models import Inbound, Message, Patient
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.escalation import escalate
+from followup.services.queue import queue
+from followup.services.reachability import set_channel_state
+
+log = logging.getLogger("followup.inbound")
+QUESTION_FRESH = timedelta(days=7)
+ACK_EVERY = timedelta(hours=24)
+MAX_BODY_CHARS = 20_000
+TREND = [("worse", re.compile(r"\b(worse|peor)\b", re.I)), ("better", re.compile(r"\b(better|mejor)\b", re.I)),
+         ("same", re.compile(r"\b(same|igual|no change)\b", re.I))]
+
+
+@dataclass(frozen=True)
+class Received:
+    inbound_id: int | None  # None: a duplicate delivery, nothing done
+    duplicate: bool
+    intent: str | None = None
+    level: str | None = None
+    escalation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply as the service sees it, whichever the channel."""
+
+    channel: str  # sms | email
+    provider_key: str  # "twilio:<MessageSid>" / "email:<Message-ID>"
+    sender: str  # E.164 number or lower-cased address
+    body: str  # for email: the reply alone, quoted history and signature removed
+    subject: str | None = None
+    reply_token: str | None = None  # the per-patient reply-to local part, for email
+    provider_opt_out: str | None = None  # Twilio's OptOutType (STOP / START / HELP), when it handled a keyword
+    meta: dict[str, Any] | None = None
+
+
+def normalise_sender(raw: str, region: str) -> str:
+    try:
+        parsed = phonenumbers.parse(raw, region)
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return raw.strip()
+
+
+def receive(rt: Runtime, reply: Reply) -> Received:
+    """Store the reply once (atomically: a retried webhook inserts nothing), commit, then act on it in a second
+    transaction. If acting fails, the stored reply stays `received` and `process_pending` tries again: a reply
+    is never lost, and never acted on twice."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        inbound_id = _insert_once(s, reply, reply.body[:MAX_BODY_CHARS], now)
+        s.commit()
+    if inbound_id is None:
+        return Received(None, duplicate=True)
+    try:
+        result = process(rt, inbound_id, reply)
+    except Exception:
+        log.exception("inbound %s stored but not processed; it will be retried", inbound_id)
+        return Received(inbound_id, False, "pending")
+    rt.wake()
+    return result
+
+
+def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:
+    """Act on one stored reply, once. The first statement is a conditional update that takes the row (and on
+    SQLite the write lock) inside this transaction: a concurrent attempt waits, then finds nothing to do; a
+    failure rolls the row back to `received` for a later retry."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        taken = s.exec(update(Inbound).where(Inbound.id == inbound_id, Inbound.status == "received")
+                       .values(status="processing"))
+        if not taken.rowcount:
+            return Received(inbound_id, True)
+        inbound = s.get(Inbound, inbound_id)
+        assert inbound is not None
+        if reply is None:
+            reply = Reply(channel=inbound.channel, provider_key=inbound.provider_key, sender=inbound.sender,
+                          body=inbound.body, subject=inbound.subject,
+                          reply_token=(inbound.meta or {}).get("reply_token"),
+                          provider_opt_out=(inbound.meta or {}).get("provider_opt_out"))
+        patient = _match(s, reply)
+        if patient is None:
+            inbound.intent, inbound.status = "unknown_sender", "ignored"
+            inbound.reason, inbound.processed_at = "sender is not an enrolled patient; kept for audit", now
+            audit.record(s, now, f"{reply.channel}:unknown", "inbound.unknown_sender", f"inbound:{inbound_id}")
+            s.commit()
+            return Received(inbound_id, False, "unknown_sender")
+        inbound.patient_id = patient.id
+        result = _act(rt, s, inbound, patient, reply, inbound.body, now)
+        inbound.processed_at = now
+        s.commit()
+    return result
+
+
+def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), limit: int = 50) -> int:
+    """Retry replies that were stored but not acted on (a crash or an error between the two steps)."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        ids = s.exec(select(Inbound.id).where(Inbound.status == "received", Inbound.received_at < now - older_than)
+                     .order_by(Inbound.id).limit(limit)).all()
+    done = 0
+    for inbound_id in ids:
+        try:
+            process(rt, int(inbound_id))
+            done += 1
+        except Exception:
+            log.exception("inbound %s still failing", inbound_id)
+    if done:
+        rt.wake()
+    return done
+
+
+def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | None:
+    dialect = s.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Inbound).values(
+        provider_key=reply.provider_key, channel=reply.channel, sender=reply.sender, body=body,
+        subject=reply.subject, verdict={}, status="received", received_at=now,
+        meta={**(reply.meta or {}), "reply_token": reply.reply_token, "provider_opt_out": reply.provider_opt_out})
+    row = s.exec(ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(Inbound.id)).first()
+    return int(row[0]) if row else None
+
+
+def _match(s: Session, reply: Reply) -> Patient | None:
+    if reply.channel == "sms":
+        return s.exec(select(Patient).where(Patient.phone == reply.sender)).first()
+    if reply.reply_token:
+        found = s.exec(select(Patient).where(Patient.reply_token == reply.reply_token)).first()
+        if found is not None:
+            return found
+    return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+
+
+def _act(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, body: str,
+         now: datetime) -> Received:
+    assert patient.id is not None and inbound.id is not None
+    keywords: Keywords = rt.keywords
+    word = keywords.keyword(body) if body.strip() else None
+    if reply.channel == "email" and word is None and reply.subject:
+        word = keywords.keyword(reply.subject) if not body.strip() else None
+    state = patient.sms_state if reply.channel == "sms" else patient.email_state
+    if word == "opt_in" and state == "opted_out":
+        return _opt(rt, s, inbound, patient, reply, "opt_in", now)  # "YES" after STOP means opt back in
+
+    from followup.redflags import ReplyContext
+
+    question = _last_question(rt, s, patient, now)
+    weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
+    verdict = rt.detector.assess(body, ReplyContext(weeks_since_onset=weeks, last_question=question))
+    inbound.verdict = {**verdict.to_dict(), "explanation": verdict.explanation(),
+                       "context": {"weeks_since_onset": round(weeks, 1) if weeks is not None else None,
+                                   "last_question": question.id if question else None}}
+    inbound.level = verdict.level
+    inbound.meta = {**(inbound.meta or {}), **_trend(body)}
+    if verdict.level != "none":
+        inbound.intent, inbound.status = "reply", "processed"
+        evidence = [{"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule,
+                     "inbound_id": inbound.id} for f in verdict.findings]
+        assert verdict.tier is not None
+        esc, alerted = escalate(rt, s, patient, level=verdict.level, tier=verdict.tier,
+                                criteria=list(verdict.criteria), evidence=evidence, source="reply", now=now,
+                                channel=reply.channel, inbound_id=inbound.id)
+        phrase = keywords.opt_out_phrase(body) or (word if word == "opt_out" else None)
+        if phrase:
+            audit.record(s, now, "system", "inbound.opt_out_with_red_flag", f"inbound:{inbound.id}",
+                         note="opt-out wording together with a red flag: escalated; staff to confirm the opt-out")
+        return Received(inbound.id, False, "reply", verdict.level, esc.id)
+    if reply.provider_opt_out:
+        mapped = {"stop": "opt_out", "start": "opt_in", "help": "help"}.get(reply.provider_opt_out.lower())
+        if mapped:
+            return _opt(rt, s, inbound, patient, reply, mapped, now, provider_answered=True)
+    if word is not None:
+        return _opt(rt, s, inbound, patient, reply, word, now)
+    if keywords.opt_out_phrase(body):
+        return _opt(rt, s, inbound, patient, reply, "opt_out", now)
+    inbound.intent, inbound.status = "reply", "processed"
+    _ack(rt, s, patient, reply.channel, now)
+    return Received(inbound.id, False, "reply", "none")
+
+
+def _opt(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, intent: str, now: datetime,
+         provider_answered: bool = False) -> Received:
+    assert patient.id is not None and inbound.id is not None
+    inbound.intent, inbound.status = intent, "processed"
+    channel = reply.channel
+    source = "sms_keyword" if channel == "sms" else "email_keyword"
+    if intent == "opt_out":
+        set_channel_state(rt, s, patient, channel, "opted_out", source, now)
+        template = "opt_out_confirm"
+    elif intent == "opt_in":
+        set_channel_state(rt, s, patient, channel, "ok", source, now)
+        template = "opt_in_confirm"
+    else:
+        template = "help_reply"
+    if not provider_answered:  # with Advanced Opt-Out, Twilio has already answered the keyword itself
+        queue(s, rt.settings, now=now, dedupe_key=f"inbound:{inbound.id}:{template}", channel=channel,
+              kind="consent", template=template, due_at=now, patient_id=patient.id, urgent=True)
+    return Received(inbound.id, False, intent, "none")
+
+
+def _ack(rt: Runtime, s: Session, patient: Patient, channel: str, now: datetime) -> None:
+    """Thank the patient for a reply, at most once a day (it also repeats the safety net)."""
+    assert patient.id is not None
+    recent = s.exec(select(Message.id).where(Message.patient_id == patient.id, Message.template == "reply_ack",
+                                             Message.created_at > now - ACK_EVERY)).first()
+    if recent is None:
+        queue(s, rt.settings, now=now, dedupe_key=f"ack:{patient.id}:{now:%Y%m%dT%H%M%S}", channel=channel,
+              kind="system", template="reply_ack", due_at=now, patient_id=patient.id, urgent=True)
+
+
+def _last_question(rt: Runtime, s: Session, patient: Patient, now: datetime) -> Any:
+    row = s.exec(select(Message).where(Message.patient_id == patient.id, col(Message.question_id).is_not(None),
+                                       col(Message.status).in_((m.SENT, m.DELIVERED)),
+                                       col(Message.sent_at) > now - QUESTION_FRESH)
+                 .order_by(col(Message.sent_at).desc())).first()
+    if row is None or row.question_id is None:
+        return None
+    try:
+        return rt.detector.question(row.question_id)
+    except KeyError:
+        log.warning("check-in question %s is not defined in the red-flag criteria", row.question_id)
+        return None
+
+
+def _trend(body: str) -> dict[str, str]:
+    for name, pattern in TREND:
+        if pattern.search(body):
+            return {"trend": name}
+    return {}
+
+
+UNKNOWN_REPLY_EVERY = timedelta(hours=24)
+
+
+def unknown_sender_reply(rt: Runtime, sender: str) -> str:
+    """The short "who we are" answer to a number we do not know: no personal data, and at most once a day per
+    number so two automated systems cannot loop."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        seen = s.exec(select(Inbound.id).where(Inbound.sender == sender, Inbound.intent == "unknown_sender",
+                                               Inbound.received_at > now - UNKNOWN_REPLY_EVERY)).all()
+    if len(seen) > 1:
+        return ""
+    clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
+    return rt.templates.render("unknown_sender", "sms", "en", {"clinic": clinic}).body
