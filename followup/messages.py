@@ -59,7 +59,8 @@ class Templates:
         self.env = Environment(
             loader=FileSystemLoader(str(root)),
             undefined=StrictUndefined,
-            autoescape=False,
+            autoescape=False,  # noqa: S701 - SMS and plain-text email are not HTML; the HTML layout escapes
+
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
@@ -135,6 +136,34 @@ def sample_context(
         "patient_id": 12345,
         "patient_url": "https://followup.clinic.example/patients/12345",
         "reason": "SMS number invalid, email bounced",
+        # booking, re-alerts and the digest (issue 4)
+        "appointment": {
+            "when": "miércoles 30 de septiembre, 16:30",
+            "when_sms": "miercoles 30 de septiembre, 16:30",
+            "event": "moved",
+        },
+        "manage_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ",
+        "ics_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ/calendar.ics",
+        "realert": {"round": 12, "minutes": 2880},
+        "digest": {
+            "date": "2026-11-25",
+            "since": "2026-11-24 07:30",
+            "new_escalations": [
+                {
+                    "id": 12345,
+                    "tier": "routine",
+                    "status": "open",
+                    "opened": "2026-11-24 16:02",
+                    "criteria": ["Numbness or tingling"],
+                    "url": "https://followup.clinic.example/dashboard/escalations/1",
+                }
+            ],
+            "open_count": 3,
+            "unacknowledged_count": 1,
+            "unreachable": [{"id": 12345, "reason": "sms invalid", "url": "https://followup.clinic.example/x"}],
+            "non_responders": [{"id": 12345, "last_checkin": "2026-11-20", "url": "https://followup.clinic.example/x"}],
+        },
+        "dashboard_url": "https://followup.clinic.example/dashboard",
     }
 
 

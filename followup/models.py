@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Message states. A terminal state is never left (delivery callbacks arrive out of order).
@@ -169,3 +169,83 @@ class AuditLog(SQLModel, table=True):
     action: str
     subject: str = ""  # "patient:12", "message:40", "inbound:7"
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# ---- the clinic's side: staff accounts, appointments, re-alerts ----------------------------------------------
+
+
+class StaffUser(SQLModel, table=True):
+    """A clinic staff member who signs in to the dashboard; the password is kept only as an argon2 hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)  # lower-cased
+    role: str  # clinician | admin
+    password_hash: str
+    failed_logins: int = 0  # consecutive failures; reset by a successful login
+    locked_until: datetime | None = None
+    last_login_at: datetime | None = None
+    disabled_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so logout is real."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True)
+    staff_id: int = Field(foreign_key="staffuser.id", index=True)
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+BOOKED_ONLY = text("status = 'booked'")
+
+
+class Appointment(SQLModel, table=True):
+    """A booked visit. Two partial unique indexes (PostgreSQL and SQLite alike) make double booking impossible:
+    one active booking per slot, and one per escalation; cancelled rows stay for the record."""
+
+    __table_args__ = (
+        Index(
+            "uq_appointment_slot_booked",
+            "starts_at",
+            unique=True,
+            postgresql_where=BOOKED_ONLY,
+            sqlite_where=BOOKED_ONLY,
+        ),
+        Index(
+            "uq_appointment_escalation_booked",
+            "escalation_id",
+            unique=True,
+            postgresql_where=BOOKED_ONLY,
+            sqlite_where=BOOKED_ONLY,
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    starts_at: datetime
+    ends_at: datetime
+    status: str = "booked"  # booked | cancelled
+    booked_by: str  # "patient:12" (from the link) or "staff:3"
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None = None
+
+
+class EscalationAlert(SQLModel, table=True):
+    """One re-alert round of an unacknowledged escalation; the unique round makes a second worker a no-op."""
+
+    __table_args__ = (UniqueConstraint("escalation_id", "round", name="uq_escalationalert_round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    round: int  # 1 for the first re-alert (the alert at opening is round 0, sent by the escalation itself)
+    tier_index: int  # 0: clinic.oncall_*; n: alerts.escalation_tiers[n-1]
+    tier: str  # the escalation's tier at the time (emergency | urgent)
+    recipients: int
+    at: datetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from followup.clock import Clock, SystemClock
 from followup.db import Database
-from followup.keywords import Keywords, load_keywords
 from followup.intake import IntakeRules, load_intake_rules
+from followup.keywords import Keywords, load_keywords
 from followup.links import Links
 from followup.messages import Templates, check_all
 from followup.program import Program, load_program
@@ -96,8 +97,13 @@ def build_runtime(
         raise StartupError("templates refused:\n  " + "\n  ".join(problems))
     try:
         intake = load_intake_rules(settings.clinic.intake_rules)
+        known = set(tomllib.loads(settings.clinic.red_flags.read_text(encoding="utf-8")).get("criteria", {}))
     except Exception as exc:
         raise StartupError(str(exc)) from exc
+    unknown = sorted(({f.criterion for f in intake.flags} | {intake.persisting_criterion}) - known)
+    if unknown:
+        raise StartupError(f"{settings.clinic.intake_rules}: criteria not in {settings.clinic.red_flags}: "
+                           + ", ".join(unknown))
     return Runtime(
         settings=settings,
         db=db or Database(settings.database.url),

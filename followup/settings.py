@@ -6,12 +6,13 @@ from the environment only: a secret found in the file is refused.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -172,6 +173,98 @@ class SecuritySettings(_Section):
     booking_link_days: int = Field(14, ge=1, le=90)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class BookingSettings(_Section):
+    """The clinic's bookable calendar, in the clinic's zone (clinic.timezone)."""
+
+    hours: dict[str, list[str]] = {
+        "mon": ["09:00-12:30", "13:30-17:00"],
+        "tue": ["09:00-12:30", "13:30-17:00"],
+        "wed": ["09:00-12:30", "13:30-17:00"],
+        "thu": ["09:00-12:30", "13:30-17:00"],
+        "fri": ["09:00-13:00"],
+    }
+    slot_minutes: int = Field(30, ge=5, le=240)
+    horizon_days: int = Field(21, ge=1, le=120)
+    closed_days: list[date] = []
+    urgent_reserve_hours: int = Field(48, ge=0, le=336)
+    min_notice_minutes: int = Field(60, ge=0, le=10_080)
+    external_url: str = ""
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, spans in v.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"{day!r} is not a weekday: use {', '.join(WEEKDAYS)}")
+            bounds = []
+            for span in spans:
+                m = _HOURS.match(span)
+                if not m or (m[1], m[2]) >= (m[3], m[4]):
+                    raise ValueError(f'{day}: {span!r} must be a span like "09:00-12:30" that ends after it starts')
+                bounds.append((m[1] + m[2], m[3] + m[4]))
+            bounds.sort()
+            for (_, end), (start, _) in itertools.pairwise(bounds):
+                if start < end:
+                    raise ValueError(f"{day}: opening hours overlap")
+        return v
+
+    @field_validator("external_url")
+    @classmethod
+    def _external(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be empty or an http(s) URL of the clinic's own scheduler")
+        return v
+
+    def opening(self) -> dict[int, list[tuple[time, time]]]:
+        """Opening spans per weekday number (Monday 0), as local clock times."""
+        out: dict[int, list[tuple[time, time]]] = {}
+        for day, spans in self.hours.items():
+            for span in spans:
+                start, end = span.split("-")
+                out.setdefault(WEEKDAYS.index(day), []).append((time.fromisoformat(start), time.fromisoformat(end)))
+        return {k: sorted(v) for k, v in out.items()}
+
+
+class AlertSettings(_Section):
+    """Who owns an escalation: acknowledgement deadlines, re-alert tiers, and the daily digest."""
+
+    emergency_ack_minutes: int = Field(15, ge=1, le=1440)
+    urgent_ack_minutes: int = Field(240, ge=1, le=10_080)
+    routine_ack_hours: int = Field(48, ge=1, le=720)
+    escalation_tiers: list[list[str]] = []
+    check_seconds: float = Field(60.0, ge=1, le=3600)
+    digest_time: time = time(7, 30)
+
+    @field_validator("escalation_tiers")
+    @classmethod
+    def _tiers(cls, v: list[list[str]]) -> list[list[str]]:
+        out = []
+        for i, tier in enumerate(v, start=1):
+            if not tier:
+                raise ValueError(f"tier {i} is empty: list at least one phone number or email address")
+            out.append([_contact(c, i) for c in tier])
+        return out
+
+
+def _contact(raw: str, tier: int) -> str:
+    """An email address (lower-cased) or an E.164 phone number; anything else is refused."""
+    if "@" in raw:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", raw):
+            raise ValueError(f"tier {tier}: {raw!r} is not an email address")
+        return raw.lower()
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"tier {tier}: {raw!r} is not an email or a +country phone number ({exc})") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"tier {tier}: {raw!r} is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -181,6 +274,8 @@ class Settings(_Section):
     twilio: TwilioSettings = TwilioSettings()
     sendgrid: SendgridSettings = SendgridSettings()
     security: SecuritySettings = SecuritySettings()
+    booking: BookingSettings = BookingSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _live(self) -> Settings:

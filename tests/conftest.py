@@ -65,7 +65,7 @@ def pg_database() -> Iterator[str]:
     upgrade(url)
     yield url
     with admin.connect() as c:
-        c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
 

@@ -578,16 +578,18 @@ def test_delete_and_reset_clear_state(fp: FakeProvider) -> None:
 
 
 def test_stop_closes_keepalive_connections() -> None:
-    """After `stop()`, the port refuses connections and no handler thread is left behind."""
-    before = threading.active_count()
+    """After `stop()`, the port refuses connections and none of the fake's threads is left running."""
+    before = set(threading.enumerate())
     provider = FakeProvider(twilio_account_sid=SID, twilio_auth_token=TOKEN).start()
-    client = twilio(provider)
-    send_sms(client)  # leaves a keep-alive connection open
+    send_sms(twilio(provider))  # leaves a keep-alive connection, and its handler thread, open
+    assert len(set(threading.enumerate()) - before) >= 2 + 4  # accept loop, handler, webhook workers
     provider.stop()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 2
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) - before == set()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{provider.url}/_fake/health")
-    assert threading.active_count() <= before + 1  # the idle keep-alive pool of `requests` is not a thread
 
 
 def test_serve_forever_runs_until_stopped() -> None:

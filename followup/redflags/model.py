@@ -57,6 +57,7 @@ class Question:
     criteria_on_yes: tuple[str, ...] = ()
     options: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     text: str = ""
+    min_weeks_since_onset: float | None = None  # a "yes" counts only this long after onset
 
 
 @dataclass(frozen=True)

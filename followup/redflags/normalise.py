@@ -124,10 +124,9 @@ class Normaliser:
             return cfg.replace[word]
         if "'" in word:
             return self._contraction(word)
-        word = cfg.spelling.get(word, word)
-        if fuzzy:
-            word = self._fuzzy(word)
-        return (word,)
+        if word in cfg.spelling:
+            return (cfg.spelling[word],)
+        return (self._fuzzy(word),) if fuzzy else (word,)
 
     def _contraction(self, word: str) -> tuple[str, ...]:
         if word.endswith("n't"):

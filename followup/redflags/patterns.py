@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _LEX = re.compile(r"\.\.\.|[()\[\]|]|[^\s()\[\]|]+")
-_MAX_VARIANTS = 600
+_MAX_VARIANTS = 1500
+_BRACKET_QUESTION = re.compile(r"[\])]\?")
 
 
 class PatternError(ValueError):
@@ -60,6 +61,8 @@ class PhraseCompiler:
         return patterns
 
     def _variants(self, phrase: str) -> list[_Variant]:
+        if _BRACKET_QUESTION.search(phrase):
+            raise PatternError("write [words] for optional words, not (words)? or [words]?")
         tokens = _LEX.findall(phrase)
         if not tokens:
             raise PatternError("the phrase is empty")
@@ -152,7 +155,33 @@ def _merge(options: list[_Variant], optional: bool = False) -> list[_Variant]:
         exact = frozenset().union(*(t.exact for t in simple))
         prefixes = frozenset().union(*(t.prefixes for t in simple))
         merged.append((_Tok(exact, prefixes, optional=optional and not complex_),))
-    merged.extend(dict.fromkeys(complex_))
+    merged.extend(_factor(list(dict.fromkeys(complex_))))
     if optional and complex_:
         merged.append(())
     return merged
+
+
+def _factor(variants: list[_Variant]) -> list[_Variant]:
+    """Merge variants that differ in one plain word: (get up), (stand up) -> ({get, stand} up). Exact."""
+    changed = True
+    while changed and len(variants) > 1:
+        changed = False
+        for pos in range(max(len(v) for v in variants)):
+            groups: dict[tuple[object, ...], list[_Variant]] = {}
+            rest: list[_Variant] = []
+            for v in variants:
+                if pos < len(v) and not v[pos].gap and not v[pos].optional:
+                    groups.setdefault((len(v), v[:pos], v[pos + 1:]), []).append(v)
+                else:
+                    rest.append(v)
+            merged = []
+            for members in groups.values():
+                if len(members) > 1:
+                    changed = True
+                    tok = _Tok(frozenset().union(*(m[pos].exact for m in members)),
+                               frozenset().union(*(m[pos].prefixes for m in members)))
+                    merged.append((*members[0][:pos], tok, *members[0][pos + 1:]))
+                else:
+                    merged.extend(members)
+            variants = rest + merged
+    return variants

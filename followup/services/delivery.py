@@ -49,16 +49,15 @@ def insert_once(s: Session, row: dict[str, Any]) -> bool:
     """Insert a delivery event unless its key is known: one atomic statement, no check-then-insert race."""
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DeliveryEvent).values(**row)
-    result = s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]))
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: psycopg reports -1 for this statement, which would count a duplicate as new.
+    inserted = s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(DeliveryEvent.id))
+    return inserted.first() is not None
 
 
 def advance(s: Session, message_id: int, status: str, now: datetime, error_code: str | None = None) -> bool:
     """Move a message forward to `status`; a terminal state is never left and no state moves backwards."""
-    if status == m.SENT:
-        allowed = [st for st, r in RANK.items() if r < RANK[m.SENT]]
-    else:
-        allowed = list(RANK)  # any non-terminal state may become terminal
+    # `sent` only moves earlier states on; any non-terminal state may become terminal.
+    allowed = [st for st, r in RANK.items() if r < RANK[m.SENT]] if status == m.SENT else list(RANK)
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == m.DELIVERED:
         values["delivered_at"] = now

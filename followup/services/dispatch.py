@@ -51,6 +51,8 @@ class _Job:
     message_id: int
     out: Outgoing
     attempts: int
+    patient_id: int | None = None
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Dispatcher:
         self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="send")
         self.pacer = SenderPacer(cfg.per_sender_per_second)
         self.window = Window(rt.settings.schedule.quiet_start, rt.settings.schedule.quiet_end)
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -203,7 +205,7 @@ class Dispatcher:
             reply_to=reply_to if msg.channel == "email" else None,
             tags={"kind": msg.kind},
         )
-        return _Job(msg.id, out, msg.attempts)
+        return _Job(msg.id, out, msg.attempts, msg.patient_id, msg.kind)
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
@@ -223,6 +225,7 @@ class Dispatcher:
             return
         now = self.rt.clock.now()
         cfg = self.rt.settings.dispatch
+        finished: list[int] = []
         with self.rt.db.session() as s:
             for o in outcomes:
                 if o.sent is not None:
@@ -238,6 +241,8 @@ class Dispatcher:
                         )
                     )
                     report.sent += 1
+                    if o.job.kind == "closing" and o.job.patient_id is not None:
+                        finished.append(o.job.patient_id)
                     continue
                 err = o.error
                 assert err is not None
@@ -264,6 +269,9 @@ class Dispatcher:
                         from followup.services.reachability import on_permanent_failure
 
                         on_permanent_failure(self.rt, s, msg, err, now)
+            if finished:  # the closing message ends the program for patients who are simply active
+                s.exec(update(Patient).where(col(Patient.id).in_(finished), Patient.status == "active")
+                       .values(status="completed", updated_at=now))
             s.commit()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -277,16 +285,34 @@ class Dispatcher:
         """Messages whose lease ran out: never started ones go back to the queue; ones that may have been sent
         are looked up at the provider first."""
         now = self.rt.clock.now()
+        lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
+        # Take the stale rows over first, atomically and committed, as claim() does: another dispatcher recovering
+        # at the same time must not also look them up, re-queue and send them a second time.
+        is_stale = and_(
+            or_(Message.status == m.CLAIMED, Message.status == m.SENDING),
+            col(Message.lease_until).is_not(None),
+            col(Message.lease_until) < now,
+        )
+        stale_ids = (
+            select(Message.id)
+            .where(is_stale)
+            .limit(self.rt.settings.dispatch.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        take = (
+            update(Message)
+            .where(col(Message.id).in_(stale_ids.scalar_subquery()), is_stale)
+            .values(lease_owner=self.owner, lease_until=lease)
+            .returning(Message.id)
+        )
+        with self.rt.db.session() as s:
+            ids = [row[0] for row in s.exec(take)]
+            s.commit()
+        if not ids:
+            return
         with self.rt.db.session() as s:
             stale = list(
-                s.exec(
-                    select(Message)
-                    .where(
-                        or_(Message.status == m.CLAIMED, Message.status == m.SENDING),
-                        and_(col(Message.lease_until).is_not(None), col(Message.lease_until) < now),
-                    )
-                    .limit(self.rt.settings.dispatch.batch_size)
-                ).all()
+                s.exec(select(Message).where(col(Message.id).in_(ids), Message.lease_owner == self.owner)).all()
             )
             for msg in stale:
                 msg.updated_at = now

@@ -180,7 +180,7 @@ def _act(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Rep
         evidence = [{"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule,
                      "inbound_id": inbound.id} for f in verdict.findings]
         assert verdict.tier is not None
-        esc, alerted = escalate(rt, s, patient, level=verdict.level, tier=verdict.tier,
+        esc, _alerted = escalate(rt, s, patient, level=verdict.level, tier=verdict.tier,
                                 criteria=list(verdict.criteria), evidence=evidence, source="reply", now=now,
                                 channel=reply.channel, inbound_id=inbound.id)
         phrase = keywords.opt_out_phrase(body) or (word if word == "opt_out" else None)

@@ -60,7 +60,7 @@ class SendgridEmail:
             response = self._client().send(self.build(msg))
         except http_errors.HTTPError as exc:
             raise _translate(exc) from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise RetryableSendError("sendgrid timed out", ambiguous=True) from exc
         except urllib.error.URLError as exc:
             ambiguous = isinstance(exc.reason, TimeoutError | socket.timeout)

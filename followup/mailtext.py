@@ -1,0 +1,91 @@
+"""The patient's own words from an email: quoted history and signatures removed, HTML made plain text.
+
+Email replies quote the clinic's question ("Have you noticed any weakness?") under the answer; left in, it
+would raise a red flag on every "Doing great." The maintained `mail-parser-reply` library finds reply
+headers ("On ... wrote:", Outlook "From: / Sent:" blocks, "-----Original Message-----") and signatures; a
+small fallback of our own removes what it leaves: "> " quoted lines without a header, header blocks it
+missed, and its signature or disclaimer cuts that would swallow a sentence of the patient's.
+"""
+
+from __future__ import annotations
+
+import re
+
+import html2text
+from mailparser_reply.parser import EmailMessage
+
+_QUOTED = re.compile(r"^[ \t]*>")
+_WROTE = re.compile(r"^[ \t]*On\b.{0,300}?\bwrote:[ \t]*$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_ORIGINAL = re.compile(r"^[ \t]*-{2,}[ \t]*(Original|Forwarded) Message[ \t]*-{2,}", re.IGNORECASE | re.MULTILINE)
+_OUTLOOK_RULE = re.compile(r"^[ \t]*_{10,}[ \t]*$", re.MULTILINE)
+_HEADER_LINE = re.compile(r"^[ \t*]*(From|Sent|Date|To|Subject|Cc)[ \t*]*:", re.IGNORECASE)
+_SENT_FROM = re.compile(r"^[ \t]*(Sent from my|Get Outlook for)\b.*$", re.IGNORECASE | re.MULTILINE)
+_SIGNOFF = re.compile(
+    r"^(--\s*|__+\s*|(best|kind|warm)?\s*(regards|wishes)|best|thanks|thank you|many thanks|cheers|all the best"
+    r"|sincerely|yours( truly| sincerely)?|take care|sent from my .*|get outlook for .*)[,.!]*"
+    r"(\s+[A-Z][\w.'-]*){0,3}\s*$",
+    re.IGNORECASE,
+)
+_FIRST_PERSON = re.compile(r"\b(i|i'm|im|my|me|mine)\b", re.IGNORECASE)
+_DROP_TAGS = re.compile(r"<(script|style|noscript|template|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def extract_reply(body: str) -> str:
+    """The newest reply in a plain-text email body, without quoted history or signature."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        return ""
+    try:
+        message = EmailMessage(text=text, languages=["en"], keep_hyphen_lists=True).read()
+        replies = [r for r in message.replies if r.content.strip()]
+    except Exception:  # a parser failure must not lose the reply: fall back to our own rules
+        replies = []
+    if replies:
+        reply = replies[0]
+        content = reply.content.replace(reply.headers or "", "", 1) if reply.headers else reply.content
+        for cut in [*reply.disclaimers, reply.signatures]:
+            if cut and _safe_to_cut(cut):
+                content = content.replace(cut, "")
+        text = content
+    return _fallback(text).strip()
+
+
+def html_to_text(html: str) -> str:
+    """Plain text from an HTML email part: scripts, styles and images dropped, no line wrapping."""
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.ignore_links = True
+    converter.ignore_emphasis = True
+    converter.ignore_tables = True
+    converter.unicode_snob = True
+    return converter.handle(_DROP_TAGS.sub("", html)).strip()
+
+
+def _safe_to_cut(block: str) -> bool:
+    """A signature or disclaimer may go only if it cannot be the patient's own sentence."""
+    lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+    if not lines:
+        return True
+    if _SIGNOFF.match(lines[0]):
+        return all(len(line) <= 80 for line in lines[1:8]) and len(lines) <= 8
+    return not _FIRST_PERSON.search(block)
+
+
+def _fallback(text: str) -> str:
+    """Cut at the first reply header the library missed; drop "> " lines and sent-from lines."""
+    cut = len(text)
+    for pattern in (_WROTE, _ORIGINAL, _OUTLOOK_RULE):
+        match = pattern.search(text)
+        if match and not text[:match.start()].strip():
+            text = text[match.end():]  # a header on top (bottom-posted reply): drop the header line only
+            match = pattern.search(text)
+        if match:
+            cut = min(cut, match.start())
+    lines = text[:cut].split("\n")
+    for i in range(len(lines) - 1):
+        if i and _HEADER_LINE.match(lines[i]) and _HEADER_LINE.match(lines[i + 1]):
+            lines = lines[:i]
+            break
+    kept = [line for line in lines if not _QUOTED.match(line)]
+    return _SENT_FROM.sub("", "\n".join(kept))

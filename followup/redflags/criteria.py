@@ -1,0 +1,356 @@
+"""Load and check the clinic's red-flag file (clinic/red_flags.toml).
+
+Every problem is reported with the table and key it sits in ("criteria.weakness.tier: must be one of
+emergency, urgent, routine; got 'soon'"), so a clinician can fix the file without reading Python. Every
+phrase is compiled while loading, so a broken pattern stops the service at start-up, not on a reply.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from followup.redflags.model import REASONS, TIERS, Criterion, Question, Reason, Tier
+from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser
+from followup.redflags.patterns import PatternError, PhraseCompiler
+
+Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
+_EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+TokenPatterns = list[list[dict[str, Any]]]
+
+
+class CriteriaError(ValueError):
+    """The red-flag file is missing, unreadable or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """One [modifiers.NAME] table: cue phrases and how they act on the symptoms around them."""
+
+    name: str
+    effect: Effect
+    reason: Reason | None
+    forward: tuple[str, ...]
+    backward: tuple[str, ...]
+    both: tuple[str, ...]
+    max_scope: int | None
+    first_person_breaks: bool
+    second_subject_breaks: bool
+    clause_break: bool
+    applies_to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContextWords:
+    """The [context] table."""
+
+    boundaries: frozenset[str]
+    subjects: frozenset[str]
+    verbs: frozenset[str]
+    first_person: frozenset[str]
+    reporter_verbs: frozenset[str]
+    proxy: tuple[str, ...]
+    question_anchors: tuple[str, ...]
+    improving: tuple[str, ...]
+    exclusions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The [answers] table: how short replies to a question read."""
+
+    yes: tuple[str, ...]
+    no: tuple[str, ...]
+    uncertain: tuple[str, ...]
+    all_options: tuple[str, ...]
+    ordinals: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    gap_words: int
+    persisting_min_weeks: float
+    context_persisting_weeks: float
+
+
+@dataclass
+class RuleBook:
+    """The whole file, checked, with every phrase compiled to token patterns (keyed by where it sits)."""
+
+    path: str
+    settings: Settings
+    criteria: dict[str, Criterion]
+    signals: dict[str, tuple[str, ...]]
+    duration_numbers: dict[str, float]
+    duration_units: dict[str, float]
+    open_ended: tuple[str, ...]
+    modifiers: tuple[Modifier, ...]
+    context: ContextWords
+    answers: Answers
+    questions: dict[str, Question]
+    normaliser: Normaliser
+    compiled: dict[str, TokenPatterns] = field(default_factory=dict)
+
+    def phrases(self) -> Iterator[tuple[str, str]]:
+        """Every (location, phrase) in the file that is compiled."""
+        for cid, c in self.criteria.items():
+            yield from ((f"criteria.{cid}.patterns[{i}]", p) for i, p in enumerate(c.patterns, 1))
+            yield from ((f"criteria.{cid}.inability[{i}]", p) for i, p in enumerate(c.inability, 1))
+        for name, phrases in self.signals.items():
+            yield from ((f"signals.{name}[{i}]", p) for i, p in enumerate(phrases, 1))
+        yield from ((f"durations.open_ended[{i}]", p) for i, p in enumerate(self.open_ended, 1))
+        for m in self.modifiers:
+            for key in ("forward", "backward", "both"):
+                yield from ((f"modifiers.{m.name}.{key}[{i}]", p) for i, p in enumerate(getattr(m, key), 1))
+        for key in ("proxy", "question_anchors", "improving", "exclusions"):
+            yield from ((f"context.{key}[{i}]", p) for i, p in enumerate(getattr(self.context, key), 1))
+
+
+class _Table:
+    """Typed reads from one TOML table, with errors that name the table and key."""
+
+    def __init__(self, data: object, where: str, path: str) -> None:
+        self.where, self.path = where, path
+        if not isinstance(data, dict):
+            raise self.error("", "must be a table")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def error(self, key: str, problem: str) -> CriteriaError:
+        place = f"{self.where}.{key}" if key and self.where else key or self.where or "top level"
+        return CriteriaError(f"{self.path}: {place}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., what: str = "") -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, "is missing")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
+            raise self.error(key, f"must be {what or getattr(kind, '__name__', 'a number')}; got {value!r}")
+        return value
+
+    def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(key, list, default, "a list of strings")
+        if any(not isinstance(v, str) or not v.strip() for v in value):
+            raise self.error(key, "must be a list of non-empty strings")
+        return tuple(value)
+
+    def table(self, key: str, default: Any = ...) -> _Table:
+        return _Table(self.get(key, dict, default, "a table"), f"{self.where}.{key}" if self.where else key,
+                      self.path)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (check the spelling)")
+
+
+def load_rulebook(path: Path | str) -> RuleBook:
+    """Read, check and compile the red-flag file; raise CriteriaError saying what is wrong and where."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CriteriaError(f"{path}: cannot read the red-flag file ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CriteriaError(f"{path}: not valid TOML: {exc}") from exc
+    top = _Table(data, "", str(path))
+    if top.get("schema", int) != 1:
+        raise top.error("schema", "must be 1")
+    st = top.table("settings")
+    settings = Settings(st.get("gap_words", int), float(st.get("persisting_min_weeks", (int, float))),
+                        float(st.get("context_persisting_weeks", (int, float))))
+    forbidden = st.strings("forbidden_in_patient_labels", [])
+    st.done()
+    normaliser = Normaliser(_normalise_config(top.table("normalise"), top.table("answers", {})))
+    criteria = _criteria(top.table("criteria"), forbidden)
+    book = RuleBook(
+        path=str(path), settings=settings, criteria=criteria,
+        signals=_signals(top.table("signals")), **_durations(top.table("durations")),
+        modifiers=_modifiers(top.table("modifiers"), criteria), context=_context(top.table("context")),
+        answers=_answers(top.table("answers")), questions=_questions(top.table("questions", {}), criteria),
+        normaliser=normaliser,
+    )
+    _compile(book, _words(top.table("words", {})))
+    top.done()
+    return book
+
+
+def _normalise_config(t: _Table, answers: _Table) -> NormaliseConfig:
+    def split(key: str) -> dict[str, tuple[str, ...]]:
+        table = t.get(key, dict, {}, "a table of word = replacement")
+        if any(not isinstance(v, str) for v in table.values()):
+            raise t.error(key, "every replacement must be a string")
+        return {k.lower(): tuple(v.lower().split()) for k, v in table.items()}
+
+    spelling = {k: v[0] for k, v in split("spelling").items()}
+    replies = answers.data.get("yes", []) + answers.data.get("no", []) + answers.data.get("uncertain", [])
+    config = NormaliseConfig(
+        replace=split("replace"), between_words=split("between_words"), spelling=spelling,
+        fuzzy_words=tuple(w.lower() for w in t.strings("fuzzy_words", [])),
+        fuzzy_protect=frozenset(w.lower() for w in t.strings("fuzzy_protect", [])),
+        fuzzy_min_length=t.get("fuzzy_min_length", int, 6),
+        keep_sentence_after_question=frozenset(str(r).split()[0].lower() for r in replies if str(r).strip()),
+    )
+    t.done()
+    return config
+
+
+def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
+    out: dict[str, Criterion] = {}
+    for cid in t.data:
+        if not _ID.match(cid):
+            raise t.error(cid, "criterion ids use lower-case letters, digits and '_'")
+        c = t.table(cid)
+        tier = c.get("tier", str)
+        if tier not in TIERS:
+            raise c.error("tier", f"must be one of {', '.join(TIERS)}; got {tier!r}")
+        label = c.get("patient_label", str)
+        words = set(re.findall(r"[a-z.]+", label.lower()))
+        bad = [f for f in forbidden if (f in words if " " not in f else f in label.lower())]
+        if bad:
+            raise c.error("patient_label", f"must not name a diagnosis ({bad[0]!r}); describe the symptom")
+        ignore = c.strings("ignore", ())
+        for reason in ignore:
+            if reason not in REASONS:
+                raise c.error("ignore", f"{reason!r} is not a reason ({', '.join(REASONS)})")
+        out[cid] = Criterion(
+            id=cid, tier=cast(Tier, tier), clinician_label=c.get("clinician_label", str), patient_label=label,
+            source=c.get("source", str), patterns=c.strings("patterns"), inability=c.strings("inability", ()),
+            sudden_from=c.strings("sudden_from", ()), refines=c.strings("refines", ()),
+            ignore=cast(tuple[Reason, ...], ignore), counts_when_resolved=c.get("counts_when_resolved", bool, False),
+        )
+        c.done()
+    for crit in out.values():
+        for key in ("sudden_from", "refines"):
+            for ref in getattr(crit, key):
+                if ref not in out:
+                    raise CriteriaError(f"{t.path}: criteria.{crit.id}.{key}: no criterion called {ref!r}")
+        if crit.sudden_from and crit.tier != "emergency":
+            raise CriteriaError(f"{t.path}: criteria.{crit.id}.sudden_from: only emergency criteria take it")
+    if not out:
+        raise t.error("", "no criteria defined")
+    return out
+
+
+def _signals(t: _Table) -> dict[str, tuple[str, ...]]:
+    out = {"twitch": t.strings("twitch"), "ongoing": t.strings("ongoing")}
+    t.done()
+    return out
+
+
+def _durations(t: _Table) -> dict[str, Any]:
+    def numbers(key: str) -> dict[str, float]:
+        table = t.get(key, dict, what="a table of word = number")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in table.values()):
+            raise t.error(key, "every value must be a positive number")
+        return {k.lower(): float(v) for k, v in table.items()}
+
+    out = {"duration_numbers": numbers("numbers"), "duration_units": numbers("units"),
+           "open_ended": t.strings("open_ended", ())}
+    t.done()
+    return out
+
+
+def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...]:
+    out = []
+    for name in t.data:
+        m = t.table(name)
+        effect = m.get("effect", str)
+        if effect not in _EFFECTS:
+            raise m.error("effect", f"must be one of {', '.join(_EFFECTS)}; got {effect!r}")
+        reason = m.get("reason", str, None)
+        if (effect == "suppress") != (reason is not None):
+            raise m.error("reason", "is required with effect = \"suppress\" and only then")
+        if reason is not None and reason not in REASONS:
+            raise m.error("reason", f"must be one of {', '.join(REASONS)}; got {reason!r}")
+        applies_to = m.strings("applies_to", ())
+        for ref in applies_to:
+            if ref not in criteria:
+                raise m.error("applies_to", f"no criterion called {ref!r}")
+        max_scope = m.get("max_scope", int, None)
+        if max_scope is not None and max_scope <= 0:
+            raise m.error("max_scope", "must be a positive number of words")
+        mod = Modifier(
+            name=name, effect=cast(Effect, effect), reason=cast(Reason | None, reason),
+            forward=m.strings("forward", ()), backward=m.strings("backward", ()), both=m.strings("both", ()),
+            max_scope=max_scope, first_person_breaks=m.get("first_person_breaks", bool, False),
+            second_subject_breaks=m.get("second_subject_breaks", bool, False),
+            clause_break=m.get("clause_break", bool, effect == "suppress"), applies_to=applies_to,
+        )
+        if not (mod.forward or mod.backward or mod.both):
+            raise m.error("", "needs at least one of forward, backward, both")
+        m.done()
+        out.append(mod)
+    return tuple(out)
+
+
+def _context(t: _Table) -> ContextWords:
+    def words(key: str) -> frozenset[str]:
+        return frozenset(w.lower() for w in t.strings(key))
+
+    out = ContextWords(
+        boundaries=words("boundaries"), subjects=words("subjects"), verbs=words("verbs"),
+        first_person=words("first_person"), reporter_verbs=words("reporter_verbs"), proxy=t.strings("proxy"),
+        question_anchors=t.strings("question_anchors"), improving=t.strings("improving"),
+        exclusions=t.strings("exclusions", ()),
+    )
+    t.done()
+    return out
+
+
+def _answers(t: _Table) -> Answers:
+    ordinals = t.get("ordinals", dict, {}, "a table of word = option")
+    out = Answers(yes=t.strings("yes"), no=t.strings("no"), uncertain=t.strings("uncertain", ()),
+                  all_options=t.strings("all_options", ()),
+                  ordinals={str(k).lower(): str(v) for k, v in ordinals.items()})
+    t.done()
+    return out
+
+
+def _questions(t: _Table, criteria: dict[str, Criterion]) -> dict[str, Question]:
+    out = {}
+    for qid in t.data:
+        q = t.table(qid)
+        on_yes = q.strings("criteria_on_yes", ())
+        raw_options = q.get("options", dict, {}, "a table of option = [criteria]")
+        options = {}
+        for key, ids in raw_options.items():
+            if not isinstance(ids, list) or any(not isinstance(i, str) for i in ids):
+                raise q.error(f"options.{key}", "must be a list of criterion ids")
+            options[str(key).lower()] = tuple(ids)
+        for ref in (*on_yes, *(i for ids in options.values() for i in ids)):
+            if ref not in criteria:
+                raise q.error("criteria_on_yes" if ref in on_yes else "options", f"no criterion called {ref!r}")
+        weeks = q.get("min_weeks_since_onset", (int, float), None)
+        out[qid] = Question(id=qid, criteria_on_yes=on_yes, options=options, text=q.get("text", str, ""),
+                            min_weeks_since_onset=None if weeks is None else float(weeks))
+        q.done()
+    return out
+
+
+def _words(t: _Table) -> dict[str, list[str]]:
+    out = {name: list(t.strings(name)) for name in t.data}
+    t.done()
+    return out
+
+
+def _compile(book: RuleBook, words: dict[str, list[str]]) -> None:
+    stops = {*SENTENCE_END, ",", "not", "no", "never", "because", "when", "while", "if", "after", "before",
+             "until", "since", "so", "then", "and", "or"}
+    for m in book.modifiers:
+        if m.effect == "terminate":
+            stops.update(w for phrase in m.both for w in phrase.lower().split())
+    compiler = PhraseCompiler(book.normaliser.words, words, book.settings.gap_words, stops)
+    for where, phrase in book.phrases():
+        try:
+            book.compiled[where] = compiler.compile(phrase)
+        except PatternError as exc:
+            raise CriteriaError(f"{book.path}: {where}: {exc} in {phrase!r}") from exc

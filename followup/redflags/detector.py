@@ -1,0 +1,171 @@
+"""The red-flag detector: a medspaCy pipeline (TargetMatcher + ConText) built once from the clinic's file.
+
+    det = Detector.from_file(Path("clinic/red_flags.toml"))
+    verdict = det.assess("my right hand feels weaker", ReplyContext(weeks_since_onset=5))
+
+Patient text never reaches a log: PyRuSH (medspaCy's sentence splitter, which logs every word through loguru)
+is not in the pipeline and is disabled anyway, and nothing here logs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import medspacy
+from loguru import logger
+from medspacy.target_matcher import TargetRule
+from spacy.matcher import Matcher
+from spacy.tokens import Doc, Span
+
+from followup.redflags import rules
+from followup.redflags.answers import answer_findings
+from followup.redflags.context import context_rules
+from followup.redflags.criteria import RuleBook, load_rulebook
+from followup.redflags.model import Criterion, Question, ReplyContext, Verdict
+
+logger.disable("PyRuSH")
+
+_GROUP = "medspacy_spans"
+_CUES = ("exclusions", "proxy", "question_anchors", "improving")
+_FILLERS = ["+", "plus", "odd", "more", "full", "whole", "straight", "solid", "long", "or so"]
+
+
+@dataclass(frozen=True)
+class _Cue:
+    kind: str
+    start: int
+    end: int
+
+
+class Detector:
+    """Assess patients' replies against the clinic's red-flag criteria. `assess` is thread-safe."""
+
+    def __init__(self, book: RuleBook) -> None:
+        self._book = book
+        self.criteria: Mapping[str, Criterion] = MappingProxyType(book.criteria)
+        self._labels = {cid: c.clinician_label for cid, c in book.criteria.items()}
+        nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher", "medspacy_context"], load_rules=False)
+        nlp.replace_pipe("medspacy_target_matcher", "medspacy_target_matcher",
+                         config={"result_type": "group", "span_group_name": _GROUP, "prune": False})
+        nlp.replace_pipe("medspacy_context", "medspacy_context",
+                         config={"rules": None, "input_span_type": "group", "span_group_name": _GROUP,
+                                 "prune_on_target_overlap": True, "span_attrs": None})
+        self._vocab = nlp.vocab
+        self._targets = nlp.get_pipe("medspacy_target_matcher")
+        self._context = nlp.get_pipe("medspacy_context")
+        _skip_revalidation(self._targets, "_TargetMatcher__matcher")
+        _skip_revalidation(self._context, "_ConText__matcher")
+        self._targets.add(self._target_rules())
+        self._context.add(context_rules(book))
+        self._cues = Matcher(nlp.vocab, validate=False)
+        for kind in _CUES:
+            patterns = [p for where, ps in book.compiled.items() if where.startswith(f"context.{kind}[") for p in ps]
+            if patterns:
+                self._cues.add(kind, patterns)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Detector:
+        """Load, check and compile the clinic's file; raises CriteriaError naming the problem."""
+        return cls(load_rulebook(path))
+
+    def question(self, qid: str) -> Question:
+        """The question defined as [questions.<qid>] in the file."""
+        try:
+            return self._book.questions[qid]
+        except KeyError:
+            raise KeyError(f"no question {qid!r} in {self._book.path}") from None
+
+    @property
+    def questions(self) -> Mapping[str, Question]:
+        return MappingProxyType(self._book.questions)
+
+    def assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
+        """The verdict for one reply (for email, pass the reply with quoted history removed)."""
+        context = context or ReplyContext()
+        tokens = self._book.normaliser.tokens(text if isinstance(text, str) else "")
+        if not tokens:
+            return Verdict.of([], [], self._labels)
+        doc = Doc(self._vocab, words=[t.text for t in tokens], sent_starts=[t.sent_start for t in tokens])
+        with self._lock:  # spaCy matchers are not documented as thread-safe
+            cues = [_Cue(self._vocab.strings[k], s, e) for k, s, e in self._cues(doc)]
+            doc = self._targets(doc)
+            doc.spans[_GROUP] = self._resolve(list(doc.spans[_GROUP]), cues)
+            doc = self._context(doc)
+            mentions = [_mention(span) for span in doc.spans[_GROUP]]
+        offsets = [(t.start, t.end) for t in tokens]
+        evidence = rules.Evidence(text, offsets)
+        findings, suppressed = rules.evaluate(self._book, doc, mentions, cues, context, evidence)
+        findings += answer_findings(self._book, tokens, context, text)
+        return Verdict.of(findings, suppressed, self._labels)
+
+    def _target_rules(self) -> list[TargetRule]:
+        book = self._book
+        out = []
+        for cid, crit in book.criteria.items():
+            for kind in ("patterns", "inability"):
+                for i, phrase in enumerate(getattr(crit, kind), 1):
+                    for pattern in book.compiled[f"criteria.{cid}.{kind}[{i}]"]:
+                        meta = {"label": cid, "kind": kind.rstrip("s"), "index": i}
+                        out.append(TargetRule(phrase, cid, pattern=pattern, metadata=meta))
+        for name in book.signals:
+            for i, phrase in enumerate(book.signals[name], 1):
+                for pattern in book.compiled[f"signals.{name}[{i}]"]:
+                    out.append(TargetRule(phrase, f"signal_{name}", pattern=pattern,
+                                          metadata={"label": f"signal_{name}", "kind": "signal", "index": i}))
+        out.extend(self._duration_rules())
+        return out
+
+    def _duration_rules(self) -> list[TargetRule]:
+        book = self._book
+        units = {"LOWER": {"IN": sorted(book.duration_units)}}
+        filler: dict[str, Any] = {"LOWER": {"IN": _FILLERS}, "OP": "?"}
+        number_patterns: list[list[dict[str, Any]]] = [[{"LIKE_NUM": True}]]
+        for words in book.duration_numbers:
+            number_patterns.append([{"LOWER": w} for w in words.split()])
+        meta = {"label": "signal_duration", "kind": "duration", "index": 0}
+        out = [TargetRule("duration", "signal_duration", pattern=[*num, filler, filler, units], metadata=meta)
+               for num in number_patterns]
+        for i, phrase in enumerate(book.open_ended, 1):
+            for pattern in book.compiled[f"durations.open_ended[{i}]"]:
+                out.append(TargetRule(phrase, "signal_duration", pattern=pattern,
+                                      metadata={"label": "signal_duration", "kind": "open_duration", "index": i}))
+        return out
+
+    def _resolve(self, spans: list[Span], cues: list[_Cue]) -> list[Span]:
+        """Keep the longest match per label, drop false friends and matches refined by a longer criterion."""
+        excluded = [(c.start, c.end) for c in cues if c.kind == "exclusions"]
+        kept: list[Span] = []
+        for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+            if any(s.start < e and b < s.end for s in [span] for b, e in excluded):
+                continue
+            if any(k.label_ == span.label_ and k.start < span.end and span.start < k.end for k in kept):
+                continue
+            kept.append(span)
+        refiners = {cid: c.refines for cid, c in self._book.criteria.items() if c.refines}
+        kept = [s for s in kept if not any(
+            s.label_ in refiners.get(k.label_, ()) and k.start <= s.start and s.end <= k.end for k in kept)]
+        return sorted(kept, key=lambda s: (s.start, s.end))
+
+
+def _skip_revalidation(component: object, attribute: str) -> None:
+    """Our compiler emits only well-formed token patterns (a test validates every one of them), so spaCy's
+    per-pattern schema check, two thirds of start-up time, is switched off. If medspaCy renames its
+    internals this silently keeps the (slower) check."""
+    medspacy_matcher = getattr(component, attribute, None)
+    spacy_matcher = getattr(medspacy_matcher, "_MedspacyMatcher__matcher", None)
+    if spacy_matcher is not None and hasattr(spacy_matcher, "validate"):
+        spacy_matcher.validate = False
+
+
+def _mention(span: Span) -> rules.Mention:
+    meta = span._.target_rule.metadata
+    cats = frozenset(m.category for m in span._.modifiers)
+    if meta["label"] != span.label_:  # another label matched the very same text: extensions are shared
+        meta = {"kind": "pattern", "index": 0}
+    return rules.Mention(span.label_, meta["kind"], meta["index"], span.start, span.end, cats)

@@ -1,0 +1,165 @@
+"""From matched mentions and their ConText modifiers to findings: the decisions, as pure functions.
+
+- a mention counts unless a modifier suppresses it (negated, someone else, hypothetical or worry, question,
+  past, resolved, trigger), with the exceptions the file allows: inability phrases ignore negation, a
+  relative writing for the patient makes "she"/"mom" the patient, criteria list reasons they `ignore`, and
+  emergencies that passed still count;
+- a question ("...?") that does not say the patient has the symptom is only asking about it;
+- a symptom that came on suddenly becomes its emergency criterion (`sudden_from`);
+- twitching that goes on: a stated duration of `persisting_min_weeks` or more, or any mention of the twitching
+  still being there once onset is `context_persisting_weeks` ago, is "persisting" unless it is improving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from spacy.tokens import Doc
+
+from followup.redflags.criteria import RuleBook
+from followup.redflags.model import Finding, Reason, ReplyContext, Suppressed
+
+# When several modifiers reach a mention, the reason reported is the first of these that applies.
+_PRIORITY: tuple[Reason, ...] = (
+    "other_person", "hypothetical", "question", "historical", "trigger", "resolved", "negated",
+)
+PERSISTING = "persisting"
+
+
+class Cue(Protocol):
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A criterion or helper signal matched over tokens [start, end), with the modifier categories on it."""
+
+    label: str
+    kind: str
+    index: int
+    start: int
+    end: int
+    categories: frozenset[str]
+
+
+class Evidence:
+    """Maps token ranges back to the patient's own text."""
+
+    def __init__(self, text: str, offsets: Sequence[tuple[int, int]]) -> None:
+        self.text, self.offsets = text, offsets
+
+    def span(self, start: int, end: int) -> tuple[str, int, int]:
+        a, b = self.offsets[start][0], self.offsets[end - 1][1]
+        return self.text[a:b], a, b
+
+
+def evaluate(book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[Cue], context: ReplyContext,
+             evidence: Evidence) -> tuple[list[Finding], list[Suppressed]]:
+    """Findings and suppressions for one reply."""
+    reasons = {f"{m.name.upper()}": (m.reason, m.applies_to) for m in book.modifiers if m.reason}
+    proxy = any(c.kind == "proxy" for c in cues)
+    asking = _question_sentences(doc, cues)
+    findings: list[Finding] = []
+    suppressed: list[Suppressed] = []
+    present: list[Mention] = []
+    for m in mentions:
+        crit = book.criteria.get(m.label)
+        ignore = set(crit.ignore if crit else ())
+        if m.kind == "inability":
+            ignore.add("negated")
+        if proxy:
+            ignore.add("other_person")
+        if crit and crit.counts_when_resolved:
+            ignore.add("resolved")
+        found = {reasons[c][0] for c in m.categories
+                 if c in reasons and (not reasons[c][1] or m.label in reasons[c][1])}
+        if doc[m.start].sent.start in asking:
+            found.add("question")
+        reason = next((r for r in _PRIORITY if r in found and r not in ignore), None)
+        if crit is None:
+            if reason is None:
+                present.append(m)
+            continue
+        text, start, end = evidence.span(m.start, m.end)
+        if reason is not None:
+            suppressed.append(Suppressed(crit.id, text, start, end, reason))
+            continue
+        findings.append(Finding(crit.id, crit.tier, text, start, end, f"{m.kind}:{crit.id}#{m.index}"))
+        if "SUDDEN" in m.categories:
+            for emergency in book.criteria.values():
+                if crit.id in emergency.sudden_from:
+                    findings.append(Finding(emergency.id, emergency.tier, text, start, end,
+                                            f"onset:sudden+{crit.id}"))
+    f, s = _persisting(book, doc, present, cues, context, evidence)
+    return findings + f, suppressed + s
+
+
+def _question_sentences(doc: Doc, cues: Sequence[Cue]) -> set[int]:
+    """Start tokens of sentences that ask ("...?") without saying the patient has something."""
+    anchored = {doc[c.start].sent.start for c in cues if c.kind == "question_anchors"}
+    out = set()
+    for sent in doc.sents:
+        if sent.start in anchored:
+            continue
+        if any(t.text == "?" for t in sent[-3:]):
+            out.add(sent.start)
+    return out
+
+
+def _persisting(book: RuleBook, doc: Doc, present: list[Mention], cues: Sequence[Cue], context: ReplyContext,
+                evidence: Evidence) -> tuple[list[Finding], list[Suppressed]]:
+    if PERSISTING not in book.criteria:
+        return [], []
+    tier = book.criteria[PERSISTING].tier
+    improving = {doc[c.start].sent.start for c in cues if c.kind == "improving"
+                 and not any(m.start < c.end and c.start < m.end for m in present)}
+    signals = [m for m in present if m.label in ("signal_twitch", "signal_ongoing")]
+    easing = [m for m in present if doc[m.start].sent.start in improving]
+    ongoing = [m for m in signals if m not in easing]
+    suppressed = []
+    min_weeks = book.settings.persisting_min_weeks
+    for m in present:
+        if m.label != "signal_duration":
+            continue
+        weeks = duration_weeks(book, [t.text for t in doc[m.start:m.end]], m.kind)
+        if weeks is None or weeks < min_weeks or not signals:
+            continue
+        text, start, end = evidence.span(m.start, m.end)
+        if m in easing or not ongoing:
+            suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
+            continue
+        return [Finding(PERSISTING, tier, text, start, end, f"duration:{weeks:g}w")], []
+    weeks_since = context.weeks_since_onset
+    threshold = book.settings.context_persisting_weeks
+    if weeks_since is None or weeks_since < threshold:
+        return [], suppressed
+    rule = f"context:persisting>={threshold:g}w"
+    if ongoing:
+        text, start, end = evidence.span(ongoing[0].start, ongoing[0].end)
+        return [Finding(PERSISTING, tier, text, start, end, rule)], []
+    for m in easing[:1]:
+        text, start, end = evidence.span(m.start, m.end)
+        suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
+    return [], suppressed
+
+
+def duration_weeks(book: RuleBook, words: list[str], kind: str) -> float | None:
+    """Weeks in a matched duration ("8 weeks", "a couple of months"); open-ended ones count as long enough."""
+    if kind == "open_duration":
+        return max(book.settings.persisting_min_weeks, book.settings.context_persisting_weeks)
+    unit = book.duration_units.get(words[-1])
+    if unit is None:
+        return None
+    number_words = [w for w in words[:-1] if w not in ("+", "plus", "odd", "more", "full", "whole", "straight",
+                                                         "solid", "long", "or", "so")]
+    phrase = " ".join(number_words)
+    if phrase in book.duration_numbers:
+        return book.duration_numbers[phrase] * unit
+    try:
+        return float(phrase.replace(",", ".")) * unit
+    except ValueError:
+        return None

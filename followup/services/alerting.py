@@ -1,0 +1,226 @@
+"""Alerts that someone owns: acknowledgement deadlines per tier, and re-alerting the next on-call tier.
+
+An emergency or urgent escalation still `open` (not acknowledged) one SLA after its last alert is re-alerted to
+the next tier of the on-call list (tier 0 is clinic.oncall_*, then alerts.escalation_tiers; the last tier is
+repeated), again every SLA until someone acknowledges. Each round is an `EscalationAlert` row whose unique
+(escalation, round) makes a second process running the same job a no-op. Routine escalations are not re-alerted:
+they go in the daily digest (services/digest.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+
+from followup.models import Escalation, EscalationAlert, Message
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.queue import queue
+from followup.settings import Settings
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+log = logging.getLogger("followup.alerting")
+REALERTED_TIERS = ("emergency", "urgent")
+
+
+def sla(settings: Settings, tier: str) -> timedelta:
+    """How long an escalation of this tier may wait for an acknowledgement."""
+    a = settings.alerts
+    if tier == "emergency":
+        return timedelta(minutes=a.emergency_ack_minutes)
+    if tier == "urgent":
+        return timedelta(minutes=a.urgent_ack_minutes)
+    return timedelta(hours=a.routine_ack_hours)
+
+
+def contact_tiers(settings: Settings) -> list[list[tuple[str, str]]]:
+    """Tier 0 (the on-call contacts every new escalation alerts), then the configured escalation tiers."""
+    first = [("sms", n) for n in settings.clinic.oncall_sms] + [("email", e) for e in settings.clinic.oncall_email]
+    rest = [[("email" if "@" in c else "sms", c) for c in tier] for tier in settings.alerts.escalation_tiers]
+    return [first, *rest]
+
+
+def tier_index(settings: Settings, round_: int) -> int:
+    """Round n goes to tier n; past the last tier, the last tier again."""
+    return min(round_, len(contact_tiers(settings)) - 1)
+
+
+def realert_due(tier: str, status: str, last_alert_at: datetime, now: datetime, settings: Settings) -> bool:
+    """Whether an escalation needs another alert now (pure: the job and the tests share it)."""
+    return status == "open" and tier in REALERTED_TIERS and now - last_alert_at >= sla(settings, tier)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """An escalation's acknowledgement clock as the dashboard shows it."""
+
+    due_at: datetime | None  # None once acknowledged, booked or closed
+    overdue: bool
+    last_alert_at: datetime
+    rounds: int
+
+
+def ack_clock(settings: Settings, esc: Escalation, last_alert_at: datetime, rounds: int, now: datetime) -> Clock:
+    if esc.status != "open":
+        return Clock(None, False, last_alert_at, rounds)
+    due = esc.created_at + sla(settings, esc.tier)
+    return Clock(due, now >= due, last_alert_at, rounds)
+
+
+def alert_state(rt: Runtime, escalation_ids: list[int]) -> dict[int, tuple[datetime | None, int]]:
+    """(time of the last alert message, number of re-alert rounds) per escalation."""
+    if not escalation_ids:
+        return {}
+    with rt.db.session() as s:
+        last = dict(
+            s.exec(
+                select(Message.escalation_id, func.max(Message.created_at))
+                .where(col(Message.escalation_id).in_(escalation_ids), Message.kind == "alert")
+                .group_by(col(Message.escalation_id))
+            ).all()
+        )
+        rounds = dict(
+            s.exec(
+                select(EscalationAlert.escalation_id, func.max(EscalationAlert.round))
+                .where(col(EscalationAlert.escalation_id).in_(escalation_ids))
+                .group_by(col(EscalationAlert.escalation_id))
+            ).all()
+        )
+    return {i: (last.get(i), int(rounds.get(i) or 0)) for i in escalation_ids}
+
+
+def run_realerts(rt: Runtime) -> int:
+    """One pass of the re-alert job: alert the next tier for every overdue, unacknowledged escalation."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        open_ = list(
+            s.exec(
+                select(Escalation).where(Escalation.status == "open", col(Escalation.tier).in_(REALERTED_TIERS))
+            ).all()
+        )
+    ids = [e.id for e in open_ if e.id is not None]
+    state = alert_state(rt, ids)
+    sent = 0
+    for esc in open_:
+        assert esc.id is not None
+        last, rounds = state[esc.id]
+        last_alert_at = max(last, esc.created_at) if last else esc.created_at
+        if realert_due(esc.tier, esc.status, last_alert_at, now, rt.settings):
+            sent += _realert(rt, esc.id, rounds + 1, now)
+    if sent:
+        rt.wake()
+    return sent
+
+
+def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int:
+    settings = rt.settings
+    index = tier_index(settings, round_)
+    contacts = contact_tiers(settings)[index]
+    with rt.db.session() as s:
+        row = EscalationAlert(
+            escalation_id=escalation_id, round=round_, tier_index=index, tier="", recipients=len(contacts), at=now
+        )
+        s.add(row)
+        try:
+            s.flush()  # the write that serialises two workers: the second one stops here
+        except IntegrityError:
+            return 0
+        esc = s.get(Escalation, escalation_id)
+        if esc is None or esc.status != "open":
+            return 0  # acknowledged in the meantime
+        row.tier = esc.tier
+        minutes = int((now - esc.created_at).total_seconds() // 60)
+        context = {
+            "escalation": {
+                "id": esc.id,
+                "tier": esc.tier,
+                "level": esc.level,
+                "criteria_labels": criteria_labels(rt, esc.criteria),
+            },
+            "realert": {"round": round_, "minutes": minutes},
+            "escalation_url": f"{settings.server.public_url}/dashboard/escalations/{esc.id}",
+        }
+        for channel, address in contacts:
+            queue(
+                s,
+                settings,
+                now=now,
+                dedupe_key=f"esc:{esc.id}:realert:{round_}:{channel}:{address}",
+                channel=channel,
+                kind="alert",
+                template="realert",
+                due_at=now,
+                to=address,
+                urgent=True,
+                escalation_id=esc.id,
+                context=context,
+            )
+        audit.record(
+            s,
+            now,
+            "system",
+            "escalation.realerted" if contacts else "escalation.realert_nobody",
+            f"escalation:{esc.id}",
+            round=round_,
+            tier_index=index,
+            recipients=len(contacts),
+        )
+        s.commit()
+    log.info("escalation %s re-alerted (round %d, tier %d, %d contacts)", escalation_id, round_, index, len(contacts))
+    return 1
+
+
+def criteria_labels(rt: Runtime, criteria: list[str]) -> list[str]:
+    """Clinician labels of the criteria (their ids when the red-flag file cannot be read)."""
+    try:
+        known = rt.detector.criteria
+    except Exception:  # the labels are a courtesy: an alert must go out even if the criteria file is broken
+        log.warning("red-flag criteria unavailable; alerts show criterion ids")
+        return list(criteria)
+    return [str(getattr(known.get(c), "clinician_label", c)) for c in criteria]
+
+
+def add_clinic_jobs(scheduler: BaseScheduler, rt: Runtime) -> None:
+    """The scheduler hook: the re-alert interval job and the daily digest cron job (clinic's zone)."""
+    from followup.services.digest import send_digest
+
+    scheduler.add_job(
+        _guarded(run_realerts, rt, "re-alert pass"),
+        "interval",
+        seconds=rt.settings.alerts.check_seconds,
+        id="realert",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=300,
+    )
+    at = rt.settings.alerts.digest_time
+    scheduler.add_job(
+        _guarded(send_digest, rt, "daily digest"),
+        "cron",
+        hour=at.hour,
+        minute=at.minute,
+        timezone=ZoneInfo(rt.settings.clinic.timezone),
+        id="digest",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
+    )
+
+
+def _guarded(fn: Callable[[Runtime], object], rt: Runtime, what: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn(rt)
+        except Exception:
+            log.exception("%s failed; the next run retries", what)
+
+    return run

@@ -1,0 +1,121 @@
+"""The daily digest email to the clinic: new routine escalations, open ones, unreachable patients and
+non-responders. Identifiers and links only: names and messages stay in the dashboard.
+
+One Message per on-call address and clinic-local day (its dedupe key), so any number of processes may run the
+cron job: the first commit wins and the others find the digest already queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from followup.models import Escalation, Message, Patient
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.alerting import criteria_labels
+from followup.services.queue import queue
+from followup.services.roster import non_responders, unreachable_clause
+
+log = logging.getLogger("followup.digest")
+OPEN = ("open", "acknowledged")
+
+
+def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
+    """The digest's content for the clinic-local day of `now` (routine escalations since the last digest)."""
+    tz = ZoneInfo(rt.settings.clinic.timezone)
+    base = rt.settings.server.public_url
+    last = s.exec(select(func.max(Message.created_at)).where(Message.template == "digest")).one()
+    since = last if last is not None else now - timedelta(days=1)
+    new = s.exec(
+        select(Escalation)
+        .where(Escalation.tier == "routine", Escalation.created_at > since, Escalation.created_at <= now)
+        .order_by(col(Escalation.created_at))
+    ).all()
+    open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(OPEN))).all()
+    unreachable = s.exec(select(Patient).where(unreachable_clause()).order_by(col(Patient.id))).all()
+    silent = non_responders(s, now)
+    return {
+        "date": now.astimezone(tz).date().isoformat(),
+        "since": since.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "new_escalations": [
+            {
+                "id": e.id,
+                "tier": e.tier,
+                "status": e.status,
+                "opened": e.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                "criteria": criteria_labels(rt, e.criteria),
+                "url": f"{base}/dashboard/escalations/{e.id}",
+            }
+            for e in new
+        ],
+        "open_count": len(open_rows),
+        "unacknowledged_count": sum(1 for st in open_rows if st == "open"),
+        "unreachable": [
+            {"id": p.id, "reason": _why_unreachable(p), "url": f"{base}/dashboard/patients/{p.id}"} for p in unreachable
+        ],
+        "non_responders": [
+            {
+                "id": x.patient_id,
+                "last_checkin": x.last_checkin_at.astimezone(tz).date().isoformat(),
+                "url": f"{base}/dashboard/patients/{x.patient_id}",
+            }
+            for x in silent
+        ],
+    }
+
+
+def _why_unreachable(p: Patient) -> str:
+    sms = f"sms {p.sms_state.replace('_', ' ')}" if p.phone else "no phone"
+    email = f"email {p.email_state.replace('_', ' ')}" if p.email else "no email"
+    return f"{sms}, {email}"
+
+
+def send_digest(rt: Runtime) -> int:
+    """Queue today's digest to every clinic.oncall_email address; returns how many were queued (0 if done)."""
+    now = rt.clock.now()
+    recipients = rt.settings.clinic.oncall_email
+    with rt.db.session() as s:
+        digest = build_digest(rt, s, now)
+        if not recipients:
+            audit.record(s, now, "system", "digest.no_recipients", "", date=digest["date"])
+            s.commit()
+            return 0
+        context = {"digest": digest, "dashboard_url": f"{rt.settings.server.public_url}/dashboard"}
+        for address in recipients:
+            queue(
+                s,
+                rt.settings,
+                now=now,
+                dedupe_key=f"digest:{digest['date']}:email:{address}",
+                channel="email",
+                kind="digest",
+                template="digest",
+                due_at=now,
+                to=address,
+                urgent=True,  # staff email at the hour the clinic chose: not held by the patients' quiet hours
+                context=context,
+            )
+        audit.record(
+            s,
+            now,
+            "system",
+            "digest.queued",
+            "",
+            date=digest["date"],
+            new=len(digest["new_escalations"]),
+            unreachable=len(digest["unreachable"]),
+            non_responders=len(digest["non_responders"]),
+        )
+        try:
+            s.commit()
+        except IntegrityError:
+            log.info("digest for %s already queued by another process", digest["date"])
+            return 0
+    rt.wake()
+    return len(recipients)

@@ -1,0 +1,286 @@
+"""What the staff dashboard reads: the escalation queue with its clocks, one escalation's case file, and the
+overview figures (enrolment, escalations by tier per week, response rate, delivery failures, silence, trends).
+Read-only: nothing here writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, func, select
+
+from followup import models as m
+from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
+from followup.runtime import Runtime
+from followup.services.alerting import Clock, ack_clock, alert_state, criteria_labels
+from followup.services.roster import non_responders, unreachable_clause
+
+TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
+QUEUE_FILTERS = {
+    "active": ("open", "acknowledged"),
+    "open": ("open",),
+    "acknowledged": ("acknowledged",),
+    "booked": ("booked",),
+    "closed": ("closed",),
+}
+REPLY_WINDOW = timedelta(hours=72)  # a check-in counts as answered by any reply within this
+FAILED = (m.FAILED, m.UNDELIVERED)
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    escalation: Escalation
+    patient_name: str
+    age: timedelta
+    clock: Clock
+    appointment_at: datetime | None
+
+
+def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> list[QueueItem]:
+    """Escalations with the given status, most serious tier first, then the oldest first."""
+    now = rt.clock.now()
+    statuses = QUEUE_FILTERS.get(status, QUEUE_FILTERS["active"])
+    with rt.db.session() as s:
+        rows = s.exec(
+            select(Escalation, Patient.name)
+            .join(Patient, col(Patient.id) == Escalation.patient_id)
+            .where(col(Escalation.status).in_(statuses))
+            .order_by(col(Escalation.created_at).desc())
+            .limit(limit)
+        ).all()
+        ids = [e.id for e, _ in rows if e.id is not None]
+        booked = dict(
+            s.exec(
+                select(Appointment.escalation_id, Appointment.starts_at).where(
+                    col(Appointment.escalation_id).in_(ids), Appointment.status == "booked"
+                )
+            ).all()
+        )
+    state = alert_state(rt, ids)
+    items = []
+    for esc, name in rows:
+        assert esc.id is not None
+        last, rounds = state[esc.id]
+        clock = ack_clock(rt.settings, esc, last or esc.created_at, rounds, now)
+        items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id)))
+    items.sort(key=lambda i: (TIER_ORDER.get(i.escalation.tier, 9), i.escalation.created_at))
+    return items
+
+
+@dataclass
+class CaseFile:
+    escalation: Escalation
+    patient: Patient
+    labels: dict[str, str]
+    replies: list[Inbound]
+    triage: Triage | None
+    clock: Clock
+    alerts: list[Message]
+    rounds: list[EscalationAlert]
+    appointments: list[Appointment]
+    history: list[AuditLog]
+    other_escalations: list[Escalation] = field(default_factory=list)
+
+
+def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
+    """Everything the escalation page shows; raises LookupError for an unknown id."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        esc = s.get(Escalation, escalation_id)
+        if esc is None:
+            raise LookupError(f"escalation {escalation_id}")
+        patient = s.get(Patient, esc.patient_id)
+        assert patient is not None
+        replies = (
+            list(s.exec(select(Inbound).where(col(Inbound.id).in_(esc.inbound_ids)).order_by(col(Inbound.id))).all())
+            if esc.inbound_ids
+            else []
+        )
+        triage = s.get(Triage, esc.triage_id) if esc.triage_id else None
+        alerts = list(
+            s.exec(
+                select(Message)
+                .where(Message.escalation_id == escalation_id, col(Message.kind).in_(("alert", "notice")))
+                .order_by(col(Message.created_at), col(Message.id))
+            ).all()
+        )
+        rounds = list(
+            s.exec(
+                select(EscalationAlert)
+                .where(EscalationAlert.escalation_id == escalation_id)
+                .order_by(col(EscalationAlert.round))
+            ).all()
+        )
+        appointments = list(
+            s.exec(
+                select(Appointment)
+                .where(Appointment.escalation_id == escalation_id)
+                .order_by(col(Appointment.created_at).desc())
+            ).all()
+        )
+        history = list(
+            s.exec(
+                select(AuditLog).where(AuditLog.subject == f"escalation:{escalation_id}").order_by(col(AuditLog.at))
+            ).all()
+        )
+        others = list(
+            s.exec(
+                select(Escalation)
+                .where(Escalation.patient_id == esc.patient_id, Escalation.id != escalation_id)
+                .order_by(col(Escalation.id).desc())
+            ).all()
+        )
+    kinds = {a.created_at for a in alerts if a.kind == "alert"}
+    last_alert = max(kinds) if kinds else esc.created_at
+    mentioned = list(esc.criteria)
+    for r in replies:
+        mentioned += [str(x.get("criterion", "")) for x in (r.verdict or {}).get("suppressed", [])]
+    labels = dict(zip(mentioned, criteria_labels(rt, mentioned), strict=True))
+    clock = ack_clock(rt.settings, esc, last_alert, len(rounds), now)
+    return CaseFile(esc, patient, labels, replies, triage, clock, alerts, rounds, appointments, history, others)
+
+
+# ---- the overview page ----------------------------------------------------------------------------------------
+
+
+def week_of(at: datetime, tz: ZoneInfo) -> date:
+    """The Monday (clinic-local) that starts the week of `at`."""
+    local = at.astimezone(tz).date()
+    return local - timedelta(days=local.weekday())
+
+
+@dataclass
+class Overview:
+    weeks: list[date]
+    enrolled: int
+    active: int
+    escalated: int
+    open_escalations: int
+    unacknowledged: int
+    unreachable: int
+    non_responders: int
+    response_rate: float | None  # over the whole window
+    answered: int
+    asked: int
+    failures: int
+    escalations_by_week: dict[date, Counter[str]]
+    response_by_week: dict[date, tuple[int, int]]  # (answered, asked)
+    failures_by_week: dict[date, int]
+    trend_by_week: dict[date, Counter[str]]
+    trends: list[tuple[Patient, list[tuple[datetime, str]]]]
+
+
+def overview(rt: Runtime, weeks: int = 8) -> Overview:
+    now = rt.clock.now()
+    tz = ZoneInfo(rt.settings.clinic.timezone)
+    this_week = week_of(now, tz)
+    week_list = [this_week - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
+    with rt.db.session() as s:
+        counts = dict(s.exec(select(Patient.status, func.count()).group_by(Patient.status)).all())
+        enrolled = s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one()
+        unreachable = s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()
+        esc_rows = s.exec(
+            select(Escalation.created_at, Escalation.tier, Escalation.status).where(Escalation.created_at >= start)
+        ).all()
+        open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(("open", "acknowledged")))).all()
+        checkins = s.exec(
+            select(Message.patient_id, Message.sent_at).where(
+                Message.kind == "checkin",
+                col(Message.status).in_((m.SENT, m.DELIVERED)),
+                col(Message.sent_at) >= start,
+                col(Message.sent_at) <= now - REPLY_WINDOW,
+            )
+        ).all()
+        failed = s.exec(
+            select(Message.updated_at).where(col(Message.status).in_(FAILED), Message.updated_at >= start)
+        ).all()
+        inbound = s.exec(
+            select(Inbound).where(col(Inbound.patient_id).is_not(None), Inbound.received_at >= start)
+        ).all()
+        silent = non_responders(s, now)
+        replies_by_patient: dict[int, list[datetime]] = {}
+        trend_points: dict[int, list[tuple[datetime, str]]] = {}
+        for i in inbound:
+            assert i.patient_id is not None
+            replies_by_patient.setdefault(i.patient_id, []).append(i.received_at)
+            trend = (i.meta or {}).get("trend")
+            if trend in ("better", "same", "worse"):
+                trend_points.setdefault(i.patient_id, []).append((i.received_at, trend))
+        patients = (
+            {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(list(trend_points)))).all()}
+            if trend_points
+            else {}
+        )
+    by_week: dict[date, Counter[str]] = {w: Counter() for w in week_list}
+    for created, tier, _ in esc_rows:
+        by_week.setdefault(week_of(created, tz), Counter())[tier] += 1
+    response: dict[date, tuple[int, int]] = {w: (0, 0) for w in week_list}
+    for pid, sent_at in checkins:
+        if sent_at is None or pid is None:
+            continue
+        ok = any(sent_at < r <= sent_at + REPLY_WINDOW for r in replies_by_patient.get(pid, []))
+        wk = week_of(sent_at, tz)
+        a, n = response.get(wk, (0, 0))
+        response[wk] = (a + int(ok), n + 1)
+    fails: dict[date, int] = {w: 0 for w in week_list}
+    for at in failed:
+        wk = week_of(at, tz)
+        fails[wk] = fails.get(wk, 0) + 1
+    trend_week: dict[date, Counter[str]] = {w: Counter() for w in week_list}
+    for points in trend_points.values():
+        for at, t in points:
+            trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
+    answered = sum(a for a, _ in response.values())
+    asked = sum(n for _, n in response.values())
+    trends = sorted(
+        ((patients[pid], sorted(pts)) for pid, pts in trend_points.items() if pid in patients),
+        key=lambda x: x[1][-1][0],
+        reverse=True,
+    )
+    return Overview(
+        weeks=week_list,
+        enrolled=int(enrolled),
+        active=int(counts.get("active", 0)),
+        escalated=int(counts.get("escalated", 0)),
+        open_escalations=len(open_rows),
+        unacknowledged=sum(1 for st in open_rows if st == "open"),
+        unreachable=int(unreachable),
+        non_responders=len(silent),
+        response_rate=answered / asked if asked else None,
+        answered=answered,
+        asked=asked,
+        failures=len(failed),
+        escalations_by_week={w: by_week[w] for w in week_list},
+        response_by_week={w: response[w] for w in week_list},
+        failures_by_week={w: fails[w] for w in week_list},
+        trend_by_week={w: trend_week[w] for w in week_list},
+        trends=trends[:30],
+    )
+
+
+def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
+    """A patient's check-in answers read as better / same / worse, oldest first."""
+    with rt.db.session() as s:
+        rows = s.exec(
+            select(Inbound.received_at, Inbound.meta).where(Inbound.patient_id == patient_id).order_by(col(Inbound.id))
+        ).all()
+    return [(at, meta["trend"]) for at, meta in rows if (meta or {}).get("trend") in ("better", "same", "worse")]
+
+
+def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:
+    with rt.db.session() as s:
+        stmt = select(AuditLog)
+        if actor:
+            stmt = stmt.where(AuditLog.actor == actor)
+        return list(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit).offset(offset)).all())
+
+
+def staff_names(rt: Runtime) -> dict[str, str]:
+    """Staff actors ("staff:3") to their email, to show who did what."""
+    from followup.models import StaffUser
+
+    with rt.db.session() as s:
+        return {f"staff:{u.id}": u.email for u in s.exec(select(StaffUser)).all()}

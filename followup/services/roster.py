@@ -1,0 +1,147 @@
+"""The clinic's patient list: search with status filters, including silence (unreachable patients, patients who
+did not answer two check-ins in a row), and the staff's change of a patient's channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_
+from sqlmodel import Session, col, func, select
+
+from followup import models as m
+from followup.models import Inbound, Message, Patient
+from followup.runtime import Runtime
+from followup.services import audit
+
+REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
+FINISHED = ("unenrolled", "completed")
+FILTERS = {
+    "active": "Active",
+    "paused": "Paused",
+    "escalated": "Escalated",
+    "opted_out": "Opted out",
+    "unreachable": "Unreachable",
+    "not_responding": "Not responding",
+    "unenrolled": "Unenrolled",
+    "completed": "Completed",
+}
+
+
+class RosterError(ValueError):
+    """A staff request that cannot be done; the message says why."""
+
+
+def _usable(channel: str) -> ColumnElement[bool]:
+    if channel == "sms":
+        return and_(col(Patient.phone).is_not(None), col(Patient.sms_state) == "ok")
+    return and_(col(Patient.email).is_not(None), col(Patient.email_state) == "ok")
+
+
+def unreachable_clause() -> ColumnElement[bool]:
+    """Still followed up, but no channel works (opted out everywhere, invalid number, bounced email)."""
+    return and_(col(Patient.status).not_in(FINISHED), ~_usable("sms"), ~_usable("email"))
+
+
+def opted_out_clause() -> ColumnElement[bool]:
+    return or_(col(Patient.sms_state) == "opted_out", col(Patient.email_state) == "opted_out")
+
+
+@dataclass(frozen=True)
+class Silent:
+    patient_id: int
+    last_checkin_at: datetime
+    last_reply_at: datetime | None
+
+
+def non_responders(s: Session, now: datetime) -> list[Silent]:
+    """Patients who did not answer their last two check-ins (the later one at least REPLY_GRACE old): no reply of
+    any kind since the earlier of the two was sent."""
+    rows = s.exec(
+        select(Message.patient_id, Message.sent_at)
+        .join(Patient, col(Patient.id) == Message.patient_id)
+        .where(
+            Message.kind == "checkin",
+            col(Message.status).in_((m.SENT, m.DELIVERED)),
+            col(Message.sent_at).is_not(None),
+            col(Message.sent_at) <= now - REPLY_GRACE,
+            col(Patient.status).not_in(FINISHED),
+        )
+        .order_by(col(Message.patient_id), col(Message.sent_at))
+    ).all()
+    last_two: dict[int, list[datetime]] = {}
+    for pid, sent_at in rows:
+        if pid is not None and sent_at is not None:
+            last_two.setdefault(pid, []).append(sent_at)
+    candidates = {pid: times[-2:] for pid, times in last_two.items() if len(times) >= 2}
+    if not candidates:
+        return []
+    replies = dict(
+        s.exec(
+            select(Inbound.patient_id, func.max(Inbound.received_at))
+            .where(col(Inbound.patient_id).in_(list(candidates)))
+            .group_by(col(Inbound.patient_id))
+        ).all()
+    )
+    out = []
+    for pid, (first, second) in candidates.items():
+        last_reply = replies.get(pid)
+        if last_reply is None or last_reply <= first:
+            out.append(Silent(pid, second, last_reply))
+    return sorted(out, key=lambda x: x.last_checkin_at)
+
+
+def search(
+    rt: Runtime, q: str | None, status: str | None, limit: int = 50, offset: int = 0
+) -> tuple[int, list[Patient]]:
+    """Patients matching a name, number or email fragment and one of FILTERS, newest first."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        stmt = select(Patient)
+        if q and q.strip():
+            like = f"%{q.strip().lower()}%"
+            digits = "".join(ch for ch in q if ch.isdigit())
+            conds = [func.lower(Patient.name).like(like), col(Patient.email).like(like)]
+            if len(digits) >= 3:
+                conds.append(col(Patient.phone).like(f"%{digits}%"))
+            stmt = stmt.where(or_(*conds))
+        if status == "opted_out":
+            stmt = stmt.where(opted_out_clause())
+        elif status == "unreachable":
+            stmt = stmt.where(unreachable_clause())
+        elif status == "not_responding":
+            ids = [x.patient_id for x in non_responders(s, now)]
+            stmt = stmt.where(col(Patient.id).in_(ids or [-1]))
+        elif status:
+            stmt = stmt.where(Patient.status == status)
+        total = s.exec(select(func.count()).select_from(stmt.subquery())).one()
+        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit).offset(offset)).all()
+        return int(total), list(rows)
+
+
+def change_channel(rt: Runtime, patient_id: int, channel: str, actor: str) -> Patient:
+    """Move a patient's follow-up to the other channel (scheduled messages follow) when it can be used."""
+    if channel not in ("sms", "email"):
+        raise RosterError("channel must be sms or email")
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        p = s.get(Patient, patient_id)
+        if p is None:
+            raise LookupError(f"patient {patient_id}")
+        address, state = (p.phone, p.sms_state) if channel == "sms" else (p.email, p.email_state)
+        if not address:
+            raise RosterError(f"the patient has no {'phone number' if channel == 'sms' else 'email address'}")
+        if state != "ok":
+            raise RosterError(f"{channel} cannot be used: {state.replace('_', ' ')}")
+        if p.channel == channel:
+            return p
+        before, p.channel, p.updated_at = p.channel, channel, now
+        for msg in s.exec(
+            select(Message).where(
+                Message.patient_id == patient_id, Message.status == m.SCHEDULED, Message.channel == before
+            )
+        ):
+            msg.channel, msg.updated_at = channel, now
+        audit.record(s, now, actor, "patient.channel", f"patient:{patient_id}", was=before, now=channel)
+        s.commit()
+        return p

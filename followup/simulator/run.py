@@ -1,0 +1,254 @@
+"""The time-travel loop: enroll, deliver webhooks and replies at their moments, run the dispatcher every tick.
+
+The real services do the work (`submit_triage`, `Dispatcher.run_once`, `inbound.receive` and
+`process_pending`, `delivery.twilio_status` and `delivery.sendgrid_events`); the simulator only moves a
+`FakeClock` and plays the patients and the providers. Idle stretches (nights, quiet weeks) are skipped: the clock
+jumps to the next moment anything is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from followup import models as m
+from followup.clock import FakeClock
+from followup.db import upgrade
+from followup.models import Message, Patient
+from followup.runtime import Runtime, build_runtime
+from followup.services import delivery
+from followup.scheduler import DispatchLoop
+from followup.services.enrollment import submit_triage
+from followup.services.inbound import receive
+from followup.settings import Settings
+from followup.simulator.cohort import Cohort
+from followup.simulator.provider import Event, Rates, SimProvider
+from followup.simulator.report import summarise
+from followup.triage import TriageIn
+
+log = logging.getLogger("followup.simulate")
+DEFAULT_START = datetime(2027, 2, 22, 8, 0, tzinfo=UTC)  # US, EU and Australian DST changes fall in the next 6 weeks
+DRAIN = timedelta(hours=1)  # after the end: callbacks and retries settle, nothing new is enrolled or replied
+SIM_ONCALL_SMS, SIM_ONCALL_EMAIL = "+13105550199", "oncall@clinic.example"
+
+
+@dataclass
+class SimConfig:
+    patients: int = 200
+    days: int = 30
+    seed: int = 1
+    start: datetime = DEFAULT_START
+    tick: timedelta = timedelta(minutes=5)
+    enroll_days: float = 7.0
+    database_url: str | None = None  # default: a throwaway SQLite file
+    rates: Rates = field(default_factory=Rates)
+
+
+Progress = Callable[[float], None]  # hours of virtual time done so far
+
+
+def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the whole program for a synthetic cohort on a virtual clock; return the summary (see `report`)."""
+    started = time.perf_counter()
+    errors = _ErrorCount()
+    logging.getLogger("followup").addHandler(errors)
+    tmp = None
+    url = cfg.database_url
+    if url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="followup-sim-"))
+        url = f"sqlite:///{tmp / 'sim.db'}"
+    try:
+        upgrade(url)
+        settings = _sim_settings(base, url)
+        clock = FakeClock(cfg.start)
+        cohort = Cohort(cfg.seed, cfg.patients, cfg.start, timedelta(days=min(cfg.enroll_days, cfg.days)))
+        window = (settings.schedule.quiet_start, settings.schedule.quiet_end)
+        provider = SimProvider(clock, cohort, cfg.rates, cfg.seed, window)
+        rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))  # type: ignore[arg-type]
+        try:
+            _refuse_used_database(rt)
+            loop = _Loop(rt, clock, cohort, provider, cfg, progress)
+            loop.run()
+            summary = summarise(rt, provider, cfg, loop.end, loop.stats)
+        finally:
+            rt.db.dispose()
+    finally:
+        logging.getLogger("followup").removeHandler(errors)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    summary["errors_logged"] = errors.count
+    summary["wall_seconds"] = round(time.perf_counter() - started, 2)
+    summary["wall_ms_per_patient"] = round(1000 * summary["wall_seconds"] / max(cfg.patients, 1), 2)
+    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return summary
+
+
+class _ErrorCount(logging.Handler):
+    """Counts errors the services log (a failed pass is logged and retried, so it would otherwise go unseen)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _sim_settings(base: Settings, url: str) -> Settings:
+    clinic: dict[str, Any] = {}
+    if not base.clinic.oncall_sms and not base.clinic.oncall_email:
+        clinic = {"oncall_sms": [SIM_ONCALL_SMS], "oncall_email": [SIM_ONCALL_EMAIL]}
+    return base.with_overrides(
+        database={"url": url},
+        clinic=clinic,
+        # Pacing is in real seconds and would only slow a virtual day down; the simulator's provider has no limit.
+        dispatch={"per_sender_per_second": 1e9, "enabled": False},
+        security={"secret_key": base.security.secret_key or secrets.token_urlsafe(48)},
+    )
+
+
+def _refuse_used_database(rt: Runtime) -> None:
+    with rt.db.session() as s:
+        if s.exec(select(func.count()).select_from(Patient)).one():
+            raise ValueError("the simulation database already has patients: give it an empty database")
+
+
+class _Loop:
+    def __init__(
+        self,
+        rt: Runtime,
+        clock: FakeClock,
+        cohort: Cohort,
+        provider: SimProvider,
+        cfg: SimConfig,
+        progress: Progress | None,
+    ) -> None:
+        self.rt, self.clock, self.cohort, self.provider, self.cfg = rt, clock, cohort, provider, cfg
+        self.progress = progress
+        self.end = cfg.start + timedelta(days=cfg.days)
+        self.loop = DispatchLoop(rt)  # never started: the simulator calls its tick on the virtual clock
+        self.next_patient = 0
+        self.next_enroll_at = self._enroll_at(0)
+        self.stats: dict[str, int] = {"ticks": 0, "enrolled": 0, "replies_delivered": 0, "duplicate_inbound": 0,
+                                      "twilio_callbacks": 0, "sendgrid_events": 0}
+
+    def _enroll_at(self, index: int) -> datetime | None:
+        """Patient i enrolls in the i-th slot of the enrollment span (a random moment within it)."""
+        if index >= self.cfg.patients:
+            return None
+        span = self.cohort.enroll_span / self.cfg.patients
+        return self.cfg.start + span * index + span * self.cohort.rng(index, "slot").random()
+
+    def run(self) -> None:
+        try:
+            now = self.cfg.start
+            while now < self.end:
+                self._events_until(now, replies=True)
+                self._tick(now)
+                now = min(self._next_tick(now), self.end)
+                self._progress(now)
+            self._events_until(self.end, replies=True)
+            self._tick(self.end)
+            drain_end, now = self.end + DRAIN, self.end
+            while now < drain_end:  # let callbacks arrive and ambiguous sends reconcile; no new patient activity
+                now = min(now + self.cfg.tick, drain_end)
+                self._events_until(now, replies=False)
+                self._tick(now)
+        finally:
+            self.loop.dispatcher.close()
+
+    def _progress(self, now: datetime) -> None:
+        if self.progress is not None:
+            self.progress((now - self.cfg.start).total_seconds() / 3600)
+
+    def _tick(self, now: datetime) -> None:
+        """One run of the scheduler's interval job (stored replies retried, one dispatcher pass)."""
+        self.clock.set(now)
+        self.stats["ticks"] += 1
+        self.loop._tick()
+
+    def _next_tick(self, now: datetime) -> datetime:
+        """The next moment anything can happen: never sooner than one tick, and no later than the next event, the
+        next due message, or the next lease to expire."""
+        soonest = now + self.cfg.tick
+        candidates = [t for t in (self.provider.next_at(), self.next_enroll_at, self._db_next(now)) if t]
+        return max(soonest, min(candidates)) if candidates else self.end
+
+    def _db_next(self, now: datetime) -> datetime | None:
+        with self.rt.db.session() as s:
+            due = s.exec(select(func.min(Message.due_at)).where(Message.status == m.SCHEDULED)).one()
+            lease = s.exec(
+                select(func.min(Message.lease_until)).where(col(Message.status).in_((m.CLAIMED, m.SENDING)))
+            ).one()
+        times = [_aware(t) for t in (due, lease) if t is not None]
+        return min(times) if times else None
+
+    def _events_until(self, until: datetime, *, replies: bool) -> None:
+        """Enroll patients and deliver webhooks and replies due by `until`, each at its own moment; SendGrid
+        events that fall due together go in one batch, as SendGrid posts them."""
+        batch: list[dict[str, Any]] = []
+        while True:
+            ev_at = self.provider.next_at()
+            enroll_at = self.next_enroll_at if replies else None
+            if enroll_at is not None and enroll_at <= until and (ev_at is None or enroll_at <= ev_at):
+                self._flush(batch)
+                self._enroll(enroll_at)
+                continue
+            ev = self.provider.pop_due(until)
+            if ev is None:
+                break
+            if ev.kind == "sendgrid_event":
+                batch.append(ev.payload)
+                self.clock.set(max(ev.at, self.clock.now()))
+                if len(batch) >= 100:
+                    self._flush(batch)
+                continue
+            self._flush(batch)
+            self._deliver(ev, replies)
+        self._flush(batch)
+
+    def _enroll(self, at: datetime) -> None:
+        self.clock.set(at)
+        patient = self.cohort.patient(self.next_patient)
+        submit_triage(self.rt, TriageIn.model_validate(self.cohort.triage_body(patient)), source="api",
+                      actor="simulator")
+        self.stats["enrolled"] += 1
+        self.next_patient += 1
+        self.next_enroll_at = self._enroll_at(self.next_patient)
+
+    def _deliver(self, ev: Event, replies: bool) -> None:
+        self.clock.set(max(ev.at, self.clock.now()))
+        if ev.kind == "twilio_status":
+            form, message_id = ev.payload
+            delivery.twilio_status(self.rt, form, message_id)
+            self.stats["twilio_callbacks"] += 1
+        elif ev.kind == "reply" and replies:
+            reply, label = ev.payload
+            result = receive(self.rt, reply)
+            if result.duplicate:
+                self.stats["duplicate_inbound"] += 1
+            else:
+                self.stats["replies_delivered"] += 1
+                self.provider.replies[label] += 1
+
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        if batch:
+            delivery.sendgrid_events(self.rt, list(batch))
+            self.stats["sendgrid_events"] += len(batch)
+            batch.clear()
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -1,0 +1,101 @@
+"""What every dashboard page shares: the templates, time formatting in the clinic's zone, and `render`, which adds
+the signed-in staff member, the CSRF token, the navigation and strict security headers (no script may run)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from followup.runtime import Runtime
+from followup.services.alerting import Clock
+from followup.services.staff import Staff
+from followup.settings import Settings
+from followup.web.signatures import dev_twilio_token
+from followup.web.staffauth import csrf_token
+
+pages = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "pages"))
+
+# Staff pages need no JavaScript at all: forbid it, so even a missed escape could not run a patient's "<script>".
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+DONE = {
+    "acknowledge": "Acknowledged: the re-alert clock has stopped.",
+    "book": "Marked as booked.",
+    "close": "Closed.",
+    "pause": "Follow-up paused.",
+    "resume": "Follow-up resumed.",
+    "unenroll": "Patient unenrolled: scheduled messages cancelled.",
+    "channel": "Channel changed: scheduled messages moved.",
+    "replied": "Reply sent through the SMS webhook, as if from the patient's phone.",
+}
+
+
+def phone_demo_available(settings: Settings) -> bool:
+    """The patient-phone view exists only with the outbox (no real provider), where the development signing
+    token lets a reply take the same signed webhook path as a real one."""
+    return not settings.twilio_configured and not settings.sendgrid_configured and bool(dev_twilio_token(settings))
+
+
+def duration(td: timedelta) -> str:
+    """A short human duration: "45 s", "12 min", "3 h 05 min", "2 d 4 h"."""
+    secs = int(abs(td.total_seconds()))
+    if secs < 60:
+        return f"{secs} s"
+    mins = secs // 60
+    if mins < 60:
+        return f"{mins} min"
+    hours, mins = divmod(mins, 60)
+    if hours < 48:
+        return f"{hours} h {mins:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def clock_text(clock: Clock, now: datetime) -> tuple[str, str]:
+    """(text, css class) for an acknowledgement clock."""
+    if clock.due_at is None:
+        return "owned", "ok"
+    if clock.overdue:
+        return f"overdue by {duration(now - clock.due_at)}", "late"
+    return f"due in {duration(clock.due_at - now)}", "soon"
+
+
+def render(
+    request: Request, rt: Runtime, staff: Staff, template: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    tz = ZoneInfo(rt.settings.clinic.timezone)
+
+    def local(dt: datetime | None, fmt: str = "%a %d %b %H:%M") -> str:
+        return dt.astimezone(tz).strftime(fmt) if dt else ""
+
+    done = request.query_params.get("done", "")
+    response = pages.TemplateResponse(
+        request,
+        f"dashboard/{template}",
+        {
+            "clinic": rt.settings.clinic,
+            "staff": staff,
+            "csrf_token": csrf_token(rt, request),
+            "phone_demo": phone_demo_available(rt.settings),
+            "now": rt.clock.now(),
+            "local": local,
+            "duration": duration,
+            "clock_text": clock_text,
+            "flash": DONE.get(done, ""),
+            **context,
+        },
+        status_code=status,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response

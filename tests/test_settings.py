@@ -1,0 +1,177 @@
+"""Settings: defaults, FOLLOWUP_<SECTION>__<KEY> overrides, secrets only from the environment, errors naming the key.
+
+Every test builds its settings with `load_settings(path, environ)` from a temporary file and a plain dict: the real
+environment is never read.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from followup.settings import SECRETS, Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def toml(tmp_path: Path):
+    """Write a settings file and return its path."""
+
+    def write(text: str = "") -> Path:
+        path = tmp_path / "settings.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def test_defaults_load_without_a_file_or_variables(tmp_path: Path) -> None:
+    """With no file and no variables the defaults load and form a working development configuration."""
+    s = load_settings(tmp_path / "missing.toml", {})
+    assert s == Settings()
+    assert s.security.environment == "development"
+    assert (s.schedule.quiet_start, s.schedule.quiet_end) == (time(9, 0), time(20, 0))
+    assert s.schedule.ttl_tip == timedelta(hours=24)
+    assert not s.twilio_configured and not s.sendgrid_configured
+
+
+def test_shipped_settings_file_states_the_defaults() -> None:
+    """The commented settings.toml in the repository loads and says exactly what the code defaults to."""
+    assert load_settings(ROOT / "settings.toml", {}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read", "expected"),
+    [
+        ("FOLLOWUP_SERVER__PORT", "9001", lambda s: s.server.port, 9001),
+        ("FOLLOWUP_DISPATCH__ENABLED", "false", lambda s: s.dispatch.enabled, False),
+        ("FOLLOWUP_SCHEDULE__TTL_TIP", "PT12H", lambda s: s.schedule.ttl_tip, timedelta(hours=12)),
+        ("FOLLOWUP_SCHEDULE__QUIET_START", "08:30", lambda s: s.schedule.quiet_start, time(8, 30)),
+        (
+            "FOLLOWUP_CLINIC__ONCALL_SMS",
+            '["+13105550199", "(310) 555-0198"]',
+            lambda s: s.clinic.oncall_sms,
+            ["+13105550199", "+13105550198"],
+        ),
+        (
+            "FOLLOWUP_CLINIC__ONCALL_EMAIL",
+            '["OnCall@Clinic.example"]',
+            lambda s: s.clinic.oncall_email,
+            ["oncall@clinic.example"],
+        ),
+        (
+            "FOLLOWUP_DATABASE__URL",
+            "postgresql://u@db:5432/followup",
+            lambda s: s.database.url,
+            "postgresql+psycopg://u@db:5432/followup",
+        ),
+        ("FOLLOWUP_SERVER__PUBLIC_URL", "https://f.example/", lambda s: s.server.public_url, "https://f.example"),
+    ],
+    ids=["int", "bool", "duration", "time", "json-list-phones-e164", "json-list-emails", "pg-url", "url-slash"],
+)
+def test_environment_overrides_a_key(tmp_path: Path, name: str, value: str, read, expected) -> None:
+    """FOLLOWUP_<SECTION>__<KEY> sets that key, parsed to its type (lists as JSON, phones to E.164)."""
+    s = load_settings(tmp_path / "missing.toml", {name: value})
+    assert read(s) == expected
+
+
+def test_environment_wins_over_the_file(toml) -> None:
+    """A variable overrides the same key in the file; other keys of the file stay."""
+    path = toml('[server]\nport = 8001\nhost = "10.0.0.5"\n')
+    s = load_settings(path, {"FOLLOWUP_SERVER__PORT": "9002"})
+    assert (s.server.port, s.server.host) == (9002, "10.0.0.5")
+
+
+def test_unrelated_variables_are_ignored(tmp_path: Path) -> None:
+    """Variables without our prefix, or without a section, do not disturb loading."""
+    env = {"PATH": "/usr/bin", "FOLLOWUP_SETTINGS": "elsewhere.toml", "HOME": "/root"}
+    assert load_settings(tmp_path / "missing.toml", env) == Settings()
+
+
+def test_secrets_from_the_environment_are_accepted(tmp_path: Path) -> None:
+    """Twilio and SendGrid credentials given as variables configure the real providers."""
+    env = {
+        "FOLLOWUP_TWILIO__ACCOUNT_SID": "AC123",
+        "FOLLOWUP_TWILIO__AUTH_TOKEN": "tok",
+        "FOLLOWUP_TWILIO__FROM_NUMBER": "+13105550100",
+        "FOLLOWUP_SENDGRID__API_KEY": "SG.key",
+    }
+    s = load_settings(tmp_path / "missing.toml", env)
+    assert s.twilio_configured and s.sendgrid_configured
+    assert s.twilio.auth_token == "tok"
+
+
+@pytest.mark.parametrize(("section", "key"), sorted(SECRETS), ids=[f"{s}.{k}" for s, k in sorted(SECRETS)])
+def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
+    """A secret written in the TOML file stops loading with the key and the variable to use instead."""
+    path = toml(f'[{section}]\n{key} = "s3cr3t-value-from-file"\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, {})
+    msg = str(info.value)
+    assert f"{section}.{key}" in msg
+    assert f"FOLLOWUP_{section.upper()}__{key.upper()}" in msg
+    assert "s3cr3t-value-from-file" not in msg  # the secret itself is never echoed
+
+
+@pytest.mark.parametrize(
+    ("file_text", "env", "names"),
+    [
+        ("", {"FOLLOWUP_CLINIC__TIMEZONE": "Mars/Olympus_Mons"}, "clinic.timezone"),
+        ('[clinic]\ntimezone = "PST"\n', {}, "clinic.timezone"),
+        ("", {"FOLLOWUP_SERVER__PUBLIC_URL": "followup.clinic.example"}, "server.public_url"),
+        ('[server]\npublic_url = "ftp://clinic.example"\n', {}, "server.public_url"),
+        ("[server]\nprot = 8000\n", {}, "server.prot"),
+        ("", {"FOLLOWUP_DISPATCH__BATCHSIZE": "5"}, "dispatch.batchsize"),
+        ("", {"FOLLOWUP_NOPE__KEY": "1"}, "FOLLOWUP_NOPE__KEY"),
+        ("", {"FOLLOWUP_CLINIC__ONCALL_SMS": '["call me maybe"]'}, "clinic.oncall_sms"),
+        ("", {"FOLLOWUP_CLINIC__ONCALL_SMS": '["+1 310 555 01"]'}, "clinic.oncall_sms"),
+        ('[clinic]\noncall_email = ["not-an-address"]\n', {}, "clinic.oncall_email"),
+        ("", {"FOLLOWUP_SECURITY__ENVIRONMENT": "production"}, "security.secret_key"),
+        (
+            '[server]\npublic_url = "http://clinic.example"\n[security]\nenvironment = "production"\n',
+            {"FOLLOWUP_SECURITY__SECRET_KEY": "k" * 40},
+            "server.public_url",
+        ),
+        ("", {"FOLLOWUP_SERVER__PORT": "eighty"}, "server.port"),
+        ('[schedule]\nquiet_start = "21:00"\nquiet_end = "08:00"\n', {}, "quiet_start"),
+        (
+            "",
+            {"FOLLOWUP_TWILIO__ACCOUNT_SID": "AC1", "FOLLOWUP_TWILIO__AUTH_TOKEN": "t"},
+            "twilio.from_number",
+        ),
+        ("[server\nport = 1\n", {}, "not valid TOML"),
+    ],
+    ids=[
+        "unknown-zone-env",
+        "abbreviation-zone-file",
+        "url-without-scheme",
+        "url-ftp",
+        "unknown-key-file",
+        "unknown-key-env",
+        "unknown-section-env",
+        "oncall-sms-not-a-number",
+        "oncall-sms-too-short",
+        "oncall-email",
+        "production-without-secret",
+        "production-http-url",
+        "port-not-int",
+        "window-reversed",
+        "twilio-without-from",
+        "broken-toml",
+    ],
+)
+def test_bad_values_raise_settings_error_naming_the_key(toml, file_text: str, env: dict, names: str) -> None:
+    """A wrong value stops loading with a SettingsError whose message names the key at fault."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(toml(file_text), env)
+    assert names in str(info.value)
+
+
+def test_with_overrides_validates_again() -> None:
+    """Overriding keys in code goes through the same validation as loading."""
+    with pytest.raises(ValueError, match="timezone"):
+        Settings().with_overrides(clinic={"timezone": "Nowhere/Land"})
+    assert Settings().with_overrides(dispatch={"batch_size": 7}).dispatch.batch_size == 7
