@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--criteria" in args:
         i = args.index("--criteria")
         path = Path(args[i + 1])
-        del args[i:i + 2]
+        del args[i : i + 2]
     detector = Detector.from_file(path)
     if args == ["--jsonl"]:
         return run_check(sys.stdin, sys.stdout, detector)

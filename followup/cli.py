@@ -274,6 +274,52 @@ def check(ctx: click.Context, text: str | None, jsonl: bool, channel: str) -> No
     click.echo(format_verdict(detector.assess(body)))
 
 
+@cli.group()
+def patient() -> None:
+    """One patient's data: export it, erase it."""
+
+
+@patient.command("export")
+@click.argument("patient_id", type=int)
+@click.pass_context
+def patient_export(ctx: click.Context, patient_id: int) -> None:
+    """Print everything held on one patient as JSON (records, messages in and out, escalations, audit)."""
+    import json
+
+    from followup.services.privacy import NotFound, export_patient
+
+    try:
+        data = export_patient(_runtime(_settings(ctx)), patient_id)
+    except NotFound:
+        raise click.ClickException(f"no patient {patient_id}") from None
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@patient.command("erase")
+@click.argument("patient_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--by", "operator", default="cli", show_default=True, help="Who asked for it (kept in the audit log).")
+@click.pass_context
+def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str) -> None:
+    """Delete one patient and everything held on them; the audit log keeps that it was done, by whom, and how
+    many rows went. It cannot be undone (export first if the record must be kept elsewhere)."""
+    from followup.services.privacy import NotFound, erase_patient
+
+    rt = _runtime(_settings(ctx))
+    if not yes:
+        click.confirm(f"Erase patient {patient_id} and everything held on them? This cannot be undone", abort=True)
+    try:
+        counts = erase_patient(rt, patient_id, actor=f"cli:{operator}"[:100])
+    except NotFound:
+        raise click.ClickException(f"no patient {patient_id}") from None
+    click.echo(f"patient {patient_id} erased: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
+
+
+from followup.staffcli import staff  # noqa: E402 - registered last: it reuses this module's helpers
+
+cli.add_command(staff)
+
+
 def main() -> None:
     cli(obj={})
 

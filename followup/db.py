@@ -20,6 +20,7 @@ MIGRATIONS = ROOT / "migrations"
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine tuned for the service: SQLite in WAL mode with a busy timeout, PostgreSQL with a pool."""
     u = make_url(url)
+    kw.setdefault("hide_parameters", True)  # a logged SQL error must not carry patients' numbers or messages
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,8 @@ def alembic_config(url: str) -> Config:
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    # The service has set up its logging (level, redaction); alembic.ini's would replace it for the whole process.
+    cfg.attributes["skip_logging"] = True
     return cfg
 
 

@@ -77,8 +77,8 @@ def _fallback(text: str) -> str:
     cut = len(text)
     for pattern in (_WROTE, _ORIGINAL, _OUTLOOK_RULE):
         match = pattern.search(text)
-        if match and not text[:match.start()].strip():
-            text = text[match.end():]  # a header on top (bottom-posted reply): drop the header line only
+        if match and not text[: match.start()].strip():
+            text = text[match.end() :]  # a header on top (bottom-posted reply): drop the header line only
             match = pattern.search(text)
         if match:
             cut = min(cut, match.start())

@@ -4,6 +4,7 @@ English as fallback. Undefined variables are errors; SMS must fit in two segment
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +54,30 @@ class Rendered:
         return segments(self.body)
 
 
+@lru_cache(maxsize=32)
+def _environments(root: str) -> tuple[Environment, Environment]:
+    """The text and HTML environments of a template folder, shared by every `Templates` on it: compiled templates
+    stay cached (and are recompiled when their file changes), so building a runtime again does not recompile all."""
+    text = Environment(
+        loader=FileSystemLoader(root),
+        undefined=StrictUndefined,
+        autoescape=False,  # noqa: S701 - SMS and plain-text email are not HTML; the HTML layout escapes
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    html = Environment(
+        loader=FileSystemLoader(root),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    return text, html
+
+
 class Templates:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = Environment(
-            loader=FileSystemLoader(str(root)),
-            undefined=StrictUndefined,
-            autoescape=False,  # noqa: S701 - SMS and plain-text email are not HTML; the HTML layout escapes
-
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-        )
-        self.html_env = Environment(
-            loader=FileSystemLoader(str(root)),
-            undefined=StrictUndefined,
-            autoescape=select_autoescape(default=True, default_for_string=True),
-        )
+        self.env, self.html_env = _environments(str(root))
 
     def path(self, name: str, channel: str, language: str) -> str:
         for lang in (language, FALLBACK):

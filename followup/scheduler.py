@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from followup.runtime import Runtime
+from followup.services.alerting import add_clinic_jobs
 from followup.services.dispatch import Dispatcher
 from followup.services.inbound import process_pending
+from followup.services.privacy import add_retention_job
 
 log = logging.getLogger("followup.scheduler")
 JOB_ID = "dispatch"
@@ -31,6 +33,8 @@ class DispatchLoop:
             misfire_grace_time=60,
             next_run_time=datetime.now(UTC),
         )
+        add_clinic_jobs(self.scheduler, rt)  # re-alerts of unacknowledged escalations, the daily digest
+        add_retention_job(self.scheduler, rt)  # old message texts replaced by a marker, daily
 
     def _tick(self) -> None:
         try:

@@ -173,6 +173,20 @@ class SecuritySettings(_Section):
     booking_link_days: int = Field(14, ge=1, le=90)
 
 
+class PrivacySettings(_Section):
+    """How long message texts are kept (see followup/services/privacy.py)."""
+
+    retention_days: int = Field(default=180, ge=0, le=36_500)  # 0 keeps them for ever
+
+
+class LimitSettings(_Section):
+    """Abuse limits per sender (see followup/web/limits.py): a token bucket that refills at this rate a minute
+    and holds at most this many."""
+
+    inbound_sms_per_minute: int = Field(default=10, ge=1, le=10_000)
+    intake_per_minute: int = Field(default=10, ge=1, le=10_000)
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -276,6 +290,8 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     booking: BookingSettings = BookingSettings()
     alerts: AlertSettings = AlertSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    limits: LimitSettings = LimitSettings()
 
     @model_validator(mode="after")
     def _live(self) -> Settings:

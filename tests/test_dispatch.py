@@ -270,6 +270,28 @@ def test_21211_moves_the_patient_to_email(
     assert out.to == "ana@example.org" and out.subject and one(rt, step_id="caffeine").status == m.SENT
 
 
+@pytest.mark.parametrize("new_number", [True, False], ids=["corrected-number", "same-number"])
+def test_retriage_with_a_corrected_number_clears_invalid(
+    rt: Runtime, dispatcher: Dispatcher, clock: FakeClock, transports: dict[str, RecordingTransport], new_number: bool
+) -> None:
+    """After 21211, a re-triage with a corrected number makes SMS usable again; the same number stays invalid."""
+    pid = enroll(rt)
+    transports["sms"].fail_next(PermanentSendError("twilio 400 code 21211", code="21211"))
+    dispatcher.run_once()
+    assert patient(rt, pid).sms_state == "invalid"
+    phone = "+13105550144" if new_number else "+13105550142"
+    assert enroll(rt, phone=phone) == pid
+    p = patient(rt, pid)
+    assert (p.phone, p.sms_state, p.channel) == (phone, "ok" if new_number else "invalid", "sms")
+    clock.set(datetime(2026, 11, 26, 18, 15, tzinfo=UTC))
+    dispatcher.run_once()
+    tip = one(rt, step_id="caffeine")
+    if new_number:
+        assert tip.status == m.SENT and [o.to for o in transports["sms"].sent] == ["+13105550144"]
+    else:
+        assert (tip.status, tip.reason) == (m.CANCELLED, "sms invalid")
+
+
 def test_21211_without_email_alerts_the_clinic(
     rt: Runtime, dispatcher: Dispatcher, transports: dict[str, RecordingTransport]
 ) -> None:

@@ -3,8 +3,9 @@ re-triage, patient views and actions, the schedule, and a red flag at intake. Ru
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import T0, triage_body
@@ -187,6 +188,18 @@ def test_retriage_with_new_answers_adjusts_future_steps(
     assert by_step["alcohol"].status == m.SCHEDULED
     assert by_step["alcohol"].due_at == T0.replace(hour=22) + timedelta(days=10)  # day 10, 14:00 PST
     assert len([x for x in by_step.values() if x.step_id == "welcome"]) == 1
+
+
+def test_retriage_in_a_new_time_zone_replans_unsent_steps(client: TestClient, auth: dict, rt: Runtime) -> None:
+    """A patient who moved zones keeps each unsent step at its local clock time, now in the new zone."""
+    client.post("/api/triage", json=triage_body(), headers=auth)
+    r = client.post("/api/triage", json=triage_body(timezone="America/New_York"), headers=auth)
+    assert r.status_code == 201
+    tip = messages(rt, step_id="caffeine")[0]
+    assert tip.due_at == datetime(2026, 11, 26, 15, 15, tzinfo=UTC)  # 10:15 in New York, not in Los Angeles
+    assert tip.expires_at == tip.due_at + timedelta(hours=24)
+    closing = messages(rt, step_id="closing")[0]
+    assert closing.due_at.astimezone(ZoneInfo("America/New_York")).time() == time(10, 45)
 
 
 def test_patients_list_detail_and_timeline(

@@ -38,7 +38,7 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
 
 def _finding(book: RuleBook, cid: str, text: str, first: Token, last: Token, rule: str) -> Finding:
     crit = book.criteria[cid]
-    return Finding(cid, crit.tier, text[first.start:last.end], first.start, last.end, rule)
+    return Finding(cid, crit.tier, text[first.start : last.end], first.start, last.end, rule)
 
 
 def _old_enough(question: Question, context: ReplyContext) -> bool:
@@ -54,8 +54,11 @@ def _lead(book: RuleBook, words: list[str]) -> tuple[str, int] | None:
     best: tuple[str, int] | None = None
     for kind, phrases in (("yes", a.yes), ("yes", a.uncertain), ("no", a.no)):
         for phrase in phrases:
-            parts = book.normaliser.words(phrase) if " " not in phrase else tuple(
-                w for p in phrase.split() for w in book.normaliser.words(p))
+            parts = (
+                book.normaliser.words(phrase)
+                if " " not in phrase
+                else tuple(w for p in phrase.split() for w in book.normaliser.words(p))
+            )
             n = len(parts)
             if tuple(words[:n]) == parts and (best is None or n > best[1]):
                 best = (kind, n)
@@ -66,10 +69,10 @@ def _selected(book: RuleBook, question: Question, words: list[Token]) -> list[tu
     """Option keys chosen in the reply ("2", "1 and 3", "the second one", "all of them")."""
     texts = [t.text for t in words]
     lead = _lead(book, texts)
-    rest = texts[lead[1]:] if lead and lead[0] == "yes" else texts
+    rest = texts[lead[1] :] if lead and lead[0] == "yes" else texts
     for phrase in book.answers.all_options:
         parts = phrase.split()
-        if rest[:len(parts)] == parts:
+        if rest[: len(parts)] == parts:
             return [(key, words[0]) for key in question.options]
     out = []
     ordinals = book.answers.ordinals

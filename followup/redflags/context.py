@@ -23,6 +23,9 @@ from followup.redflags.criteria import ContextWords, Modifier, RuleBook
 OnModifies = Callable[[Span, Span, Span], bool]
 _DIRECTIONS = (("forward", "FORWARD"), ("backward", "BACKWARD"), ("both", "BIDIRECTIONAL"))
 _SPECIAL = {"terminate": "TERMINATE", "pseudo": "PSEUDO"}
+# medspaCy only lets a terminator cut another modifier's scope when their scopes "overlap" by its test, which
+# misses a sentence-wide terminator scope that contains the other scope; a one-word scope always passes it.
+_TERMINATOR_SCOPE = 1
 
 
 def category(modifier: Modifier) -> str:
@@ -39,11 +42,17 @@ def context_rules(book: RuleBook) -> list[ConTextRule]:
         for key, direction in _DIRECTIONS:
             for i, phrase in enumerate(getattr(mod, key), 1):
                 for pattern in book.compiled[f"modifiers.{mod.name}.{key}[{i}]"]:
-                    rules.append(ConTextRule(
-                        literal=phrase, category=category(mod), pattern=pattern,
-                        direction=_SPECIAL.get(mod.effect, direction), on_modifies=check,
-                        allowed_types=allowed, max_scope=mod.max_scope,
-                    ))
+                    rules.append(
+                        ConTextRule(
+                            literal=phrase,
+                            category=category(mod),
+                            pattern=pattern,
+                            direction=_SPECIAL.get(mod.effect, direction),
+                            on_modifies=check,
+                            allowed_types=allowed,
+                            max_scope=_TERMINATOR_SCOPE if mod.effect == "terminate" else mod.max_scope,
+                        )
+                    )
     return rules
 
 
@@ -51,13 +60,13 @@ def _on_modifies(mod: Modifier, words: ContextWords) -> OnModifies:
     def check(target: Span, cue: Span, _between: Span) -> bool:
         doc = target.doc
         forward = cue.end <= target.start
-        between = doc[cue.end:target.start] if forward else doc[target.end:cue.start]
+        between = doc[cue.end : target.start] if forward else doc[target.end : cue.start]
         texts = [t.text for t in between]
         if mod.first_person_breaks and _speaks_of_self(doc, target, texts, words):
             return False
         if mod.second_subject_breaks and forward and any(t in words.subjects for t in texts[1:]):
             return False
-        return not (mod.clause_break and _clause_break(doc, target, texts, forward, words))
+        return not (mod.clause_break and _clause_break(doc, target, texts, forward, words, mod.clause_break_on_verbs))
 
     return check
 
@@ -65,32 +74,39 @@ def _on_modifies(mod: Modifier, words: ContextWords) -> OnModifies:
 def _speaks_of_self(doc: Doc, target: Span, between: list[str], words: ContextWords) -> bool:
     if any(t in words.first_person or t in words.reporter_verbs for t in between):
         return True
-    after = [t.text for t in doc[target.end:min(target.end + 2, target.sent.end)]]
+    if any(t.text in words.first_person for t in target):  # the match itself says "I"/"my"
+        return True
+    after = [t.text for t in doc[target.end : min(target.end + 2, target.sent.end)]]
     return any(t in words.first_person for t in after)
 
 
-def _clause_break(doc: Doc, target: Span, between: list[str], forward: bool, words: ContextWords) -> bool:
+def _clause_break(
+    doc: Doc, target: Span, between: list[str], forward: bool, words: ContextWords, on_verbs: bool
+) -> bool:
     """True when a clause boundary separates cue and target (see the module docstring)."""
+    if not forward and any(t in words.list_breaks for t in between[:-1]):
+        return True
     marks = [i for i, t in enumerate(between) if t in words.boundaries]
     if not marks:
         return False
-    clause = words.subjects | words.verbs
+    clause = words.subjects | words.verbs if on_verbs else words.subjects
     if forward:
-        segment = between[marks[-1] + 1:] + [t.text for t in target]
+        segment = between[marks[-1] + 1 :] + [t.text for t in target]
         if any(t in clause for t in segment):
             return True
-        sent_end = target.sent.end
+        if not on_verbs:
+            return False
         following = []
-        for tok in doc[target.end:sent_end]:
-            if tok.text in words.boundaries or tok.is_punct:
+        for tok in doc[target.end : target.sent.end]:
+            if tok.text in words.boundaries or tok.text in words.terminators or tok.is_punct:
                 break
             following.append(tok.text)
         return any(t in words.verbs for t in following)
     sent_start = target.sent.start
     before = []
-    for tok in reversed(doc[sent_start:target.start]):
+    for tok in reversed(doc[sent_start : target.start]):
         if tok.text in words.boundaries:
             break
         before.append(tok.text)
-    segment = before + [t.text for t in target] + between[:marks[0]]
+    segment = before + [t.text for t in target] + between[: marks[0]]
     return any(t in words.verbs for t in segment)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -42,6 +42,7 @@ class Modifier:
     first_person_breaks: bool
     second_subject_breaks: bool
     clause_break: bool
+    clause_break_on_verbs: bool
     applies_to: tuple[str, ...]
 
 
@@ -53,9 +54,13 @@ class ContextWords:
     subjects: frozenset[str]
     verbs: frozenset[str]
     first_person: frozenset[str]
+    list_breaks: frozenset[str]
+    terminators: frozenset[str]
     reporter_verbs: frozenset[str]
     proxy: tuple[str, ...]
     question_anchors: tuple[str, ...]
+    question_openers: frozenset[str]
+    question_lead_ins: frozenset[str]
     improving: tuple[str, ...]
     exclusions: tuple[str, ...]
 
@@ -74,6 +79,7 @@ class Answers:
 @dataclass(frozen=True)
 class Settings:
     gap_words: int
+    gap_stops: frozenset[str]
     persisting_min_weeks: float
     context_persisting_weeks: float
 
@@ -88,6 +94,7 @@ class RuleBook:
     signals: dict[str, tuple[str, ...]]
     duration_numbers: dict[str, float]
     duration_units: dict[str, float]
+    duration_not_after: frozenset[str]
     open_ended: tuple[str, ...]
     modifiers: tuple[Modifier, ...]
     context: ContextWords
@@ -143,8 +150,7 @@ class _Table:
         return tuple(value)
 
     def table(self, key: str, default: Any = ...) -> _Table:
-        return _Table(self.get(key, dict, default, "a table"), f"{self.where}.{key}" if self.where else key,
-                      self.path)
+        return _Table(self.get(key, dict, default, "a table"), f"{self.where}.{key}" if self.where else key, self.path)
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -165,17 +171,27 @@ def load_rulebook(path: Path | str) -> RuleBook:
     if top.get("schema", int) != 1:
         raise top.error("schema", "must be 1")
     st = top.table("settings")
-    settings = Settings(st.get("gap_words", int), float(st.get("persisting_min_weeks", (int, float))),
-                        float(st.get("context_persisting_weeks", (int, float))))
+    settings = Settings(
+        gap_words=st.get("gap_words", int),
+        gap_stops=frozenset(w.lower() for w in st.strings("gap_stops", ())),
+        persisting_min_weeks=float(st.get("persisting_min_weeks", (int, float))),
+        context_persisting_weeks=float(st.get("context_persisting_weeks", (int, float))),
+    )
     forbidden = st.strings("forbidden_in_patient_labels", [])
     st.done()
     normaliser = Normaliser(_normalise_config(top.table("normalise"), top.table("answers", {})))
     criteria = _criteria(top.table("criteria"), forbidden)
+    modifiers = _modifiers(top.table("modifiers"), criteria)
     book = RuleBook(
-        path=str(path), settings=settings, criteria=criteria,
-        signals=_signals(top.table("signals")), **_durations(top.table("durations")),
-        modifiers=_modifiers(top.table("modifiers"), criteria), context=_context(top.table("context")),
-        answers=_answers(top.table("answers")), questions=_questions(top.table("questions", {}), criteria),
+        path=str(path),
+        settings=settings,
+        criteria=criteria,
+        signals=_signals(top.table("signals")),
+        **_durations(top.table("durations")),
+        modifiers=modifiers,
+        context=_context(top.table("context"), modifiers),
+        answers=_answers(top.table("answers")),
+        questions=_questions(top.table("questions", {}), criteria),
         normaliser=normaliser,
     )
     _compile(book, _words(top.table("words", {})))
@@ -193,7 +209,9 @@ def _normalise_config(t: _Table, answers: _Table) -> NormaliseConfig:
     spelling = {k: v[0] for k, v in split("spelling").items()}
     replies = answers.data.get("yes", []) + answers.data.get("no", []) + answers.data.get("uncertain", [])
     config = NormaliseConfig(
-        replace=split("replace"), between_words=split("between_words"), spelling=spelling,
+        replace=split("replace"),
+        between_words=split("between_words"),
+        spelling=spelling,
         fuzzy_words=tuple(w.lower() for w in t.strings("fuzzy_words", [])),
         fuzzy_protect=frozenset(w.lower() for w in t.strings("fuzzy_protect", [])),
         fuzzy_min_length=t.get("fuzzy_min_length", int, 6),
@@ -222,10 +240,17 @@ def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
             if reason not in REASONS:
                 raise c.error("ignore", f"{reason!r} is not a reason ({', '.join(REASONS)})")
         out[cid] = Criterion(
-            id=cid, tier=cast(Tier, tier), clinician_label=c.get("clinician_label", str), patient_label=label,
-            source=c.get("source", str), patterns=c.strings("patterns"), inability=c.strings("inability", ()),
-            sudden_from=c.strings("sudden_from", ()), refines=c.strings("refines", ()),
-            ignore=cast(tuple[Reason, ...], ignore), counts_when_resolved=c.get("counts_when_resolved", bool, False),
+            id=cid,
+            tier=cast(Tier, tier),
+            clinician_label=c.get("clinician_label", str),
+            patient_label=label,
+            source=c.get("source", str),
+            patterns=c.strings("patterns"),
+            inability=c.strings("inability", ()),
+            sudden_from=c.strings("sudden_from", ()),
+            refines=c.strings("refines", ()),
+            ignore=cast(tuple[Reason, ...], ignore),
+            counts_when_resolved=c.get("counts_when_resolved", bool, False),
         )
         c.done()
     for crit in out.values():
@@ -253,8 +278,12 @@ def _durations(t: _Table) -> dict[str, Any]:
             raise t.error(key, "every value must be a positive number")
         return {k.lower(): float(v) for k, v in table.items()}
 
-    out = {"duration_numbers": numbers("numbers"), "duration_units": numbers("units"),
-           "open_ended": t.strings("open_ended", ())}
+    out = {
+        "duration_numbers": numbers("numbers"),
+        "duration_units": numbers("units"),
+        "duration_not_after": frozenset(w.lower() for w in t.strings("not_after", ())),
+        "open_ended": t.strings("open_ended", ()),
+    }
     t.done()
     return out
 
@@ -268,7 +297,7 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
             raise m.error("effect", f"must be one of {', '.join(_EFFECTS)}; got {effect!r}")
         reason = m.get("reason", str, None)
         if (effect == "suppress") != (reason is not None):
-            raise m.error("reason", "is required with effect = \"suppress\" and only then")
+            raise m.error("reason", 'is required with effect = "suppress" and only then')
         if reason is not None and reason not in REASONS:
             raise m.error("reason", f"must be one of {', '.join(REASONS)}; got {reason!r}")
         applies_to = m.strings("applies_to", ())
@@ -279,11 +308,18 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
         if max_scope is not None and max_scope <= 0:
             raise m.error("max_scope", "must be a positive number of words")
         mod = Modifier(
-            name=name, effect=cast(Effect, effect), reason=cast(Reason | None, reason),
-            forward=m.strings("forward", ()), backward=m.strings("backward", ()), both=m.strings("both", ()),
-            max_scope=max_scope, first_person_breaks=m.get("first_person_breaks", bool, False),
+            name=name,
+            effect=cast(Effect, effect),
+            reason=cast(Reason | None, reason),
+            forward=m.strings("forward", ()),
+            backward=m.strings("backward", ()),
+            both=m.strings("both", ()),
+            max_scope=max_scope,
+            first_person_breaks=m.get("first_person_breaks", bool, False),
             second_subject_breaks=m.get("second_subject_breaks", bool, False),
-            clause_break=m.get("clause_break", bool, effect == "suppress"), applies_to=applies_to,
+            clause_break=m.get("clause_break", bool, effect == "suppress"),
+            clause_break_on_verbs=m.get("clause_break_on_verbs", bool, True),
+            applies_to=applies_to,
         )
         if not (mod.forward or mod.backward or mod.both):
             raise m.error("", "needs at least one of forward, backward, both")
@@ -292,14 +328,23 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
     return tuple(out)
 
 
-def _context(t: _Table) -> ContextWords:
+def _context(t: _Table, modifiers: tuple[Modifier, ...]) -> ContextWords:
     def words(key: str) -> frozenset[str]:
         return frozenset(w.lower() for w in t.strings(key))
 
     out = ContextWords(
-        boundaries=words("boundaries"), subjects=words("subjects"), verbs=words("verbs"),
-        first_person=words("first_person"), reporter_verbs=words("reporter_verbs"), proxy=t.strings("proxy"),
-        question_anchors=t.strings("question_anchors"), improving=t.strings("improving"),
+        boundaries=words("boundaries"),
+        subjects=words("subjects"),
+        verbs=words("verbs"),
+        first_person=words("first_person"),
+        list_breaks=words("list_breaks"),
+        terminators=frozenset(w for m in modifiers if m.effect == "terminate" for p in m.both for w in p.split()),
+        reporter_verbs=words("reporter_verbs"),
+        proxy=t.strings("proxy"),
+        question_anchors=t.strings("question_anchors"),
+        question_openers=words("question_openers"),
+        question_lead_ins=words("question_lead_ins"),
+        improving=t.strings("improving"),
         exclusions=t.strings("exclusions", ()),
     )
     t.done()
@@ -308,9 +353,13 @@ def _context(t: _Table) -> ContextWords:
 
 def _answers(t: _Table) -> Answers:
     ordinals = t.get("ordinals", dict, {}, "a table of word = option")
-    out = Answers(yes=t.strings("yes"), no=t.strings("no"), uncertain=t.strings("uncertain", ()),
-                  all_options=t.strings("all_options", ()),
-                  ordinals={str(k).lower(): str(v) for k, v in ordinals.items()})
+    out = Answers(
+        yes=t.strings("yes"),
+        no=t.strings("no"),
+        uncertain=t.strings("uncertain", ()),
+        all_options=t.strings("all_options", ()),
+        ordinals={str(k).lower(): str(v) for k, v in ordinals.items()},
+    )
     t.done()
     return out
 
@@ -330,8 +379,13 @@ def _questions(t: _Table, criteria: dict[str, Criterion]) -> dict[str, Question]
             if ref not in criteria:
                 raise q.error("criteria_on_yes" if ref in on_yes else "options", f"no criterion called {ref!r}")
         weeks = q.get("min_weeks_since_onset", (int, float), None)
-        out[qid] = Question(id=qid, criteria_on_yes=on_yes, options=options, text=q.get("text", str, ""),
-                            min_weeks_since_onset=None if weeks is None else float(weeks))
+        out[qid] = Question(
+            id=qid,
+            criteria_on_yes=on_yes,
+            options=options,
+            text=q.get("text", str, ""),
+            min_weeks_since_onset=None if weeks is None else float(weeks),
+        )
         q.done()
     return out
 
@@ -343,8 +397,7 @@ def _words(t: _Table) -> dict[str, list[str]]:
 
 
 def _compile(book: RuleBook, words: dict[str, list[str]]) -> None:
-    stops = {*SENTENCE_END, ",", "not", "no", "never", "because", "when", "while", "if", "after", "before",
-             "until", "since", "so", "then", "and", "or"}
+    stops = {*SENTENCE_END, ",", *book.settings.gap_stops}
     for m in book.modifiers:
         if m.effect == "terminate":
             stops.update(w for phrase in m.both for w in phrase.lower().split())
@@ -354,3 +407,15 @@ def _compile(book: RuleBook, words: dict[str, list[str]]) -> None:
             book.compiled[where] = compiler.compile(phrase)
         except PatternError as exc:
             raise CriteriaError(f"{book.path}: {where}: {exc} in {phrase!r}") from exc
+    book.normaliser.protect(frozenset(_literal_words(book.compiled.values())))
+
+
+def _literal_words(patterns: Iterable[TokenPatterns]) -> Iterator[str]:
+    for variants in patterns:
+        for pattern in variants:
+            for token in pattern:
+                value = token.get("LOWER")
+                if isinstance(value, str):
+                    yield value
+                elif isinstance(value, dict) and "IN" in value:
+                    yield from value["IN"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,13 +34,6 @@ _CUES = ("exclusions", "proxy", "question_anchors", "improving")
 _FILLERS = ["+", "plus", "odd", "more", "full", "whole", "straight", "solid", "long", "or so"]
 
 
-@dataclass(frozen=True)
-class _Cue:
-    kind: str
-    start: int
-    end: int
-
-
 class Detector:
     """Assess patients' replies against the clinic's red-flag criteria. `assess` is thread-safe."""
 
@@ -50,11 +42,22 @@ class Detector:
         self.criteria: Mapping[str, Criterion] = MappingProxyType(book.criteria)
         self._labels = {cid: c.clinician_label for cid, c in book.criteria.items()}
         nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher", "medspacy_context"], load_rules=False)
-        nlp.replace_pipe("medspacy_target_matcher", "medspacy_target_matcher",
-                         config={"result_type": "group", "span_group_name": _GROUP, "prune": False})
-        nlp.replace_pipe("medspacy_context", "medspacy_context",
-                         config={"rules": None, "input_span_type": "group", "span_group_name": _GROUP,
-                                 "prune_on_target_overlap": True, "span_attrs": None})
+        nlp.replace_pipe(
+            "medspacy_target_matcher",
+            "medspacy_target_matcher",
+            config={"result_type": "group", "span_group_name": _GROUP, "prune": False},
+        )
+        nlp.replace_pipe(
+            "medspacy_context",
+            "medspacy_context",
+            config={
+                "rules": None,
+                "input_span_type": "group",
+                "span_group_name": _GROUP,
+                "prune_on_target_overlap": True,
+                "span_attrs": None,
+            },
+        )
         self._vocab = nlp.vocab
         self._targets = nlp.get_pipe("medspacy_target_matcher")
         self._context = nlp.get_pipe("medspacy_context")
@@ -67,6 +70,10 @@ class Detector:
             patterns = [p for where, ps in book.compiled.items() if where.startswith(f"context.{kind}[") for p in ps]
             if patterns:
                 self._cues.add(kind, patterns)
+        self._cues.add("duration", self._duration_patterns())
+        open_ended = [p for where, ps in book.compiled.items() if where.startswith("durations.open_ended[") for p in ps]
+        if open_ended:
+            self._cues.add("open_duration", open_ended)
         self._lock = threading.Lock()
 
     @classmethod
@@ -93,7 +100,7 @@ class Detector:
             return Verdict.of([], [], self._labels)
         doc = Doc(self._vocab, words=[t.text for t in tokens], sent_starts=[t.sent_start for t in tokens])
         with self._lock:  # spaCy matchers are not documented as thread-safe
-            cues = [_Cue(self._vocab.strings[k], s, e) for k, s, e in self._cues(doc)]
+            cues = [rules.Cue(self._vocab.strings[k], s, e) for k, s, e in self._cues(doc)]
             doc = self._targets(doc)
             doc.spans[_GROUP] = self._resolve(list(doc.spans[_GROUP]), cues)
             doc = self._context(doc)
@@ -116,28 +123,26 @@ class Detector:
         for name in book.signals:
             for i, phrase in enumerate(book.signals[name], 1):
                 for pattern in book.compiled[f"signals.{name}[{i}]"]:
-                    out.append(TargetRule(phrase, f"signal_{name}", pattern=pattern,
-                                          metadata={"label": f"signal_{name}", "kind": "signal", "index": i}))
-        out.extend(self._duration_rules())
+                    out.append(
+                        TargetRule(
+                            phrase,
+                            f"signal_{name}",
+                            pattern=pattern,
+                            metadata={"label": f"signal_{name}", "kind": "signal", "index": i},
+                        )
+                    )
         return out
 
-    def _duration_rules(self) -> list[TargetRule]:
+    def _duration_patterns(self) -> list[list[dict[str, Any]]]:
+        """ "8 weeks", "a couple of months", "6 long weeks": a number, optional filler words, a unit."""
         book = self._book
         units = {"LOWER": {"IN": sorted(book.duration_units)}}
         filler: dict[str, Any] = {"LOWER": {"IN": _FILLERS}, "OP": "?"}
-        number_patterns: list[list[dict[str, Any]]] = [[{"LIKE_NUM": True}]]
-        for words in book.duration_numbers:
-            number_patterns.append([{"LOWER": w} for w in words.split()])
-        meta = {"label": "signal_duration", "kind": "duration", "index": 0}
-        out = [TargetRule("duration", "signal_duration", pattern=[*num, filler, filler, units], metadata=meta)
-               for num in number_patterns]
-        for i, phrase in enumerate(book.open_ended, 1):
-            for pattern in book.compiled[f"durations.open_ended[{i}]"]:
-                out.append(TargetRule(phrase, "signal_duration", pattern=pattern,
-                                      metadata={"label": "signal_duration", "kind": "open_duration", "index": i}))
-        return out
+        numbers: list[list[dict[str, Any]]] = [[{"LIKE_NUM": True}]]
+        numbers += [[{"LOWER": w} for w in words.split()] for words in book.duration_numbers]
+        return [[*num, filler, filler, units] for num in numbers]
 
-    def _resolve(self, spans: list[Span], cues: list[_Cue]) -> list[Span]:
+    def _resolve(self, spans: list[Span], cues: list[rules.Cue]) -> list[Span]:
         """Keep the longest match per label, drop false friends and matches refined by a longer criterion."""
         excluded = [(c.start, c.end) for c in cues if c.kind == "exclusions"]
         kept: list[Span] = []
@@ -148,8 +153,11 @@ class Detector:
                 continue
             kept.append(span)
         refiners = {cid: c.refines for cid, c in self._book.criteria.items() if c.refines}
-        kept = [s for s in kept if not any(
-            s.label_ in refiners.get(k.label_, ()) and k.start <= s.start and s.end <= k.end for k in kept)]
+        kept = [
+            s
+            for s in kept
+            if not any(s.label_ in refiners.get(k.label_, ()) and k.start <= s.start and s.end <= k.end for k in kept)
+        ]
         return sorted(kept, key=lambda s: (s.start, s.end))
 
 

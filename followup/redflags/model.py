@@ -17,7 +17,13 @@ Reason = Literal["negated", "other_person", "hypothetical", "historical", "quest
 
 TIERS: tuple[Tier, ...] = ("emergency", "urgent", "routine")
 REASONS: tuple[Reason, ...] = (
-    "negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger",
+    "negated",
+    "other_person",
+    "hypothetical",
+    "historical",
+    "question",
+    "resolved",
+    "trigger",
 )
 TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
 
@@ -103,8 +109,7 @@ class Verdict:
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
-    def of(cls, findings: list[Finding], suppressed: list[Suppressed],
-           labels: dict[str, str] | None = None) -> Verdict:
+    def of(cls, findings: list[Finding], suppressed: list[Suppressed], labels: dict[str, str] | None = None) -> Verdict:
         """Build a verdict: findings ordered highest tier first, then by position in the text."""
         ordered = sorted(_unique(findings), key=lambda f: (TIER_RANK[f.tier], f.start, f.end))
         criteria = tuple(dict.fromkeys(f.criterion for f in ordered))
@@ -128,8 +133,14 @@ class Verdict:
             "criteria": list(self.criteria),
             "evidence": list(self.evidence),
             "findings": [
-                {"criterion": f.criterion, "tier": f.tier, "text": f.text, "start": f.start, "end": f.end,
-                 "rule": f.rule}
+                {
+                    "criterion": f.criterion,
+                    "tier": f.tier,
+                    "text": f.text,
+                    "start": f.start,
+                    "end": f.end,
+                    "rule": f.rule,
+                }
                 for f in self.findings
             ],
             "suppressed": [

@@ -61,8 +61,15 @@ class Normaliser:
     def __init__(self, config: NormaliseConfig) -> None:
         self.config = config
         self._fuzzy_set = frozenset(config.fuzzy_words)
+        self._protected = config.fuzzy_protect
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def protect(self, words: frozenset[str]) -> None:
+        """Never fuzzy-match these words (the words the patterns themselves use)."""
+        with self._lock:
+            self._protected = self._protected | words
+            self._cache.clear()
 
     def words(self, raw: str) -> tuple[str, ...]:
         """Normalise one word as written in a pattern (no fuzzy matching, no shorthand)."""
@@ -93,8 +100,7 @@ class Normaliser:
         self._close(out)
         return out
 
-    def _words_in_context(self, raw: list[tuple[str, str, int, int]], i: int, kind: str,
-                          word: str) -> tuple[str, ...]:
+    def _words_in_context(self, raw: list[tuple[str, str, int, int]], i: int, kind: str, word: str) -> tuple[str, ...]:
         if kind not in ("word", "short"):
             return (word.lower(),)
         lowered = word.lower().translate(_APOSTROPHES)
@@ -106,7 +112,7 @@ class Normaliser:
     def _answer_follows(self, raw: list[tuple[str, str, int, int]], i: int, end_word: str) -> bool:
         if end_word != "?":
             return False
-        for kind, word, _, _ in raw[i + 1:]:
+        for kind, word, _, _ in raw[i + 1 :]:
             if kind == "punct" and word in "?!":
                 continue
             return kind == "word" and word.lower() in self.config.keep_sentence_after_question
@@ -142,8 +148,7 @@ class Normaliser:
 
     def _fuzzy(self, word: str) -> str:
         cfg = self.config
-        if (len(word) < cfg.fuzzy_min_length or word in self._fuzzy_set or word in cfg.fuzzy_protect
-                or not word.isalpha()):
+        if len(word) < cfg.fuzzy_min_length or word in self._fuzzy_set or word in self._protected or not word.isalpha():
             return word
         cached = self._cache.get(word)
         if cached is not None:

@@ -1,11 +1,11 @@
 """A small phrase language a clinician can read, compiled to spaCy Matcher token patterns.
 
-    weak            the word, after normalisation ("can't" is written and matched as "can not")
-    swallow*        any word that starts with it (swallow, swallowing, swallowed)
-    (a|b c)         one of the alternatives; an alternative may be several words
-    [my]            optional; [a|b] is an optional choice
-    ...             up to a few other words, within one sentence and not across "but", "," or the like
-    @name           any entry of the word set [words.name]
+weak            the word, after normalisation ("can't" is written and matched as "can not")
+swallow*        any word that starts with it (swallow, swallowing, swallowed)
+(a|b c)         one of the alternatives; an alternative may be several words
+[my]            optional; [a|b] is an optional choice
+...             up to a few other words, within one sentence and not across "but", "," or the like
+@name           any entry of the word set [words.name]
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ _Variant = tuple[_Tok, ...]
 class PhraseCompiler:
     """Compile phrases to lists of spaCy token patterns (one phrase may need several)."""
 
-    def __init__(self, words: Callable[[str], tuple[str, ...]], sets: dict[str, list[str]], gap: int,
-                 gap_stops: Iterable[str]) -> None:
+    def __init__(
+        self, words: Callable[[str], tuple[str, ...]], sets: dict[str, list[str]], gap: int, gap_stops: Iterable[str]
+    ) -> None:
         self._words = words
         self._sets = sets
         self._gap = gap
@@ -171,16 +172,18 @@ def _factor(variants: list[_Variant]) -> list[_Variant]:
             rest: list[_Variant] = []
             for v in variants:
                 if pos < len(v) and not v[pos].gap and not v[pos].optional:
-                    groups.setdefault((len(v), v[:pos], v[pos + 1:]), []).append(v)
+                    groups.setdefault((len(v), v[:pos], v[pos + 1 :]), []).append(v)
                 else:
                     rest.append(v)
             merged = []
             for members in groups.values():
                 if len(members) > 1:
                     changed = True
-                    tok = _Tok(frozenset().union(*(m[pos].exact for m in members)),
-                               frozenset().union(*(m[pos].prefixes for m in members)))
-                    merged.append((*members[0][:pos], tok, *members[0][pos + 1:]))
+                    tok = _Tok(
+                        frozenset().union(*(m[pos].exact for m in members)),
+                        frozenset().union(*(m[pos].prefixes for m in members)),
+                    )
+                    merged.append((*members[0][:pos], tok, *members[0][pos + 1 :]))
                 else:
                     merged.extend(members)
             variants = rest + merged

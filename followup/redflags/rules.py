@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from spacy.tokens import Doc
 
@@ -23,12 +22,21 @@ from followup.redflags.model import Finding, Reason, ReplyContext, Suppressed
 
 # When several modifiers reach a mention, the reason reported is the first of these that applies.
 _PRIORITY: tuple[Reason, ...] = (
-    "other_person", "hypothetical", "question", "historical", "trigger", "resolved", "negated",
+    "other_person",
+    "hypothetical",
+    "question",
+    "historical",
+    "trigger",
+    "resolved",
+    "negated",
 )
 PERSISTING = "persisting"
 
 
-class Cue(Protocol):
+@dataclass(frozen=True)
+class Cue:
+    """A message-level cue over tokens [start, end): proxy, question anchor, improving, exclusion, duration."""
+
     kind: str
     start: int
     end: int
@@ -57,12 +65,13 @@ class Evidence:
         return self.text[a:b], a, b
 
 
-def evaluate(book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[Cue], context: ReplyContext,
-             evidence: Evidence) -> tuple[list[Finding], list[Suppressed]]:
+def evaluate(
+    book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[Cue], context: ReplyContext, evidence: Evidence
+) -> tuple[list[Finding], list[Suppressed]]:
     """Findings and suppressions for one reply."""
     reasons = {f"{m.name.upper()}": (m.reason, m.applies_to) for m in book.modifiers if m.reason}
     proxy = any(c.kind == "proxy" for c in cues)
-    asking = _question_sentences(doc, cues)
+    asking = _question_sentences(book, doc, cues)
     findings: list[Finding] = []
     suppressed: list[Suppressed] = []
     present: list[Mention] = []
@@ -75,8 +84,9 @@ def evaluate(book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[C
             ignore.add("other_person")
         if crit and crit.counts_when_resolved:
             ignore.add("resolved")
-        found = {reasons[c][0] for c in m.categories
-                 if c in reasons and (not reasons[c][1] or m.label in reasons[c][1])}
+        found = {
+            reasons[c][0] for c in m.categories if c in reasons and (not reasons[c][1] or m.label in reasons[c][1])
+        }
         if doc[m.start].sent.start in asking:
             found.add("question")
         reason = next((r for r in _PRIORITY if r in found and r not in ignore), None)
@@ -92,44 +102,55 @@ def evaluate(book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[C
         if "SUDDEN" in m.categories:
             for emergency in book.criteria.values():
                 if crit.id in emergency.sudden_from:
-                    findings.append(Finding(emergency.id, emergency.tier, text, start, end,
-                                            f"onset:sudden+{crit.id}"))
+                    findings.append(Finding(emergency.id, emergency.tier, text, start, end, f"onset:sudden+{crit.id}"))
     f, s = _persisting(book, doc, present, cues, context, evidence)
     return findings + f, suppressed + s
 
 
-def _question_sentences(doc: Doc, cues: Sequence[Cue]) -> set[int]:
-    """Start tokens of sentences that ask ("...?") without saying the patient has something."""
+def _question_sentences(book: RuleBook, doc: Doc, cues: Sequence[Cue]) -> set[int]:
+    """Start tokens of sentences that ask ("is weakness a sign...?") without saying the patient has it."""
+    words = book.context
     anchored = {doc[c.start].sent.start for c in cues if c.kind == "question_anchors"}
     out = set()
     for sent in doc.sents:
-        if sent.start in anchored:
+        if sent.start in anchored or not any(t.text == "?" for t in sent[-3:]):
             continue
-        if any(t.text == "?" for t in sent[-3:]):
+        first = next((t.text for t in sent if t.text not in words.question_lead_ins), "")
+        if first in words.question_openers:
             out.add(sent.start)
     return out
 
 
-def _persisting(book: RuleBook, doc: Doc, present: list[Mention], cues: Sequence[Cue], context: ReplyContext,
-                evidence: Evidence) -> tuple[list[Finding], list[Suppressed]]:
+def _persisting(
+    book: RuleBook, doc: Doc, present: list[Mention], cues: Sequence[Cue], context: ReplyContext, evidence: Evidence
+) -> tuple[list[Finding], list[Suppressed]]:
     if PERSISTING not in book.criteria:
         return [], []
     tier = book.criteria[PERSISTING].tier
-    improving = {doc[c.start].sent.start for c in cues if c.kind == "improving"
-                 and not any(m.start < c.end and c.start < m.end for m in present)}
+    improving = {
+        doc[c.start].sent.start
+        for c in cues
+        if c.kind == "improving" and not any(m.start < c.end and c.start < m.end for m in present)
+    }
     signals = [m for m in present if m.label in ("signal_twitch", "signal_ongoing")]
     easing = [m for m in present if doc[m.start].sent.start in improving]
     ongoing = [m for m in signals if m not in easing]
     suppressed = []
     min_weeks = book.settings.persisting_min_weeks
-    for m in present:
-        if m.label != "signal_duration":
+    for c in sorted(cues, key=lambda c: (c.start, -c.end)):
+        if c.kind not in ("duration", "open_duration"):
             continue
-        weeks = duration_weeks(book, [t.text for t in doc[m.start:m.end]], m.kind)
+        if (
+            c.start
+            and doc[c.start - 1].text in book.duration_not_after
+            and not any(s.end == c.start - 1 for s in signals)
+        ):  # "in 6 weeks" is a date, "hasn't stopped in 6 weeks" is not
+            continue
+        weeks = duration_weeks(book, [t.text for t in doc[c.start : c.end]], c.kind)
         if weeks is None or weeks < min_weeks or not signals:
             continue
-        text, start, end = evidence.span(m.start, m.end)
-        if m in easing or not ongoing:
+        text, start, end = evidence.span(c.start, c.end)
+        if doc[c.start].sent.start in improving or not ongoing:
             suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
             continue
         return [Finding(PERSISTING, tier, text, start, end, f"duration:{weeks:g}w")], []
@@ -154,8 +175,11 @@ def duration_weeks(book: RuleBook, words: list[str], kind: str) -> float | None:
     unit = book.duration_units.get(words[-1])
     if unit is None:
         return None
-    number_words = [w for w in words[:-1] if w not in ("+", "plus", "odd", "more", "full", "whole", "straight",
-                                                         "solid", "long", "or", "so")]
+    number_words = [
+        w
+        for w in words[:-1]
+        if w not in ("+", "plus", "odd", "more", "full", "whole", "straight", "solid", "long", "or", "so")
+    ]
     phrase = " ".join(number_words)
     if phrase in book.duration_numbers:
         return book.duration_numbers[phrase] * unit

@@ -12,13 +12,13 @@ import random
 import socket
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import and_, bindparam, case, or_, update
+from sqlmodel import Session, SQLModel, col, select
 
 from followup import models as m
 from followup.messages import TemplateProblem
@@ -77,18 +77,27 @@ class Dispatcher:
 
     # ---- one pass --------------------------------------------------------------------------------------------
     def run_once(self) -> PassReport:
+        """Claim, prepare, send and record batches until none is full. Batches overlap: the next one is claimed
+        and prepared while the previous one is still being sent, so the senders never wait for the database."""
         report = PassReport()
         self.reconcile(report)
-        while True:
-            ids = self.claim()
-            report.claimed += len(ids)
-            if not ids:
-                return report
-            jobs = self.prepare(ids, report)
-            outcomes = list(self.pool.map(self._send, jobs)) if jobs else []
-            self.record(outcomes, report)
-            if len(ids) < self.rt.settings.dispatch.batch_size:
-                return report
+        in_flight: list[Future[_Outcome]] = []
+        try:
+            while True:
+                ids = self.claim()
+                report.claimed += len(ids)
+                jobs = self.prepare(ids, report) if ids else []
+                sending = [self.pool.submit(self._send, job) for job in jobs]
+                self.record([f.result() for f in in_flight], report)
+                in_flight = sending
+                if len(ids) < self.rt.settings.dispatch.batch_size:
+                    break
+        finally:
+            # Sends already started finish and are recorded; if recording fails they stay `sending` and are
+            # reconciled with the provider after their lease.
+            outcomes = [f.result() for f in in_flight]
+        self.record(outcomes, report)
+        return report
 
     def claim(self) -> list[int]:
         """Atomically take up to batch_size due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
@@ -226,20 +235,11 @@ class Dispatcher:
         now = self.rt.clock.now()
         cfg = self.rt.settings.dispatch
         finished: list[int] = []
+        sent_rows: list[dict[str, object]] = []
         with self.rt.db.session() as s:
             for o in outcomes:
                 if o.sent is not None:
-                    s.exec(
-                        update(Message)
-                        .where(Message.id == o.job.message_id)
-                        .values(
-                            provider_id=o.sent.provider_id,
-                            sent_at=now,
-                            updated_at=now,
-                            lease_owner=None,
-                            status=case((Message.status == m.SENDING, m.SENT), else_=Message.status),
-                        )
-                    )
+                    sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id})
                     report.sent += 1
                     if o.job.kind == "closing" and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
@@ -269,6 +269,20 @@ class Dispatcher:
                         from followup.services.reachability import on_permanent_failure
 
                         on_permanent_failure(self.rt, s, msg, err, now)
+            if sent_rows:  # one statement for the whole batch (executemany): per-row ORM updates cost more than sending
+                t = SQLModel.metadata.tables["message"]
+                s.connection().execute(
+                    update(t)
+                    .where(t.c.id == bindparam("b_id"))
+                    .values(
+                        provider_id=bindparam("b_provider_id"),
+                        sent_at=now,
+                        updated_at=now,
+                        lease_owner=None,
+                        status=case((t.c.status == m.SENDING, m.SENT), else_=t.c.status),
+                    ),
+                    sent_rows,
+                )
             if finished:  # the closing message ends the program for patients who are simply active
                 s.exec(update(Patient).where(col(Patient.id).in_(finished), Patient.status == "active")
                        .values(status="completed", updated_at=now))

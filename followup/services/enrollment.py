@@ -15,7 +15,7 @@ from followup.runtime import Runtime
 from followup.schedule import Window, planned_send
 from followup.services import audit
 from followup.services.escalation import escalate
-from followup.services.queue import queue
+from followup.services.queue import queue, ttl_for
 from followup.triage import InputError, TriageIn, check_contact
 
 DEFAULT_CONSENT_TEXT = (
@@ -48,6 +48,7 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
     contact = check_contact(data, rt.settings.clinic.default_region)
     now = rt.clock.now()
     flags = rt.intake.red_flags(data.answers)
+    replan = False  # a patient who moved to another time zone has their scheduled steps planned again
     with rt.db.session() as s:
         patient, created = _match_patient(s, contact.phone, contact.email)
         if patient is None:
@@ -64,8 +65,13 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
             )
             s.add(patient)
         else:
+            replan = patient.timezone != data.timezone
             patient.name, patient.channel, patient.timezone = data.name, data.channel, data.timezone
             patient.language, patient.updated_at = data.language, now
+            if contact.phone and contact.phone != patient.phone and patient.sms_state == "invalid":
+                patient.sms_state = "ok"  # a new number is not the one the provider refused
+            if contact.email and contact.email != patient.email and patient.email_state == "suppressed":
+                patient.email_state = "ok"  # nor is a new address the one that bounced
             patient.phone = contact.phone or patient.phone
             patient.email = contact.email or patient.email
             if patient.status in ("unenrolled", "completed"):
@@ -117,7 +123,7 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
             )
             escalation_id = esc.id
         else:
-            _enroll(rt, s, patient, data, now)
+            _enroll(rt, s, patient, data, now, replan=replan)
         s.commit()
         steps = upcoming(s, patient.id)
     rt.wake()
@@ -170,9 +176,10 @@ def _level_and_tier(rt: Runtime, criteria: list[str]) -> tuple[str, str]:
     return ("emergency" if tier == "emergency" else "red_flag"), tier
 
 
-def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime) -> None:
+def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime, *, replan: bool = False) -> None:
     """Store every applicable step as a scheduled row. Re-triage keeps the enrollment date: it adds steps the
-    new answers call for and cancels unsent ones they no longer do."""
+    new answers call for and cancels unsent ones they no longer do; `replan` (a new time zone) moves the unsent
+    ones to their local time in the new zone."""
     assert patient.id is not None
     if patient.enrolled_at is None:
         patient.enrolled_at = now
@@ -191,10 +198,18 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
     }
     wanted = {prefix + st.id: st for st in rt.program.steps_for(data.answers.for_program())}
     for key, msg in existing.items():
-        if key not in wanted and msg.status == m.SCHEDULED:
+        if msg.status != m.SCHEDULED:
+            continue
+        if key not in wanted:
             msg.status, msg.reason, msg.updated_at = m.CANCELLED, "no longer applies after re-triage", now
-        elif msg.status == m.SCHEDULED and msg.channel != patient.channel:
+            continue
+        if msg.channel != patient.channel:
             msg.channel, msg.updated_at = patient.channel, now
+        if replan:
+            due = planned_send(wanted[key], enrolled_at, tz, window)
+            if due != msg.due_at:
+                msg.due_at, msg.expires_at = due, due + ttl_for(rt.settings, msg.kind, msg.urgent)
+                msg.reason, msg.updated_at = "planned again for a new time zone", now
     for key, step in wanted.items():
         if key in existing:
             continue

@@ -75,6 +75,9 @@ def receive(rt: Runtime, reply: Reply) -> Received:
         inbound_id = _insert_once(s, reply, reply.body[:MAX_BODY_CHARS], now)
         s.commit()
     if inbound_id is None:
+        with rt.db.session() as s:  # a provider retry: nothing to do, but say so where staff can see it
+            audit.record(s, now, f"provider:{reply.channel}", "inbound.duplicate_ignored", reply.provider_key[:120])
+            s.commit()
         return Received(None, duplicate=True)
     try:
         result = process(rt, inbound_id, reply)

@@ -84,7 +84,7 @@ def _duplicate_steps(rt: Runtime, accepted: bytearray) -> int:
     dupes = 0
     last_patient = None
     for mid, pid, step in _stream(rt, select(Message.id, Message.patient_id, Message.step_id)
-                                  .where(col(Message.step_id).is_not(None)).order_by(Message.patient_id)):
+                                  .where(col(Message.step_id).is_not(None)).order_by(col(Message.patient_id))):
         if pid != last_patient:
             seen.clear()
             last_patient = pid
@@ -122,7 +122,7 @@ def _lost(rt: Runtime, end: datetime) -> tuple[int, dict[str, int], dict[str, in
         reasons = s.exec(
             select(Message.status, Message.reason, func.count())
             .where(col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)))
-            .group_by(Message.status, Message.reason).order_by(func.count().desc()).limit(8)
+            .group_by(col(Message.status), col(Message.reason)).order_by(func.count().desc()).limit(8)
         ).all()
     top = {f"{status}: {_generic(reason)}": int(n) for status, reason, n in reasons}
     return int(open_due) + int(unexplained), {k: int(v) for k, v in by_status.items()}, top

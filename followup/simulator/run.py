@@ -76,7 +76,7 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
         cohort = Cohort(cfg.seed, cfg.patients, cfg.start, timedelta(days=min(cfg.enroll_days, cfg.days)))
         window = (settings.schedule.quiet_start, settings.schedule.quiet_end)
         provider = SimProvider(clock, cohort, cfg.rates, cfg.seed, window)
-        rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))  # type: ignore[arg-type]
+        rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))
         try:
             _refuse_used_database(rt)
             loop = _Loop(rt, clock, cohort, provider, cfg, progress)

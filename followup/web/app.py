@@ -6,14 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
 from followup import __version__
 from followup.runtime import Runtime, build_runtime
 from followup.settings import Settings
-from followup.web import api, intake, webhooks
+from followup.web import api, booking, dashboard, intake, limits, staffauth, webhooks
 
 log = logging.getLogger("followup.web")
 
@@ -48,19 +48,20 @@ def create_app(
         description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
     )
     app.state.runtime = rt
-    max_body = rt.settings.server.max_body_bytes
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        limit = rt.settings.sendgrid.inbound_max_bytes if request.url.path.endswith("/inbound") else max_body
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return PlainTextResponse("request body too large", status_code=413)
-        return await call_next(request)
+    # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS.
+    app.add_middleware(limits.SenderLimits, rt=rt)
+    app.add_middleware(
+        limits.BodyLimit,
+        default=rt.settings.server.max_body_bytes,
+        per_path={limits.INBOUND_EMAIL: rt.settings.sendgrid.inbound_max_bytes},
+    )
 
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(intake.router)
+    app.include_router(booking.router)
+    app.include_router(staffauth.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

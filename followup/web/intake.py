@@ -141,14 +141,8 @@ async def intake_submit(request: Request, rt: RuntimeDep) -> HTMLResponse:
 def _parse(form: Any, values: dict[str, Any]) -> tuple[TriageIn | None, dict[str, str]]:
     answers: dict[str, Any] = {name: values.get(name) == "yes" for name, _ in YES_NO}
     errors: dict[str, str] = {}
-    for name, _ in YES_NO:
-        if values.get(name) not in ("yes", "no") and name in (
-            "weakness",
-            "atrophy",
-            "daily_activities",
-            "speech_swallowing",
-            "breathing",
-        ):
+    for name, _ in YES_NO:  # an unanswered symptom question is not a "no"
+        if values.get(name) not in ("yes", "no"):
             errors[name] = "Please answer yes or no."
     for name, *_ in NUMBERS:
         raw = values.get(name, "").strip()

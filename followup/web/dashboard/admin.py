@@ -26,7 +26,15 @@ def audit(
     """Every recorded action, newest first; filter by actor ("staff:3", "system")."""
     rows = audit_page(rt, PAGE, (page - 1) * PAGE, actor or None)
     return render(
-        request, rt, staff, "audit.html", rows=rows, names=staff_names(rt), page=page, actor=actor, more=len(rows) == PAGE
+        request,
+        rt,
+        staff,
+        "audit.html",
+        rows=rows,
+        names=staff_names(rt),
+        page=page,
+        actor=actor,
+        more=len(rows) == PAGE,
     )
 
 

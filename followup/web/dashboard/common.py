@@ -69,7 +69,7 @@ def clock_text(clock: Clock, now: datetime) -> tuple[str, str]:
 
 
 def render(
-    request: Request, rt: Runtime, staff: Staff, template: str, status: int = 200, **context: Any
+    request: Request, rt: Runtime, staff: Staff, template: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     tz = ZoneInfo(rt.settings.clinic.timezone)
 
@@ -92,7 +92,7 @@ def render(
             "flash": DONE.get(done, ""),
             **context,
         },
-        status_code=status,
+        status_code=status_code,
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CSP

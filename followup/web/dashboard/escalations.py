@@ -54,7 +54,9 @@ def queue_json(rt: RuntimeDep, staff: StaffDep, status: str = "active") -> list[
     return out
 
 
-def _case_page(request: Request, rt: Any, staff: Any, escalation_id: int, status: int = 200, error: str = "") -> Response:
+def _case_page(
+    request: Request, rt: Any, staff: Any, escalation_id: int, status: int = 200, error: str = ""
+) -> Response:
     try:
         case = case_file(rt, escalation_id)
     except LookupError:
@@ -62,10 +64,13 @@ def _case_page(request: Request, rt: Any, staff: Any, escalation_id: int, status
     replies = [
         (
             r,
-            highlight(r.body, (r.verdict or {}).get("findings", []), (r.verdict or {}).get("suppressed", []), case.labels),
+            highlight(
+                r.body, (r.verdict or {}).get("findings", []), (r.verdict or {}).get("suppressed", []), case.labels
+            ),
         )
         for r in case.replies
     ]
+    assert case.patient.id is not None
     detail = patient_svc.detail(rt, case.patient.id)
     return render(
         request,
@@ -107,9 +112,7 @@ async def escalation_action(request: Request, escalation_id: int, rt: RuntimeDep
     if len(note) > MAX_NOTE:
         return _case_page(request, rt, staff, escalation_id, 422, f"The note is limited to {MAX_NOTE} characters.")
     try:
-        await run_in_threadpool(
-            patient_svc.change_escalation, rt, escalation_id, action, staff.actor, note or None
-        )
+        await run_in_threadpool(patient_svc.change_escalation, rt, escalation_id, action, staff.actor, note or None)
     except patient_svc.NotFound:
         raise HTTPException(404, "no such escalation") from None
     except patient_svc.Conflict as exc:

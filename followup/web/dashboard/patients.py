@@ -48,7 +48,9 @@ def patient_list(
     )
 
 
-def _patient_page(request: Request, rt: Any, staff: Any, patient_id: int, status: int = 200, error: str = "") -> Response:
+def _patient_page(
+    request: Request, rt: Any, staff: Any, patient_id: int, status: int = 200, error: str = ""
+) -> Response:
     try:
         d = patient_svc.detail(rt, patient_id)
     except patient_svc.NotFound:

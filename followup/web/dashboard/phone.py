@@ -55,17 +55,16 @@ def signed_sms(rt: Runtime, sender: str, body: str) -> tuple[dict[str, str], str
 
 
 @router.get("/dashboard/phone", response_class=HTMLResponse)
-def phone_index(
-    request: Request, rt: RuntimeDep, staff: StaffDep, q: str = Query("", max_length=100)
-) -> Response:
+def phone_index(request: Request, rt: RuntimeDep, staff: StaffDep, q: str = Query("", max_length=100)) -> Response:
     """Pick a patient whose phone to play."""
     _available(rt)
     _, rows = roster.search(rt, q, None, 100, 0)
     return render(request, rt, staff, "phone_index.html", patients=rows, q=q)
 
 
-def _phone_page(request: Request, rt: Runtime, staff: Staff, patient_id: int, status: int = 200, error: str = "",
-                text: str = "") -> Response:
+def _phone_page(
+    request: Request, rt: Runtime, staff: Staff, patient_id: int, status: int = 200, error: str = "", text: str = ""
+) -> Response:
     try:
         d = patient_svc.detail(rt, patient_id)
     except patient_svc.NotFound:
@@ -93,7 +92,9 @@ async def phone_reply(request: Request, patient_id: int, rt: RuntimeDep, staff: 
     if not text.strip():
         return _phone_page(request, rt, staff, patient_id, 422, "Write the patient's reply first.", text)
     if len(text) > MAX_REPLY:
-        return _phone_page(request, rt, staff, patient_id, 422, f"A text message is at most {MAX_REPLY} characters.", text)
+        return _phone_page(
+            request, rt, staff, patient_id, 422, f"A text message is at most {MAX_REPLY} characters.", text
+        )
     try:
         patient = patient_svc.detail(rt, patient_id)["patient"]
     except patient_svc.NotFound:

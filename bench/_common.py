@@ -1,0 +1,110 @@
+"""Helpers the benchmarks share: throwaway databases, a fake provider in its own process, seeded due messages.
+
+Benchmarks measure; they assert nothing. Each prints one JSON line, last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from followup.db import upgrade  # noqa: E402
+from followup.models import Message, Patient  # noqa: E402
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FROM_NUMBER = "+15005550006"
+
+
+@contextlib.contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A migrated, empty database: `sqlite` (a temporary file) or `postgres` (a new database on the server named
+    by FOLLOWUP_BENCH_POSTGRES_URL or FOLLOWUP_TEST_POSTGRES_URL, dropped afterwards)."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="followup-bench-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            upgrade(url)
+            yield url
+        return
+    base = os.environ.get("FOLLOWUP_BENCH_POSTGRES_URL") or os.environ.get("FOLLOWUP_TEST_POSTGRES_URL") or PG_DEFAULT
+    admin_url = make_url(base).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    name = f"followup_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def fake_provider(latency_ms: int = 0) -> Iterator[str]:
+    """The fake Twilio/SendGrid in its own process (so it does not share our GIL); yields its URL. Status
+    callbacks are held back an hour, i.e. never posted: the dispatch benchmark measures sending."""
+    cmd = [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--events-url", "",
+           "--latency-ms", str(latency_ms), "--status-delay", "3600"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().rsplit(" ", 1)[-1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def seed_due_messages(url: str, n: int, *, start: int = 0, urgent: bool = True) -> None:
+    """`n` patients with one message each, due a minute ago (urgent: the wall clock's hour does not matter)."""
+    now = datetime.now(UTC)
+    patients = [
+        {"id": i + 1, "name": f"Pat {i}", "phone": phone(i), "channel": "sms", "timezone": "UTC", "language": "en",
+         "status": "active", "sms_state": "ok", "email_state": "ok", "reply_token": f"t{i}",
+         "created_at": now, "updated_at": now}
+        for i in range(start, start + n)
+    ]
+    messages = [
+        {"patient_id": i + 1, "dedupe_key": f"bench:{i}", "channel": "sms", "kind": "system", "template": "reply_ack",
+         "context": {}, "urgent": urgent, "status": "scheduled", "due_at": now - timedelta(minutes=1),
+         "expires_at": now + timedelta(days=1), "attempts": 0, "created_at": now, "updated_at": now}
+        for i in range(start, start + n)
+    ]
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(insert(Patient), patients)
+        if engine.dialect.name == "postgresql":
+            c.execute(text("SELECT setval(pg_get_serial_sequence('patient', 'id'), :n)"), {"n": start + n})
+        c.execute(insert(Message), messages)
+    engine.dispose()
+
+
+def phone(i: int) -> str:
+    return f"+1555{i:07d}"
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's one JSON line, last on stdout."""
+    print(json.dumps(result), flush=True)

@@ -1,0 +1,251 @@
+"""A patient's data rights and how long texts are kept: export everything held on one patient, erase it, and
+purge old message texts.
+
+What belongs to a patient: their row; their triages, consents, escalations (with re-alert rounds and booked
+visits), messages to them and the clinic's alerts about them (an alert quotes their words), the delivery events
+of those messages, and their replies (also those that came before they were enrolled, from their number or
+address). The audit log is kept whole on erasure: it holds ids and actions, never contact details or texts, and
+the erasure itself is recorded there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import Session, SQLModel, col, select
+
+from followup import models as m
+from followup.models import (
+    Appointment,
+    AuditLog,
+    Consent,
+    DeliveryEvent,
+    Escalation,
+    EscalationAlert,
+    Inbound,
+    Message,
+    Patient,
+    Triage,
+)
+from followup.runtime import Runtime
+from followup.services import audit
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+log = logging.getLogger("followup.privacy")
+PURGED = "[removed after the retention period]"
+# Inbound rows still waiting to be acted on keep their text: process_pending needs it.
+_SETTLED_INBOUND = ("processed", "ignored")
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Owned:
+    """The ids of every row that belongs to one patient."""
+
+    patient: Patient
+    escalations: list[int]
+    messages: list[int]
+    inbound: list[int]
+
+
+def _owned(s: Session, patient_id: int) -> _Owned:
+    patient = s.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"patient {patient_id}")
+    escalations = [int(i) for i in s.exec(select(Escalation.id).where(Escalation.patient_id == patient_id)) if i]
+    messages = s.exec(
+        select(Message.id).where(
+            or_(
+                col(Message.patient_id) == patient_id,
+                col(Message.escalation_id).in_(escalations),
+                # alerts that the patient cannot be reached carry only the patient's id, in the dedupe key
+                col(Message.dedupe_key).startswith(f"unreachable:{patient_id}:"),
+            )
+        )
+    )
+    senders = [a for a in (patient.phone, patient.email) if a]
+    inbound = s.exec(
+        select(Inbound.id).where(
+            or_(
+                col(Inbound.patient_id) == patient_id,
+                col(Inbound.patient_id).is_(None) & col(Inbound.sender).in_(senders),
+            )
+        )
+    )
+    return _Owned(patient, escalations, [int(i) for i in messages if i], [int(i) for i in inbound if i])
+
+
+def _subjects(owned: _Owned) -> list[str]:
+    assert owned.patient.id is not None
+    return [
+        f"patient:{owned.patient.id}",
+        *(f"escalation:{i}" for i in owned.escalations),
+        *(f"message:{i}" for i in owned.messages),
+        *(f"inbound:{i}" for i in owned.inbound),
+    ]
+
+
+def _rows(s: Session, model: type[SQLModel], *where: Any) -> list[dict[str, Any]]:
+    order = model.id  # type: ignore[attr-defined]
+    return [_jsonable(r.model_dump()) for r in s.exec(select(model).where(*where).order_by(order))]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def export_patient(rt: Runtime, patient_id: int) -> dict[str, Any]:
+    """Everything held on one patient, as JSON-able data (the subject access request)."""
+    with rt.db.session() as s:
+        owned = _owned(s, patient_id)
+        audit_rows = _rows(
+            s,
+            AuditLog,
+            or_(
+                col(AuditLog.subject).in_(_subjects(owned)),
+                AuditLog.detail["patient_id"].as_integer() == patient_id,
+            ),
+        )
+        return {
+            "exported_at": rt.clock.now().isoformat(),
+            "patient": _jsonable(owned.patient.model_dump()),
+            "triages": _rows(s, Triage, Triage.patient_id == patient_id),
+            "consents": _rows(s, Consent, Consent.patient_id == patient_id),
+            "escalations": _rows(s, Escalation, col(Escalation.id).in_(owned.escalations)),
+            "escalation_alerts": _rows(s, EscalationAlert, col(EscalationAlert.escalation_id).in_(owned.escalations)),
+            "appointments": _rows(s, Appointment, Appointment.patient_id == patient_id),
+            "messages": _rows(s, Message, col(Message.id).in_(owned.messages)),
+            "delivery_events": _rows(s, DeliveryEvent, col(DeliveryEvent.message_id).in_(owned.messages)),
+            "inbound": _rows(s, Inbound, col(Inbound.id).in_(owned.inbound)),
+            "audit": audit_rows,
+        }
+
+
+def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
+    """Delete every row that belongs to the patient, in one transaction, and record the erasure (counts only)
+    in the audit log. Returns the number of rows deleted per table."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        owned = _owned(s, patient_id)
+        esc, msgs, inb = owned.escalations, owned.messages, owned.inbound
+        # Children before parents: the foreign keys are enforced (SQLite with PRAGMA foreign_keys=ON too).
+        steps: list[tuple[str, Any]] = [
+            ("delivery_events", delete(DeliveryEvent).where(col(DeliveryEvent.message_id).in_(msgs))),
+            ("messages", delete(Message).where(col(Message.id).in_(msgs))),
+            ("appointments", delete(Appointment).where(col(Appointment.patient_id) == patient_id)),
+            ("escalation_alerts", delete(EscalationAlert).where(col(EscalationAlert.escalation_id).in_(esc))),
+            ("inbound", delete(Inbound).where(col(Inbound.id).in_(inb))),
+            ("escalations", delete(Escalation).where(col(Escalation.id).in_(esc))),
+            ("triages", delete(Triage).where(col(Triage.patient_id) == patient_id)),
+            ("consents", delete(Consent).where(col(Consent.patient_id) == patient_id)),
+            ("patients", delete(Patient).where(col(Patient.id) == patient_id)),
+        ]
+        counts = {name: int(s.exec(stmt).rowcount or 0) for name, stmt in steps}
+        audit.record(s, now, actor, "patient.erased", f"patient:{patient_id}", deleted=counts)
+        s.commit()
+    return counts
+
+
+def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Replace message texts older than `privacy.retention_days` with a marker: the bodies and subjects of
+    finished outbound messages (and their template variables, which may quote a reply), and the bodies, subjects
+    and quoted words of settled replies. Idempotent; several processes may run it. Returns rows changed."""
+    days = rt.settings.privacy.retention_days
+    if days == 0:
+        return {"messages": 0, "inbound": 0}
+    now = now or rt.clock.now()
+    cutoff = now - timedelta(days=days)
+    with rt.db.session() as s:
+        messages = s.exec(
+            update(Message)
+            .where(
+                col(Message.status).in_(m.TERMINAL_STATES),
+                col(Message.created_at) < cutoff,
+                or_(col(Message.body).is_(None), col(Message.body) != PURGED),
+            )
+            .values(body=PURGED, subject=None, context={}, updated_at=now)
+        ).rowcount or 0
+        s.commit()
+    inbound = 0
+    while True:  # replies in batches: their verdicts are rewritten in Python
+        with rt.db.session() as s:
+            rows = list(
+                s.exec(
+                    select(Inbound)
+                    .where(
+                        col(Inbound.status).in_(_SETTLED_INBOUND),
+                        col(Inbound.received_at) < cutoff,
+                        col(Inbound.body) != PURGED,
+                    )
+                    .order_by(col(Inbound.id))
+                    .limit(batch)
+                )
+            )
+            for row in rows:
+                row.body, row.subject, row.verdict = PURGED, None, _without_quotes(row.verdict or {})
+            s.commit()
+        inbound += len(rows)
+        if len(rows) < batch:
+            break
+    if messages or inbound:
+        with rt.db.session() as s:
+            audit.record(s, now, "system", "retention.purged", "", days=days, messages=messages, inbound=inbound)
+            s.commit()
+    return {"messages": int(messages), "inbound": inbound}
+
+
+def _without_quotes(verdict: dict[str, Any]) -> dict[str, Any]:
+    """A verdict that still says what was found (criteria, tiers, why not counted) but no longer quotes it."""
+    keep = ("criterion", "tier", "rule", "reason")
+    return {
+        "level": verdict.get("level"),
+        "tier": verdict.get("tier"),
+        "criteria": list(verdict.get("criteria") or []),
+        "findings": [{k: f.get(k) for k in keep if k in f} for f in verdict.get("findings") or []],
+        "suppressed": [{k: x.get(k) for k in keep if k in x} for x in verdict.get("suppressed") or []],
+        "context": verdict.get("context"),
+        "purged": True,
+    }
+
+
+def add_retention_job(scheduler: BaseScheduler, rt: Runtime) -> None:
+    """The scheduler hook: purge old texts every 24 hours, first a few minutes after start (so a process that
+    restarts daily still purges). Every process may run it: the purge is idempotent."""
+    if rt.settings.privacy.retention_days == 0:
+        return
+    scheduler.add_job(
+        _purge_job,
+        "interval",
+        args=[rt],
+        hours=24,
+        id="retention",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
+        next_run_time=datetime.now(UTC) + timedelta(minutes=5),
+    )
+
+
+def _purge_job(rt: Runtime) -> None:
+    try:
+        done = purge_old_texts(rt)
+    except Exception:
+        log.exception("retention purge failed; it runs again in 24 hours")
+        return
+    if done["messages"] or done["inbound"]:
+        log.info("retention purge: %d messages and %d replies", done["messages"], done["inbound"])

@@ -1,0 +1,291 @@
+"""Abuse limits at the edge of the app, as pure ASGI middleware.
+
+- `BodyLimit`: a request body over the limit gets 413 before it is read whole: at once when Content-Length says
+  so, otherwise (a chunked upload) as soon as the bytes streamed in pass the limit.
+- `SenderLimits`: a token bucket per sender, so one sender flooding cannot starve the others or raise alerts
+  without end. Inbound SMS are counted per From number, and only when Twilio's signature is valid (a forged post
+  must not use up a patient's bucket; the route refuses it anyway). Intake form posts are counted per client
+  address (an IPv6 client per /64, what one household or one attacker gets).
+
+Over the limit, an inbound SMS gets an empty TwiML answer (200), not 429: Twilio does not retry a message
+webhook either way, a 4xx/5xx would make Twilio call the number's fallback URL with the same flood, and an empty
+answer tells a looping auto-responder nothing. The message is dropped; its sender already had `per_minute`
+messages read and acted on this minute (a red flag among them has escalated). The intake form gets 429 with
+Retry-After. Each flood is logged and audited once, when it starts, by a keyed hash of the sender: never the
+number or the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import ipaddress
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from followup.runtime import Runtime
+from followup.services import audit
+from followup.services.inbound import normalise_sender
+from followup.web.signatures import twilio_valid
+
+log = logging.getLogger("followup.limits")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+INBOUND_SMS = "/webhooks/twilio/sms"
+INBOUND_EMAIL = "/webhooks/sendgrid/inbound"
+INTAKE = "/intake"
+MAX_KEYS = 10_000
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+class BodyTooLarge(Exception):
+    """Raised from `receive` once a body passes its limit; BodyLimit turns it into a 413."""
+
+
+class BodyLimit:
+    """Refuse request bodies over `default` bytes (`per_path` for paths with their own limit) with 413."""
+
+    def __init__(self, app: ASGIApp, default: int, per_path: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.per_path = app, default, dict(per_path or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.per_path.get(scope["path"], self.default)
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _answer(send, 413, b"request body too large", close=True)
+            return
+        received, over, started = 0, False, False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise BodyTooLarge(f"more than {limit} bytes")
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # whatever the app makes of a cut body (a 400, an error page) is replaced by the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _answer(send, 413, b"request body too large", close=True)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+    refused: int = 0  # refused since the bucket last had a token
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    flood_started: bool = False  # the first refusal since the sender was last allowed
+    flood_ended: int = 0  # allowed again after this many refusals
+
+
+class TokenBuckets:
+    """One bucket per key, holding at most `per_minute` tokens and refilling `per_minute` a minute. The least
+    recently seen keys are forgotten past `max_keys` (a forgotten bucket is a full one), so many senders cannot
+    grow memory without bound. Not thread-safe: the middleware runs on the event loop."""
+
+    def __init__(self, per_minute: int, max_keys: int = MAX_KEYS) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until an empty bucket holds a token again."""
+        return max(1, math.ceil(1 / self.rate))
+
+    def take(self, key: str, now: float) -> Decision:
+        bucket = self._buckets.pop(key, None) or _Bucket(self.capacity, now)
+        self._buckets[key] = bucket
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        bucket.tokens = min(self.capacity, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            ended, bucket.refused = bucket.refused, 0
+            return Decision(True, flood_ended=ended)
+        bucket.refused += 1
+        return Decision(False, flood_started=bucket.refused == 1)
+
+
+class SenderLimits:
+    """Per-sender limits on inbound SMS and intake form posts (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
+        self.app, self.rt = app, rt
+        self.sms = TokenBuckets(rt.settings.limits.inbound_sms_per_minute)
+        self.intake = TokenBuckets(rt.settings.limits.intake_per_minute)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (INBOUND_SMS, INTAKE):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == INTAKE:
+            client = client_key(scope)
+            decision = self.intake.take(client, self._now())
+            if not decision.allowed:
+                await self._refused("intake", client, decision)
+                await _answer(send, 429, self._busy_page(), "text/html; charset=utf-8",
+                              {"retry-after": str(self.intake.retry_after)})
+                return
+            await self._allowed("intake", client, decision)
+            await self.app(scope, receive, send)
+            return
+        body, replay = await _buffer(receive)
+        sender = await self._signed_sender(scope, body)
+        if sender is not None:
+            decision = self.sms.take(sender, self._now())
+            if not decision.allowed:
+                await self._refused("inbound_sms", sender, decision)
+                await _answer(send, 200, EMPTY_TWIML, "application/xml")
+                return
+            await self._allowed("inbound_sms", sender, decision)
+        await self.app(scope, replay, send)
+
+    def _now(self) -> float:
+        return self.rt.clock.now().timestamp()
+
+    async def _signed_sender(self, scope: Scope, body: bytes) -> str | None:
+        """The From number of a validly signed inbound SMS, normalised as the route does; else None."""
+        request = Request(scope, _once(body))
+        try:
+            form = await request.form()
+        except Exception:  # not a form at all: the route answers it
+            return None
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        if len(fields) != len(form.multi_items()) or not twilio_valid(self.rt.settings, request, fields):
+            return None
+        return normalise_sender(fields.get("From", ""), self.rt.settings.clinic.default_region)
+
+    def sender_ref(self, sender: str) -> str:
+        """A keyed hash of the sender: the same sender gives the same ref, and no one can get the number back."""
+        return hmac.new(self.rt.links.key.encode(), sender.encode(), hashlib.sha256).hexdigest()[:12]
+
+    async def _refused(self, what: str, sender: str, decision: Decision) -> None:
+        if not decision.flood_started:
+            return
+        ref = self.sender_ref(sender)
+        log.warning("%s from sender %s over its limit: refusing until it slows down", what, ref)
+        await run_in_threadpool(self._audit, f"limits.{what}_flood_started", ref)
+
+    async def _allowed(self, what: str, sender: str, decision: Decision) -> None:
+        if decision.flood_ended:
+            ref = self.sender_ref(sender)
+            log.info("%s from sender %s under its limit again after %d refused", what, ref, decision.flood_ended)
+            await run_in_threadpool(self._audit, f"limits.{what}_flood_ended", ref, decision.flood_ended)
+
+    def _audit(self, action: str, ref: str, refused: int | None = None) -> None:
+        detail = {"refused": refused} if refused is not None else {}
+        with self.rt.db.session() as s:
+            audit.record(s, self.rt.clock.now(), "limits", action, f"sender:{ref}", **detail)
+            s.commit()
+
+    def _busy_page(self) -> bytes:
+        clinic = self.rt.settings.clinic
+        return (
+            "<!doctype html><meta charset=utf-8><title>Please wait a minute</title>"
+            "<p>We received many forms from your network just now. Please wait a minute and send it again, "
+            f"or call {html.escape(clinic.name)} at {html.escape(clinic.phone)}.</p>"
+            "<p>If you have trouble breathing or swallowing, or sudden weakness, call 911.</p>"
+        ).encode()
+
+
+def client_key(scope: Scope) -> str:
+    """The client's address as the server saw it (behind a proxy: uvicorn's --forwarded-allow-ips sets it from
+    X-Forwarded-For); an IPv6 client by its /64."""
+    host = (scope.get("client") or ("unknown", 0))[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1").strip())
+    return None
+
+
+async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole body (BodyLimit, outside, bounds it) and a `receive` that hands it to the app again."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+def _once(body: bytes) -> Receive:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    headers: dict[str, str] | None = None,
+    close: bool = False,
+) -> None:
+    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    if close:
+        raw.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
