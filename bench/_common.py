@@ -53,7 +53,7 @@ def database(kind: str) -> Iterator[str]:
         yield url
     finally:
         with admin.connect() as c:
-            c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": name})
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -62,8 +62,19 @@ def database(kind: str) -> Iterator[str]:
 def fake_provider(latency_ms: int = 0) -> Iterator[str]:
     """The fake Twilio/SendGrid in its own process (so it does not share our GIL); yields its URL. Status
     callbacks are held back an hour, i.e. never posted: the dispatch benchmark measures sending."""
-    cmd = [sys.executable, "-m", "followup.fakeprovider", "--port", "0", "--events-url", "",
-           "--latency-ms", str(latency_ms), "--status-delay", "3600"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "followup.fakeprovider",
+        "--port",
+        "0",
+        "--events-url",
+        "",
+        "--latency-ms",
+        str(latency_ms),
+        "--status-delay",
+        "3600",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module
     try:
         assert proc.stdout is not None
@@ -77,15 +88,38 @@ def seed_due_messages(url: str, n: int, *, start: int = 0, urgent: bool = True) 
     """`n` patients with one message each, due a minute ago (urgent: the wall clock's hour does not matter)."""
     now = datetime.now(UTC)
     patients = [
-        {"id": i + 1, "name": f"Pat {i}", "phone": phone(i), "channel": "sms", "timezone": "UTC", "language": "en",
-         "status": "active", "sms_state": "ok", "email_state": "ok", "reply_token": f"t{i}",
-         "created_at": now, "updated_at": now}
+        {
+            "id": i + 1,
+            "name": f"Pat {i}",
+            "phone": phone(i),
+            "channel": "sms",
+            "timezone": "UTC",
+            "language": "en",
+            "status": "active",
+            "sms_state": "ok",
+            "email_state": "ok",
+            "reply_token": f"t{i}",
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(start, start + n)
     ]
     messages = [
-        {"patient_id": i + 1, "dedupe_key": f"bench:{i}", "channel": "sms", "kind": "system", "template": "reply_ack",
-         "context": {}, "urgent": urgent, "status": "scheduled", "due_at": now - timedelta(minutes=1),
-         "expires_at": now + timedelta(days=1), "attempts": 0, "created_at": now, "updated_at": now}
+        {
+            "patient_id": i + 1,
+            "dedupe_key": f"bench:{i}",
+            "channel": "sms",
+            "kind": "system",
+            "template": "reply_ack",
+            "context": {},
+            "urgent": urgent,
+            "status": "scheduled",
+            "due_at": now - timedelta(minutes=1),
+            "expires_at": now + timedelta(days=1),
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(start, start + n)
     ]
     engine = create_engine(url)

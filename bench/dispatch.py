@@ -43,8 +43,13 @@ def settings_for(url: str, api_base: str, concurrency: int, batch: int) -> Setti
 
 def run_ours(url: str, api_base: str, count: int, concurrency: int, batch: int, warmup: int) -> float:
     settings = settings_for(url, api_base, concurrency, batch)
-    sms = TwilioSms(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FROM_NUMBER, api_base=api_base,
-                    status_callback_base=settings.server.public_url)
+    sms = TwilioSms(
+        DEV_TWILIO_ACCOUNT_SID,
+        DEV_TWILIO_AUTH_TOKEN,
+        FROM_NUMBER,
+        api_base=api_base,
+        status_callback_base=settings.server.public_url,
+    )
     rt = build_runtime(settings, clock=SystemClock(), transports={"sms": sms, "email": sms})
     dispatcher = Dispatcher(rt)
     try:
@@ -69,11 +74,18 @@ def run_bare(api_base: str, count: int, concurrency: int, warmup: int, body: str
 
     def send(i: int) -> None:
         if not hasattr(local, "client"):
-            local.client = Client(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN,
-                                  http_client=TwilioHttpClient(timeout=10, pool_connections=True))
+            local.client = Client(
+                DEV_TWILIO_ACCOUNT_SID,
+                DEV_TWILIO_AUTH_TOKEN,
+                http_client=TwilioHttpClient(timeout=10, pool_connections=True),
+            )
             local.client.api.base_url = api_base
-        local.client.messages.create(to=phone(i), from_=FROM_NUMBER, body=body,
-                                     status_callback=f"http://127.0.0.1:8000/webhooks/twilio/status?mid={i}")
+        local.client.messages.create(
+            to=phone(i),
+            from_=FROM_NUMBER,
+            body=body,
+            status_callback=f"http://127.0.0.1:8000/webhooks/twilio/status?mid={i}",
+        )
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(send, range(warmup)))
@@ -91,8 +103,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=Settings().dispatch.batch_size)
     p.add_argument("--rounds", type=int, default=2, help="alternating runs of each; the median is reported")
     args = p.parse_args()
-    body = ("Thanks, Pat. We got your reply. The Achilles Neurology Clinic team reads replies during office hours. "
-            "For emergencies call 911.")
+    body = (
+        "Thanks, Pat. We got your reply. The Achilles Neurology Clinic team reads replies during office hours. "
+        "For emergencies call 911."
+    )
     warmup = args.concurrency * 2
     ours, bare = [], []
     with fake_provider(args.latency_ms) as api_base:
@@ -102,9 +116,20 @@ def main() -> None:
                 ours.append(run_ours(url, api_base, args.count, args.concurrency, args.batch_size, warmup))
             print(f"bare {bare[-1]:.0f}/s  ours {ours[-1]:.0f}/s", flush=True)
     o, b = statistics.median(ours), statistics.median(bare)
-    emit({"bench": "dispatch", "db": args.db, "count": args.count, "latency_ms": args.latency_ms,
-          "concurrency": args.concurrency, "batch_size": args.batch_size, "rounds": args.rounds,
-          "ours_per_s": round(o, 1), "bare_per_s": round(b, 1), "ratio": round(o / b, 3)})
+    emit(
+        {
+            "bench": "dispatch",
+            "db": args.db,
+            "count": args.count,
+            "latency_ms": args.latency_ms,
+            "concurrency": args.concurrency,
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "ours_per_s": round(o, 1),
+            "bare_per_s": round(b, 1),
+            "ratio": round(o / b, 3),
+        }
+    )
 
 
 if __name__ == "__main__":

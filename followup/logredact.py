@@ -39,10 +39,16 @@ def redact(text: str, region: str = "US") -> str:
     found = [
         (m.start, m.end)
         for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE)
+        if _standalone(text, m.start, m.end)
     ]
     for start, end in reversed(found):
         text = text[:start] + PHONE_MASK + text[end:]
     return text
+
+
+def _standalone(text: str, start: int, end: int) -> bool:
+    """Not digits inside a longer word, such as a provider id ("SM0123456789abcdef")."""
+    return not (start > 0 and text[start - 1].isalnum()) and not (end < len(text) and text[end].isalnum())
 
 
 class RedactingFilter(logging.Filter):

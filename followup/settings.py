@@ -201,11 +201,11 @@ class BookingSettings(_Section):
         "thu": ["09:00-12:30", "13:30-17:00"],
         "fri": ["09:00-13:00"],
     }
-    slot_minutes: int = Field(30, ge=5, le=240)
-    horizon_days: int = Field(21, ge=1, le=120)
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+    horizon_days: int = Field(default=21, ge=1, le=120)
     closed_days: list[date] = []
-    urgent_reserve_hours: int = Field(48, ge=0, le=336)
-    min_notice_minutes: int = Field(60, ge=0, le=10_080)
+    urgent_reserve_hours: int = Field(default=48, ge=0, le=336)
+    min_notice_minutes: int = Field(default=60, ge=0, le=10_080)
     external_url: str = ""
 
     @field_validator("hours")
@@ -246,11 +246,11 @@ class BookingSettings(_Section):
 class AlertSettings(_Section):
     """Who owns an escalation: acknowledgement deadlines, re-alert tiers, and the daily digest."""
 
-    emergency_ack_minutes: int = Field(15, ge=1, le=1440)
-    urgent_ack_minutes: int = Field(240, ge=1, le=10_080)
-    routine_ack_hours: int = Field(48, ge=1, le=720)
+    emergency_ack_minutes: int = Field(default=15, ge=1, le=1440)
+    urgent_ack_minutes: int = Field(default=240, ge=1, le=10_080)
+    routine_ack_hours: int = Field(default=48, ge=1, le=720)
     escalation_tiers: list[list[str]] = []
-    check_seconds: float = Field(60.0, ge=1, le=3600)
+    check_seconds: float = Field(default=60.0, ge=1, le=3600)
     digest_time: time = time(7, 30)
 
     @field_validator("escalation_tiers")

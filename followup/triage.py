@@ -7,6 +7,7 @@ field, so the API can answer 422 without writing anything.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,8 +104,17 @@ class TriageIn(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         v = " ".join(v.split())
-        if not v:
+        if not "".join(ch for ch in v if unicodedata.category(ch) != "Cf").strip():  # zero-width only is blank
             raise ValueError("must not be blank")
+        return v
+
+    @field_validator("name", "phone", "email", "timezone", "consent_text")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        """Control characters (NUL, escapes) and lone surrogates are never part of a name or an address, and
+        the database cannot store some of them."""
+        if v is not None and any(_unprintable(ch) for ch in v):
+            raise ValueError("must not contain control characters")
         return v
 
     @field_validator("timezone")
@@ -116,6 +126,11 @@ class TriageIn(BaseModel):
     @classmethod
     def _blank(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+
+def _unprintable(ch: str) -> bool:
+    kind = unicodedata.category(ch)
+    return kind == "Cs" or (kind == "Cc" and ch not in "\t\n\r")
 
 
 @dataclass(frozen=True)

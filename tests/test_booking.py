@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from datetime import UTC, date, datetime, time, timedelta
@@ -9,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import T0
+from conftest import ROOT, T0
 from fastapi.testclient import TestClient
 from icalendar import Calendar as ICal
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -23,14 +24,25 @@ from followup.services.dispatch import Dispatcher
 from followup.transports.recording import RecordingTransport
 
 LA = ZoneInfo("America/Los_Angeles")
-WEEKDAYS = {0: [(time(9), time(12)), (time(13), time(15))], 1: [(time(9), time(12))], 2: [(time(9), time(12))],
-            3: [(time(9), time(12))], 4: [(time(9), time(12))]}
+WEEKDAYS = {
+    0: [(time(9), time(12)), (time(13), time(15))],
+    1: [(time(9), time(12))],
+    2: [(time(9), time(12))],
+    3: [(time(9), time(12))],
+    4: [(time(9), time(12))],
+}
 
 
 def cal(**over: Any) -> Calendar:
-    base: dict[str, Any] = {"opening": WEEKDAYS, "slot": timedelta(minutes=30), "horizon_days": 7,
-                            "closed": frozenset(), "tz": LA, "reserve": timedelta(hours=48),
-                            "notice": timedelta(minutes=60)}
+    base: dict[str, Any] = {
+        "opening": WEEKDAYS,
+        "slot": timedelta(minutes=30),
+        "horizon_days": 7,
+        "closed": frozenset(),
+        "tz": LA,
+        "reserve": timedelta(hours=48),
+        "notice": timedelta(minutes=60),
+    }
     return Calendar(**{**base, **over})
 
 
@@ -72,9 +84,7 @@ def test_calendar_skips_the_missing_hour_of_dst() -> None:
     assert len(autumn) == len(set(autumn)) == 6
 
 
-@pytest.mark.parametrize(
-    ("tier", "sees_reserve"), [("routine", False), ("urgent", True), ("emergency", True)]
-)
+@pytest.mark.parametrize(("tier", "sees_reserve"), [("routine", False), ("urgent", True), ("emergency", True)])
 def test_reserve_is_for_urgent_and_emergency(tier: str, sees_reserve: bool) -> None:
     """Slots within 48 hours are offered to urgent and emergency escalations only."""
     slots = offered_slots(cal(), MON, tier, set())
@@ -106,20 +116,45 @@ def test_when_text_and_its_sms_form(language: str, text: str, sms: str) -> None:
 # ---- through the page and the database --------------------------------------------------------------------------
 
 
-def make_escalation(rt: Runtime, tier: str = "urgent", name: str = "Ana Diaz", phone: str | None = "+13105550142",
-                    email: str | None = "ana@example.org", channel: str = "sms", status: str = "open",
-                    language: str = "en") -> int:
+def make_escalation(
+    rt: Runtime,
+    tier: str = "urgent",
+    name: str = "Ana Diaz",
+    phone: str | None = "+13105550142",
+    email: str | None = "ana@example.org",
+    channel: str = "sms",
+    status: str = "open",
+    language: str = "en",
+) -> int:
     """A patient with an open escalation, written as the escalation service leaves them."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        p = Patient(name=name, phone=phone, email=email, channel=channel, timezone="America/Los_Angeles",
-                    language=language, status="escalated", reply_token=f"p{abs(hash(name)) % 10**16:016x}",
-                    created_at=now, updated_at=now)
+        p = Patient(
+            name=name,
+            phone=phone,
+            email=email,
+            channel=channel,
+            timezone="America/Los_Angeles",
+            language=language,
+            status="escalated",
+            reply_token=f"p{abs(hash(name)) % 10**16:016x}",
+            created_at=now,
+            updated_at=now,
+        )
         s.add(p)
         s.flush()
         assert p.id is not None
-        e = Escalation(patient_id=p.id, level="red_flag", tier=tier, status=status, source="reply",
-                       criteria=["swallowing"], evidence=[{"text": "hard to swallow"}], created_at=now, updated_at=now)
+        e = Escalation(
+            patient_id=p.id,
+            level="red_flag",
+            tier=tier,
+            status=status,
+            source="reply",
+            criteria=["swallowing"],
+            evidence=[{"text": "hard to swallow"}],
+            created_at=now,
+            updated_at=now,
+        )
         s.add(e)
         s.commit()
         assert e.id is not None
@@ -153,13 +188,13 @@ def appointments(rt: Runtime) -> list[Appointment]:
 def book_via_page(client: TestClient, path: str, pick: int = 0) -> tuple[Any, str]:
     page = client.get(path)
     slot = slots_on_page(page.text)[pick]
-    r = client.post(path, data={"csrf_token": csrf(page.text), "action": "book", "slot": slot},
-                    follow_redirects=False)
+    r = client.post(path, data={"csrf_token": csrf(page.text), "action": "book", "slot": slot}, follow_redirects=False)
     return r, slot
 
 
-def test_booking_holds_confirms_and_notifies(client: TestClient, rt: Runtime,
-                                             transports: dict[str, RecordingTransport]) -> None:
+def test_booking_holds_confirms_and_notifies(
+    client: TestClient, rt: Runtime, transports: dict[str, RecordingTransport]
+) -> None:
     """Picking a slot books it in one go: escalation booked, patient active, patient and clinic told."""
     eid = make_escalation(rt, tier="urgent")
     path = token_path(rt, eid)
@@ -181,17 +216,24 @@ def test_booking_holds_confirms_and_notifies(client: TestClient, rt: Runtime,
 
 def test_urgent_page_offers_the_reserve_and_routine_does_not(client: TestClient, rt: Runtime) -> None:
     """The urgent link lists slots within 48 hours (marked soonest); the routine link starts after them."""
-    urgent = slots_on_page(client.get(token_path(rt, make_escalation(rt, tier="urgent", name="U One",
-                                                                     phone="+13105550001", email=None))).text)
-    routine = slots_on_page(client.get(token_path(rt, make_escalation(rt, tier="routine", name="R Two",
-                                                                      phone="+13105550002", email=None))).text)
+    urgent = slots_on_page(
+        client.get(
+            token_path(rt, make_escalation(rt, tier="urgent", name="U One", phone="+13105550001", email=None))
+        ).text
+    )
+    routine = slots_on_page(
+        client.get(
+            token_path(rt, make_escalation(rt, tier="routine", name="R Two", phone="+13105550002", email=None))
+        ).text
+    )
     reserve_end = T0 + timedelta(hours=48)
     assert datetime.fromisoformat(urgent[0]) < reserve_end
     assert all(datetime.fromisoformat(s) >= reserve_end for s in routine)
 
 
-def test_email_patient_gets_confirmation_with_calendar_invite(client: TestClient, rt: Runtime,
-                                                              transports: dict[str, RecordingTransport]) -> None:
+def test_email_patient_gets_confirmation_with_calendar_invite(
+    client: TestClient, rt: Runtime, transports: dict[str, RecordingTransport]
+) -> None:
     """An email patient's confirmation links an .ics invite that opens at the booked time."""
     eid = make_escalation(rt, channel="email")
     path = token_path(rt, eid)
@@ -206,8 +248,9 @@ def test_email_patient_gets_confirmation_with_calendar_invite(client: TestClient
     assert event.decoded("dtend") - event.decoded("dtstart") == timedelta(minutes=30)
 
 
-def test_move_and_cancel_from_the_same_link(client: TestClient, rt: Runtime,
-                                            transports: dict[str, RecordingTransport]) -> None:
+def test_move_and_cancel_from_the_same_link(
+    client: TestClient, rt: Runtime, transports: dict[str, RecordingTransport]
+) -> None:
     """Moving frees the old slot and keeps one booking; cancelling puts the escalation back in the queue."""
     eid = make_escalation(rt)
     path = token_path(rt, eid)
@@ -281,8 +324,9 @@ def test_slot_just_taken_asks_to_pick_another(client: TestClient, rt: Runtime) -
     ],
     ids=["no csrf", "empty", "hostile", "naive", "not offered", "bad action", "nothing to cancel"],
 )
-def test_bad_form_says_why_and_saves_nothing(client: TestClient, rt: Runtime, form: dict[str, str], status: int,
-                                             message: str) -> None:
+def test_bad_form_says_why_and_saves_nothing(
+    client: TestClient, rt: Runtime, form: dict[str, str], status: int, message: str
+) -> None:
     """Missing or hostile fields get a clear message; nothing is booked or changed."""
     eid = make_escalation(rt)
     path = token_path(rt, eid)
@@ -332,8 +376,12 @@ def test_closed_escalation_link_is_gone(client: TestClient, rt: Runtime) -> None
     r = client.get(token_path(rt, eid))
     assert r.status_code == 410 and "closed" in r.text and "Ana" not in r.text
     with pytest.raises(booking.BookingClosed):
-        booking.book(rt, eid, booking.view(rt, make_escalation(rt, name="B", phone="+13105550031",
-                                                               email=None)).slots[0], "patient:x")
+        booking.book(
+            rt,
+            eid,
+            booking.view(rt, make_escalation(rt, name="B", phone="+13105550031", email=None)).slots[0],
+            "patient:x",
+        )
 
 
 def test_external_scheduler_gets_the_link(client: TestClient, rt: Runtime) -> None:
@@ -355,8 +403,9 @@ def test_page_is_usable_without_javascript_on_a_phone(client: TestClient, rt: Ru
     assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
 
 
-def test_spanish_patient_gets_a_spanish_page_and_confirmation(client: TestClient, rt: Runtime,
-                                                              transports: dict[str, RecordingTransport]) -> None:
+def test_spanish_patient_gets_a_spanish_page_and_confirmation(
+    client: TestClient, rt: Runtime, transports: dict[str, RecordingTransport]
+) -> None:
     """The page and the SMS follow the patient's language."""
     path = token_path(rt, make_escalation(rt, language="es"))
     assert "Reservar esta hora" in client.get(path).text
@@ -383,9 +432,16 @@ def test_partial_unique_index_allows_one_active_booking_per_slot(rt: Runtime) ->
     slot = la(2026, 12, 1, 9)
 
     def row(eid: int, status: str) -> Appointment:
-        return Appointment(escalation_id=eid, patient_id=get(rt, Escalation, eid).patient_id, starts_at=slot,
-                           ends_at=slot + timedelta(minutes=30), status=status, booked_by="test", created_at=T0,
-                           updated_at=T0)
+        return Appointment(
+            escalation_id=eid,
+            patient_id=get(rt, Escalation, eid).patient_id,
+            starts_at=slot,
+            ends_at=slot + timedelta(minutes=30),
+            status=status,
+            booked_by="test",
+            created_at=T0,
+            updated_at=T0,
+        )
 
     with rt.db.session() as s:
         s.add_all([row(first, "cancelled"), row(second, "cancelled"), row(first, "booked")])
@@ -393,3 +449,36 @@ def test_partial_unique_index_allows_one_active_booking_per_slot(rt: Runtime) ->
     with rt.db.session() as s, pytest.raises(IntegrityError):
         s.add(row(second, "booked"))
         s.commit()
+
+
+@pytest.mark.parametrize(
+    ("booking", "problem"),
+    [
+        ({"hours": {"monday": ["09:00-12:00"]}}, "not a weekday"),
+        ({"hours": {"mon": ["12:00-09:00"]}}, "ends after it starts"),
+        ({"hours": {"mon": ["9-12"]}}, "ends after it starts"),
+        ({"hours": {"mon": ["09:00-12:00", "11:00-13:00"]}}, "overlap"),
+        ({"slot_minutes": 0}, "greater than or equal to 5"),
+        ({"closed_days": ["25/12/2026"]}, "date"),
+        ({"external_url": "javascript:alert(1)"}, "http(s) URL"),
+    ],
+)
+def test_bad_booking_settings_are_refused(booking: dict[str, Any], problem: str) -> None:
+    """Opening hours, slot length, closed days and the external URL are checked at start, naming the key."""
+    from followup.settings import SettingsError, load_settings
+
+    env = {f"FOLLOWUP_BOOKING__{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in booking.items()}
+    with pytest.raises(SettingsError, match="booking") as err:
+        load_settings(ROOT / "settings.toml", env)
+    assert problem in str(err.value)
+
+
+def test_booking_settings_from_the_environment() -> None:
+    """Opening hours can be set as JSON in FOLLOWUP_BOOKING__HOURS, like any list or table."""
+    from followup.settings import load_settings
+
+    s = load_settings(
+        ROOT / "settings.toml",
+        {"FOLLOWUP_BOOKING__HOURS": '{"sat": ["10:00-12:00"]}', "FOLLOWUP_BOOKING__CLOSED_DAYS": '["2026-12-25"]'},
+    )
+    assert s.booking.opening() == {5: [(time(10), time(12))]} and s.booking.closed_days == [date(2026, 12, 25)]

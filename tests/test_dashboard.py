@@ -34,8 +34,11 @@ def login(client: TestClient, email: str, password: str = PASSWORD, nxt: str = "
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token is not None
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token.group(1),
-                                       "next": nxt}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1), "next": nxt},
+        follow_redirects=False,
+    )
 
 
 def csrf(html: str) -> str:
@@ -59,11 +62,13 @@ def admin(rt: Runtime, client: TestClient) -> TestClient:
 
 
 def sms_in(client: TestClient, rt: Runtime, body: str, sid: str, sender: str = PHONE) -> Any:
-    form = {"MessageSid": sid, "AccountSid": "AC1", "From": sender, "To": "+13105550100", "Body": body,
-            "NumMedia": "0"}
+    form = {"MessageSid": sid, "AccountSid": "AC1", "From": sender, "To": "+13105550100", "Body": body, "NumMedia": "0"}
     sig = sign_twilio(rt.settings.server.public_url + "/webhooks/twilio/sms", form, DEV_TWILIO_AUTH_TOKEN)
-    return client.post("/webhooks/twilio/sms", content=urlencode(form),
-                       headers={"X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"})
+    return client.post(
+        "/webhooks/twilio/sms",
+        content=urlencode(form),
+        headers={"X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"},
+    )
 
 
 def enroll(client: TestClient, auth: dict[str, str], **over: Any) -> int:
@@ -82,8 +87,16 @@ def rows(rt: Runtime, model: Any, *where: Any) -> list[Any]:
 
 @pytest.mark.parametrize(
     "path",
-    ["/dashboard", "/dashboard/escalations/1", "/dashboard/patients", "/dashboard/patients/1",
-     "/dashboard/overview", "/dashboard/audit", "/dashboard/staff", "/dashboard/phone"],
+    [
+        "/dashboard",
+        "/dashboard/escalations/1",
+        "/dashboard/patients",
+        "/dashboard/patients/1",
+        "/dashboard/overview",
+        "/dashboard/audit",
+        "/dashboard/staff",
+        "/dashboard/phone",
+    ],
 )
 def test_staff_pages_redirect_to_login_without_a_session(client: TestClient, path: str) -> None:
     """Every dashboard page sends a visitor without a session to /login, remembering where they were going."""
@@ -95,11 +108,11 @@ def test_staff_pages_redirect_to_login_without_a_session(client: TestClient, pat
     ("method", "path"),
     [("GET", "/dashboard/api/queue"), ("POST", "/dashboard/escalations/1"), ("POST", "/dashboard/patients/1")],
 )
-def test_staff_api_and_forms_refuse_without_a_session(client: TestClient, rt: Runtime, method: str,
-                                                       path: str) -> None:
+def test_staff_api_and_forms_refuse_without_a_session(client: TestClient, rt: Runtime, method: str, path: str) -> None:
     """The staff API answers 401 and staff forms change nothing without a session."""
-    r = client.request(method, path, data={"action": "acknowledge"} if method == "POST" else None,
-                       follow_redirects=False)
+    r = client.request(
+        method, path, data={"action": "acknowledge"} if method == "POST" else None, follow_redirects=False
+    )
     assert r.status_code == (401 if "/api/" in path else 303)
     assert rows(rt, AuditLog) == []
 
@@ -108,16 +121,21 @@ def test_staff_add_reads_the_password_from_stdin(db_url: str, tmp_path: Any) -> 
     """`followup staff add` takes the password from stdin when it is not a terminal, and stores an argon2 hash."""
     env = {"FOLLOWUP_DATABASE__URL": db_url, "FOLLOWUP_SECURITY__SECRET_KEY": "k" * 40}
     runner = CliRunner()
-    r = runner.invoke(cli, ["staff", "add", "--email", "Doc@Clinic.example", "--role", "admin"],
-                      input=PASSWORD + "\n", env=env, obj={})
+    r = runner.invoke(
+        cli,
+        ["staff", "add", "--email", "Doc@Clinic.example", "--role", "admin"],
+        input=PASSWORD + "\n",
+        env=env,
+        obj={},
+    )
     assert r.exit_code == 0, r.output
     rt = build_runtime(make_settings(db_url))
-    print("DEBUG", db_url, r.output, rows(rt, StaffUser))
     (user,) = rows(rt, StaffUser)
     assert user.email == "doc@clinic.example" and user.role == "admin"
     assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
-    again = runner.invoke(cli, ["staff", "add", "--email", "doc@clinic.example"], input=PASSWORD + "\n", env=env,
-                          obj={})
+    again = runner.invoke(
+        cli, ["staff", "add", "--email", "doc@clinic.example"], input=PASSWORD + "\n", env=env, obj={}
+    )
     assert again.exit_code != 0 and "exists" in again.output
     weak = runner.invoke(cli, ["staff", "add", "--email", "x@clinic.example"], input="short\n", env=env, obj={})
     assert weak.exit_code != 0 and "at least" in weak.output
@@ -189,8 +207,9 @@ def test_wrong_passwords_lock_the_account_for_a_while(rt: Runtime, client: TestC
     ],
     ids=["unknown", "empty", "no csrf", "hostile"],
 )
-def test_bad_logins_say_why_and_open_nothing(rt: Runtime, client: TestClient, email: str, password: str,
-                                             csrf_ok: bool, status: int, message: str) -> None:
+def test_bad_logins_say_why_and_open_nothing(
+    rt: Runtime, client: TestClient, email: str, password: str, csrf_ok: bool, status: int, message: str
+) -> None:
     """Bad sign-ins get a clear message and no session."""
     add_staff(rt, "nurse@clinic.example", "clinician", PASSWORD)
     page = client.get("/login")
@@ -226,15 +245,29 @@ def test_admin_sees_every_staff_action_in_the_audit_log(admin: TestClient, rt: R
 def escalation(rt: Runtime, tier: str, minutes_ago: int, name: str, status: str = "open") -> int:
     now = rt.clock.now()
     with rt.db.session() as s:
-        p = Patient(name=name, channel="sms", phone=f"+1310555{abs(hash(name)) % 10000:04d}",
-                    timezone="America/Los_Angeles", status="escalated", reply_token=f"p{abs(hash(name)):016x}"[:17],
-                    created_at=now, updated_at=now)
+        p = Patient(
+            name=name,
+            channel="sms",
+            phone=f"+1310555{abs(hash(name)) % 10000:04d}",
+            timezone="America/Los_Angeles",
+            status="escalated",
+            reply_token=f"p{abs(hash(name)):016x}"[:17],
+            created_at=now,
+            updated_at=now,
+        )
         s.add(p)
         s.flush()
         assert p.id is not None
-        e = Escalation(patient_id=p.id, level="emergency" if tier == "emergency" else "red_flag", tier=tier,
-                       status=status, source="reply", criteria=["weakness"],
-                       created_at=now - timedelta(minutes=minutes_ago), updated_at=now)
+        e = Escalation(
+            patient_id=p.id,
+            level="emergency" if tier == "emergency" else "red_flag",
+            tier=tier,
+            status=status,
+            source="reply",
+            criteria=["weakness"],
+            created_at=now - timedelta(minutes=minutes_ago),
+            updated_at=now,
+        )
         s.add(e)
         s.commit()
         assert e.id is not None
@@ -266,18 +299,39 @@ def test_escalation_page_marks_evidence_and_suppressed_mentions(clinician: TestC
     eid = escalation(rt, "urgent", 5, "Eve Evidence")
     body = "No trouble swallowing, but my hand is weaker."
     verdict = {
-        "level": "red_flag", "tier": "urgent", "criteria": ["weakness"],
-        "findings": [{"criterion": "weakness", "tier": "urgent", "text": "hand is weaker", "start": 30, "end": 44,
-                      "rule": "weakness.patterns[0]"}],
-        "suppressed": [{"criterion": "swallowing", "text": "trouble swallowing", "start": 3, "end": 21,
-                        "reason": "negated"}],
+        "level": "red_flag",
+        "tier": "urgent",
+        "criteria": ["weakness"],
+        "findings": [
+            {
+                "criterion": "weakness",
+                "tier": "urgent",
+                "text": "hand is weaker",
+                "start": 30,
+                "end": 44,
+                "rule": "weakness.patterns[0]",
+            }
+        ],
+        "suppressed": [
+            {"criterion": "swallowing", "text": "trouble swallowing", "start": 3, "end": 21, "reason": "negated"}
+        ],
         "explanation": "Weakness (urgent): matched.",
     }
     with rt.db.session() as s:
         e = s.get(Escalation, eid)
         assert e is not None
-        i = Inbound(provider_key="twilio:SMev", channel="sms", patient_id=e.patient_id, sender="+1", body=body,
-                    status="processed", intent="reply", level="red_flag", verdict=verdict, received_at=T0)
+        i = Inbound(
+            provider_key="twilio:SMev",
+            channel="sms",
+            patient_id=e.patient_id,
+            sender="+1",
+            body=body,
+            status="processed",
+            intent="reply",
+            level="red_flag",
+            verdict=verdict,
+            received_at=T0,
+        )
         s.add(i)
         s.flush()
         assert i.id is not None
@@ -292,7 +346,7 @@ def test_escalation_page_marks_evidence_and_suppressed_mentions(clinician: TestC
 def test_reply_with_script_is_shown_as_text(clinician: TestClient, rt: Runtime, auth: dict[str, str]) -> None:
     """A reply containing <script> (through the real webhook) is escaped on every page that shows it."""
     enroll(clinician, auth)
-    attack = 'my hand is getting weaker <script>alert("x")</script><img src=x onerror=alert(1)>'
+    attack = 'my right hand is getting weaker <script>alert("x")</script><img src=x onerror=alert(1)>'
     assert sms_in(clinician, rt, attack, "SM" + "1" * 32).status_code == 200
     (esc,) = rows(rt, Escalation)
     page = clinician.get(f"/dashboard/escalations/{esc.id}")
@@ -336,13 +390,30 @@ def test_forms_without_csrf_change_nothing(clinician: TestClient, rt: Runtime) -
 # ---- patients ---------------------------------------------------------------------------------------------------
 
 
-def patient(rt: Runtime, name: str, status: str = "active", sms_state: str = "ok", email_state: str = "ok",
-            email: str | None = None) -> int:
+def patient(
+    rt: Runtime,
+    name: str,
+    status: str = "active",
+    sms_state: str = "ok",
+    email_state: str = "ok",
+    email: str | None = None,
+) -> int:
     now = rt.clock.now()
     with rt.db.session() as s:
-        p = Patient(name=name, phone=f"+1310555{abs(hash(name)) % 10000:04d}", email=email, channel="sms",
-                    timezone="America/Los_Angeles", status=status, sms_state=sms_state, email_state=email_state,
-                    reply_token=f"p{abs(hash(name)):016x}"[:17], enrolled_at=now, created_at=now, updated_at=now)
+        p = Patient(
+            name=name,
+            phone=f"+1310555{abs(hash(name)) % 10000:04d}",
+            email=email,
+            channel="sms",
+            timezone="America/Los_Angeles",
+            status=status,
+            sms_state=sms_state,
+            email_state=email_state,
+            reply_token=f"p{abs(hash(name)):016x}"[:17],
+            enrolled_at=now,
+            created_at=now,
+            updated_at=now,
+        )
         s.add(p)
         s.commit()
         assert p.id is not None
@@ -352,18 +423,42 @@ def patient(rt: Runtime, name: str, status: str = "active", sms_state: str = "ok
 def checkin(rt: Runtime, pid: int, days_ago: float, n: int) -> None:
     sent = rt.clock.now() - timedelta(days=days_ago)
     with rt.db.session() as s:
-        s.add(Message(patient_id=pid, dedupe_key=f"ci:{pid}:{n}", channel="sms", kind="checkin", template="checkin",
-                      status=m.DELIVERED, due_at=sent, expires_at=sent + timedelta(days=1), sent_at=sent,
-                      body="How are you?", created_at=sent, updated_at=sent))
+        s.add(
+            Message(
+                patient_id=pid,
+                dedupe_key=f"ci:{pid}:{n}",
+                channel="sms",
+                kind="checkin",
+                template="checkin",
+                status=m.DELIVERED,
+                due_at=sent,
+                expires_at=sent + timedelta(days=1),
+                sent_at=sent,
+                body="How are you?",
+                created_at=sent,
+                updated_at=sent,
+            )
+        )
         s.commit()
 
 
 def reply(rt: Runtime, pid: int, days_ago: float, body: str = "same as before", trend: str | None = "same") -> None:
     at = rt.clock.now() - timedelta(days=days_ago)
     with rt.db.session() as s:
-        s.add(Inbound(provider_key=f"twilio:{pid}:{days_ago}", channel="sms", patient_id=pid, sender="+1", body=body,
-                      status="processed", intent="reply", level="none", meta={"trend": trend} if trend else {},
-                      received_at=at))
+        s.add(
+            Inbound(
+                provider_key=f"twilio:{pid}:{days_ago}",
+                channel="sms",
+                patient_id=pid,
+                sender="+1",
+                body=body,
+                status="processed",
+                intent="reply",
+                level="none",
+                meta={"trend": trend} if trend else {},
+                received_at=at,
+            )
+        )
         s.commit()
 
 
@@ -375,8 +470,9 @@ def cohort(rt: Runtime) -> dict[str, int]:
         "paused": patient(rt, "Paula Paused", status="paused"),
         "escalated": patient(rt, "Ed Escalated", status="escalated"),
         "opted_out": patient(rt, "Olga Optout", sms_state="opted_out"),
-        "unreachable": patient(rt, "Uma Unreachable", sms_state="invalid", email="uma@example.org",
-                               email_state="suppressed"),
+        "unreachable": patient(
+            rt, "Uma Unreachable", sms_state="invalid", email="uma@example.org", email_state="suppressed"
+        ),
         "not_responding": patient(rt, "Nils Silent"),
     }
     checkin(rt, ids["not_responding"], 10, 1)
@@ -396,8 +492,9 @@ def test_patient_status_filters(clinician: TestClient, cohort: dict[str, int], s
         assert html.count('href="/dashboard/patients/') == 1
 
 
-@pytest.mark.parametrize(("q", "found"), [("alice", "Alice Active"), ("uma@example", "Uma Unreachable"),
-                                          ("PAULA", "Paula Paused")])
+@pytest.mark.parametrize(
+    ("q", "found"), [("alice", "Alice Active"), ("uma@example", "Uma Unreachable"), ("PAULA", "Paula Paused")]
+)
 def test_patient_search(clinician: TestClient, cohort: dict[str, int], q: str, found: str) -> None:
     """Search by name (any case), email fragment."""
     html = clinician.get(f"/dashboard/patients?q={q}").text
@@ -422,15 +519,18 @@ def test_patient_page_timeline_schedule_and_actions(clinician: TestClient, rt: R
     assert "Ana Diaz" in page.text and "Upcoming schedule" in page.text and ">sent<" in page.text
     scheduled = rows(rt, Message, Message.patient_id == pid, Message.status == m.SCHEDULED)
     assert scheduled and all(x.channel == "sms" for x in scheduled)
-    for action, extra, expect in [("pause", {}, "paused"), ("resume", {}, "active"),
-                                  ("channel", {"channel": "email"}, "active")]:
-        r = clinician.post(url, data={"csrf_token": csrf(page.text), "action": action, **extra},
-                           follow_redirects=False)
+    for action, extra, expect in [
+        ("pause", {}, "paused"),
+        ("resume", {}, "active"),
+        ("channel", {"channel": "email"}, "active"),
+    ]:
+        r = clinician.post(url, data={"csrf_token": csrf(page.text), "action": action, **extra}, follow_redirects=False)
         assert r.status_code == 303, r.text
         assert rows(rt, Patient, Patient.id == pid)[0].status == expect
     assert rows(rt, Patient, Patient.id == pid)[0].channel == "email"
-    assert all(x.channel == "email" for x in rows(rt, Message, Message.patient_id == pid,
-                                                  Message.status == m.SCHEDULED))
+    assert all(
+        x.channel == "email" for x in rows(rt, Message, Message.patient_id == pid, Message.status == m.SCHEDULED)
+    )
     bad = clinician.post(url, data={"csrf_token": csrf(page.text), "action": "resume"})
     assert bad.status_code == 409 and "cannot resume" in bad.text.lower()
     clinician.post(url, data={"csrf_token": csrf(page.text), "action": "unenroll"})
@@ -457,24 +557,43 @@ def test_overview_draws_the_figures(clinician: TestClient, rt: Runtime, cohort: 
 @pytest.mark.parametrize(
     ("text", "findings", "suppressed", "expected"),
     [
-        ("my arm is weaker", [{"text": "weaker", "start": 10, "end": 16, "criterion": "w"}], [],
-         [Span("my arm is "), Span("weaker", "finding", "W (urgent)")]),
-        ("weaker, weaker", [{"text": "weaker", "start": 99, "end": 105, "criterion": "w"}], [],
-         [Span("weaker", "finding", "W (urgent)"), Span(", weaker")]),  # bad offsets: found by text
-        ("no cramps but weak", [{"text": "weak", "start": 14, "end": 18, "criterion": "w"}],
-         [{"text": "cramps", "start": 3, "end": 9, "criterion": "c", "reason": "negated"}],
-         [Span("no "), Span("cramps", "suppressed", "not counted as c: the reply says it is absent"),
-          Span(" but "), Span("weak", "finding", "W (urgent)")]),
-        ("weak", [{"text": "weak", "start": 0, "end": 4, "criterion": "w"}],
-         [{"text": "weak", "start": 0, "end": 4, "criterion": "w", "reason": "question"}],
-         [Span("weak", "finding", "W (urgent)")]),  # the finding wins
+        (
+            "my arm is weaker",
+            [{"text": "weaker", "start": 10, "end": 16, "criterion": "w"}],
+            [],
+            [Span("my arm is "), Span("weaker", "finding", "W (urgent)")],
+        ),
+        (
+            "weaker, weaker",
+            [{"text": "weaker", "start": 99, "end": 105, "criterion": "w"}],
+            [],
+            [Span("weaker", "finding", "W (urgent)"), Span(", weaker")],
+        ),  # bad offsets: found by text
+        (
+            "no cramps but weak",
+            [{"text": "weak", "start": 14, "end": 18, "criterion": "w"}],
+            [{"text": "cramps", "start": 3, "end": 9, "criterion": "c", "reason": "negated"}],
+            [
+                Span("no "),
+                Span("cramps", "suppressed", "not counted as c: the reply says it is absent"),
+                Span(" but "),
+                Span("weak", "finding", "W (urgent)"),
+            ],
+        ),
+        (
+            "weak",
+            [{"text": "weak", "start": 0, "end": 4, "criterion": "w"}],
+            [{"text": "weak", "start": 0, "end": 4, "criterion": "w", "reason": "question"}],
+            [Span("weak", "finding", "W (urgent)")],
+        ),  # the finding wins
         ("<b>hi</b>", [], [], [Span("<b>hi</b>")]),
         ("", [{"text": "x", "start": 0, "end": 1, "criterion": "w"}], [], [Span("")]),
     ],
     ids=["offsets", "fallback to text", "both kinds", "overlap", "no marks", "empty"],
 )
-def test_highlight(text: str, findings: list[dict[str, Any]], suppressed: list[dict[str, Any]],
-                   expected: list[Span]) -> None:
+def test_highlight(
+    text: str, findings: list[dict[str, Any]], suppressed: list[dict[str, Any]], expected: list[Span]
+) -> None:
     """Spans cover the reply exactly once; findings win over suppressed mentions of the same words."""
     marked = highlight(text, [{**f, "tier": "urgent"} for f in findings], suppressed, {"w": "W"})
     assert marked == expected
@@ -484,30 +603,34 @@ def test_highlight(text: str, findings: list[dict[str, Any]], suppressed: list[d
 # ---- the patient-phone demo -------------------------------------------------------------------------------------
 
 
-def test_patient_phone_reply_goes_through_the_signed_webhook(clinician: TestClient, rt: Runtime,
-                                                             auth: dict[str, str]) -> None:
+def test_patient_phone_reply_goes_through_the_signed_webhook(
+    clinician: TestClient, rt: Runtime, auth: dict[str, str]
+) -> None:
     """In outbox mode a reply typed as the patient enters as a signed SMS and escalates like a real one."""
     pid = enroll(clinician, auth)
     Dispatcher(rt).run_once()
     page = clinician.get(f"/dashboard/phone/{pid}")
     assert page.status_code == 200 and "Reply as Ana Diaz" in page.text and '<li class="out">' in page.text
-    r = clinician.post(f"/dashboard/phone/{pid}", data={"csrf_token": csrf(page.text),
-                                                        "body": "my left leg is getting weaker"},
-                       follow_redirects=False)
+    r = clinician.post(
+        f"/dashboard/phone/{pid}",
+        data={"csrf_token": csrf(page.text), "body": "my right hand is getting weaker"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     (inbound,) = rows(rt, Inbound)
     assert inbound.provider_key.startswith("twilio:SM") and inbound.sender == PHONE
     (esc,) = rows(rt, Escalation)
     assert esc.source == "reply" and inbound.id in esc.inbound_ids
-    assert "my left leg is getting weaker" in clinician.get(f"/dashboard/phone/{pid}").text
+    assert "my right hand is getting weaker" in clinician.get(f"/dashboard/phone/{pid}").text
     empty = clinician.post(f"/dashboard/phone/{pid}", data={"csrf_token": csrf(page.text), "body": " "})
     assert empty.status_code == 422 and len(rows(rt, Inbound)) == 1
 
 
 @pytest.fixture
 def live_provider_client(db_url: str, clock: FakeClock, transports: dict[str, Any]) -> Iterator[TestClient]:
-    settings = make_settings(db_url, twilio={"account_sid": "AC" + "1" * 32, "auth_token": "t" * 32,
-                                             "from_number": "+13105550100"})
+    settings = make_settings(
+        db_url, twilio={"account_sid": "AC" + "1" * 32, "auth_token": "t" * 32, "from_number": "+13105550100"}
+    )
     rt = build_runtime(settings, clock=clock, transports=dict(transports))
     add_staff(rt, "nurse@clinic.example", "clinician", PASSWORD)
     with TestClient(create_app(runtime=rt, background=False)) as c:

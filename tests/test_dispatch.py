@@ -21,7 +21,7 @@ from followup.services.dispatch import Dispatcher, PassReport
 from followup.services.enrollment import submit_triage
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
-from followup.transports.base import PermanentSendError, RetryableSendError
+from followup.transports.base import LookupUnavailable, PermanentSendError, RetryableSendError
 from followup.transports.recording import RecordingTransport
 from followup.triage import TriageIn
 
@@ -545,3 +545,44 @@ def test_two_dispatchers_reconciling_the_same_message_send_it_once(db_url: str, 
     assert Counter(o.message_id for o in sms.attempts) == Counter({one(rt, step_id="welcome").id: 1})
     assert one(rt, step_id="welcome").status == m.SENT and errors == []
     rt.db.dispose()
+
+
+class NoLookup(RecordingTransport):
+    """An email provider that cannot say whether a message went out (SendGrid has no such API)."""
+
+    def find_sent(self, msg: Any, since: datetime) -> str | None:
+        raise LookupUnavailable("no per-message lookup")
+
+
+@pytest.mark.parametrize("event_arrives", [True, False], ids=["event-settles-it", "no-event-after-grace"])
+def test_interrupted_email_waits_for_events_before_resending(
+    db_url: str, clock: FakeClock, event_arrives: bool
+) -> None:
+    """An interrupted email is not resent while its provider events may still come (grace); after it, once."""
+    email = NoLookup("email")
+    rt = build_runtime(
+        make_settings(db_url), clock=clock, transports={"sms": RecordingTransport("sms"), "email": email}
+    )
+    enroll(rt, channel="email")
+    (job,) = _crash_after_marking_sending(rt)
+    email.send(job.out)  # it did reach the provider
+    d = Dispatcher(rt, owner="survivor")
+    try:
+        clock.advance(timedelta(seconds=121))
+        assert d.run_once().sent == 0  # inside the 600 s grace: wait for events
+        assert one(rt, step_id="welcome").status == m.SENDING
+        if event_arrives:
+            from followup.services.delivery import sendgrid_events
+
+            sendgrid_events(
+                rt, [{"event": "processed", "sg_event_id": "p1", "followup_message_id": str(job.message_id)}]
+            )
+        clock.advance(timedelta(seconds=600))
+        d.run_once()
+        d.run_once()
+    finally:
+        d.close()
+        rt.db.dispose()
+    w = one(rt, step_id="welcome")
+    assert w.status == m.SENT
+    assert len(email.sent) == (1 if event_arrives else 2)  # without any event, a resend is the safe side

@@ -192,8 +192,8 @@ def test_answer_rule_names_the_question(detector: Detector) -> None:
 
 def test_questions_come_from_the_file(detector: Detector) -> None:
     """Questions are defined in the TOML file; an unknown id is a KeyError."""
-    question = detector.question("symptom_menu")
-    assert isinstance(question, Question) and question.options["3"] == ("sensory",)
+    question = detector.question("safety_screen")
+    assert isinstance(question, Question) and question.options["5"] == ("sensory", "balance")
     with pytest.raises(KeyError, match="nosuch"):
         detector.question("nosuch")
 
@@ -256,9 +256,9 @@ def test_every_compiled_pattern_is_valid_for_spacy() -> None:
 
 _BROKEN = [
     ('tier = "emergency"', 'tier = "soon"', "criteria.breathing.tier: must be one of"),
-    ('patterns = [\n  "short of breath",', 'patterns = [\n  "short (of breath",', "criteria.breathing.patterns[1]"),
-    ('patterns = [\n  "short of breath",', 'patterns = [\n  "short of @nosuch",', "unknown word set '@nosuch'"),
-    ('patterns = [\n  "short of breath",', 'patterns = [\n  "(short)? of breath",', "write [words]"),
+    ('patterns = [\n  "chok*",', 'patterns = [\n  "chok*)",', "criteria.choking.patterns[1]"),
+    ('patterns = [\n  "chok*",', 'patterns = [\n  "chok* @nosuch",', "unknown word set '@nosuch'"),
+    ('patterns = [\n  "chok*",', 'patterns = [\n  "(chok*)?",', "write [words]"),
     ('patient_label = "trouble breathing"', 'patient_label = "signs of ALS"', "must not name a diagnosis"),
     ('patient_label = "trouble breathing"', 'patient_labl = "x"', "patient_label: is missing"),
     ('refines = ["breathing"]', 'refines = ["breathin"]', "no criterion called 'breathin'"),
@@ -300,10 +300,11 @@ def test_missing_or_unparsable_file(tmp_path: Path, content: str | None, message
 @example(text="\n\n\r\t \u200b\ufeff")
 @example(text="İ̇weak’s…?!:;" * 3)
 @example(text="x" * 10_000)
+@example(text="weak \ud800 hand \udfff")
 @example(text="my hand is weak and " * 500)
 def test_any_text_gives_a_verdict(detector: Detector, text: str) -> None:
     """Any unicode text, empty or 10,000 characters, gives a Verdict and never raises."""
-    for context in (None, ReplyContext(weeks_since_onset=6, last_question=detector.question("symptom_menu"))):
+    for context in (None, ReplyContext(weeks_since_onset=6, last_question=detector.question("safety_screen"))):
         verdict = detector.assess(text, context)
         assert isinstance(verdict, Verdict)
         for f in verdict.findings:

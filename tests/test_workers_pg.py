@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import PG_REQUIRED, PG_URL, ROOT
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from conftest import PG_REQUIRED, PG_URL, ROOT
 from followup.db import upgrade
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults
 from followup.models import Message, Patient
@@ -61,7 +61,7 @@ def pg_url() -> Iterator[str]:
     finally:
         with admin.connect() as c:
             c.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
-            c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": name})
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -78,15 +78,38 @@ def seed_due_messages(url: str, n: int) -> None:
     """`n` patients with one urgent message each, all due now (urgent: the wall clock's hour does not matter)."""
     now = datetime.now(UTC)
     patients = [
-        {"id": i + 1, "name": f"Pat {i}", "phone": f"+1555{i:07d}", "channel": "sms", "timezone": "UTC",
-         "language": "en", "status": "active", "sms_state": "ok", "email_state": "ok", "reply_token": f"t{i}",
-         "created_at": now, "updated_at": now}
+        {
+            "id": i + 1,
+            "name": f"Pat {i}",
+            "phone": f"+1555{i:07d}",
+            "channel": "sms",
+            "timezone": "UTC",
+            "language": "en",
+            "status": "active",
+            "sms_state": "ok",
+            "email_state": "ok",
+            "reply_token": f"t{i}",
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(n)
     ]
     messages = [
-        {"patient_id": i + 1, "dedupe_key": f"load:{i}", "channel": "sms", "kind": "system", "template": "reply_ack",
-         "context": {}, "urgent": True, "status": "scheduled", "due_at": now - timedelta(minutes=1),
-         "expires_at": now + timedelta(days=1), "attempts": 0, "created_at": now, "updated_at": now}
+        {
+            "patient_id": i + 1,
+            "dedupe_key": f"load:{i}",
+            "channel": "sms",
+            "kind": "system",
+            "template": "reply_ack",
+            "context": {},
+            "urgent": True,
+            "status": "scheduled",
+            "due_at": now - timedelta(minutes=1),
+            "expires_at": now + timedelta(days=1),
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(n)
     ]
     engine = create_engine(url)
@@ -122,8 +145,15 @@ class Workers:
 
     def start(self) -> subprocess.Popen[bytes]:
         log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
-        cmd = [sys.executable, "-m", "followup.cli", "--settings", str(self.logs / "none.toml"), "worker",
-               "--no-migrate"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "followup.cli",
+            "--settings",
+            str(self.logs / "none.toml"),
+            "worker",
+            "--no-migrate",
+        ]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         log.close()
         self.procs.append(proc)
@@ -182,10 +212,23 @@ def sent_count(url: str) -> int:
     return int(db_scalar(url, "SELECT count(*) FROM message WHERE status = 'sent'"))
 
 
+def story(url: str, ids: list[int]) -> list[Any]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            rows = c.execute(
+                text("SELECT id, status, attempts, reason, send_started_at, sent_at FROM message WHERE id = ANY(:ids)"),
+                {"ids": ids},
+            ).all()
+            return [tuple(r) for r in rows]
+    finally:
+        engine.dispose()
+
+
 def assert_each_sent_once(url: str, provider: FakeProvider, n: int) -> None:
     at_provider = Counter(m["message_id"] for m in provider.messages())
-    twice = {mid: k for mid, k in at_provider.items() if k > 1}
-    assert not twice, f"sent more than once: {list(twice.items())[:10]}"
+    twice = sorted(int(mid) for mid, k in at_provider.items() if k > 1)
+    assert not twice, f"sent more than once: {twice[:10]}; their story: {story(url, twice[:3])}"
     assert len(at_provider) == n, f"the provider has {len(at_provider)} of {n} messages"
     assert sent_count(url) == n
     open_rows = db_scalar(url, "SELECT count(*) FROM message WHERE status IN ('scheduled', 'claimed', 'sending')")

@@ -6,8 +6,8 @@ verdict = det.assess("my hand feels weaker", ReplyContext(weeks_since_onset=5))
 verdict.level  # "emergency" | "red_flag" | "none"
 """
 
-from followup.redflags.criteria import CriteriaError
 from followup.redflags.detector import Detector
 from followup.redflags.model import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
+from followup.redflags.rulebook import CriteriaError
 
 __all__ = ["CriteriaError", "Criterion", "Detector", "Finding", "Question", "ReplyContext", "Suppressed", "Verdict"]

@@ -1,16 +1,16 @@
 """Short replies ("YES", "y", "2", "1 and 3", "yes to the second one") read against the question last asked.
 
 A bare "yes" means nothing without the question. "no" adds nothing. Uncertain answers ("maybe", "a bit",
-"not sure") count as yes: uncertainty never cancels a possible red flag.
+"not sure") count as yes: uncertainty never cancels a possible red flag. Numbers choose options only when the
+reply starts with nothing but choices ("1 and 4, twitching worse"), so "3 weeks of twitching" chooses nothing.
 """
 
 from __future__ import annotations
 
-from followup.redflags.criteria import RuleBook
 from followup.redflags.model import Finding, Question, ReplyContext
-from followup.redflags.normalise import Token
+from followup.redflags.normalise import SENTENCE_END, Token
+from followup.redflags.rulebook import RuleBook
 
-_MAX_OPTION_REPLY_WORDS = 12
 _DETERMINERS = frozenset({"the", "this", "that", "which"})
 
 
@@ -22,13 +22,15 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
     words = [t for t in tokens if any(ch.isalnum() for ch in t.text) or t.text in ("👍", "👎")]
     if not words:
         return []
-    findings: list[Finding] = []
-    if question.options and len(words) <= _MAX_OPTION_REPLY_WORDS:
-        for key, tok in _selected(book, question, words):
-            for cid in question.options.get(key, ()):
-                findings.append(_finding(book, cid, text, tok, tok, f"answer:option{key}->{question.id}"))
-    if findings:
-        return findings
+    if question.options:
+        chosen = _chosen_options(book, question, tokens)
+        if chosen:
+            rule = "answer:option{}->" + question.id
+            return [
+                _finding(book, cid, text, tok, tok, rule.format(key))
+                for key, tok in chosen
+                for cid in question.options.get(key, ())
+            ]
     lead = _lead(book, [t.text for t in words])
     if lead is None or lead[0] == "no" or not _old_enough(question, context):
         return []
@@ -54,33 +56,62 @@ def _lead(book: RuleBook, words: list[str]) -> tuple[str, int] | None:
     best: tuple[str, int] | None = None
     for kind, phrases in (("yes", a.yes), ("yes", a.uncertain), ("no", a.no)):
         for phrase in phrases:
-            parts = (
-                book.normaliser.words(phrase)
-                if " " not in phrase
-                else tuple(w for p in phrase.split() for w in book.normaliser.words(p))
-            )
+            parts = tuple(w for p in phrase.split() for w in book.normaliser.words(p))
             n = len(parts)
             if tuple(words[:n]) == parts and (best is None or n > best[1]):
                 best = (kind, n)
     return best
 
 
-def _selected(book: RuleBook, question: Question, words: list[Token]) -> list[tuple[str, Token]]:
-    """Option keys chosen in the reply ("2", "1 and 3", "the second one", "all of them")."""
-    texts = [t.text for t in words]
-    lead = _lead(book, texts)
-    rest = texts[lead[1] :] if lead and lead[0] == "yes" else texts
+def _chosen_options(book: RuleBook, question: Question, tokens: list[Token]) -> list[tuple[str, Token]]:
+    """Option keys the reply starts with ("2", "1 and 3", "1,3", "the second one", "all of them")."""
+    segments: list[list[Token]] = [[]]
+    for tok in tokens:
+        if tok.text in SENTENCE_END:
+            break
+        if tok.text == ",":
+            segments.append([])
+        else:
+            segments[-1].extend(_split_number_list(tok))
+    words = [t.text for t in segments[0]]
+    lead = _lead(book, words)
+    rest = words[lead[1] :] if lead and lead[0] == "yes" else words
     for phrase in book.answers.all_options:
-        parts = phrase.split()
-        if rest[: len(parts)] == parts:
-            return [(key, words[0]) for key in question.options]
-    out = []
-    ordinals = book.answers.ordinals
-    for i, tok in enumerate(words):
-        key = tok.text if tok.text.isdigit() else ordinals.get(tok.text)
-        if key is None or key not in question.options:
-            continue
-        if tok.text in ("one", "two") and i and (texts[i - 1] in ordinals or texts[i - 1] in _DETERMINERS):
-            continue  # "the second one", "this one"
-        out.append((key, tok))
-    return out
+        if rest and rest == phrase.split():
+            return [(key, segments[0][0]) for key in question.options]
+    chosen: list[tuple[str, Token]] = []
+    for segment in segments:
+        picks = _segment_choices(book, question, segment)
+        if picks is None:
+            break
+        chosen.extend(picks)
+    return chosen
+
+
+def _segment_choices(book: RuleBook, question: Question, segment: list[Token]) -> list[tuple[str, Token]] | None:
+    """The options one comma-separated piece names, or None if it says anything but choices."""
+    answers = book.answers
+    fillers = answers.option_fillers
+    picks = []
+    for i, tok in enumerate(segment):
+        key = tok.text if tok.text.isdigit() else answers.ordinals.get(tok.text)
+        previous = segment[i - 1].text if i else ""
+        if (
+            key is not None
+            and tok.text in ("one", "two")
+            and (previous in answers.ordinals or previous in _DETERMINERS)
+        ):
+            key = None  # "the second one", "this one"
+        if key is not None and key in question.options:
+            picks.append((key, tok))
+        elif tok.text not in fillers and not (key is None and tok.text in ("one", "two")):
+            return None
+    return picks
+
+
+def _split_number_list(tok: Token) -> list[Token]:
+    """ "1,3" or "1.3" read as a number by the tokeniser: here it is two choices."""
+    for sep in (",", "."):
+        if sep in tok.text and all(part.isdigit() for part in tok.text.split(sep)):
+            return [Token(part, tok.start, tok.end, False) for part in tok.text.split(sep)]
+    return [tok]

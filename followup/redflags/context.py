@@ -18,7 +18,7 @@ from collections.abc import Callable
 from medspacy.context import ConTextRule
 from spacy.tokens import Doc, Span
 
-from followup.redflags.criteria import ContextWords, Modifier, RuleBook
+from followup.redflags.rulebook import ContextWords, Modifier, RuleBook
 
 OnModifies = Callable[[Span, Span, Span], bool]
 _DIRECTIONS = (("forward", "FORWARD"), ("backward", "BACKWARD"), ("both", "BIDIRECTIONAL"))
@@ -72,12 +72,25 @@ def _on_modifies(mod: Modifier, words: ContextWords) -> OnModifies:
 
 
 def _speaks_of_self(doc: Doc, target: Span, between: list[str], words: ContextWords) -> bool:
+    """The patient speaks of themselves between cue and symptom, in the match, or just after it."""
     if any(t in words.first_person or t in words.reporter_verbs for t in between):
         return True
-    if any(t.text in words.first_person for t in target):  # the match itself says "I"/"my"
+    if any(t.text in words.first_person for t in target):  # "I'm dropping things"
         return True
-    after = [t.text for t in doc[target.end : min(target.end + 2, target.sent.end)]]
-    return any(t in words.first_person for t in after)
+    return any(t in words.first_person for t in _clause_after(doc, target, words, limit=2))  # "weakness in my hand"
+
+
+def _clause_after(doc: Doc, target: Span, words: ContextWords, limit: int | None = None) -> list[str]:
+    """The words after the target up to the end of its clause (at most `limit`)."""
+    if target[-1].is_punct or target[-1].text in words.boundaries:
+        return []
+    end = target.sent.end if limit is None else min(target.end + limit, target.sent.end)
+    out = []
+    for tok in doc[target.end : end]:
+        if tok.is_punct or tok.text in words.boundaries or tok.text in words.terminators:
+            break
+        out.append(tok.text)
+    return out
 
 
 def _clause_break(
@@ -96,12 +109,7 @@ def _clause_break(
             return True
         if not on_verbs:
             return False
-        following = []
-        for tok in doc[target.end : target.sent.end]:
-            if tok.text in words.boundaries or tok.text in words.terminators or tok.is_punct:
-                break
-            following.append(tok.text)
-        return any(t in words.verbs for t in following)
+        return any(t in words.verbs for t in _clause_after(doc, target, words))
     sent_start = target.sent.start
     before = []
     for tok in reversed(doc[sent_start : target.start]):

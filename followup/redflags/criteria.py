@@ -10,112 +10,27 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from followup.redflags.model import REASONS, TIERS, Criterion, Question, Reason, Tier
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser
 from followup.redflags.patterns import PatternError, PhraseCompiler
+from followup.redflags.rulebook import (
+    EFFECTS,
+    Answers,
+    ContextWords,
+    CriteriaError,
+    Effect,
+    Modifier,
+    RuleBook,
+    Settings,
+    TokenPatterns,
+)
 
-Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
-_EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")
+__all__ = ["CriteriaError", "RuleBook", "load_rulebook"]
+
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
-TokenPatterns = list[list[dict[str, Any]]]
-
-
-class CriteriaError(ValueError):
-    """The red-flag file is missing, unreadable or wrong; the message says where."""
-
-
-@dataclass(frozen=True)
-class Modifier:
-    """One [modifiers.NAME] table: cue phrases and how they act on the symptoms around them."""
-
-    name: str
-    effect: Effect
-    reason: Reason | None
-    forward: tuple[str, ...]
-    backward: tuple[str, ...]
-    both: tuple[str, ...]
-    max_scope: int | None
-    first_person_breaks: bool
-    second_subject_breaks: bool
-    clause_break: bool
-    clause_break_on_verbs: bool
-    applies_to: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ContextWords:
-    """The [context] table."""
-
-    boundaries: frozenset[str]
-    subjects: frozenset[str]
-    verbs: frozenset[str]
-    first_person: frozenset[str]
-    list_breaks: frozenset[str]
-    terminators: frozenset[str]
-    reporter_verbs: frozenset[str]
-    proxy: tuple[str, ...]
-    question_anchors: tuple[str, ...]
-    question_openers: frozenset[str]
-    question_lead_ins: frozenset[str]
-    improving: tuple[str, ...]
-    exclusions: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Answers:
-    """The [answers] table: how short replies to a question read."""
-
-    yes: tuple[str, ...]
-    no: tuple[str, ...]
-    uncertain: tuple[str, ...]
-    all_options: tuple[str, ...]
-    ordinals: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Settings:
-    gap_words: int
-    gap_stops: frozenset[str]
-    persisting_min_weeks: float
-    context_persisting_weeks: float
-
-
-@dataclass
-class RuleBook:
-    """The whole file, checked, with every phrase compiled to token patterns (keyed by where it sits)."""
-
-    path: str
-    settings: Settings
-    criteria: dict[str, Criterion]
-    signals: dict[str, tuple[str, ...]]
-    duration_numbers: dict[str, float]
-    duration_units: dict[str, float]
-    duration_not_after: frozenset[str]
-    open_ended: tuple[str, ...]
-    modifiers: tuple[Modifier, ...]
-    context: ContextWords
-    answers: Answers
-    questions: dict[str, Question]
-    normaliser: Normaliser
-    compiled: dict[str, TokenPatterns] = field(default_factory=dict)
-
-    def phrases(self) -> Iterator[tuple[str, str]]:
-        """Every (location, phrase) in the file that is compiled."""
-        for cid, c in self.criteria.items():
-            yield from ((f"criteria.{cid}.patterns[{i}]", p) for i, p in enumerate(c.patterns, 1))
-            yield from ((f"criteria.{cid}.inability[{i}]", p) for i, p in enumerate(c.inability, 1))
-        for name, phrases in self.signals.items():
-            yield from ((f"signals.{name}[{i}]", p) for i, p in enumerate(phrases, 1))
-        yield from ((f"durations.open_ended[{i}]", p) for i, p in enumerate(self.open_ended, 1))
-        for m in self.modifiers:
-            for key in ("forward", "backward", "both"):
-                yield from ((f"modifiers.{m.name}.{key}[{i}]", p) for i, p in enumerate(getattr(m, key), 1))
-        for key in ("proxy", "question_anchors", "improving", "exclusions"):
-            yield from ((f"context.{key}[{i}]", p) for i, p in enumerate(getattr(self.context, key), 1))
 
 
 class _Table:
@@ -206,7 +121,11 @@ def _normalise_config(t: _Table, answers: _Table) -> NormaliseConfig:
             raise t.error(key, "every replacement must be a string")
         return {k.lower(): tuple(v.lower().split()) for k, v in table.items()}
 
-    spelling = {k: v[0] for k, v in split("spelling").items()}
+    spelling = {}
+    for word, replacement in split("spelling").items():
+        if len(replacement) != 1:
+            raise t.error("spelling", f"{word!r} must map to one word (several words go in `replace`)")
+        spelling[word] = replacement[0]
     replies = answers.data.get("yes", []) + answers.data.get("no", []) + answers.data.get("uncertain", [])
     config = NormaliseConfig(
         replace=split("replace"),
@@ -282,6 +201,7 @@ def _durations(t: _Table) -> dict[str, Any]:
         "duration_numbers": numbers("numbers"),
         "duration_units": numbers("units"),
         "duration_not_after": frozenset(w.lower() for w in t.strings("not_after", ())),
+        "duration_fillers": frozenset(w.lower() for w in t.strings("fillers", ())),
         "open_ended": t.strings("open_ended", ()),
     }
     t.done()
@@ -293,8 +213,8 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
     for name in t.data:
         m = t.table(name)
         effect = m.get("effect", str)
-        if effect not in _EFFECTS:
-            raise m.error("effect", f"must be one of {', '.join(_EFFECTS)}; got {effect!r}")
+        if effect not in EFFECTS:
+            raise m.error("effect", f"must be one of {', '.join(EFFECTS)}; got {effect!r}")
         reason = m.get("reason", str, None)
         if (effect == "suppress") != (reason is not None):
             raise m.error("reason", 'is required with effect = "suppress" and only then')
@@ -353,11 +273,15 @@ def _context(t: _Table, modifiers: tuple[Modifier, ...]) -> ContextWords:
 
 def _answers(t: _Table) -> Answers:
     ordinals = t.get("ordinals", dict, {}, "a table of word = option")
+    yes, uncertain = t.strings("yes"), t.strings("uncertain", ())
     out = Answers(
-        yes=t.strings("yes"),
+        yes=yes,
         no=t.strings("no"),
-        uncertain=t.strings("uncertain", ()),
+        uncertain=uncertain,
         all_options=t.strings("all_options", ()),
+        option_fillers=frozenset(
+            w for p in (*t.strings("option_fillers", ()), *yes, *uncertain) for w in p.lower().split()
+        ),
         ordinals={str(k).lower(): str(v) for k, v in ordinals.items()},
     )
     t.done()

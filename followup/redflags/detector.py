@@ -9,6 +9,7 @@ is not in the pipeline and is disabled anyway, and nothing here logs.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,14 +25,15 @@ from spacy.tokens import Doc, Span
 from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
-from followup.redflags.criteria import RuleBook, load_rulebook
+from followup.redflags.criteria import load_rulebook
 from followup.redflags.model import Criterion, Question, ReplyContext, Verdict
+from followup.redflags.rulebook import RuleBook
 
 logger.disable("PyRuSH")
 
 _GROUP = "medspacy_spans"
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CUES = ("exclusions", "proxy", "question_anchors", "improving")
-_FILLERS = ["+", "plus", "odd", "more", "full", "whole", "straight", "solid", "long", "or so"]
 
 
 class Detector:
@@ -95,7 +97,9 @@ class Detector:
     def assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
         """The verdict for one reply (for email, pass the reply with quoted history removed)."""
         context = context or ReplyContext()
-        tokens = self._book.normaliser.tokens(text if isinstance(text, str) else "")
+        # spaCy cannot hash a lone surrogate (a JSON "\ud800", undecodable argv bytes); one for one keeps offsets.
+        text = _SURROGATE.sub("\ufffd", text) if isinstance(text, str) else ""
+        tokens = self._book.normaliser.tokens(text)
         if not tokens:
             return Verdict.of([], [], self._labels)
         doc = Doc(self._vocab, words=[t.text for t in tokens], sent_starts=[t.sent_start for t in tokens])
@@ -137,7 +141,7 @@ class Detector:
         """ "8 weeks", "a couple of months", "6 long weeks": a number, optional filler words, a unit."""
         book = self._book
         units = {"LOWER": {"IN": sorted(book.duration_units)}}
-        filler: dict[str, Any] = {"LOWER": {"IN": _FILLERS}, "OP": "?"}
+        filler: dict[str, Any] = {"LOWER": {"IN": sorted(book.duration_fillers)}, "OP": "?"}
         numbers: list[list[dict[str, Any]]] = [[{"LIKE_NUM": True}]]
         numbers += [[{"LOWER": w} for w in words.split()] for words in book.duration_numbers]
         return [[*num, filler, filler, units] for num in numbers]
@@ -147,7 +151,7 @@ class Detector:
         excluded = [(c.start, c.end) for c in cues if c.kind == "exclusions"]
         kept: list[Span] = []
         for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
-            if any(s.start < e and b < s.end for s in [span] for b, e in excluded):
+            if any(span.start < e and b < span.end for b, e in excluded):
                 continue
             if any(k.label_ == span.label_ and k.start < span.end and span.start < k.end for k in kept):
                 continue

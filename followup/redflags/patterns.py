@@ -133,7 +133,8 @@ class PhraseCompiler:
 
     def _to_dict(self, tok: _Tok) -> dict[str, Any]:
         if tok.gap:
-            return {"LOWER": {"NOT_IN": self._gap_stops}, "IS_SENT_START": False, "OP": f"{{0,{self._gap}}}"}
+            # every sentence ends in a stop token (the normaliser adds "." where the patient wrote none)
+            return {"LOWER": {"NOT_IN": self._gap_stops}, "OP": f"{{0,{self._gap}}}"}
         spec: dict[str, Any]
         if tok.prefixes:
             alts = [re.escape(w) + "$" for w in sorted(tok.exact)] + [re.escape(p) for p in sorted(tok.prefixes)]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc
 
-from followup.redflags.criteria import RuleBook
 from followup.redflags.model import Finding, Reason, ReplyContext, Suppressed
+from followup.redflags.rulebook import RuleBook
 
 # When several modifiers reach a mention, the reason reported is the first of these that applies.
 _PRIORITY: tuple[Reason, ...] = (
@@ -69,7 +69,8 @@ def evaluate(
     book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[Cue], context: ReplyContext, evidence: Evidence
 ) -> tuple[list[Finding], list[Suppressed]]:
     """Findings and suppressions for one reply."""
-    reasons = {f"{m.name.upper()}": (m.reason, m.applies_to) for m in book.modifiers if m.reason}
+    reasons = {m.name.upper(): (m.reason, m.applies_to) for m in book.modifiers if m.reason}
+    sudden = {m.name.upper() for m in book.modifiers if m.effect == "sudden"}
     proxy = any(c.kind == "proxy" for c in cues)
     asking = _question_sentences(book, doc, cues)
     findings: list[Finding] = []
@@ -99,7 +100,7 @@ def evaluate(
             suppressed.append(Suppressed(crit.id, text, start, end, reason))
             continue
         findings.append(Finding(crit.id, crit.tier, text, start, end, f"{m.kind}:{crit.id}#{m.index}"))
-        if "SUDDEN" in m.categories:
+        if sudden & m.categories:
             for emergency in book.criteria.values():
                 if crit.id in emergency.sudden_from:
                     findings.append(Finding(emergency.id, emergency.tier, text, start, end, f"onset:sudden+{crit.id}"))
@@ -175,11 +176,7 @@ def duration_weeks(book: RuleBook, words: list[str], kind: str) -> float | None:
     unit = book.duration_units.get(words[-1])
     if unit is None:
         return None
-    number_words = [
-        w
-        for w in words[:-1]
-        if w not in ("+", "plus", "odd", "more", "full", "whole", "straight", "solid", "long", "or", "so")
-    ]
+    number_words = [w for w in words[:-1] if w not in book.duration_fillers]
     phrase = " ".join(number_words)
     if phrase in book.duration_numbers:
         return book.duration_numbers[phrase] * unit

@@ -14,8 +14,10 @@ from followup import models as m
 from followup.models import DeliveryEvent, Message, Patient
 from followup.runtime import Runtime
 from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_channel_state
+from followup.storable import storable
 
 log = logging.getLogger("followup.delivery")
+MAX_ROW_ID = 2**31 - 1  # ids are PostgreSQL integers
 
 RANK = {m.SCHEDULED: 0, m.CLAIMED: 1, m.SENDING: 2, m.SENT: 3}
 TWILIO_STATES = {
@@ -43,6 +45,16 @@ SENDGRID_SUPPRESS = {
     "unsubscribe": "opted_out",
     "group_unsubscribe": "opted_out",
 }
+
+
+def row_id(value: Any) -> int | None:
+    """Our message id as a provider echoes it back (a URL parameter, a custom arg), or None if it cannot be one:
+    hostile or garbled values ("1e9999", Infinity, 10**30, "²") must not reach the database as a lookup."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID:
+        return value
+    return None
 
 
 def insert_once(s: Session, row: dict[str, Any]) -> bool:
@@ -134,11 +146,10 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
             if not isinstance(ev, dict):
                 counts["ignored"] += 1
                 continue
-            kind = str(ev.get("event", ""))
-            event_id = str(ev.get("sg_event_id") or "")
-            try:
-                message_id = int(ev.get("followup_message_id", ""))
-            except (TypeError, ValueError):
+            kind = storable(str(ev.get("event", "")))[:50]
+            event_id = storable(str(ev.get("sg_event_id") or ""))[:200]
+            message_id = row_id(ev.get("followup_message_id"))
+            if message_id is None:
                 counts["unknown"] += 1
                 continue
             msg = s.get(Message, message_id)
@@ -153,7 +164,7 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
                     "message_id": msg.id,
                     "provider": "sendgrid",
                     "status": kind,
-                    "error_code": str(ev.get("status") or "") or None,
+                    "error_code": storable(str(ev.get("status") or ""))[:50] or None,
                     "at": at,
                 },
             ):

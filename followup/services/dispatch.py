@@ -53,6 +53,7 @@ class _Job:
     attempts: int
     patient_id: int | None = None
     kind: str = ""
+    send_by: datetime | None = None  # not started after this, the lease could run out while it is in flight
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class _Outcome:
     job: _Job
     sent: Sent | None = None
     error: SendError | None = None
+    late: bool = False  # never tried: its lease was too close to running out (see `_send_by`)
 
 
 class Dispatcher:
@@ -214,11 +216,23 @@ class Dispatcher:
             reply_to=reply_to if msg.channel == "email" else None,
             tags={"kind": msg.kind},
         )
-        return _Job(msg.id, out, msg.attempts, msg.patient_id, msg.kind)
+        return _Job(msg.id, out, msg.attempts, msg.patient_id, msg.kind, self._send_by(msg))
+
+    def _send_by(self, msg: Message) -> datetime | None:
+        """The last moment a send may start: the lease must outlive the provider call (its timeout), or another
+        dispatcher could reconcile the message, find nothing at the provider yet, and send it a second time."""
+        if msg.lease_until is None:
+            return None
+        cfg = self.rt.settings
+        timeout = cfg.twilio.timeout_seconds if msg.channel == "sms" else cfg.sendgrid.timeout_seconds
+        margin = min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
+        return msg.lease_until - timedelta(seconds=margin)
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
         self.pacer.wait(transport.sender)
+        if job.send_by is not None and self.rt.clock.now() > job.send_by:
+            return _Outcome(job, late=True)  # slow pacing or a stalled provider held it back: requeue, untried
         try:
             return _Outcome(job, sent=transport.send(job.out))
         except SendError as exc:
@@ -244,11 +258,16 @@ class Dispatcher:
                     if o.job.kind == "closing" and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
                     continue
+                msg = s.get(Message, o.job.message_id)
+                if msg is None or msg.status != m.SENDING or msg.lease_owner != self.owner:
+                    continue  # settled by a delivery callback, or reconciled by another dispatcher
+                if o.late:
+                    _reschedule(msg, msg.due_at, "its lease ran short before the send could start; back in the queue")
+                    msg.attempts, msg.updated_at = msg.attempts - 1, now
+                    report.deferred += 1
+                    continue
                 err = o.error
                 assert err is not None
-                msg = s.get(Message, o.job.message_id)
-                if msg is None or msg.status != m.SENDING:
-                    continue
                 msg.updated_at, msg.error_code = now, err.code
                 if err.retryable and err.ambiguous:
                     # Maybe sent: leave it `sending` with an expired lease; reconcile() asks the provider first.

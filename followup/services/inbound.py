@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from followup.services import audit
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
+from followup.storable import storable, storable_json
 
 log = logging.getLogger("followup.inbound")
 QUESTION_FRESH = timedelta(days=7)
@@ -70,6 +71,7 @@ def receive(rt: Runtime, reply: Reply) -> Received:
     """Store the reply once (atomically: a retried webhook inserts nothing), commit, then act on it in a second
     transaction. If acting fails, the stored reply stays `received` and `process_pending` tries again: a reply
     is never lost, and never acted on twice."""
+    reply = storable_reply(reply)
     now = rt.clock.now()
     with rt.db.session() as s:
         inbound_id = _insert_once(s, reply, reply.body[:MAX_BODY_CHARS], now)
@@ -86,6 +88,16 @@ def receive(rt: Runtime, reply: Reply) -> Received:
         return Received(inbound_id, False, "pending")
     rt.wake()
     return result
+
+
+def storable_reply(reply: Reply) -> Reply:
+    """The reply with every text made storable (hostile input: NUL, lone surrogates)."""
+    def opt(text: str | None) -> str | None:
+        return storable(text) if text is not None else None
+
+    return replace(reply, provider_key=storable(reply.provider_key), sender=storable(reply.sender),
+                   body=storable(reply.body), subject=opt(reply.subject), reply_token=opt(reply.reply_token),
+                   provider_opt_out=opt(reply.provider_opt_out), meta=storable_json(reply.meta))
 
 
 def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:

@@ -44,8 +44,14 @@ def run_simulate_command(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=days * 24, unit="h", desc=f"simulating {patients} patients", file=sys.stderr,
-                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} virtual h [{elapsed}<{remaining}]")
+        bar = tqdm(
+            total=days * 24,
+            unit="h",
+            desc=f"simulating {patients} patients",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} virtual h [{elapsed}<{remaining}]",
+        )
     done = 0.0
 
     def step(hours: float) -> None:

@@ -192,9 +192,7 @@ class ReplyPlan:
     label: str  # benign | red_flag | stop
 
 
-def plan_reply(
-    r: random.Random, *, reply_rate: float, red_flag_rate: float, stop_rate: float
-) -> ReplyPlan | None:
+def plan_reply(r: random.Random, *, reply_rate: float, red_flag_rate: float, stop_rate: float) -> ReplyPlan | None:
     """Whether and how a patient answers a check-in."""
     if r.random() >= reply_rate:
         return None

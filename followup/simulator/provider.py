@@ -75,9 +75,7 @@ class Oracle:
 class SimProvider:
     """Holds the event queue and the oracle; `transports` are what `build_runtime` is handed."""
 
-    def __init__(
-        self, clock: FakeClock, cohort: Cohort, rates: Rates, seed: int, window: tuple[time, time]
-    ) -> None:
+    def __init__(self, clock: FakeClock, cohort: Cohort, rates: Rates, seed: int, window: tuple[time, time]) -> None:
         self.clock, self.cohort, self.rates, self.seed = clock, cohort, rates, seed
         self.window = window
         self.oracle = Oracle()
@@ -87,8 +85,10 @@ class SimProvider:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._zones: dict[str, ZoneInfo] = {}
-        self.transports = {"sms": SimTransport(self, "sms", "+13105550100"),
-                           "email": SimTransport(self, "email", "followup@clinic.example")}
+        self.transports = {
+            "sms": SimTransport(self, "sms", "+13105550100"),
+            "email": SimTransport(self, "email", "followup@clinic.example"),
+        }
 
     # ---- the event queue --------------------------------------------------------------------------------
     def push(self, at: datetime, kind: str, payload: Any) -> None:
@@ -139,8 +139,7 @@ class SimProvider:
             self.webhooks["reordered"] += 1
         final, code = ("undelivered", "30007") if r.random() < rates.undelivered else ("delivered", None)
         for at, status, error in ((sent_at, "sent", None), (final_at, final, code)):
-            form = {"MessageSid": sid, "MessageStatus": status, "AccountSid": ACCOUNT_SID, "From": sender,
-                    "To": msg.to}
+            form = {"MessageSid": sid, "MessageStatus": status, "AccountSid": ACCOUNT_SID, "From": sender, "To": msg.to}
             if error:
                 form["ErrorCode"] = error
             self.push(at, "twilio_status", (form, msg.message_id))
@@ -150,12 +149,20 @@ class SimProvider:
     def _email_events(self, r: random.Random, now: datetime, sid: str, msg: Outgoing) -> None:
         rates = self.rates
         final = "bounce" if r.random() < rates.bounce else "delivered"
-        steps = ((now + timedelta(seconds=r.uniform(1, 20)), "processed"),
-                 (now + timedelta(seconds=r.uniform(20, 300)), final))
+        steps = (
+            (now + timedelta(seconds=r.uniform(1, 20)), "processed"),
+            (now + timedelta(seconds=r.uniform(20, 300)), final),
+        )
         for n, (at, kind) in enumerate(steps):
-            event = {"event": kind, "sg_event_id": f"{sid}-{n}", "sg_message_id": sid, "email": msg.to,
-                     "timestamp": int(at.timestamp()), "followup_message_id": str(msg.message_id),
-                     **({"status": "5.1.1", "reason": "mailbox does not exist"} if kind == "bounce" else {})}
+            event = {
+                "event": kind,
+                "sg_event_id": f"{sid}-{n}",
+                "sg_message_id": sid,
+                "email": msg.to,
+                "timestamp": int(at.timestamp()),
+                "followup_message_id": str(msg.message_id),
+                **({"status": "5.1.1", "reason": "mailbox does not exist"} if kind == "bounce" else {}),
+            }
             self.push(at, "sendgrid_event", event)
             if r.random() < rates.duplicate:
                 self.push(at + timedelta(seconds=r.uniform(1, 60)), "sendgrid_event", event)
@@ -168,12 +175,22 @@ class SimProvider:
             return
         label = {"benign": "ok", "red_flag": "rf", "stop": "st"}[plan.label]
         if channel == "sms":
-            reply = Reply(channel="sms", provider_key=f"twilio:SM{label}{msg.message_id:012d}", sender=msg.to,
-                          body=plan.body, provider_opt_out="STOP" if plan.label == "stop" else None)
+            reply = Reply(
+                channel="sms",
+                provider_key=f"twilio:SM{label}{msg.message_id:012d}",
+                sender=msg.to,
+                body=plan.body,
+                provider_opt_out="STOP" if plan.label == "stop" else None,
+            )
         else:
             body = "unsubscribe" if plan.label == "stop" else plan.body
-            reply = Reply(channel="email", provider_key=f"email:<{label}.{msg.message_id}@{index}.sim.example>",
-                          sender=msg.to, body=body, subject="Re: check-in")
+            reply = Reply(
+                channel="email",
+                provider_key=f"email:<{label}.{msg.message_id}@{index}.sim.example>",
+                sender=msg.to,
+                body=body,
+                subject="Re: check-in",
+            )
         at = now + plan.delay
         self.push(at, "reply", (reply, plan.label))
         if r.random() < rates.duplicate:

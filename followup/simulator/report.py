@@ -83,8 +83,12 @@ def _duplicate_steps(rt: Runtime, accepted: bytearray) -> int:
     seen: Counter[tuple[int, str]] = Counter()
     dupes = 0
     last_patient = None
-    for mid, pid, step in _stream(rt, select(Message.id, Message.patient_id, Message.step_id)
-                                  .where(col(Message.step_id).is_not(None)).order_by(col(Message.patient_id))):
+    for mid, pid, step in _stream(
+        rt,
+        select(Message.id, Message.patient_id, Message.step_id)
+        .where(col(Message.step_id).is_not(None))
+        .order_by(col(Message.patient_id)),
+    ):
         if pid != last_patient:
             seen.clear()
             last_patient = pid
@@ -111,18 +115,25 @@ def _lost(rt: Runtime, end: datetime) -> tuple[int, dict[str, int], dict[str, in
     with rt.db.session() as s:
         by_status = dict(s.exec(select(Message.status, func.count()).group_by(Message.status)).all())
         open_due = s.exec(
-            select(func.count()).select_from(Message)
+            select(func.count())
+            .select_from(Message)
             .where(col(Message.status).in_(m.OPEN_STATES), Message.due_at <= end)
         ).one()
         unexplained = s.exec(
-            select(func.count()).select_from(Message)
-            .where(col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)), col(Message.reason).is_(None),
-                   col(Message.error_code).is_(None))
+            select(func.count())
+            .select_from(Message)
+            .where(
+                col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)),
+                col(Message.reason).is_(None),
+                col(Message.error_code).is_(None),
+            )
         ).one()
         reasons = s.exec(
             select(Message.status, Message.reason, func.count())
             .where(col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)))
-            .group_by(col(Message.status), col(Message.reason)).order_by(func.count().desc()).limit(8)
+            .group_by(col(Message.status), col(Message.reason))
+            .order_by(func.count().desc())
+            .limit(8)
         ).all()
     top = {f"{status}: {_generic(reason)}": int(n) for status, reason, n in reasons}
     return int(open_due) + int(unexplained), {k: int(v) for k, v in by_status.items()}, top
@@ -133,8 +144,9 @@ def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], int]:
         tiers = dict(s.exec(select(Escalation.tier, func.count()).group_by(Escalation.tier)).all())
         sources = dict(s.exec(select(Escalation.source, func.count()).group_by(Escalation.source)).all())
     benign: set[int] = set()
-    for inbound_id, key in _stream(rt, select(Inbound.id, Inbound.provider_key)
-                                   .where(col(Inbound.level).in_(("red_flag", "emergency")))):
+    for inbound_id, key in _stream(
+        rt, select(Inbound.id, Inbound.provider_key).where(col(Inbound.level).in_(("red_flag", "emergency")))
+    ):
         if _label(key) == "ok":
             benign.add(inbound_id)
     return ({k: int(v) for k, v in tiers.items()}, {k: int(v) for k, v in sources.items()}, len(benign))

@@ -28,8 +28,8 @@ from followup.clock import FakeClock
 from followup.db import upgrade
 from followup.models import Message, Patient
 from followup.runtime import Runtime, build_runtime
-from followup.services import delivery
 from followup.scheduler import DispatchLoop
+from followup.services import delivery
 from followup.services.enrollment import submit_triage
 from followup.services.inbound import receive
 from followup.settings import Settings
@@ -141,8 +141,14 @@ class _Loop:
         self.loop = DispatchLoop(rt)  # never started: the simulator calls its tick on the virtual clock
         self.next_patient = 0
         self.next_enroll_at = self._enroll_at(0)
-        self.stats: dict[str, int] = {"ticks": 0, "enrolled": 0, "replies_delivered": 0, "duplicate_inbound": 0,
-                                      "twilio_callbacks": 0, "sendgrid_events": 0}
+        self.stats: dict[str, int] = {
+            "ticks": 0,
+            "enrolled": 0,
+            "replies_delivered": 0,
+            "duplicate_inbound": 0,
+            "twilio_callbacks": 0,
+            "sendgrid_events": 0,
+        }
 
     def _enroll_at(self, index: int) -> datetime | None:
         """Patient i enrolls in the i-th slot of the enrollment span (a random moment within it)."""
@@ -222,8 +228,9 @@ class _Loop:
     def _enroll(self, at: datetime) -> None:
         self.clock.set(at)
         patient = self.cohort.patient(self.next_patient)
-        submit_triage(self.rt, TriageIn.model_validate(self.cohort.triage_body(patient)), source="api",
-                      actor="simulator")
+        submit_triage(
+            self.rt, TriageIn.model_validate(self.cohort.triage_body(patient)), source="api", actor="simulator"
+        )
         self.stats["enrolled"] += 1
         self.next_patient += 1
         self.next_enroll_at = self._enroll_at(self.next_patient)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from followup.services import patients as svc
@@ -14,6 +14,8 @@ from followup.triage import InputError, TriageIn
 from followup.web.deps import RuntimeDep, TokenDep, actor
 
 router = APIRouter(prefix="/api", tags=["api"])
+MAX_ID = 2**31 - 1  # ids and offsets past what the database's integers hold are refused (422), not a 500
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def input_error(exc: InputError) -> HTTPException:
@@ -82,7 +84,7 @@ def list_patients(
     q: str | None = Query(None, max_length=100),
     status: str | None = Query(None, max_length=20),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict[str, Any]:
     """Search patients by name, number or email, optionally by status."""
     total, rows = svc.search(rt, q, status, limit, offset)
@@ -124,7 +126,7 @@ def _escalation(e: Any) -> dict[str, Any]:
 
 
 @router.get("/patients/{patient_id}")
-def get_patient(patient_id: int, rt: RuntimeDep, _tok: TokenDep) -> dict[str, Any]:
+def get_patient(patient_id: RowId, rt: RuntimeDep, _tok: TokenDep) -> dict[str, Any]:
     """One patient: details, the timeline of every message in and out with its states, and what comes next."""
     try:
         d = svc.detail(rt, patient_id)
@@ -155,7 +157,7 @@ def get_patient(patient_id: int, rt: RuntimeDep, _tok: TokenDep) -> dict[str, An
 
 @router.post("/patients/{patient_id}/{action}")
 def patient_action(
-    patient_id: int, action: Literal["pause", "resume", "unenroll"], rt: RuntimeDep, tok: TokenDep
+    patient_id: RowId, action: Literal["pause", "resume", "unenroll"], rt: RuntimeDep, tok: TokenDep
 ) -> dict[str, Any]:
     """Pause, resume or unenroll a patient."""
     try:
@@ -179,14 +181,14 @@ def list_escalations(
     _tok: TokenDep,
     status: Literal["open", "acknowledged", "booked", "closed"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> list[dict[str, Any]]:
     """Escalations, newest first, with their criteria and evidence."""
     return [_escalation(e) for e in svc.escalations(rt, status, limit, offset)]
 
 
 @router.get("/escalations/{escalation_id}")
-def get_escalation(escalation_id: int, rt: RuntimeDep, _tok: TokenDep) -> dict[str, Any]:
+def get_escalation(escalation_id: RowId, rt: RuntimeDep, _tok: TokenDep) -> dict[str, Any]:
     try:
         return _escalation(svc.escalation(rt, escalation_id))
     except svc.NotFound:
@@ -199,7 +201,7 @@ class NoteIn(BaseModel):
 
 @router.post("/escalations/{escalation_id}/{action}")
 def escalation_action(
-    escalation_id: int,
+    escalation_id: RowId,
     action: Literal["acknowledge", "book", "close"],
     rt: RuntimeDep,
     tok: TokenDep,

@@ -41,10 +41,15 @@ def create_app(
             if loop is not None:
                 loop.stop()
 
+    # The interactive docs pages run scripts from a CDN on this origin, where staff are signed in: development
+    # only. The schema itself (/openapi.json) stays: it describes routes, every one of which checks its caller.
+    docs = rt.settings.security.environment != "production"
     app = FastAPI(
         title="followup",
         version=__version__,
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
     )
     app.state.runtime = rt

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from followup.inbound_parse import BadInbound, parse_sendgrid
 from followup.services import delivery, inbound
 from followup.services.inbound import Reply, normalise_sender
+from followup.storable import storable
 from followup.web.deps import RuntimeDep
 from followup.web.signatures import basic_auth_valid, sendgrid_valid, twilio_valid
 
@@ -30,15 +31,14 @@ async def twilio_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
     if not twilio_valid(rt.settings, request, fields):
         log.warning("twilio webhook %s refused: bad or missing signature", request.url.path)
         raise HTTPException(403, "invalid signature")
-    return fields
+    return {k: storable(v) for k, v in fields.items()}  # signed as posted; stored without NUL
 
 
 @router.post("/twilio/status", include_in_schema=True)
 async def twilio_status(request: Request, rt: RuntimeDep) -> Response:
     """Twilio status callback (signed). Our message id is in the callback URL (`mid`)."""
     fields = await twilio_form(request, rt)
-    mid_raw = request.query_params.get("mid")
-    mid = int(mid_raw) if mid_raw and mid_raw.isdigit() else None
+    mid = delivery.row_id(request.query_params.get("mid"))
     outcome = await run_in_threadpool(delivery.twilio_status, rt, fields, mid)
     log.info("twilio status for message %s: %s", mid, outcome)
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.services import patients as patient_svc
 from followup.services.audit import record
-from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue
+from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue, staff_names
 from followup.web.dashboard.common import clock_text, render
 from followup.web.dashboard.highlight import highlight
 from followup.web.deps import RuntimeDep
@@ -82,7 +82,7 @@ def _case_page(
         replies=replies,
         timeline=detail["timeline"],
         error=error,
-        booking_link=rt.links.booking(escalation_id),
+        names=staff_names(rt),
         external=bool(rt.settings.booking.external_url),
     )
 

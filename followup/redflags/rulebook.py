@@ -1,0 +1,113 @@
+"""The checked, compiled content of the clinic's red-flag file, as the detector uses it.
+
+`criteria.load_rulebook` builds a RuleBook from clinic/red_flags.toml; these types only hold it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from followup.redflags.model import Criterion, Question, Reason
+from followup.redflags.normalise import Normaliser
+
+Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
+EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")
+TokenPatterns = list[list[dict[str, Any]]]
+
+
+class CriteriaError(ValueError):
+    """The red-flag file is missing, unreadable or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """One [modifiers.NAME] table: cue phrases and how they act on the symptoms around them."""
+
+    name: str
+    effect: Effect
+    reason: Reason | None
+    forward: tuple[str, ...]
+    backward: tuple[str, ...]
+    both: tuple[str, ...]
+    max_scope: int | None
+    first_person_breaks: bool
+    second_subject_breaks: bool
+    clause_break: bool
+    clause_break_on_verbs: bool
+    applies_to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContextWords:
+    """The [context] table."""
+
+    boundaries: frozenset[str]
+    subjects: frozenset[str]
+    verbs: frozenset[str]
+    first_person: frozenset[str]
+    list_breaks: frozenset[str]
+    terminators: frozenset[str]
+    reporter_verbs: frozenset[str]
+    proxy: tuple[str, ...]
+    question_anchors: tuple[str, ...]
+    question_openers: frozenset[str]
+    question_lead_ins: frozenset[str]
+    improving: tuple[str, ...]
+    exclusions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The [answers] table: how short replies to a question read."""
+
+    yes: tuple[str, ...]
+    no: tuple[str, ...]
+    uncertain: tuple[str, ...]
+    all_options: tuple[str, ...]
+    option_fillers: frozenset[str]
+    ordinals: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    gap_words: int
+    gap_stops: frozenset[str]
+    persisting_min_weeks: float
+    context_persisting_weeks: float
+
+
+@dataclass
+class RuleBook:
+    """The whole file, checked, with every phrase compiled to token patterns (keyed by where it sits)."""
+
+    path: str
+    settings: Settings
+    criteria: dict[str, Criterion]
+    signals: dict[str, tuple[str, ...]]
+    duration_numbers: dict[str, float]
+    duration_units: dict[str, float]
+    duration_not_after: frozenset[str]
+    duration_fillers: frozenset[str]
+    open_ended: tuple[str, ...]
+    modifiers: tuple[Modifier, ...]
+    context: ContextWords
+    answers: Answers
+    questions: dict[str, Question]
+    normaliser: Normaliser
+    compiled: dict[str, TokenPatterns] = field(default_factory=dict)
+
+    def phrases(self) -> Iterator[tuple[str, str]]:
+        """Every (location, phrase) in the file that is compiled."""
+        for cid, c in self.criteria.items():
+            yield from ((f"criteria.{cid}.patterns[{i}]", p) for i, p in enumerate(c.patterns, 1))
+            yield from ((f"criteria.{cid}.inability[{i}]", p) for i, p in enumerate(c.inability, 1))
+        for name, phrases in self.signals.items():
+            yield from ((f"signals.{name}[{i}]", p) for i, p in enumerate(phrases, 1))
+        yield from ((f"durations.open_ended[{i}]", p) for i, p in enumerate(self.open_ended, 1))
+        for m in self.modifiers:
+            for key in ("forward", "backward", "both"):
+                yield from ((f"modifiers.{m.name}.{key}[{i}]", p) for i, p in enumerate(getattr(m, key), 1))
+        for key in ("proxy", "question_anchors", "improving", "exclusions"):
+            yield from ((f"context.{key}[{i}]", p) for i, p in enumerate(getattr(self.context, key), 1))
