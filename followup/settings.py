@@ -117,8 +117,8 @@ class ClinicSettings(_Section):
 
 
 class ScheduleSettings(_Section):
-    quiet_end: time = time(20, 0)
-    quiet_start: time = time(9, 0)
+    send_from: time = time(9, 0)  # quiet hours are outside [send_from, send_until), patient's local time
+    send_until: time = time(20, 0)
     ttl_welcome: timedelta = timedelta(days=2)
     ttl_tip: timedelta = timedelta(hours=24)
     ttl_checkin: timedelta = timedelta(hours=36)
@@ -127,8 +127,8 @@ class ScheduleSettings(_Section):
 
     @model_validator(mode="after")
     def _window(self) -> ScheduleSettings:
-        if self.quiet_start >= self.quiet_end:
-            raise ValueError("quiet_start (start of the sending window) must be before quiet_end")
+        if self.send_from >= self.send_until:
+            raise ValueError("send_from must be before send_until (the daytime window messages may go out in)")
         return self
 
 

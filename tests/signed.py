@@ -36,8 +36,15 @@ def email_auth(password: str = INBOUND_PASSWORD) -> dict[str, str]:
 
 
 def sms_fields(sender: str, body: str, sid: str, **extra: str) -> dict[str, str]:
-    return {"MessageSid": sid, "AccountSid": "AC1", "From": sender, "To": CLINIC_NUMBER, "Body": body,
-            "NumMedia": "0", **extra}
+    return {
+        "MessageSid": sid,
+        "AccountSid": "AC1",
+        "From": sender,
+        "To": CLINIC_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+        **extra,
+    }
 
 
 def twilio_signature(settings: Settings, path: str, fields: dict[str, str]) -> str:
@@ -47,21 +54,30 @@ def twilio_signature(settings: Settings, path: str, fields: dict[str, str]) -> s
 def post_sms(client: TestClient, settings: Settings, fields: dict[str, str]) -> Any:
     """An inbound SMS, signed over the public URL and every field."""
     path = "/webhooks/twilio/sms"
-    return client.post(path, content=urlencode(fields),
-                       headers={"X-Twilio-Signature": twilio_signature(settings, path, fields), "Content-Type": FORM})
+    return client.post(
+        path,
+        content=urlencode(fields),
+        headers={"X-Twilio-Signature": twilio_signature(settings, path, fields), "Content-Type": FORM},
+    )
 
 
 def post_status(client: TestClient, settings: Settings, mid: int, fields: dict[str, str]) -> Any:
     """A Twilio status callback for our message `mid`, signed."""
     path = f"/webhooks/twilio/status?mid={mid}"
-    return client.post(path, content=urlencode(fields),
-                       headers={"X-Twilio-Signature": twilio_signature(settings, path, fields), "Content-Type": FORM})
+    return client.post(
+        path,
+        content=urlencode(fields),
+        headers={"X-Twilio-Signature": twilio_signature(settings, path, fields), "Content-Type": FORM},
+    )
 
 
 def event_headers(raw: bytes, timestamp: str | None = None) -> dict[str, str]:
     ts = timestamp or str(int(time.time()))
-    return {"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": sign_sendgrid_events(raw, ts),
-            "X-Twilio-Email-Event-Webhook-Timestamp": ts}
+    return {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": sign_sendgrid_events(raw, ts),
+        "X-Twilio-Email-Event-Webhook-Timestamp": ts,
+    }
 
 
 def post_events(client: TestClient, events: list[dict[str, Any]], timestamp: str | None = None) -> Any:
@@ -72,5 +88,12 @@ def post_events(client: TestClient, events: list[dict[str, Any]], timestamp: str
 
 def email_fields(sender: str, text: str, message_id: str, to: str = "followup@clinic.example") -> dict[str, str]:
     headers = f"Message-ID: {message_id}\nFrom: {sender}\nTo: {to}\nSubject: Re: check-in\n"
-    return {"from": sender, "to": to, "subject": "Re: check-in", "text": text, "headers": headers,
-            "envelope": json.dumps({"to": [to], "from": sender}), "charsets": '{"text": "utf-8"}'}
+    return {
+        "from": sender,
+        "to": to,
+        "subject": "Re: check-in",
+        "text": text,
+        "headers": headers,
+        "envelope": json.dumps({"to": [to], "from": sender}),
+        "charsets": '{"text": "utf-8"}',
+    }

@@ -24,7 +24,6 @@ from followup.cli import cli
 from followup.clock import FakeClock
 from followup.runtime import Runtime, build_runtime
 from followup.services.staff import add_staff, start_session
-from followup.services.tokens import create_token
 from followup.transports.recording import RecordingTransport
 from followup.web.app import create_app
 from followup.web.deps import require_token
@@ -48,7 +47,12 @@ PUBLIC = {
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper, development only",
     ("GET", "/redoc"): "ReDoc, development only",
 }
-WEBHOOKS = {"/webhooks/twilio/sms", "/webhooks/twilio/status", "/webhooks/sendgrid/events", "/webhooks/sendgrid/inbound"}
+WEBHOOKS = {
+    "/webhooks/twilio/sms",
+    "/webhooks/twilio/status",
+    "/webhooks/sendgrid/events",
+    "/webhooks/sendgrid/inbound",
+}
 BOOKING = re.compile(r"^/book/\{token\}")
 VALUES = {"patient_id": "{pid}", "escalation_id": "{eid}", "token": "not-a-valid.booking-token"}
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
@@ -148,8 +152,9 @@ def test_strangers_get_only_the_public_allow_list(client: TestClient, seeded: di
     "header",
     [None, "Bearer ", "Bearer fu_not-a-real-token", "Basic dXNlcjpwYXNz", "Bearer {token}x", "bearer {hash}"],
 )
-def test_api_refuses_missing_forged_and_hashed_tokens(client: TestClient, token: str, seeded: dict[str, int],
-                                                      header: str | None) -> None:
+def test_api_refuses_missing_forged_and_hashed_tokens(
+    client: TestClient, token: str, seeded: dict[str, int], header: str | None
+) -> None:
     """The API wants the token itself: none, a guess, another scheme, a near miss or its stored hash get 401."""
     digest = hashlib.sha256(token.encode()).hexdigest()
     headers = {"Authorization": header.format(token=token, hash=digest)} if header else {}
@@ -158,13 +163,16 @@ def test_api_refuses_missing_forged_and_hashed_tokens(client: TestClient, token:
         assert r.status_code == 401 and NAME not in r.text
 
 
-def test_tokens_are_stored_hashed_and_revoked_from_the_cli(client: TestClient, rt: Runtime,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tokens_are_stored_hashed_and_revoked_from_the_cli(
+    client: TestClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A token is kept as its SHA-256 only; `token list` shows ids and names, never values; `token revoke` ends it
     at once; revoking again fails."""
     monkeypatch.chdir(ROOT)
-    env = {"FOLLOWUP_DATABASE__URL": rt.settings.database.url,
-           "FOLLOWUP_SECURITY__SECRET_KEY": rt.settings.security.secret_key}
+    env = {
+        "FOLLOWUP_DATABASE__URL": rt.settings.database.url,
+        "FOLLOWUP_SECURITY__SECRET_KEY": rt.settings.security.secret_key,
+    }
     runner = CliRunner()
     made = runner.invoke(cli, ["token", "create", "--name", "records-system"], env=env, obj={})
     assert made.exit_code == 0, made.output
@@ -216,21 +224,25 @@ def test_booking_link_opens_only_its_own_escalation(client: TestClient, rt: Runt
     ("age", "accepted"),
     [(0, True), (-30, True), (590, True), (610, False), (-610, False), (86_400, False)],
 )
-def test_sendgrid_events_outside_the_window_are_replays(client: TestClient, rt: Runtime, age: int,
-                                                        accepted: bool) -> None:
+def test_sendgrid_events_outside_the_window_are_replays(
+    client: TestClient, rt: Runtime, age: int, accepted: bool
+) -> None:
     """A validly signed event batch is accepted only while its timestamp is within event_max_age_seconds (600 s)
     of now, either way; an old (or far-future) one is refused as a replay and stores nothing."""
     raw = json.dumps([{"event": "processed", "sg_event_id": f"ev-{age}", "followup_message_id": "1"}]).encode()
-    r = client.post("/webhooks/sendgrid/events", content=raw,
-                    headers=event_headers(raw, str(int(time.time()) - age)))
+    r = client.post("/webhooks/sendgrid/events", content=raw, headers=event_headers(raw, str(int(time.time()) - age)))
     assert r.status_code == (200 if accepted else 403)
 
 
-def test_docs_pages_are_off_in_production(db_url: str, clock: FakeClock,
-                                          transports: dict[str, RecordingTransport]) -> None:
+def test_docs_pages_are_off_in_production(
+    db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
     """In production the Swagger and ReDoc pages do not exist; the schema does, and the API still wants a token."""
-    settings = webhook_settings(db_url, security={"environment": "production", "secret_key": "p" * 40},
-                                server={"public_url": "https://followup.clinic.example"})
+    settings = webhook_settings(
+        db_url,
+        security={"environment": "production", "secret_key": "p" * 40},
+        server={"public_url": "https://followup.clinic.example"},
+    )
     runtime = build_runtime(settings, clock=clock, transports=dict(transports))
     try:
         with TestClient(create_app(runtime=runtime, background=False)) as c:

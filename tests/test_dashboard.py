@@ -645,3 +645,24 @@ def test_patient_phone_is_gone_with_real_providers(live_provider_client: TestCli
     assert live_provider_client.get("/dashboard/phone/1").status_code == 404
     assert live_provider_client.post("/dashboard/phone/1", data={"body": "hi"}).status_code == 404
     assert "/dashboard/phone" not in live_provider_client.get("/dashboard").text
+
+
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        (
+            "Book here: http://x.example/book/AB.c1 or call",
+            'Book here: <a href="http://x.example/book/AB.c1">http://x.example/book/AB.c1</a> or call',
+        ),
+        ('<b>"hi"</b>', "&lt;b&gt;&#34;hi&#34;&lt;/b&gt;"),
+        (
+            'see http://x.example/"><script>',
+            'see <a href="http://x.example/">http://x.example/</a>&#34;&gt;&lt;script&gt;',
+        ),
+    ],
+)
+def test_linkify_escapes_then_links(text: str, html: str) -> None:
+    """Messages the service sent get clickable links in the phone demo, and everything else stays escaped."""
+    from followup.web.dashboard.common import linkify
+
+    assert str(linkify(text)) == html

@@ -256,7 +256,8 @@ def test_21610_opts_out_records_consent_and_cancels_later_sms(
 def test_21211_moves_the_patient_to_email(
     rt: Runtime, dispatcher: Dispatcher, clock: FakeClock, transports: dict[str, RecordingTransport]
 ) -> None:
-    """Twilio 21211 marks the number invalid and moves the patient and scheduled messages to their email."""
+    """Twilio 21211 marks the number invalid, moves the patient and scheduled messages to their email, and sends
+    the failed welcome (the safety net) again by email."""
     pid = enroll(rt)
     transports["sms"].fail_next(PermanentSendError("twilio 400 code 21211", code="21211"))
     dispatcher.run_once()
@@ -264,10 +265,12 @@ def test_21211_moves_the_patient_to_email(
     assert (p.sms_state, p.channel) == ("invalid", "email")
     assert {x.channel for x in msgs(rt, status=m.SCHEDULED)} == {"email"}
     assert not [x for x in msgs(rt) if x.kind == "alert"]
+    dispatcher.run_once()
+    (welcome,) = transports["email"].sent
+    assert welcome.to == "ana@example.org" and welcome.subject
     clock.set(datetime(2026, 11, 26, 18, 15, tzinfo=UTC))
     dispatcher.run_once()
-    (out,) = transports["email"].sent
-    assert out.to == "ana@example.org" and out.subject and one(rt, step_id="caffeine").status == m.SENT
+    assert len(transports["email"].sent) == 2 and one(rt, step_id="caffeine").status == m.SENT
 
 
 @pytest.mark.parametrize("new_number", [True, False], ids=["corrected-number", "same-number"])

@@ -126,9 +126,10 @@ def stack(db_url: str) -> Iterator[Stack]:
         rt.db.dispose()
 
 
-def db_message(rt: Runtime, pid: int, step: str) -> m.Message:
+def db_message(rt: Runtime, pid: int, step: str, channel: str = "sms") -> m.Message:
     with rt.db.session() as s:
-        return s.exec(select(m.Message).where(m.Message.patient_id == pid, m.Message.step_id == step)).one()
+        return s.exec(select(m.Message).where(m.Message.patient_id == pid, m.Message.step_id == step,
+                                              m.Message.channel == channel)).one()
 
 
 def test_sms_welcome_reaches_twilio_and_delivery_comes_back(stack: Stack) -> None:
@@ -158,7 +159,8 @@ def test_email_welcome_reaches_sendgrid_and_events_come_back(stack: Stack) -> No
 
 
 def test_invalid_number_moves_the_patient_to_email(stack: Stack) -> None:
-    """Twilio answering 21211 for the number marks it invalid and the patient continues by email."""
+    """Twilio answering 21211 for the number marks it invalid and the patient continues by email, starting with
+    the welcome's safety net."""
     stack.fake.set_faults(Faults(sms_error_codes={"+13105550142": 21211}))
     pid = stack.triage()
     p = eventually(
@@ -169,6 +171,7 @@ def test_invalid_number_moves_the_patient_to_email(stack: Stack) -> None:
     welcome = db_message(stack.rt, pid, "welcome")
     assert (welcome.status, welcome.error_code) == (m.FAILED, "21211")
     assert stack.sent_to("+13105550142") == []
+    eventually(lambda: stack.sent_to("ana@example.org"), "the welcome again, by email")
 
 
 def test_429_burst_is_retried_after_retry_after_and_delivered(stack: Stack) -> None:

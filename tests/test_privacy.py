@@ -158,8 +158,12 @@ def test_whole_flow_logs_no_contact_details_names_or_texts(db_url: str, captured
         live.sms_from_patient(PHONE, RED_FLAG_SMS)
         eventually(lambda: live.sent_to(ONCALL_SMS) and live.sent_to(ONCALL_EMAIL), what="the clinic's alerts")
         auth = base64.b64encode(f"sendgrid:{INBOUND_PASSWORD}".encode()).decode()
-        reply = httpx.post(f"{live.base}/webhooks/sendgrid/inbound", headers={"Authorization": f"Basic {auth}"},
-                           data=email_fields(f"Zelda <{EMAIL}>", EMAIL_REPLY, "<privacy-1@example.org>"), timeout=10)
+        reply = httpx.post(
+            f"{live.base}/webhooks/sendgrid/inbound",
+            headers={"Authorization": f"Basic {auth}"},
+            data=email_fields(f"Zelda <{EMAIL}>", EMAIL_REPLY, "<privacy-1@example.org>"),
+            timeout=10,
+        )
         assert reply.status_code == 200, reply.text
         eventually(lambda: _events(live) >= {"twilio", "sendgrid"}, what="delivery callbacks from both providers")
         live.fake.wait_idle()
@@ -168,9 +172,26 @@ def test_whole_flow_logs_no_contact_details_names_or_texts(db_url: str, captured
         base = live.base
     texts = [s["body"] if s["channel"] == "sms" else s["text"] for s in sent]
     secrets = [live.token, "fa4ef00ddeadbeef"]
-    forbidden = [PHONE, "3105550142", "555-0142", STRANGER, "5550177", ONCALL_SMS, "5550199", EMAIL, ONCALL_EMAIL,
-                 "Zelda", "Quixote", "Rosalind", RED_FLAG_SMS, "dropping my coffee", EMAIL_REPLY, "climbing the stairs",
-                 *secrets, *(line for t in texts for line in t.splitlines() if len(line) >= 25)]
+    forbidden = [
+        PHONE,
+        "3105550142",
+        "555-0142",
+        STRANGER,
+        "5550177",
+        ONCALL_SMS,
+        "5550199",
+        EMAIL,
+        ONCALL_EMAIL,
+        "Zelda",
+        "Quixote",
+        "Rosalind",
+        RED_FLAG_SMS,
+        "dropping my coffee",
+        EMAIL_REPLY,
+        "climbing the stairs",
+        *secrets,
+        *(line for t in texts for line in t.splitlines() if len(line) >= 25),
+    ]
     lines = captured()
     assert any("inbound sms" in line for line in lines), "the flow's own log lines are missing: capture broken"
     assert [(word, line) for line in lines for word in forbidden if word in line] == []
@@ -198,13 +219,17 @@ def _events(live: Live) -> set[str]:
 # ---- what goes to SendGrid, for every kind of email -------------------------------------------------------------
 
 
-def test_sendgrid_payloads_carry_only_opaque_ids(rt: Runtime, client: TestClient, auth: dict[str, str],
-                                                 transports: dict[str, RecordingTransport]) -> None:
+def test_sendgrid_payloads_carry_only_opaque_ids(
+    rt: Runtime, client: TestClient, auth: dict[str, str], transports: dict[str, RecordingTransport]
+) -> None:
     """Every email the dispatcher hands over becomes a SendGrid payload with no categories and custom args that
     are our message id and a coarse kind: never a name, an address, a criterion or a template."""
     client.post("/api/triage", json=triage_body(name=NAME, email=EMAIL, channel="email"), headers=auth)
-    client.post("/api/triage", json=triage_body(name="Ivo Brandt", phone="+13105550143", email="ivo@example.org",
-                                                answers={"weakness": True}), headers=auth)
+    client.post(
+        "/api/triage",
+        json=triage_body(name="Ivo Brandt", phone="+13105550143", email="ivo@example.org", answers={"weakness": True}),
+        headers=auth,
+    )
     _drain(rt)
     emails = transports["email"].sent
     assert {o.to for o in emails} >= {EMAIL, ONCALL_EMAIL}
@@ -247,21 +272,41 @@ def populated(web_rt: Runtime) -> Iterator[tuple[int, int]]:
     with TestClient(create_app(runtime=web_rt, background=False)) as c:
         assert post_sms(c, settings, sms_fields(PHONE, "is this the clinic?", "SM" + "1" * 32)).status_code == 200
         first = c.post("/api/triage", json=triage_body(name=NAME, email=EMAIL), headers=auth).json()["patient_id"]
-        other = c.post("/api/triage", json=triage_body(name="Ivo Brandt", phone="+13105550143",
-                                                       email="ivo@example.org"), headers=auth).json()["patient_id"]
+        other = c.post(
+            "/api/triage",
+            json=triage_body(name="Ivo Brandt", phone="+13105550143", email="ivo@example.org"),
+            headers=auth,
+        ).json()["patient_id"]
         _drain(web_rt)
         assert post_sms(c, settings, sms_fields(PHONE, RED_FLAG_SMS, "SM" + "2" * 32)).status_code == 200
-        assert c.post("/webhooks/sendgrid/inbound", data=email_fields(EMAIL, EMAIL_REPLY, "<p-2@example.org>"),
-                      headers=email_auth()).status_code == 200
+        assert (
+            c.post(
+                "/webhooks/sendgrid/inbound",
+                data=email_fields(EMAIL, EMAIL_REPLY, "<p-2@example.org>"),
+                headers=email_auth(),
+            ).status_code
+            == 200
+        )
         _drain(web_rt)
         with web_rt.db.session() as s:
             msgs = list(s.exec(select(m.Message).where(m.Message.status == m.SENT)))
         sms = next(x for x in msgs if x.patient_id == first and x.channel == "sms")
         alert = next(x for x in msgs if x.kind == "alert" and x.channel == "email")
-        assert post_status(c, settings, sms.id or 0, {"MessageSid": sms.provider_id or "", "MessageStatus": "delivered",
-                                                      "AccountSid": "AC1"}).status_code == 204
-        ev = {"event": "delivered", "sg_event_id": "ev-1", "followup_message_id": str(alert.id),
-              "timestamp": int(time.time())}
+        assert (
+            post_status(
+                c,
+                settings,
+                sms.id or 0,
+                {"MessageSid": sms.provider_id or "", "MessageStatus": "delivered", "AccountSid": "AC1"},
+            ).status_code
+            == 204
+        )
+        ev = {
+            "event": "delivered",
+            "sg_event_id": "ev-1",
+            "followup_message_id": str(alert.id),
+            "timestamp": int(time.time()),
+        }
         assert post_events(c, [ev]).status_code == 200
     _book(web_rt, first)
     yield first, other
@@ -272,9 +317,17 @@ def _book(rt: Runtime, patient_id: int) -> None:
     with rt.db.session() as s:
         esc = s.exec(select(m.Escalation).where(m.Escalation.patient_id == patient_id)).one()
         assert esc.id is not None
-        s.add(m.Appointment(escalation_id=esc.id, patient_id=patient_id, starts_at=now + timedelta(days=1),
-                            ends_at=now + timedelta(days=1, minutes=30), booked_by=f"patient:{patient_id}",
-                            created_at=now, updated_at=now))
+        s.add(
+            m.Appointment(
+                escalation_id=esc.id,
+                patient_id=patient_id,
+                starts_at=now + timedelta(days=1),
+                ends_at=now + timedelta(days=1, minutes=30),
+                booked_by=f"patient:{patient_id}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
         s.add(m.EscalationAlert(escalation_id=esc.id, round=1, tier_index=0, tier=esc.tier, recipients=2, at=now))
         s.commit()
 
@@ -282,14 +335,17 @@ def _book(rt: Runtime, patient_id: int) -> None:
 def run_cli(rt: Runtime, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     """`followup <args>` against the test database, as an operator runs it from the repository."""
     monkeypatch.chdir(ROOT)
-    env = {"FOLLOWUP_DATABASE__URL": rt.settings.database.url,
-           "FOLLOWUP_SECURITY__SECRET_KEY": rt.settings.security.secret_key}
+    env = {
+        "FOLLOWUP_DATABASE__URL": rt.settings.database.url,
+        "FOLLOWUP_SECURITY__SECRET_KEY": rt.settings.security.secret_key,
+    }
     return CliRunner().invoke(cli, ["--settings", str(ROOT / "settings.toml"), *args], env=env, obj={})
 
 
 def owned_rows(rt: Runtime, pid: int, senders: tuple[str, ...] = ()) -> dict[str, int]:
     """Rows that still point at patient `pid` (or come from `senders`), per table."""
     with rt.db.session() as s:
+
         def n(model: Any, *where: Any) -> int:
             return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
 
@@ -306,8 +362,9 @@ def owned_rows(rt: Runtime, pid: int, senders: tuple[str, ...] = ()) -> dict[str
         }
 
 
-def test_export_prints_everything_held_on_the_patient(web_rt: Runtime, populated: tuple[int, int],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_prints_everything_held_on_the_patient(
+    web_rt: Runtime, populated: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`followup patient export ID` prints one JSON document with the record, triage, consents, messages both
     ways (also from before enrollment), escalation evidence, the booked visit, delivery events and audit trail."""
     pid, other = populated
@@ -319,15 +376,17 @@ def test_export_prints_everything_held_on_the_patient(web_rt: Runtime, populated
     assert "is this the clinic?" in bodies and RED_FLAG_SMS in bodies and any("short of breath" in b for b in bodies)
     assert data["triages"] and data["consents"] and data["appointments"] and data["escalation_alerts"]
     assert any("weaker" in e["text"] for esc in data["escalations"] for e in esc["evidence"])
-    assert any(x["kind"] == "alert" for x in data["messages"]) and all(x["body"] for x in data["messages"]
-                                                                        if x["status"] == m.SENT)
+    assert any(x["kind"] == "alert" for x in data["messages"]) and all(
+        x["body"] for x in data["messages"] if x["status"] == m.SENT
+    )
     assert {e["provider"] for e in data["delivery_events"]} == {"twilio", "sendgrid"}
     assert {"triage.submitted", "escalation.opened"} <= {a["action"] for a in data["audit"]}
     assert "Ivo" not in r.stdout and f'"patient_id": {other},' not in r.stdout
 
 
-def test_erase_removes_the_patient_keeps_others_and_is_audited(web_rt: Runtime, populated: tuple[int, int],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erase_removes_the_patient_keeps_others_and_is_audited(
+    web_rt: Runtime, populated: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`followup patient erase ID --yes` deletes the patient and every row about them (alerts quoting them,
     replies from before enrollment, visits, re-alerts) in one go, records who did it, and leaves others alone."""
     pid, other = populated
@@ -346,14 +405,17 @@ def test_erase_removes_the_patient_keeps_others_and_is_audited(web_rt: Runtime, 
     assert again.exit_code == 1 and f"no patient {pid}" in again.output
 
 
-def test_erase_asks_before_it_deletes(web_rt: Runtime, populated: tuple[int, int],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erase_asks_before_it_deletes(
+    web_rt: Runtime, populated: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without --yes, answering no to the prompt deletes nothing."""
     pid, _ = populated
     before = owned_rows(web_rt, pid)
     monkeypatch.chdir(ROOT)
-    env = {"FOLLOWUP_DATABASE__URL": web_rt.settings.database.url,
-           "FOLLOWUP_SECURITY__SECRET_KEY": web_rt.settings.security.secret_key}
+    env = {
+        "FOLLOWUP_DATABASE__URL": web_rt.settings.database.url,
+        "FOLLOWUP_SECURITY__SECRET_KEY": web_rt.settings.security.secret_key,
+    }
     r = CliRunner().invoke(cli, ["patient", "erase", str(pid)], input="n\n", env=env, obj={})
     assert r.exit_code == 1 and "Aborted" in r.output
     assert owned_rows(web_rt, pid) == before
@@ -368,8 +430,17 @@ def test_retention_purges_old_texts_only(web_rt: Runtime, populated: tuple[int, 
     pid, _ = populated
     clock.advance(timedelta(days=web_rt.settings.privacy.retention_days - 1))
     with web_rt.db.session() as s:
-        s.add(m.Inbound(provider_key="twilio:SMrecent", channel="sms", sender=PHONE, patient_id=pid,
-                        body="recent reply", status="processed", received_at=clock.now()))
+        s.add(
+            m.Inbound(
+                provider_key="twilio:SMrecent",
+                channel="sms",
+                sender=PHONE,
+                patient_id=pid,
+                body="recent reply",
+                status="processed",
+                received_at=clock.now(),
+            )
+        )
         s.commit()
     clock.advance(timedelta(days=2))
     done = purge_old_texts(web_rt)
@@ -388,8 +459,9 @@ def test_retention_purges_old_texts_only(web_rt: Runtime, populated: tuple[int, 
     assert len(purges) == 1
 
 
-def test_retention_zero_keeps_texts_and_schedules_nothing(db_url: str, clock: FakeClock,
-                                                           transports: dict[str, RecordingTransport]) -> None:
+def test_retention_zero_keeps_texts_and_schedules_nothing(
+    db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
     """`retention_days = 0` keeps texts for ever and adds no job; otherwise the scheduler runs the purge daily."""
     for days, scheduled in ((0, False), (30, True)):
         settings: Settings = make_settings(db_url, privacy={"retention_days": days})

@@ -33,7 +33,7 @@ def test_defaults_load_without_a_file_or_variables(tmp_path: Path) -> None:
     s = load_settings(tmp_path / "missing.toml", {})
     assert s == Settings()
     assert s.security.environment == "development"
-    assert (s.schedule.quiet_start, s.schedule.quiet_end) == (time(9, 0), time(20, 0))
+    assert (s.schedule.send_from, s.schedule.send_until) == (time(9, 0), time(20, 0))
     assert s.schedule.ttl_tip == timedelta(hours=24)
     assert not s.twilio_configured and not s.sendgrid_configured
 
@@ -49,7 +49,7 @@ def test_shipped_settings_file_states_the_defaults() -> None:
         ("FOLLOWUP_SERVER__PORT", "9001", lambda s: s.server.port, 9001),
         ("FOLLOWUP_DISPATCH__ENABLED", "false", lambda s: s.dispatch.enabled, False),
         ("FOLLOWUP_SCHEDULE__TTL_TIP", "PT12H", lambda s: s.schedule.ttl_tip, timedelta(hours=12)),
-        ("FOLLOWUP_SCHEDULE__QUIET_START", "08:30", lambda s: s.schedule.quiet_start, time(8, 30)),
+        ("FOLLOWUP_SCHEDULE__SEND_FROM", "08:30", lambda s: s.schedule.send_from, time(8, 30)),
         (
             "FOLLOWUP_CLINIC__ONCALL_SMS",
             '["+13105550199", "(310) 555-0198"]',
@@ -136,7 +136,7 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
             "server.public_url",
         ),
         ("", {"FOLLOWUP_SERVER__PORT": "eighty"}, "server.port"),
-        ('[schedule]\nquiet_start = "21:00"\nquiet_end = "08:00"\n', {}, "quiet_start"),
+        ('[schedule]\nsend_from = "21:00"\nsend_until = "08:00"\n', {}, "send_from"),
         (
             "",
             {"FOLLOWUP_TWILIO__ACCOUNT_SID": "AC1", "FOLLOWUP_TWILIO__AUTH_TOKEN": "t"},

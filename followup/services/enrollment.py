@@ -186,7 +186,7 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
         patient.status = "active" if patient.status != "escalated" else patient.status
     enrolled_at = patient.enrolled_at
     tz = ZoneInfo(patient.timezone)
-    window = Window(rt.settings.schedule.quiet_start, rt.settings.schedule.quiet_end)
+    window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
     prefix = f"step:{patient.id}:{enrolled_at:%Y%m%dT%H%M%S}:"
     existing = {
         msg.dedupe_key: msg

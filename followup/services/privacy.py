@@ -171,15 +171,18 @@ def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) 
     now = now or rt.clock.now()
     cutoff = now - timedelta(days=days)
     with rt.db.session() as s:
-        messages = s.exec(
-            update(Message)
-            .where(
-                col(Message.status).in_(m.TERMINAL_STATES),
-                col(Message.created_at) < cutoff,
-                or_(col(Message.body).is_(None), col(Message.body) != PURGED),
-            )
-            .values(body=PURGED, subject=None, context={}, updated_at=now)
-        ).rowcount or 0
+        messages = (
+            s.exec(
+                update(Message)
+                .where(
+                    col(Message.status).in_(m.TERMINAL_STATES),
+                    col(Message.created_at) < cutoff,
+                    or_(col(Message.body).is_(None), col(Message.body) != PURGED),
+                )
+                .values(body=PURGED, subject=None, context={}, updated_at=now)
+            ).rowcount
+            or 0
+        )
         s.commit()
     inbound = 0
     while True:  # replies in batches: their verdicts are rewritten in Python

@@ -18,6 +18,7 @@ from followup.services.queue import queue
 from followup.transports.base import SendError
 
 OPTED_OUT_CODES = {"21610"}
+RESEND_ON_NEW_CHANNEL = ("welcome", "escalation", "checkin")
 INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
 
 
@@ -29,6 +30,11 @@ def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, 
         set_channel_state(rt, s, patient, "sms", "opted_out", f"provider_{err.code}", now)
     elif err.code in INVALID_CODES:
         set_channel_state(rt, s, patient, "sms", "invalid", f"provider_{err.code}", now)
+        if patient.channel == "email" and msg.kind in RESEND_ON_NEW_CHANNEL:
+            # The safety net (welcome) and escalation advice must still reach the patient: send them by email.
+            queue(s, rt.settings, now=now, dedupe_key=f"{msg.dedupe_key}:email", channel="email", kind=msg.kind,
+                  template=msg.template, due_at=now, patient_id=patient.id, urgent=msg.urgent, step_id=msg.step_id,
+                  question_id=msg.question_id, escalation_id=msg.escalation_id, context=msg.context)
 
 
 def set_channel_state(

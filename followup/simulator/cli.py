@@ -12,7 +12,7 @@ import click
 
 from followup.settings import Settings
 from followup.simulator.report import INVARIANTS
-from followup.simulator.run import DEFAULT_START, SimConfig, simulate
+from followup.simulator.run import DEFAULT_START, SimConfig, SimulationError, simulate
 
 
 def run_simulate_command(
@@ -29,6 +29,10 @@ def run_simulate_command(
     progress: bool,
 ) -> int:
     """Returns the exit status: 0 when every invariant is zero, 1 otherwise."""
+    import logging
+
+    for name in ("followup", "alembic"):  # a line per dispatcher pass would drown the progress bar
+        logging.getLogger(name).setLevel(logging.WARNING)
     from datetime import timedelta
 
     cfg = SimConfig(
@@ -62,7 +66,7 @@ def run_simulate_command(
 
     try:
         summary = simulate(settings, cfg, step if bar else None)
-    except ValueError as exc:
+    except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         if bar is not None:

@@ -137,7 +137,8 @@ class Cohort:
         enroll_at = self.start + timedelta(seconds=r.uniform(0, self.enroll_span.total_seconds()))
         red_flag = r.random() < self.triage_red_flag_rate
         answers: dict[str, Any] = {
-            "onset_weeks": round(r.uniform(0.5, 6), 1),
+            # Twitching for 4 weeks or more escalates at triage (clinic/intake.toml): few enrolled patients have it.
+            "onset_weeks": round(r.uniform(0.5, 3.5), 1),
             "locations": r.sample(["calf", "eyelid", "thigh", "arm", "foot"], r.randint(1, 2)),
             "weakness": False,
             "atrophy": False,

@@ -101,7 +101,7 @@ def _duplicate_steps(rt: Runtime, accepted: bytearray) -> int:
 def _missed_escalations(rt: Runtime) -> tuple[int, int]:
     """Red-flag replies (labelled `rf` in their provider key) that no escalation holds."""
     held: set[int] = set()
-    for (ids,) in _stream(rt, select(Escalation.inbound_ids)):
+    for ids in _stream(rt, select(Escalation.inbound_ids)):
         held.update(int(i) for i in ids or [])
     missed = total = 0
     for inbound_id, key in _stream(rt, select(Inbound.id, Inbound.provider_key)):

@@ -74,7 +74,7 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
         settings = _sim_settings(base, url)
         clock = FakeClock(cfg.start)
         cohort = Cohort(cfg.seed, cfg.patients, cfg.start, timedelta(days=min(cfg.enroll_days, cfg.days)))
-        window = (settings.schedule.quiet_start, settings.schedule.quiet_end)
+        window = (settings.schedule.send_from, settings.schedule.send_until)
         provider = SimProvider(clock, cohort, cfg.rates, cfg.seed, window)
         rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))
         try:
@@ -93,6 +93,10 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
     summary["wall_ms_per_patient"] = round(1000 * summary["wall_seconds"] / max(cfg.patients, 1), 2)
     summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return summary
+
+
+class SimulationError(Exception):
+    """The simulation cannot run as asked (the message says why)."""
 
 
 class _ErrorCount(logging.Handler):
@@ -122,7 +126,7 @@ def _sim_settings(base: Settings, url: str) -> Settings:
 def _refuse_used_database(rt: Runtime) -> None:
     with rt.db.session() as s:
         if s.exec(select(func.count()).select_from(Patient)).one():
-            raise ValueError("the simulation database already has patients: give it an empty database")
+            raise SimulationError("the simulation database already has patients: give it an empty database")
 
 
 class _Loop:
@@ -162,8 +166,7 @@ class _Loop:
             now = self.cfg.start
             while now < self.end:
                 self._events_until(now, replies=True)
-                self._tick(now)
-                now = min(self._next_tick(now), self.end)
+                now = min(self._step(now), self.end)
                 self._progress(now)
             self._events_until(self.end, replies=True)
             self._tick(self.end)
@@ -185,14 +188,18 @@ class _Loop:
         self.stats["ticks"] += 1
         self.loop._tick()
 
-    def _next_tick(self, now: datetime) -> datetime:
-        """The next moment anything can happen: never sooner than one tick, and no later than the next event, the
-        next due message, or the next lease to expire."""
-        soonest = now + self.cfg.tick
-        candidates = [t for t in (self.provider.next_at(), self.next_enroll_at, self._db_next(now)) if t]
-        return max(soonest, min(candidates)) if candidates else self.end
+    def _step(self, now: datetime) -> datetime:
+        """Run the dispatcher if anything is due, and return the next moment anything can happen: never sooner
+        than one tick, and no later than the next event, enrollment, due message or lease to run out. (A tick with
+        nothing due would find nothing: skipping it changes no outcome, only the time the run takes.)"""
+        due = self._db_next()
+        if due is not None and due <= now:
+            self._tick(now)
+            due = self._db_next()
+        candidates = [t for t in (self.provider.next_at(), self.next_enroll_at, due) if t is not None]
+        return max(now + self.cfg.tick, min(candidates)) if candidates else self.end
 
-    def _db_next(self, now: datetime) -> datetime | None:
+    def _db_next(self) -> datetime | None:
         with self.rt.db.session() as s:
             due = s.exec(select(func.min(Message.due_at)).where(Message.status == m.SCHEDULED)).one()
             lease = s.exec(

@@ -88,4 +88,7 @@ def _translate(exc: http_errors.HTTPError) -> RetryableSendError | PermanentSend
         except ValueError:
             retry_after = None
         return RetryableSendError(reason, code=str(status), retry_after=retry_after)
+    if status in (401, 403):  # our API key, not the message: hold and retry slowly while someone fixes it
+        return RetryableSendError(f"{reason}: API key refused; check sendgrid settings", code=str(status),
+                                  retry_after=600.0)
     return PermanentSendError(reason, code=str(status))

@@ -14,6 +14,7 @@ from twilio.rest import Client
 
 from followup.transports.base import Outgoing, PermanentSendError, RetryableSendError, Sent
 
+AUTH_RETRY_SECONDS = 600.0
 RETRYABLE_CODES = {"20429", "21611", "30001", "20500", "20503"}
 
 
@@ -70,11 +71,16 @@ class TwilioSms:
 
     def find_sent(self, msg: Outgoing, since: datetime) -> str | None:
         client = self._client()
+        # Not filtered on DateSent: a message still queued at Twilio has no sent date yet. The newest 50 for this
+        # recipient, created since the attempt began, are enough for a recent interrupted send.
         try:
-            found = client.messages.list(to=msg.to, from_=self.sender, date_sent_after=since, limit=50)
+            found = client.messages.list(to=msg.to, from_=self.sender, limit=50)
         except (TwilioException, requests.RequestException) as exc:
             raise RetryableSendError(f"twilio lookup failed: {type(exc).__name__}") from exc
         for m in found:
+            created = m.date_created
+            if created is not None and created < since:
+                continue
             if (m.body or "").strip() == msg.body.strip():
                 return str(m.sid)
         return None
@@ -86,6 +92,9 @@ def _translate(exc: TwilioRestException, client: Client) -> RetryableSendError |
     reason = f"twilio {status} code {code}"
     if status == 429 or status >= 500 or code in RETRYABLE_CODES:
         return RetryableSendError(reason, code=code or str(status), retry_after=_retry_after(client))
+    if status in (401, 403):  # our credentials, not the message: hold and retry slowly while someone fixes them
+        return RetryableSendError(f"{reason}: credentials refused; check twilio settings", code=code or str(status),
+                                  retry_after=AUTH_RETRY_SECONDS)
     return PermanentSendError(reason, code=code or str(status))
 
 

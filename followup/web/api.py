@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from followup.services import patients as svc
 from followup.services.enrollment import submit_triage
+from followup.storable import storable
 from followup.triage import InputError, TriageIn
 from followup.web.deps import RuntimeDep, TokenDep, actor
 
@@ -87,7 +88,7 @@ def list_patients(
     offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict[str, Any]:
     """Search patients by name, number or email, optionally by status."""
-    total, rows = svc.search(rt, q, status, limit, offset)
+    total, rows = svc.search(rt, storable(q) if q else q, storable(status) if status else status, limit, offset)
     return {"total": total, "patients": [_patient_summary(p) for p in rows]}
 
 
@@ -209,7 +210,8 @@ def escalation_action(
 ) -> dict[str, Any]:
     """Acknowledge, mark booked, or close an escalation (with a note)."""
     try:
-        e = svc.change_escalation(rt, escalation_id, action, actor(tok), body.note if body else None)
+        note = storable(body.note) if body and body.note else None
+        e = svc.change_escalation(rt, escalation_id, action, actor(tok), note)
     except svc.NotFound:
         raise HTTPException(404, "no such escalation") from None
     except svc.Conflict as exc:

@@ -6,13 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
 from followup import __version__
 from followup.runtime import Runtime, build_runtime
 from followup.settings import Settings
+from followup.storable import storable_json
 from followup.web import api, booking, dashboard, intake, limits, staffauth, webhooks
 
 log = logging.getLogger("followup.web")
@@ -60,6 +63,11 @@ def create_app(
         default=rt.settings.server.max_body_bytes,
         per_path={limits.INBOUND_EMAIL: rt.settings.sendgrid.inbound_max_bytes},
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own 422, with the echoed input made encodable: a JSON "\ud800" would otherwise be a 500."""
+        return JSONResponse({"detail": storable_json(jsonable_encoder(exc.errors()))}, status_code=422)
 
     app.include_router(api.router)
     app.include_router(webhooks.router)

@@ -160,8 +160,13 @@ class SenderLimits:
             decision = self.intake.take(client, self._now())
             if not decision.allowed:
                 await self._refused("intake", client, decision)
-                await _answer(send, 429, self._busy_page(), "text/html; charset=utf-8",
-                              {"retry-after": str(self.intake.retry_after)})
+                await _answer(
+                    send,
+                    429,
+                    self._busy_page(),
+                    "text/html; charset=utf-8",
+                    {"retry-after": str(self.intake.retry_after)},
+                )
                 return
             await self._allowed("intake", client, decision)
             await self.app(scope, receive, send)

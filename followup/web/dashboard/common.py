@@ -3,6 +3,7 @@ the signed-in staff member, the CSRF token, the navigation and strict security h
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from followup.runtime import Runtime
 from followup.services.alerting import Clock
@@ -36,6 +38,21 @@ DONE = {
     "channel": "Channel changed: scheduled messages moved.",
     "replied": "Reply sent through the SMS webhook, as if from the patient's phone.",
 }
+
+
+URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def linkify(text: str) -> Markup:
+    """Escape a message the service sent and make its links clickable (never used on patients' replies)."""
+    parts: list[Markup] = []
+    pos = 0
+    for found in URL.finditer(text):
+        url = escape(found.group(0))
+        parts += [escape(text[pos : found.start()]), Markup('<a href="{0}">{0}</a>').format(url)]
+        pos = found.end()
+    parts.append(escape(text[pos:]))
+    return Markup("").join(parts)
 
 
 def phone_demo_available(settings: Settings) -> bool:
@@ -89,6 +106,7 @@ def render(
             "local": local,
             "duration": duration,
             "clock_text": clock_text,
+            "linkify": linkify,
             "flash": DONE.get(done, ""),
             **context,
         },
