@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from followup.logging import setup_logging
 from followup.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from followup.runtime import Runtime
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -19,7 +23,7 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+def _runtime(settings: Settings) -> Runtime:
     from followup.runtime import StartupError, build_runtime
 
     try:

@@ -51,7 +51,7 @@ def load_keywords(path: Path) -> Keywords:
             key = normalise(w)
             if key in words:
                 raise ValueError(f"{path}: keyword {w!r} is listed twice")
-            words[key] = intent  # type: ignore[assignment]
+            words[key] = intent
     try:
         phrases = tuple(re.compile(p) for p in data.get("opt_out_phrases", {}).get("patterns", []))
     except re.error as exc:

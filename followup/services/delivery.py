@@ -62,7 +62,7 @@ def insert_once(s: Session, row: dict[str, Any]) -> bool:
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DeliveryEvent).values(**row)
     # RETURNING, not rowcount: psycopg reports -1 for this statement, which would count a duplicate as new.
-    inserted = s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(DeliveryEvent.id))
+    inserted = s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(col(DeliveryEvent.id)))
     return inserted.first() is not None
 
 
@@ -79,7 +79,7 @@ def advance(s: Session, message_id: int, status: str, now: datetime, error_code:
         values["lease_owner"] = None
         values["lease_until"] = None
     result = s.exec(
-        update(Message).where(Message.id == message_id, col(Message.status).in_(allowed)).values(**values)
+        update(Message).where(col(Message.id) == message_id, col(Message.status).in_(allowed)).values(**values)
     )
     return bool(result.rowcount)
 
@@ -117,7 +117,7 @@ def twilio_status(rt: Runtime, form: dict[str, str], message_id: int | None) -> 
         if not msg.provider_id and sid:
             s.exec(
                 update(Message)
-                .where(Message.id == msg.id, col(Message.provider_id).is_(None))
+                .where(col(Message.id) == msg.id, col(Message.provider_id).is_(None))
                 .values(provider_id=sid)
             )
         moved = advance(s, msg.id, status, now, code)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, or_, update
@@ -112,15 +113,15 @@ class Dispatcher:
         due = (
             select(Message.id)
             .where(Message.status == m.SCHEDULED, Message.due_at <= now)
-            .order_by(col(Message.urgent).desc(), Message.due_at)
+            .order_by(col(Message.urgent).desc(), col(Message.due_at))
             .limit(self.rt.settings.dispatch.batch_size)
             .with_for_update(skip_locked=True)
         )
         stmt = (
             update(Message)
-            .where(col(Message.id).in_(due.scalar_subquery()), Message.status == m.SCHEDULED)
+            .where(col(Message.id).in_(due.scalar_subquery()), col(Message.status) == m.SCHEDULED)
             .values(status=m.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
-            .returning(Message.id)
+            .returning(col(Message.id))
         )
         with self.rt.db.session() as s:
             ids = [row[0] for row in s.exec(stmt)]
@@ -307,7 +308,7 @@ class Dispatcher:
                     sent_rows,
                 )
             if finished:  # the closing message ends the program for patients who are simply active
-                s.exec(update(Patient).where(col(Patient.id).in_(finished), Patient.status == "active")
+                s.exec(update(Patient).where(col(Patient.id).in_(finished), col(Patient.status) == "active")
                        .values(status="completed", updated_at=now))
             s.commit()
 
@@ -326,7 +327,7 @@ class Dispatcher:
         # Take the stale rows over first, atomically and committed, as claim() does: another dispatcher recovering
         # at the same time must not also look them up, re-queue and send them a second time.
         is_stale = and_(
-            or_(Message.status == m.CLAIMED, Message.status == m.SENDING),
+            or_(col(Message.status) == m.CLAIMED, col(Message.status) == m.SENDING),
             col(Message.lease_until).is_not(None),
             col(Message.lease_until) < now,
         )
@@ -340,7 +341,7 @@ class Dispatcher:
             update(Message)
             .where(col(Message.id).in_(stale_ids.scalar_subquery()), is_stale)
             .values(lease_owner=self.owner, lease_until=lease)
-            .returning(Message.id)
+            .returning(col(Message.id))
         )
         with self.rt.db.session() as s:
             ids = [row[0] for row in s.exec(take)]
@@ -422,12 +423,12 @@ def _reschedule(msg: Message, when: datetime, reason: str) -> None:
     msg.lease_owner = msg.lease_until = None
 
 
-def _latest_answers(s: Session, pids: set[int | None]) -> dict[int, dict]:
+def _latest_answers(s: Session, pids: set[int]) -> dict[int, dict[str, Any]]:
     if not pids:
         return {}
     rows = s.exec(
         select(m.Triage.patient_id, m.Triage.answers)
         .where(col(m.Triage.patient_id).in_(pids))
-        .order_by(m.Triage.id)
+        .order_by(col(m.Triage.id))
     ).all()
-    return {pid: answers for pid, answers in rows}
+    return {pid: dict(answers) for pid, answers in rows}

@@ -246,7 +246,7 @@ def upcoming(s: Session, patient_id: int, limit: int = 100) -> list[ScheduledSte
     rows = s.exec(
         select(Message)
         .where(Message.patient_id == patient_id)
-        .order_by(Message.due_at, Message.id)
+        .order_by(col(Message.due_at), col(Message.id))
         .limit(limit)
     ).all()
     return [ScheduledStep(r.step_id or r.template, r.kind, r.channel, r.due_at, r.status) for r in rows]

@@ -106,7 +106,7 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
     failure rolls the row back to `received` for a later retry."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        taken = s.exec(update(Inbound).where(Inbound.id == inbound_id, Inbound.status == "received")
+        taken = s.exec(update(Inbound).where(col(Inbound.id) == inbound_id, col(Inbound.status) == "received")
                        .values(status="processing"))
         if not taken.rowcount:
             return Received(inbound_id, True)
@@ -136,11 +136,11 @@ def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), 
     now = rt.clock.now()
     with rt.db.session() as s:
         ids = s.exec(select(Inbound.id).where(Inbound.status == "received", Inbound.received_at < now - older_than)
-                     .order_by(Inbound.id).limit(limit)).all()
+                     .order_by(col(Inbound.id)).limit(limit)).all()
     done = 0
     for inbound_id in ids:
         try:
-            process(rt, int(inbound_id))
+            process(rt, int(inbound_id or 0))
             done += 1
         except Exception:
             log.exception("inbound %s still failing", inbound_id)
@@ -155,7 +155,7 @@ def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | No
         provider_key=reply.provider_key, channel=reply.channel, sender=reply.sender, body=body,
         subject=reply.subject, verdict={}, status="received", received_at=now,
         meta={**(reply.meta or {}), "reply_token": reply.reply_token, "provider_opt_out": reply.provider_opt_out})
-    row = s.exec(ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(Inbound.id)).first()
+    row = s.exec(ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(col(Inbound.id))).first()
     return int(row[0]) if row else None
 
 

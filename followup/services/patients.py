@@ -46,25 +46,25 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         if p is None:
             raise NotFound(f"patient {patient_id}")
         msgs = s.exec(
-            select(Message).where(Message.patient_id == patient_id).order_by(Message.due_at, Message.id)
+            select(Message).where(col(Message.patient_id) == patient_id).order_by(col(Message.due_at), col(Message.id))
         ).all()
         events = (
             s.exec(
                 select(DeliveryEvent)
                 .where(col(DeliveryEvent.message_id).in_([x.id for x in msgs]))
-                .order_by(DeliveryEvent.at)
+                .order_by(col(DeliveryEvent.at))
             ).all()
             if msgs
             else []
         )
         inbound = s.exec(
-            select(Inbound).where(Inbound.patient_id == patient_id).order_by(Inbound.received_at)
+            select(Inbound).where(col(Inbound.patient_id) == patient_id).order_by(col(Inbound.received_at))
         ).all()
         escalations = s.exec(
-            select(Escalation).where(Escalation.patient_id == patient_id).order_by(Escalation.id)
+            select(Escalation).where(col(Escalation.patient_id) == patient_id).order_by(col(Escalation.id))
         ).all()
-        triages = s.exec(select(Triage).where(Triage.patient_id == patient_id).order_by(Triage.id)).all()
-        consents = s.exec(select(Consent).where(Consent.patient_id == patient_id).order_by(Consent.at)).all()
+        triages = s.exec(select(Triage).where(col(Triage.patient_id) == patient_id).order_by(col(Triage.id))).all()
+        consents = s.exec(select(Consent).where(col(Consent.patient_id) == patient_id).order_by(col(Consent.at))).all()
     by_msg: dict[int, list[dict[str, Any]]] = {}
     for e in events:
         by_msg.setdefault(e.message_id or 0, []).append(
@@ -153,7 +153,7 @@ def next_scheduled(rt: Runtime, limit: int) -> list[Message]:
     with rt.db.session() as s:
         return list(
             s.exec(
-                select(Message).where(Message.status == m.SCHEDULED).order_by(Message.due_at).limit(limit)
+                select(Message).where(col(Message.status) == m.SCHEDULED).order_by(col(Message.due_at)).limit(limit)
             ).all()
         )
 

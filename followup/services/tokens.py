@@ -55,4 +55,4 @@ def revoke_token(rt: Runtime, token_id: int) -> bool:
 
 def list_tokens(rt: Runtime) -> list[ApiToken]:
     with rt.db.session() as s:
-        return list(s.exec(select(ApiToken).order_by(ApiToken.id)).all())
+        return list(s.exec(select(ApiToken).order_by(col(ApiToken.id))).all())

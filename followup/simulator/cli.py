@@ -31,7 +31,8 @@ def run_simulate_command(
     """Returns the exit status: 0 when every invariant is zero, 1 otherwise."""
     import logging
 
-    for name in ("followup", "alembic"):  # a line per dispatcher pass would drown the progress bar
+    quiet = {name: logging.getLogger(name).level for name in ("followup", "alembic")}
+    for name in quiet:  # a line per dispatcher pass would drown the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
     from datetime import timedelta
 
@@ -71,6 +72,8 @@ def run_simulate_command(
     finally:
         if bar is not None:
             bar.close()
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=False, default=str))
     else:

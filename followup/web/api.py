@@ -53,7 +53,7 @@ def triage(body: TriageIn, rt: RuntimeDep, tok: TokenDep) -> Any:
     return TriageOut(
         patient_id=result.patient_id,
         triage_id=result.triage_id,
-        disposition=result.disposition,  # type: ignore[arg-type]
+        disposition=result.disposition,
         created=result.created,
         escalation_id=result.escalation_id,
         red_flags=result.red_flags,

@@ -15,7 +15,8 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `followup token
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    rt: Runtime = request.app.state.runtime
+    return rt
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

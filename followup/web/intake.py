@@ -120,7 +120,7 @@ async def intake_submit(request: Request, rt: RuntimeDep) -> HTMLResponse:
             {"form": "This form expired. Please check your answers and send it again."},
         )
     data, errors = _parse(form, values)
-    if errors:
+    if errors or data is None:
         return _render(request, rt, 422, values, errors)
     try:
         result = await run_in_threadpool(submit_triage, rt, data, source="intake", actor="intake")
