@@ -81,12 +81,30 @@ def _from_raw(raw: str, reply_domain: str, attachments: list[dict[str, Any]]) ->
         elif part.get_content_type() == "text/html" and not html:
             html = str(content)
     recipients = [a for _, a in getaddresses([str(msg.get("To", "")), str(msg.get("Cc", ""))])]
-    return _reply(sender, str(msg.get("Subject", ""))[:500], text, html, recipients,
-                  str(msg.get("Message-ID", "")).strip(), reply_domain, attachments, "raw")
+    return _reply(
+        sender,
+        str(msg.get("Subject", ""))[:500],
+        text,
+        html,
+        recipients,
+        str(msg.get("Message-ID", "")).strip(),
+        reply_domain,
+        attachments,
+        "raw",
+    )
 
 
-def _reply(sender: str, subject: str, text: str, html: str, recipients: list[str], message_id: str,
-           reply_domain: str, attachments: list[dict[str, Any]], mode: str) -> Reply:
+def _reply(
+    sender: str,
+    subject: str,
+    text: str,
+    html: str,
+    recipients: list[str],
+    message_id: str,
+    reply_domain: str,
+    attachments: list[dict[str, Any]],
+    mode: str,
+) -> Reply:
     body_source = text if text.strip() else html_to_text(html) if html.strip() else ""
     body = extract_reply(body_source) if body_source.strip() else ""
     token = None
@@ -98,10 +116,22 @@ def _reply(sender: str, subject: str, text: str, html: str, recipients: list[str
     if not message_id:
         digest = hashlib.sha256(f"{sender}\n{subject}\n{text}\n{html}".encode("utf-8", "replace")).hexdigest()
         message_id = f"sha256:{digest[:40]}"
-    meta = {"mode": mode, "attachments": attachments[:20], "attachment_count": len(attachments),
-            "html_only": not text.strip() and bool(html.strip()), "chars": len(body_source)}
-    return Reply(channel="email", provider_key=f"email:{message_id[:300]}", sender=sender, body=body,
-                 subject=subject or None, reply_token=token, meta=meta)
+    meta = {
+        "mode": mode,
+        "attachments": attachments[:20],
+        "attachment_count": len(attachments),
+        "html_only": not text.strip() and bool(html.strip()),
+        "chars": len(body_source),
+    }
+    return Reply(
+        channel="email",
+        provider_key=f"email:{message_id[:300]}",
+        sender=sender,
+        body=body,
+        subject=subject or None,
+        reply_token=token,
+        meta=meta,
+    )
 
 
 def _address(raw: str) -> str:

@@ -27,9 +27,7 @@ class IntakeRules:
         found = [f for f in self.flags if data.get(f.answer) is True]
         if answers.onset_weeks >= self.persisting_weeks:
             found.append(
-                IntakeFlag(
-                    "onset_weeks", self.persisting_criterion, f"twitching for {answers.onset_weeks:g} weeks"
-                )
+                IntakeFlag("onset_weeks", self.persisting_criterion, f"twitching for {answers.onset_weeks:g} weeks")
             )
         return found
 
@@ -45,6 +43,4 @@ def load_intake_rules(path: Path) -> IntakeRules:
             raise ValueError(f'{path}: answers.{answer}: needs criterion = "<red-flag id>"')
         flags.append(IntakeFlag(answer, str(spec["criterion"]), str(spec.get("evidence", answer))))
     dur = data.get("duration", {})
-    return IntakeRules(
-        tuple(flags), float(dur.get("persisting_weeks", 4)), str(dur.get("criterion", "persisting"))
-    )
+    return IntakeRules(tuple(flags), float(dur.get("persisting_weeks", 4)), str(dur.get("criterion", "persisting")))

@@ -123,9 +123,7 @@ def _tidy(text: str) -> str:
     return "\n".join(out)
 
 
-def sample_context(
-    clinic_name: str = "Achilles Neurology Clinic", clinic_phone: str = "+1 310 555 0100"
-) -> dict:
+def sample_context(clinic_name: str = "Achilles Neurology Clinic", clinic_phone: str = "+1 310 555 0100") -> dict:
     """Data to render every template with: long enough names to catch overlong SMS."""
     return {
         "patient": {"first_name": "Maximiliano", "language": "en"},
@@ -195,9 +193,7 @@ def check_all(templates: Templates, context: dict[str, Any] | None = None) -> li
         problem = None
         enc, n = "-", 0
         try:
-            r = templates.render(
-                name, channel, lang, {**ctx, "patient": {**ctx["patient"], "language": lang}}
-            )
+            r = templates.render(name, channel, lang, {**ctx, "patient": {**ctx["patient"], "language": lang}})
             if channel == "sms":
                 enc, n = r.segments
                 if n > MAX_SEGMENTS:

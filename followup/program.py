@@ -118,9 +118,7 @@ def load_program(path: Path, fields: dict[str, type]) -> Program:
         seen.add(steps[-1].id)
     if not steps:
         raise ProgramError(f"{path}: no [[steps]]")
-    return Program(
-        id=str(meta.get("id", path.stem)), name=str(meta.get("name", path.stem)), steps=tuple(steps)
-    )
+    return Program(id=str(meta.get("id", path.stem)), name=str(meta.get("name", path.stem)), steps=tuple(steps))
 
 
 def _step(raw: dict[str, Any], fields: dict[str, type]) -> Step:

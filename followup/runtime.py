@@ -39,9 +39,7 @@ class Runtime:
     intake: IntakeRules
     transports: dict[str, Transport]
     links: Links
-    wake_dispatcher: list = field(
-        default_factory=list
-    )  # callables run after a commit that queued urgent sends
+    wake_dispatcher: list = field(default_factory=list)  # callables run after a commit that queued urgent sends
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -102,8 +100,9 @@ def build_runtime(
         raise StartupError(str(exc)) from exc
     unknown = sorted(({f.criterion for f in intake.flags} | {intake.persisting_criterion}) - known)
     if unknown:
-        raise StartupError(f"{settings.clinic.intake_rules}: criteria not in {settings.clinic.red_flags}: "
-                           + ", ".join(unknown))
+        raise StartupError(
+            f"{settings.clinic.intake_rules}: criteria not in {settings.clinic.red_flags}: " + ", ".join(unknown)
+        )
     return Runtime(
         settings=settings,
         db=db or Database(settings.database.url),

@@ -48,9 +48,7 @@ class Answers(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     onset_weeks: float = Field(ge=0, le=1040, description="How long the twitching has lasted, in weeks")
-    locations: list[Location] = Field(
-        default_factory=list, max_length=12, description="Where the twitching is"
-    )
+    locations: list[Location] = Field(default_factory=list, max_length=12, description="Where the twitching is")
     weakness: bool = Field(description="Any muscle weakness or loss of strength")
     atrophy: bool = Field(description="Visible muscle wasting or thinning")
     daily_activities: bool = Field(description="Trouble with walking, stairs, lifting, writing, buttons")
@@ -73,9 +71,7 @@ class Answers(BaseModel):
     @classmethod
     def _plural(cls, v: Any) -> Any:
         if isinstance(v, list):
-            return [
-                _PLURALS.get(x.strip().lower(), x.strip().lower()) if isinstance(x, str) else x for x in v
-            ]
+            return [_PLURALS.get(x.strip().lower(), x.strip().lower()) if isinstance(x, str) else x for x in v]
         return v
 
     def for_program(self) -> dict[str, Any]:

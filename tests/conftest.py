@@ -94,7 +94,7 @@ def make_settings(db_url: str, **sections: dict) -> Settings:
             "program": ROOT / "clinic/program.toml",
             "red_flags": ROOT / "clinic/red_flags.toml",
             "intake_rules": ROOT / "clinic/intake.toml",
-                "keywords": ROOT / "clinic/keywords.toml",
+            "keywords": ROOT / "clinic/keywords.toml",
             "templates": ROOT / "templates",
             "oncall_sms": ["+13105550199"],
             "oncall_email": ["oncall@clinic.example"],

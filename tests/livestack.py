@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-
 from conftest import make_settings
+
 from followup.fakeprovider import (
     DEV_SENDGRID_API_KEY,
     DEV_TWILIO_ACCOUNT_SID,
@@ -76,16 +76,22 @@ def live_stack(db_url: str, **overrides: dict[str, Any]) -> Iterator[Live]:
     fake = FakeProvider(events_url=f"{base}/webhooks/sendgrid/events").start()
     settings = make_settings(db_url).with_overrides(
         server={"public_url": base},
-        twilio={"account_sid": DEV_TWILIO_ACCOUNT_SID, "auth_token": DEV_TWILIO_AUTH_TOKEN,
-                "from_number": CLINIC_NUMBER, "api_base": fake.url, "timeout_seconds": 5.0},
+        twilio={
+            "account_sid": DEV_TWILIO_ACCOUNT_SID,
+            "auth_token": DEV_TWILIO_AUTH_TOKEN,
+            "from_number": CLINIC_NUMBER,
+            "api_base": fake.url,
+            "timeout_seconds": 5.0,
+        },
         sendgrid={"api_key": DEV_SENDGRID_API_KEY, "api_base": fake.url, "inbound_password": INBOUND_PASSWORD},
         dispatch={"interval_seconds": 0.2, "per_sender_per_second": 1000.0},
     )
     if overrides:
         settings = settings.with_overrides(**overrides)
     rt = build_runtime(settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     eventually(lambda: server.started, what="the app to start")

@@ -128,8 +128,11 @@ def stack(db_url: str) -> Iterator[Stack]:
 
 def db_message(rt: Runtime, pid: int, step: str, channel: str = "sms") -> m.Message:
     with rt.db.session() as s:
-        return s.exec(select(m.Message).where(m.Message.patient_id == pid, m.Message.step_id == step,
-                                              m.Message.channel == channel)).one()
+        return s.exec(
+            select(m.Message).where(
+                m.Message.patient_id == pid, m.Message.step_id == step, m.Message.channel == channel
+            )
+        ).one()
 
 
 def test_sms_welcome_reaches_twilio_and_delivery_comes_back(stack: Stack) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from conftest import triage_body
 from livestack import INBOUND_PASSWORD, Live, eventually, live_stack
 
@@ -63,10 +62,20 @@ def test_email_reply_quoting_question_raises_nothing(live: Live) -> None:
     """An email reply 'Feeling much better' above the clinic's quoted question raises nothing."""
     enroll(live, channel="email")
     auth = base64.b64encode(f"sendgrid:{INBOUND_PASSWORD}".encode()).decode()
-    body = ("Feeling much better\n\nOn Mon, Nov 30, 2026 at 9:00 AM Clinic <followup@clinic.example> wrote:\n"
-            "> Any new weakness, trouble speaking, swallowing or breathing?")
-    r = httpx.post(f"{live.base}/webhooks/sendgrid/inbound", headers={"Authorization": f"Basic {auth}"},
-                   data={"from": "Ana <ana@example.org>", "to": "followup@clinic.example", "subject": "Re: check-in",
-                         "text": body, "headers": "Message-ID: <e2e-1@example.org>\n"})
+    body = (
+        "Feeling much better\n\nOn Mon, Nov 30, 2026 at 9:00 AM Clinic <followup@clinic.example> wrote:\n"
+        "> Any new weakness, trouble speaking, swallowing or breathing?"
+    )
+    r = httpx.post(
+        f"{live.base}/webhooks/sendgrid/inbound",
+        headers={"Authorization": f"Basic {auth}"},
+        data={
+            "from": "Ana <ana@example.org>",
+            "to": "followup@clinic.example",
+            "subject": "Re: check-in",
+            "text": body,
+            "headers": "Message-ID: <e2e-1@example.org>\n",
+        },
+    )
     assert r.status_code == 200, r.text
     assert live.api.get("/api/escalations").json() == []

@@ -30,13 +30,22 @@ class Phone:
 
     def send(self, body: str, sid: str | None = None, sender: str = PHONE, **extra: str) -> Any:
         self.n += 1
-        form = {"MessageSid": sid or f"SM{self.n:032x}", "AccountSid": "AC1", "From": sender, "To": "+13105550100",
-                "Body": body, "NumMedia": "0", **extra}
+        form = {
+            "MessageSid": sid or f"SM{self.n:032x}",
+            "AccountSid": "AC1",
+            "From": sender,
+            "To": "+13105550100",
+            "Body": body,
+            "NumMedia": "0",
+            **extra,
+        }
         url = self.rt.settings.server.public_url + "/webhooks/twilio/sms"
         sig = sign_twilio(url, form, TOKEN)
-        return self.client.post("/webhooks/twilio/sms", content=urlencode(form),
-                                headers={"X-Twilio-Signature": sig,
-                                         "Content-Type": "application/x-www-form-urlencoded"})
+        return self.client.post(
+            "/webhooks/twilio/sms",
+            content=urlencode(form),
+            headers={"X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"},
+        )
 
 
 @pytest.fixture
@@ -62,8 +71,9 @@ def escalations(rt: Runtime) -> list[Escalation]:
         return list(s.exec(select(Escalation)).all())
 
 
-def test_red_flag_reply_opens_escalation_with_evidence(phone: Phone, rt: Runtime, enrolled: int,
-                                                       transports: dict[str, RecordingTransport]) -> None:
+def test_red_flag_reply_opens_escalation_with_evidence(
+    phone: Phone, rt: Runtime, enrolled: int, transports: dict[str, RecordingTransport]
+) -> None:
     """'my right hand is getting weaker' opens an escalation, books the patient and alerts the on-call list."""
     r = phone.send("my right hand is getting weaker")
     assert r.status_code == 200 and "<Response" in r.text
@@ -105,8 +115,9 @@ def test_emergency_upgrade_alerts_again(phone: Phone, rt: Runtime, enrolled: int
     assert count(rt, Message, Message.template == "escalation_emergency") == 1
 
 
-def test_emergency_ignores_quiet_hours(phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock,
-                                       transports: dict[str, RecordingTransport]) -> None:
+def test_emergency_ignores_quiet_hours(
+    phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
     """At 23:00 local time an emergency answer goes out at once; a tip due then waits."""
     clock.advance(timedelta(hours=13))  # 23:00 in Los Angeles
     before = len(transports["sms"].sent)
@@ -116,8 +127,9 @@ def test_emergency_ignores_quiet_hours(phone: Phone, rt: Runtime, enrolled: int,
     assert any(m.to == PHONE and "911" in m.body for m in sent)
 
 
-def test_self_harm_reply_gets_crisis_line(phone: Phone, rt: Runtime, enrolled: int,
-                                          transports: dict[str, RecordingTransport]) -> None:
+def test_self_harm_reply_gets_crisis_line(
+    phone: Phone, rt: Runtime, enrolled: int, transports: dict[str, RecordingTransport]
+) -> None:
     """Self-harm language is an emergency answered with the 988 crisis line."""
     phone.send("I think I'm going to hurt myself")
     Dispatcher(rt).run_once()
@@ -138,8 +150,9 @@ def test_self_harm_reply_gets_crisis_line(phone: Phone, rt: Runtime, enrolled: i
     ],
     ids=["stop", "stop-dot", "stop-thanks", "phrase", "stop-collision", "help-collision", "help", "benign"],
 )
-def test_keywords_and_collisions(phone: Phone, rt: Runtime, enrolled: int, body: str, intent: str, sms_state: str,
-                                 escalated: bool) -> None:
+def test_keywords_and_collisions(
+    phone: Phone, rt: Runtime, enrolled: int, body: str, intent: str, sms_state: str, escalated: bool
+) -> None:
     """Keywords act only when they are the message; red-flag detection always comes first."""
     phone.send(body)
     with rt.db.session() as s:
@@ -150,8 +163,9 @@ def test_keywords_and_collisions(phone: Phone, rt: Runtime, enrolled: int, body:
     assert bool(escalations(rt)) is escalated
 
 
-def test_stop_then_start(phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock,
-                         transports: dict[str, RecordingTransport]) -> None:
+def test_stop_then_start(
+    phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
     """STOP opts out (later tips are not sent), START opts back in, and both are in the consent ledger."""
     phone.send("STOP")
     Dispatcher(rt).run_once()
@@ -196,8 +210,9 @@ def test_forged_signature_stores_nothing(client: TestClient, rt: Runtime, enroll
     assert count(rt, Inbound) == 0
 
 
-def test_tips_pause_while_escalated_checkins_continue(phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock,
-                                                      transports: dict[str, RecordingTransport]) -> None:
+def test_tips_pause_while_escalated_checkins_continue(
+    phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
     """With an escalation open, tips wait while check-ins still go out."""
     phone.send("my leg is weaker")
     Dispatcher(rt).run_once()
@@ -226,9 +241,9 @@ def test_bare_yes_without_question_is_not_escalated(phone: Phone, rt: Runtime, e
 
 
 @pytest.mark.parametrize(("weeks_after", "escalates"), [(1, False), (5, True)], ids=["week-1", "week-5"])
-def test_persisting_twitching_depends_on_time_since_onset(phone: Phone, rt: Runtime, enrolled: int,
-                                                          clock: FakeClock, weeks_after: int,
-                                                          escalates: bool) -> None:
+def test_persisting_twitching_depends_on_time_since_onset(
+    phone: Phone, rt: Runtime, enrolled: int, clock: FakeClock, weeks_after: int, escalates: bool
+) -> None:
     """'still twitching' escalates four or more weeks after onset, not in week one (onset 2 weeks at triage)."""
     clock.advance(timedelta(weeks=weeks_after))
     phone.send("still twitching, no change")
@@ -244,8 +259,9 @@ def test_verdict_is_stored_with_the_reply(phone: Phone, rt: Runtime, enrolled: i
     assert inbound.verdict["suppressed"] and all("reason" in x for x in inbound.verdict["suppressed"])
 
 
-@pytest.mark.parametrize("body", ["", "🙂🙂🙂", "x" * 10_000, "<script>alert(1)</script>"],
-                         ids=["empty", "emoji", "long", "script"])
+@pytest.mark.parametrize(
+    "body", ["", "🙂🙂🙂", "x" * 10_000, "<script>alert(1)</script>"], ids=["empty", "emoji", "long", "script"]
+)
 def test_odd_bodies_are_stored_and_answered(phone: Phone, rt: Runtime, enrolled: int, body: str) -> None:
     """Empty, emoji-only, very long and HTML bodies get a 200 and are kept."""
     assert phone.send(body).status_code == 200

@@ -20,8 +20,10 @@ from followup.web.app import create_app
 
 PASSWORD = "inbound-secret"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"sendgrid:{PASSWORD}".encode()).decode()}
-QUOTED = ("Feeling much better\n\nOn Mon, Nov 30, 2026 at 9:00 AM Clinic <followup@clinic.example> wrote:\n"
-          "> Any new weakness, trouble speaking, swallowing or breathing?\n> Reply 1 for weakness")
+QUOTED = (
+    "Feeling much better\n\nOn Mon, Nov 30, 2026 at 9:00 AM Clinic <followup@clinic.example> wrote:\n"
+    "> Any new weakness, trouble speaking, swallowing or breathing?\n> Reply 1 for weakness"
+)
 
 
 @pytest.fixture
@@ -47,16 +49,29 @@ def patient(client: TestClient, auth: dict[str, str], rt: Runtime) -> Patient:
 
 
 def post(client: TestClient, fields: dict[str, str], files: Any = None, headers: dict[str, str] | None = None) -> Any:
-    return client.post("/webhooks/sendgrid/inbound", data=fields, files=files,
-                       headers=AUTH if headers is None else headers)
+    return client.post(
+        "/webhooks/sendgrid/inbound", data=fields, files=files, headers=AUTH if headers is None else headers
+    )
 
 
-def mail(text: str, sender: str = "Ana Diaz <ana@example.org>", to: str = "followup@clinic.example",
-         message_id: str = "<m1@example.org>", **extra: str) -> dict[str, str]:
+def mail(
+    text: str,
+    sender: str = "Ana Diaz <ana@example.org>",
+    to: str = "followup@clinic.example",
+    message_id: str = "<m1@example.org>",
+    **extra: str,
+) -> dict[str, str]:
     headers = f"Message-ID: {message_id}\nFrom: {sender}\nTo: {to}\nSubject: Re: check-in\n"
-    return {"from": sender, "to": to, "subject": "Re: check-in", "text": text, "headers": headers,
-            "envelope": json.dumps({"to": [to], "from": "ana@example.org"}), "charsets": '{"text": "utf-8"}',
-            **extra}
+    return {
+        "from": sender,
+        "to": to,
+        "subject": "Re: check-in",
+        "text": text,
+        "headers": headers,
+        "envelope": json.dumps({"to": [to], "from": "ana@example.org"}),
+        "charsets": '{"text": "utf-8"}',
+        **extra,
+    }
 
 
 def escalations(rt: Runtime) -> list[Escalation]:
@@ -98,8 +113,11 @@ def test_duplicate_message_id_is_processed_once(client: TestClient, rt: Runtime,
     assert len(escalations(rt)) == 1
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic " + base64.b64encode(b"sendgrid:wrong").decode()}],
-                         ids=["missing", "wrong"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic " + base64.b64encode(b"sendgrid:wrong").decode()}],
+    ids=["missing", "wrong"],
+)
 def test_credentials_required(client: TestClient, rt: Runtime, patient: Patient, headers: dict[str, str]) -> None:
     """Without the configured credentials the post is refused and nothing is stored."""
     assert post(client, mail("my leg is weaker"), headers=headers).status_code == 401
@@ -138,8 +156,11 @@ def test_latin1_charset_is_decoded(client: TestClient, rt: Runtime, patient: Pat
 
 def test_oversized_body_refused_before_reading(client: TestClient, rt: Runtime, patient: Patient) -> None:
     """A body above the inbound limit gets 413."""
-    r = client.post("/webhooks/sendgrid/inbound", content=b"x" * (rt.settings.sendgrid.inbound_max_bytes + 1),
-                    headers={**AUTH, "Content-Type": "multipart/form-data; boundary=x"})
+    r = client.post(
+        "/webhooks/sendgrid/inbound",
+        content=b"x" * (rt.settings.sendgrid.inbound_max_bytes + 1),
+        headers={**AUTH, "Content-Type": "multipart/form-data; boundary=x"},
+    )
     assert r.status_code == 413
 
 

@@ -12,9 +12,7 @@ def first_name(name: str) -> str:
     return name.split()[0] if name.split() else name
 
 
-def message_context(
-    rt: Runtime, msg: Message, patient: Patient | None, answers: dict[str, Any]
-) -> dict[str, Any]:
+def message_context(rt: Runtime, msg: Message, patient: Patient | None, answers: dict[str, Any]) -> dict[str, Any]:
     clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
     ctx: dict[str, Any] = {"clinic": clinic}
     if patient is not None:

@@ -106,8 +106,7 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
             _cancel_program(s, patient.id, now, "red flag at triage")
             level, tier = _level_and_tier(rt, [f.criterion for f in flags])
             evidence = [
-                {"text": f.evidence, "criterion": f.criterion, "source": f"triage.answers.{f.answer}"}
-                for f in flags
+                {"text": f.evidence, "criterion": f.criterion, "source": f"triage.answers.{f.answer}"} for f in flags
             ]
             esc, _ = escalate(
                 rt,
@@ -158,11 +157,7 @@ def _record_consent(
     text = data.consent_text or DEFAULT_CONSENT_TEXT
     for channel, address in (("sms", phone), ("email", email)):
         if address:
-            s.add(
-                Consent(
-                    patient_id=patient.id, channel=channel, action="opt_in", source=source, text=text, at=now
-                )
-            )
+            s.add(Consent(patient_id=patient.id, channel=channel, action="opt_in", source=source, text=text, at=now))
     if phone and patient.sms_state == "opted_out":
         patient.sms_state = "ok"  # a fresh, explicit consent at triage opts back in
     if email and patient.email_state == "opted_out":
@@ -191,9 +186,7 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
     existing = {
         msg.dedupe_key: msg
         for msg in s.exec(
-            select(Message).where(
-                Message.patient_id == patient.id, col(Message.dedupe_key).startswith(prefix)
-            )
+            select(Message).where(Message.patient_id == patient.id, col(Message.dedupe_key).startswith(prefix))
         )
     }
     wanted = {prefix + st.id: st for st in rt.program.steps_for(data.answers.for_program())}

@@ -113,9 +113,7 @@ def _tell_patient(
         context = {"booking_url": rt.links.booking(esc.id)}
     chosen = _reachable_channel(patient, channel)
     if chosen is None:
-        audit.record(
-            s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id
-        )
+        audit.record(s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id)
         return
     queue(
         s,

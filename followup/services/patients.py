@@ -21,9 +21,7 @@ class Conflict(ValueError):
     pass
 
 
-def search(
-    rt: Runtime, q: str | None, status: str | None, limit: int, offset: int
-) -> tuple[int, list[Patient]]:
+def search(rt: Runtime, q: str | None, status: str | None, limit: int, offset: int) -> tuple[int, list[Patient]]:
     with rt.db.session() as s:
         stmt = select(Patient)
         if q:
@@ -67,9 +65,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         consents = s.exec(select(Consent).where(col(Consent.patient_id) == patient_id).order_by(col(Consent.at))).all()
     by_msg: dict[int, list[dict[str, Any]]] = {}
     for e in events:
-        by_msg.setdefault(e.message_id or 0, []).append(
-            {"status": e.status, "at": e.at, "error_code": e.error_code}
-        )
+        by_msg.setdefault(e.message_id or 0, []).append({"status": e.status, "at": e.at, "error_code": e.error_code})
     timeline: list[dict[str, Any]] = []
     for x in msgs:
         if x.status in m.OPEN_STATES:
@@ -140,9 +136,7 @@ def change_status(rt: Runtime, patient_id: int, action: str, actor: str) -> Pati
             target = "escalated" if has_open else "active"
         p.status, p.updated_at = target, now
         if action == "unenroll":
-            for msg in s.exec(
-                select(Message).where(Message.patient_id == patient_id, Message.status == m.SCHEDULED)
-            ):
+            for msg in s.exec(select(Message).where(Message.patient_id == patient_id, Message.status == m.SCHEDULED)):
                 msg.status, msg.reason, msg.updated_at = m.CANCELLED, f"unenrolled by {actor}", now
         audit.record(s, now, actor, f"patient.{action}", f"patient:{patient_id}", was=before)
         s.commit()
@@ -181,9 +175,7 @@ ESC_TRANSITIONS = {
 }
 
 
-def change_escalation(
-    rt: Runtime, escalation_id: int, action: str, actor: str, note: str | None = None
-) -> Escalation:
+def change_escalation(rt: Runtime, escalation_id: int, action: str, actor: str, note: str | None = None) -> Escalation:
     allowed, target = ESC_TRANSITIONS[action]
     now = rt.clock.now()
     with rt.db.session() as s:

@@ -32,9 +32,22 @@ def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, 
         set_channel_state(rt, s, patient, "sms", "invalid", f"provider_{err.code}", now)
         if patient.channel == "email" and msg.kind in RESEND_ON_NEW_CHANNEL:
             # The safety net (welcome) and escalation advice must still reach the patient: send them by email.
-            queue(s, rt.settings, now=now, dedupe_key=f"{msg.dedupe_key}:email", channel="email", kind=msg.kind,
-                  template=msg.template, due_at=now, patient_id=patient.id, urgent=msg.urgent, step_id=msg.step_id,
-                  question_id=msg.question_id, escalation_id=msg.escalation_id, context=msg.context)
+            queue(
+                s,
+                rt.settings,
+                now=now,
+                dedupe_key=f"{msg.dedupe_key}:email",
+                channel="email",
+                kind=msg.kind,
+                template=msg.template,
+                due_at=now,
+                patient_id=patient.id,
+                urgent=msg.urgent,
+                step_id=msg.step_id,
+                question_id=msg.question_id,
+                escalation_id=msg.escalation_id,
+                context=msg.context,
+            )
 
 
 def set_channel_state(

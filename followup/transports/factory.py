@@ -28,9 +28,7 @@ def build_transports(settings: Settings, outbox_dir: Path = Path("var/outbox")) 
         sms = Outbox("sms", outbox_dir / "sms.jsonl", sender=settings.twilio.from_number or "outbox")
     if settings.sendgrid_configured:
         g = settings.sendgrid
-        email = SendgridEmail(
-            g.api_key, g.from_email, g.from_name, api_base=g.api_base, timeout=g.timeout_seconds
-        )
+        email = SendgridEmail(g.api_key, g.from_email, g.from_name, api_base=g.api_base, timeout=g.timeout_seconds)
     else:
         email = Outbox("email", outbox_dir / "email.jsonl", sender=settings.sendgrid.from_email)
     return {"sms": sms, "email": email}

@@ -66,9 +66,7 @@ class SendgridEmail:
             ambiguous = isinstance(exc.reason, TimeoutError | socket.timeout)
             raise RetryableSendError("sendgrid unreachable", ambiguous=ambiguous) from exc
         except OSError as exc:
-            raise RetryableSendError(
-                f"sendgrid connection error: {type(exc).__name__}", ambiguous=True
-            ) from exc
+            raise RetryableSendError(f"sendgrid connection error: {type(exc).__name__}", ambiguous=True) from exc
         headers = response.headers
         provider_id = (headers.get("X-Message-Id") if headers is not None else None) or ""
         return Sent(provider_id=str(provider_id))
@@ -89,6 +87,7 @@ def _translate(exc: http_errors.HTTPError) -> RetryableSendError | PermanentSend
             retry_after = None
         return RetryableSendError(reason, code=str(status), retry_after=retry_after)
     if status in (401, 403):  # our API key, not the message: hold and retry slowly while someone fixes it
-        return RetryableSendError(f"{reason}: API key refused; check sendgrid settings", code=str(status),
-                                  retry_after=600.0)
+        return RetryableSendError(
+            f"{reason}: API key refused; check sendgrid settings", code=str(status), retry_after=600.0
+        )
     return PermanentSendError(reason, code=str(status))

@@ -62,9 +62,7 @@ class TwilioSms:
         except (requests.ConnectionError, requests.Timeout) as exc:
             # A read timeout may come after Twilio accepted the message: reconcile before any retry.
             ambiguous = not isinstance(exc, requests.ConnectTimeout)
-            raise RetryableSendError(
-                f"twilio unreachable: {type(exc).__name__}", ambiguous=ambiguous
-            ) from exc
+            raise RetryableSendError(f"twilio unreachable: {type(exc).__name__}", ambiguous=ambiguous) from exc
         except TwilioException as exc:
             raise RetryableSendError(f"twilio error: {type(exc).__name__}") from exc
         return Sent(provider_id=str(created.sid))
@@ -93,8 +91,11 @@ def _translate(exc: TwilioRestException, client: Client) -> RetryableSendError |
     if status == 429 or status >= 500 or code in RETRYABLE_CODES:
         return RetryableSendError(reason, code=code or str(status), retry_after=_retry_after(client))
     if status in (401, 403):  # our credentials, not the message: hold and retry slowly while someone fixes them
-        return RetryableSendError(f"{reason}: credentials refused; check twilio settings", code=code or str(status),
-                                  retry_after=AUTH_RETRY_SECONDS)
+        return RetryableSendError(
+            f"{reason}: credentials refused; check twilio settings",
+            code=code or str(status),
+            retry_after=AUTH_RETRY_SECONDS,
+        )
     return PermanentSendError(reason, code=code or str(status))
 
 

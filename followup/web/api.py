@@ -20,9 +20,7 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def input_error(exc: InputError) -> HTTPException:
-    return HTTPException(
-        422, [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]
-    )
+    return HTTPException(422, [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}])
 
 
 class StepOut(BaseModel):

@@ -19,17 +19,14 @@ from followup.web.deps import RuntimeDep
 
 router = APIRouter(tags=["intake"])
 pages = Jinja2Templates(directory=str(Path(__file__).parent / "pages"))
-ZONES = sorted(
-    z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/"))
-)
+ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/")))
 
 YES_NO = [
     ("weakness", "Have you noticed any muscle weakness or loss of strength?"),
     ("atrophy", "Does any muscle look smaller or thinner than before (wasting)?"),
     (
         "daily_activities",
-        "Any new trouble with daily activities: walking, climbing stairs, lifting, writing, "
-        "buttoning, opening jars?",
+        "Any new trouble with daily activities: walking, climbing stairs, lifting, writing, buttoning, opening jars?",
     ),
     ("speech_swallowing", "Any trouble speaking or swallowing?"),
     ("breathing", "Any trouble breathing?"),
