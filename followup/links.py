@@ -47,7 +47,7 @@ class Links:
         return value if isinstance(value, int) else None
 
     def escalation(self, escalation_id: int) -> str:
-        return f"{self.base}/api/escalations/{escalation_id}"
+        return f"{self.base}/dashboard/escalations/{escalation_id}"
 
     def patient(self, patient_id: int) -> str:
-        return f"{self.base}/api/patients/{patient_id}"
+        return f"{self.base}/dashboard/patients/{patient_id}"

@@ -71,7 +71,6 @@ class ClinicSettings(_Section):
     default_region: str = "US"
     oncall_sms: list[str] = []
     oncall_email: list[str] = []
-    booking_url: str = ""
     program: Path = Path("clinic/program.toml")
     red_flags: Path = Path("clinic/red_flags.toml")
     intake_rules: Path = Path("clinic/intake.toml")

@@ -19,6 +19,7 @@ from followup.services.alerting import contact_tiers, realert_due, run_realerts,
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
 from followup.services.escalation import escalate
+from followup.services.overview import escalation_queue
 from followup.services.patients import change_escalation
 from followup.settings import Settings
 from followup.transports.recording import RecordingTransport
@@ -182,7 +183,7 @@ def test_urgent_waits_its_own_sla_and_routine_is_never_realerted(rt: Runtime, cl
 
 
 def test_upgrade_restarts_the_clock_from_the_new_alert(rt: Runtime, clock: FakeClock) -> None:
-    """An escalation that moved up a tier was alerted then: the next re-alert counts from that alert."""
+    """An escalation that moved up a tier was alerted then: its clock and the next re-alert count from there."""
     open_escalation(rt, "urgent")
     clock.advance(timedelta(hours=1))
     with rt.db.session() as s:
@@ -199,6 +200,9 @@ def test_upgrade_restarts_the_clock_from_the_new_alert(rt: Runtime, clock: FakeC
             now=clock.now(),
         )
         s.commit()
+    upgraded_at = clock.now()
+    (item,) = escalation_queue(rt)
+    assert item.clock.due_at == upgraded_at + timedelta(minutes=15)  # the dashboard's clock restarts too
     clock.advance(timedelta(minutes=14))
     assert run_realerts(rt) == 0
     clock.advance(timedelta(minutes=1))

@@ -40,8 +40,12 @@ def browser() -> Iterator[Any]:
         if REQUIRED:
             pytest.fail(f"FOLLOWUP_TEST_BROWSER_REQUIRED=1 but {reason}")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip("the playwright package is missing: `pip install -e '.[dev]'` (it uses /usr/bin/chromium)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         yield b

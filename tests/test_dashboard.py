@@ -666,3 +666,33 @@ def test_linkify_escapes_then_links(text: str, html: str) -> None:
     from followup.web.dashboard.common import linkify
 
     assert str(linkify(text)) == html
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/dashboard/patients?q=an%00a",
+        "/dashboard/patients?q=%ED%A0%80",
+        "/dashboard/patients?status=%00",
+        "/dashboard/phone?q=%00",
+        "/dashboard?status=<script>",
+        "/dashboard/patients?page=0",
+    ],
+)
+def test_hostile_query_strings_are_answered_not_crashed(admin: TestClient, url: str) -> None:
+    """NUL bytes, lone surrogates, unknown filters and bad pages get a page or a 422, never a server error."""
+    r = admin.get(url)
+    assert r.status_code in (200, 422) and "<script>" not in r.text
+
+
+def test_close_note_is_stored_without_nul(clinician: TestClient, rt: Runtime) -> None:
+    """A note with a NUL character is stored cleaned, on both databases."""
+    eid = escalation(rt, "urgent", 5, "Nu Null")
+    page = clinician.get(f"/dashboard/escalations/{eid}")
+    r = clinician.post(
+        f"/dashboard/escalations/{eid}",
+        data={"csrf_token": csrf(page.text), "action": "close", "note": "seen\x00 today"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert rows(rt, Escalation)[0].note == "seen today"

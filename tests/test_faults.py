@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import make_settings
 from sqlalchemy import create_engine, insert
 from sqlmodel import col, select
 
-from conftest import make_settings
 from followup import models as m
 from followup.clock import FakeClock
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults

@@ -113,18 +113,13 @@ def triage_body_json() -> str:
     return json.dumps(triage_body())
 
 
-@pytest.mark.parametrize(
-    ("method", "url", "body", "expected"),
-    HAND_PICKED,
-    ids=[f"{m} {u[:40]} {b if isinstance(b, str) else ''}" for m, u, b, _ in HAND_PICKED],
-)
-def test_hand_picked_api_inputs_get_their_answer(
-    app_with_data: object, auth: dict[str, str], method: str, url: str, body: object, expected: int
-) -> None:
+def test_hand_picked_api_inputs_get_their_answer(app_with_data: object, auth: dict[str, str]) -> None:
     """Inputs a generator seldom builds (NUL, lone surrogates, ids past the database's integers, deep JSON) get a
     4xx or are cleaned, on both databases, never a 5xx."""
+    got = {}
     with TestClient(app_with_data, raise_server_exceptions=False) as c:  # type: ignore[arg-type]
-        extra = _body(body)
-        headers = {**auth, **extra.pop("headers", {})}  # type: ignore[dict-item]
-        r = c.request(method, url, headers=headers, **extra)  # type: ignore[arg-type]
-    assert r.status_code == expected, r.text[:300]
+        for method, url, body, _ in HAND_PICKED:
+            extra = _body(body)
+            headers = {**auth, **extra.pop("headers", {})}  # type: ignore[dict-item]
+            got[(method, url, str(body))] = c.request(method, url, headers=headers, **extra).status_code  # type: ignore[arg-type]
+    assert got == {(method, url, str(body)): expected for method, url, body, expected in HAND_PICKED}

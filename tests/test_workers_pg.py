@@ -217,7 +217,10 @@ def story(url: str, ids: list[int]) -> list[Any]:
     try:
         with engine.connect() as c:
             rows = c.execute(
-                text("SELECT id, status, attempts, reason, send_started_at, sent_at FROM message WHERE id = ANY(:ids)"),
+                text(
+                    "SELECT id, status, attempts, reason, send_started_at, sent_at, updated_at FROM message "
+                    "WHERE id = ANY(:ids)"
+                ),
                 {"ids": ids},
             ).all()
             return [tuple(r) for r in rows]
@@ -228,7 +231,8 @@ def story(url: str, ids: list[int]) -> list[Any]:
 def assert_each_sent_once(url: str, provider: FakeProvider, n: int) -> None:
     at_provider = Counter(m["message_id"] for m in provider.messages())
     twice = sorted(int(mid) for mid, k in at_provider.items() if k > 1)
-    assert not twice, f"sent more than once: {twice[:10]}; their story: {story(url, twice[:3])}"
+    copies = [(x["message_id"], x["received_at"]) for x in provider.messages() if int(x["message_id"]) in twice[:3]]
+    assert not twice, f"sent more than once: {twice[:10]}; their story: {story(url, twice[:3])}; copies: {copies}"
     assert len(at_provider) == n, f"the provider has {len(at_provider)} of {n} messages"
     assert sent_count(url) == n
     open_rows = db_scalar(url, "SELECT count(*) FROM message WHERE status IN ('scheduled', 'claimed', 'sending')")

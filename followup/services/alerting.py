@@ -69,33 +69,48 @@ class Clock:
     rounds: int
 
 
-def ack_clock(settings: Settings, esc: Escalation, last_alert_at: datetime, rounds: int, now: datetime) -> Clock:
+@dataclass(frozen=True)
+class AlertState:
+    last_alert_at: datetime | None  # the latest alert message (at opening, on an upgrade, or a re-alert)
+    rounds: int  # re-alert rounds so far
+    tier_since: datetime | None  # the first alert at the escalation's current tier: its clock starts there
+
+
+def ack_clock(settings: Settings, esc: Escalation, state: AlertState, now: datetime) -> Clock:
+    last = state.last_alert_at or esc.created_at
     if esc.status != "open":
-        return Clock(None, False, last_alert_at, rounds)
-    due = esc.created_at + sla(settings, esc.tier)
-    return Clock(due, now >= due, last_alert_at, rounds)
+        return Clock(None, False, last, state.rounds)
+    due = (state.tier_since or esc.created_at) + sla(settings, esc.tier)
+    return Clock(due, now >= due, last, state.rounds)
 
 
-def alert_state(rt: Runtime, escalation_ids: list[int]) -> dict[int, tuple[datetime | None, int]]:
-    """(time of the last alert message, number of re-alert rounds) per escalation."""
-    if not escalation_ids:
+def alert_state(rt: Runtime, escalations: list[Escalation]) -> dict[int, AlertState]:
+    """What the alert messages and re-alert rounds say about each escalation."""
+    ids = [e.id for e in escalations if e.id is not None]
+    if not ids:
         return {}
     with rt.db.session() as s:
-        last = dict(
-            s.exec(
-                select(Message.escalation_id, func.max(Message.created_at))
-                .where(col(Message.escalation_id).in_(escalation_ids), Message.kind == "alert")
-                .group_by(col(Message.escalation_id))
-            ).all()
-        )
+        sent = s.exec(
+            select(Message.escalation_id, Message.dedupe_key, Message.created_at).where(
+                col(Message.escalation_id).in_(ids), Message.kind == "alert"
+            )
+        ).all()
         rounds = dict(
             s.exec(
                 select(EscalationAlert.escalation_id, func.max(EscalationAlert.round))
-                .where(col(EscalationAlert.escalation_id).in_(escalation_ids))
+                .where(col(EscalationAlert.escalation_id).in_(ids))
                 .group_by(col(EscalationAlert.escalation_id))
             ).all()
         )
-    return {i: (last.get(i), int(rounds.get(i) or 0)) for i in escalation_ids}
+    out = {}
+    for esc in escalations:
+        assert esc.id is not None
+        mine = [(key, at) for eid, key, at in sent if eid == esc.id]
+        at_tier = [at for key, at in mine if key.startswith(f"esc:{esc.id}:{esc.tier}:alert")]
+        out[esc.id] = AlertState(
+            max((at for _, at in mine), default=None), int(rounds.get(esc.id) or 0), min(at_tier, default=None)
+        )
+    return out
 
 
 def run_realerts(rt: Runtime) -> int:
@@ -107,15 +122,14 @@ def run_realerts(rt: Runtime) -> int:
                 select(Escalation).where(Escalation.status == "open", col(Escalation.tier).in_(REALERTED_TIERS))
             ).all()
         )
-    ids = [e.id for e in open_ if e.id is not None]
-    state = alert_state(rt, ids)
+    state = alert_state(rt, open_)
     sent = 0
     for esc in open_:
         assert esc.id is not None
-        last, rounds = state[esc.id]
+        last = state[esc.id].last_alert_at
         last_alert_at = max(last, esc.created_at) if last else esc.created_at
         if realert_due(esc.tier, esc.status, last_alert_at, now, rt.settings):
-            sent += _realert(rt, esc.id, rounds + 1, now)
+            sent += _realert(rt, esc.id, state[esc.id].rounds + 1, now)
     if sent:
         rt.wake()
     return sent

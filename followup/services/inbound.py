@@ -92,12 +92,20 @@ def receive(rt: Runtime, reply: Reply) -> Received:
 
 def storable_reply(reply: Reply) -> Reply:
     """The reply with every text made storable (hostile input: NUL, lone surrogates)."""
+
     def opt(text: str | None) -> str | None:
         return storable(text) if text is not None else None
 
-    return replace(reply, provider_key=storable(reply.provider_key), sender=storable(reply.sender),
-                   body=storable(reply.body), subject=opt(reply.subject), reply_token=opt(reply.reply_token),
-                   provider_opt_out=opt(reply.provider_opt_out), meta=storable_json(reply.meta))
+    return replace(
+        reply,
+        provider_key=storable(reply.provider_key),
+        sender=storable(reply.sender),
+        body=storable(reply.body),
+        subject=opt(reply.subject),
+        reply_token=opt(reply.reply_token),
+        provider_opt_out=opt(reply.provider_opt_out),
+        meta=storable_json(reply.meta),
+    )
 
 
 def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:

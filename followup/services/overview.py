@@ -16,6 +16,7 @@ from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, 
 from followup.runtime import Runtime
 from followup.services.alerting import Clock, ack_clock, alert_state, criteria_labels
 from followup.services.roster import non_responders, unreachable_clause
+from followup.storable import storable
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
 QUEUE_FILTERS = {
@@ -58,12 +59,11 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
                 )
             ).all()
         )
-    state = alert_state(rt, ids)
+    state = alert_state(rt, [e for e, _ in rows])
     items = []
     for esc, name in rows:
         assert esc.id is not None
-        last, rounds = state[esc.id]
-        clock = ack_clock(rt.settings, esc, last or esc.created_at, rounds, now)
+        clock = ack_clock(rt.settings, esc, state[esc.id], now)
         items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id)))
     items.sort(key=lambda i: (TIER_ORDER.get(i.escalation.tier, 9), i.escalation.created_at))
     return items
@@ -132,13 +132,11 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
                 .order_by(col(Escalation.id).desc())
             ).all()
         )
-    kinds = {a.created_at for a in alerts if a.kind == "alert"}
-    last_alert = max(kinds) if kinds else esc.created_at
     mentioned = list(esc.criteria)
     for r in replies:
         mentioned += [str(x.get("criterion", "")) for x in (r.verdict or {}).get("suppressed", [])]
     labels = dict(zip(mentioned, criteria_labels(rt, mentioned), strict=True))
-    clock = ack_clock(rt.settings, esc, last_alert, len(rounds), now)
+    clock = ack_clock(rt.settings, esc, alert_state(rt, [esc])[escalation_id], now)
     return CaseFile(esc, patient, labels, replies, triage, clock, alerts, rounds, appointments, history, others)
 
 
@@ -274,7 +272,7 @@ def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None
     with rt.db.session() as s:
         stmt = select(AuditLog)
         if actor:
-            stmt = stmt.where(AuditLog.actor == actor)
+            stmt = stmt.where(AuditLog.actor == storable(actor))
         return list(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit).offset(offset)).all())
 
 

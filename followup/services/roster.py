@@ -13,6 +13,7 @@ from followup import models as m
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.storable import storable
 
 REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
 FINISHED = ("unenrolled", "completed")
@@ -98,7 +99,8 @@ def search(
     now = rt.clock.now()
     with rt.db.session() as s:
         stmt = select(Patient)
-        if q and q.strip():
+        q = storable(q or "")  # a NUL in a search box must not reach PostgreSQL
+        if q.strip():
             like = f"%{q.strip().lower()}%"
             digits = "".join(ch for ch in q if ch.isdigit())
             conds = [func.lower(Patient.name).like(like), col(Patient.email).like(like)]

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from followup.models import StaffSession, StaffUser
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.storable import storable
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD = 10
@@ -109,7 +110,7 @@ def authenticate(rt: Runtime, email: str, password: str) -> StaffUser:
     """The account if the password matches. After FAILURES_BEFORE_LOCK failures in a row the account is locked
     for LOCK_FOR, and each further failure starts the lock again; every attempt is in the audit log."""
     now = rt.clock.now()
-    email = email.strip().lower()[:320]
+    email = storable(email).strip().lower()[:320]  # a NUL from the public form must not reach PostgreSQL
     password = password[:MAX_PASSWORD]
     with rt.db.session() as s:
         user = s.exec(select(StaffUser).where(StaffUser.email == email)).first()

@@ -74,10 +74,15 @@ class SimPatient:
     red_flag_at_triage: bool
 
 
+EXCHANGES = 350  # exchanges 200-549: clear of 555, where the clinic's own (fictional) numbers live
+
+
 def phone_of(index: int) -> str:
-    """A valid US mobile-format number that encodes the index (10 area codes x 800 exchanges x 10,000 lines)."""
+    """A valid US number that encodes the index (10 area codes x 350 exchanges x 10,000 lines = 35 million)."""
     area = AREA_CODES[index % len(AREA_CODES)]
     rest = index // len(AREA_CODES)
+    if rest // 10_000 >= EXCHANGES:
+        raise ValueError(f"patient index {index} is beyond what phone numbers can encode")
     return f"+1{area}{200 + rest // 10_000:03d}{rest % 10_000:04d}"
 
 
@@ -92,7 +97,7 @@ def index_of(address: str) -> int | None:
         return int(local) if local.isdigit() else None
     if address.startswith("+1") and len(address) == 12 and address[2:5] in AREA_CODES:
         exchange, line = int(address[5:8]) - 200, int(address[8:])
-        if exchange < 0:
+        if not 0 <= exchange < EXCHANGES:
             return None
         return (exchange * 10_000 + line) * len(AREA_CODES) + AREA_CODES.index(address[2:5])
     return None

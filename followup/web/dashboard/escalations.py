@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from followup.services import patients as patient_svc
 from followup.services.audit import record
 from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue, staff_names
+from followup.storable import storable
 from followup.web.dashboard.common import clock_text, render
 from followup.web.dashboard.highlight import highlight
 from followup.web.deps import RuntimeDep
@@ -102,7 +103,7 @@ async def escalation_action(request: Request, escalation_id: int, rt: RuntimeDep
     """Acknowledge, mark booked, or close with a note; a refused action changes nothing and says why."""
     form = await request.form()
     action = str(form.get("action") or "")
-    note = str(form.get("note") or "").strip()
+    note = storable(str(form.get("note") or "")).strip()
     if not csrf_ok(rt, request, form.get("csrf_token")):
         return _case_page(request, rt, staff, escalation_id, 403, "This page was open too long. Please try again.")
     if action not in ACTIONS:

@@ -1,0 +1,77 @@
+"""Red-flag detection: start-up time (a fresh process importing and loading the detector, then reading one reply)
+and throughput on patient-style replies (the simulator's labelled phrasings plus longer mixed ones).
+
+    .venv/bin/python bench/redflags.py [--count 3000]
+
+Prints one JSON line, last: startup_s (median of 3 cold starts), replies_per_s, p50/p99 per reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+from _common import ROOT, emit
+
+from followup.runtime import load_detector
+from followup.simulator.cohort import BENIGN_REPLIES, RED_FLAG_REPLIES
+
+LONGER = (
+    "Hi, thanks for checking in. The twitching in my left calf is about the same, maybe a little less since I cut "
+    "back to two coffees a day. No weakness, no trouble swallowing or breathing. Sleeping better too.",
+    "Not sure if this matters but my wife says my speech sounds slurred in the evenings, and I've been dropping "
+    "my keys a lot this week. The eyelid twitch is gone though.",
+    "I read that weakness can be a sign of something serious, I'm worried, but honestly I don't have any. "
+    "Just the usual twitches after the gym.",
+)
+COLD_START = (
+    "import time; t = time.perf_counter();"
+    "from followup.redflags import Detector;"
+    "d = Detector.from_file('clinic/red_flags.toml'); d.assess('my arm feels weaker');"
+    "print(time.perf_counter() - t)"
+)
+
+
+def cold_start() -> float:
+    out = subprocess.run(  # noqa: S603 - our own code, fixed arguments
+        [sys.executable, "-c", COLD_START], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--count", type=int, default=3000)
+    args = p.parse_args()
+    startups = [cold_start() for _ in range(3)]
+    detector = load_detector(ROOT / "clinic/red_flags.toml")
+    texts = [*BENIGN_REPLIES, *RED_FLAG_REPLIES, *LONGER]
+    for t in texts:
+        detector.assess(t)  # warm
+    per: list[float] = []
+    started = time.perf_counter()
+    for i in range(args.count):
+        t0 = time.perf_counter()
+        detector.assess(texts[i % len(texts)])
+        per.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    q = statistics.quantiles(per, n=100)
+    emit(
+        {
+            "bench": "redflags",
+            "count": args.count,
+            "distinct_texts": len(texts),
+            "startup_s": round(statistics.median(startups), 2),
+            "startup_runs_s": [round(s, 2) for s in startups],
+            "replies_per_s": round(args.count / elapsed, 1),
+            "p50_ms": round(1000 * q[49], 2),
+            "p99_ms": round(1000 * q[98], 2),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
