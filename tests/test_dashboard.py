@@ -696,3 +696,15 @@ def test_close_note_is_stored_without_nul(clinician: TestClient, rt: Runtime) ->
     )
     assert r.status_code == 303
     assert rows(rt, Escalation)[0].note == "seen today"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/dashboard/escalations/{big}"), ("get", "/dashboard/patients/{big}"), ("get", "/dashboard/phone/{big}"),
+     ("post", "/dashboard/escalations/{big}"), ("post", "/dashboard/patients/{big}")],
+    ids=["escalation", "patient", "phone", "escalation-post", "patient-post"],
+)
+def test_ids_beyond_the_database_are_refused_not_crashed(clinician: TestClient, method: str, path: str) -> None:
+    """An id larger than the database's integers is a 422 (or 404), never a 500."""
+    r = getattr(clinician, method)(path.format(big="9" * 25))
+    assert r.status_code in (404, 422)

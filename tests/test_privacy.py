@@ -47,7 +47,6 @@ ONCALL_SMS, ONCALL_EMAIL = "+13105550199", "oncall@clinic.example"
 RED_FLAG_SMS = "my right hand is getting weaker and I keep dropping my coffee cup"
 EMAIL_REPLY = "Also I get short of breath climbing the stairs to my flat"
 STRANGER_SMS = "hello who is this, my aunt Rosalind Pettigrew-Olsen gave me this number"
-KINDS = {"welcome", "tip", "checkin", "closing", "escalation", "alert", "system", "consent"}
 NOISY = ("twilio.http_client", "twilio", "apscheduler", "httpx", "urllib3", "python_http_client", "alembic")
 
 
@@ -206,8 +205,7 @@ def test_whole_flow_logs_no_contact_details_names_or_texts(db_url: str, captured
                 assert "Zelda" not in s["body"] and "weaker" not in s["body"] and PHONE not in s["body"]
         else:
             args = s["custom_args"]
-            assert set(args) == {"followup_message_id", "kind"} and args["followup_message_id"].isdigit()
-            assert args["kind"] in KINDS
+            assert set(args) == {"followup_message_id"} and args["followup_message_id"].isdigit()
             assert not any(w in s["subject"] for w in ("Zelda", "Quixote", *labels))
 
 
@@ -223,7 +221,7 @@ def test_sendgrid_payloads_carry_only_opaque_ids(
     rt: Runtime, client: TestClient, auth: dict[str, str], transports: dict[str, RecordingTransport]
 ) -> None:
     """Every email the dispatcher hands over becomes a SendGrid payload with no categories and custom args that
-    are our message id and a coarse kind: never a name, an address, a criterion or a template."""
+    are our message id alone: never a name, an address, a criterion, a kind or a template."""
     client.post("/api/triage", json=triage_body(name=NAME, email=EMAIL, channel="email"), headers=auth)
     client.post(
         "/api/triage",
@@ -237,8 +235,7 @@ def test_sendgrid_payloads_carry_only_opaque_ids(
     for out in emails:
         payload = transport.build(out).get()
         assert "categories" not in payload
-        assert set(payload["custom_args"]) == {"followup_message_id", "kind"}
-        assert payload["custom_args"]["kind"] in KINDS
+        assert set(payload["custom_args"]) == {"followup_message_id"}
         dumped = json.dumps(payload["custom_args"])
         assert not any(w in dumped for w in ("Zelda", "Ivo", "@", "weak", out.to))
 

@@ -140,3 +140,18 @@ def test_check_all_flags_an_sms_over_two_segments(scratch: Path) -> None:
     rows = {r.name: r for r in check_all(Templates(scratch))}
     assert rows["long"].problem is not None and "3 segments" in rows["long"].problem
     assert rows["short"].problem is None and rows["short"].encoding == "UCS-2"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Ana Diaz", "Ana"), ("Zoë Smith", "Zoe"), ("Łukasz", "Lukasz"), ("李 雷", "Li"), ("Ñandú", "Ñandu"),
+     ("A" * 40, "A" * 20), ("🙂", "there")],
+    ids=["plain", "diaeresis", "polish", "chinese", "gsm-accents-kept", "long", "emoji"],
+)
+def test_sms_first_name_keeps_texts_in_gsm7(name: str, expected: str) -> None:
+    """A first name outside GSM-7 is transliterated for SMS (so two segments still hold the text); long ones cut."""
+    from followup.services.context import sms_first_name
+    from followup.sms import is_gsm7
+
+    got = sms_first_name(name)
+    assert got == expected and is_gsm7(got)

@@ -133,9 +133,11 @@ class Workers:
             "FOLLOWUP_TWILIO__AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
             "FOLLOWUP_TWILIO__FROM_NUMBER": FROM,
             "FOLLOWUP_TWILIO__API_BASE": provider.url,
-            "FOLLOWUP_TWILIO__TIMEOUT_SECONDS": "5",
+            # Sends start only while the lease outlives the provider call (its timeout): keep it well under the lease.
+            "FOLLOWUP_TWILIO__TIMEOUT_SECONDS": "2",
             "FOLLOWUP_SENDGRID__API_KEY": "",
             "FOLLOWUP_DISPATCH__INTERVAL_SECONDS": "0.2",
+            "FOLLOWUP_DISPATCH__BATCH_SIZE": "200",
             "FOLLOWUP_DISPATCH__LEASE_SECONDS": "5",
             "FOLLOWUP_DISPATCH__CONCURRENCY": "8",
             "FOLLOWUP_DISPATCH__PER_SENDER_PER_SECOND": "100000",
@@ -258,6 +260,7 @@ def test_worker_killed_mid_batch_then_restarted_loses_and_repeats_nothing(
     """SIGKILL a worker while it holds leased messages; after a restart every message is sent exactly once."""
     n = 4000
     provider.set_faults(Faults(latency_ms=20))  # each batch spends most of its time sending: a kill lands mid-batch
+    workers.env["FOLLOWUP_DISPATCH__BATCH_SIZE"] = "50"  # fewer interrupted messages to look up at the fake
     seed_due_messages(pg_url, n)
     victim = workers.start()
     workers.start()
@@ -285,6 +288,7 @@ def test_workers_ride_out_a_database_outage(pg_url: str, provider: FakeProvider,
     """Twice, the database refuses connections for 3 s and drops the workers' sessions; they carry on unaided."""
     n = 4000
     provider.set_faults(Faults(latency_ms=10))
+    workers.env["FOLLOWUP_DISPATCH__BATCH_SIZE"] = "50"  # fewer interrupted messages to look up at the fake
     seed_due_messages(pg_url, n)
     procs = [workers.start(), workers.start()]
     name = make_url(pg_url).database

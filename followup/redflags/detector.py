@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +27,7 @@ from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
 from followup.redflags.criteria import load_rulebook
-from followup.redflags.model import Criterion, Question, ReplyContext, Verdict
+from followup.redflags.model import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 from followup.redflags.rulebook import RuleBook
 
 logger.disable("PyRuSH")
@@ -95,7 +96,21 @@ class Detector:
         return MappingProxyType(self._book.questions)
 
     def assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
-        """The verdict for one reply (for email, pass the reply with quoted history removed)."""
+        """The verdict for one reply (for email, pass the reply with quoted history removed).
+
+        A long reply is read in windows cut at sentence ends: ConText's cost grows with the square of the text,
+        and no modifier reaches across a sentence end anyway. Offsets stay those of the whole text."""
+        if isinstance(text, str) and len(text) > WINDOW_CHARS:
+            findings: list[Finding] = []
+            suppressed: list[Suppressed] = []
+            for start, chunk in windows(text, WINDOW_CHARS):
+                part = self._assess(chunk, context)
+                findings += [replace(f, start=f.start + start, end=f.end + start) for f in part.findings]
+                suppressed += [replace(x, start=x.start + start, end=x.end + start) for x in part.suppressed]
+            return Verdict.of(findings, suppressed, self._labels)
+        return self._assess(text, context)
+
+    def _assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
         context = context or ReplyContext()
         # spaCy cannot hash a lone surrogate (a JSON "\ud800", undecodable argv bytes); one for one keeps offsets.
         text = _SURROGATE.sub("\ufffd", text) if isinstance(text, str) else ""
@@ -181,3 +196,24 @@ def _mention(span: Span) -> rules.Mention:
     if meta["label"] != span.label_:  # another label matched the very same text: extensions are shared
         meta = {"kind": "pattern", "index": 0}
     return rules.Mention(span.label_, meta["kind"], meta["index"], span.start, span.end, cats)
+
+
+WINDOW_CHARS = 1500
+
+
+def windows(text: str, size: int) -> list[tuple[int, str]]:
+    """(offset, chunk) pieces of `text` of at most `size` characters, cut after a sentence end or line break
+    (else a space) when one falls in the second half of the window."""
+    out: list[tuple[int, str]] = []
+    i = 0
+    while i < len(text):
+        end = min(len(text), i + size)
+        if end < len(text):
+            cut = max(text.rfind(mark, i, end) for mark in (". ", "! ", "? ", "\n"))
+            if cut <= i + size // 2:
+                cut = text.rfind(" ", i, end)  # no sentence end: at least never cut a word
+            if cut > i + size // 2:
+                end = cut + 1
+        out.append((i, text[i:end]))
+        i = end
+    return out

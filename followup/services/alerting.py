@@ -95,21 +95,24 @@ def alert_state(rt: Runtime, escalations: list[Escalation]) -> dict[int, AlertSt
                 col(Message.escalation_id).in_(ids), Message.kind == "alert"
             )
         ).all()
-        rounds = dict(
-            s.exec(
-                select(EscalationAlert.escalation_id, func.max(EscalationAlert.round))
+        # The round number and its time come from one statement: read apart, another worker's round could be
+        # counted without its time, and this one would think the next round overdue at once.
+        rounds = {
+            eid: (n, at)
+            for eid, n, at in s.exec(
+                select(EscalationAlert.escalation_id, func.max(EscalationAlert.round), func.max(EscalationAlert.at))
                 .where(col(EscalationAlert.escalation_id).in_(ids))
                 .group_by(col(EscalationAlert.escalation_id))
             ).all()
-        )
+        }
     out = {}
     for esc in escalations:
         assert esc.id is not None
         mine = [(key, at) for eid, key, at in sent if eid == esc.id]
         at_tier = [at for key, at in mine if key.startswith(f"esc:{esc.id}:{esc.tier}:alert")]
-        out[esc.id] = AlertState(
-            max((at for _, at in mine), default=None), int(rounds.get(esc.id) or 0), min(at_tier, default=None)
-        )
+        n, round_at = rounds.get(esc.id, (0, None))
+        times = [at for _, at in mine] + ([round_at] if round_at is not None else [])
+        out[esc.id] = AlertState(max(times, default=None), int(n or 0), min(at_tier, default=None))
     return out
 
 

@@ -136,7 +136,10 @@ class Dispatcher:
         now = self.rt.clock.now()
         jobs: list[_Job] = []
         with self.rt.db.session() as s:
-            msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids))).all())
+            # Row locks (PostgreSQL; SQLite's snapshot refuses a stale write instead): a dispatcher recovering these
+            # rows after a long stall must not re-queue them between this read and this commit, or both writes
+            # land and the message goes twice (tests/test_workers_pg.py, database outage).
+            msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids)).with_for_update()).all())
             pids = {x.patient_id for x in msgs if x.patient_id is not None}
             patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
             answers = _latest_answers(s, pids)
@@ -265,7 +268,7 @@ class Dispatcher:
                     if o.job.kind == "closing" and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
                     continue
-                msg = s.get(Message, o.job.message_id)
+                msg = s.get(Message, o.job.message_id, with_for_update=True)
                 if msg is None or msg.status != m.SENDING or msg.lease_owner != self.owner:
                     continue  # settled by a delivery callback, or reconciled by another dispatcher
                 if o.late:
@@ -356,7 +359,11 @@ class Dispatcher:
             return
         with self.rt.db.session() as s:
             stale = list(
-                s.exec(select(Message).where(col(Message.id).in_(ids), Message.lease_owner == self.owner)).all()
+                s.exec(
+                    select(Message)
+                    .where(col(Message.id).in_(ids), Message.lease_owner == self.owner)
+                    .with_for_update()
+                ).all()
             )
             # The provider lookups run side by side on the send pool: one at a time, recovering a crashed worker's
             # batch took a lookup's latency times the batch size (tests/test_workers_pg.py).

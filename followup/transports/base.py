@@ -24,7 +24,7 @@ class Outgoing:
     subject: str | None = None
     html: str | None = None
     reply_to: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)  # opaque ids only: never names or diagnoses
+    tags: dict[str, str] = field(default_factory=dict)  # in-process only (fakes, simulator); never sent out
 
 
 @dataclass(frozen=True)

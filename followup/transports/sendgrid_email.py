@@ -50,9 +50,9 @@ class SendgridEmail:
             mail.add_content(Content("text/html", msg.html))
         if msg.reply_to:
             mail.reply_to = ReplyTo(msg.reply_to)
+        # Only our opaque id: SendGrid keeps custom args for long, and even the message kind ("escalation") next to
+        # the address would tell it something about the patient's health.
         mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, str(msg.message_id)))
-        for key, value in msg.tags.items():
-            mail.add_custom_arg(CustomArg(key, value))
         return mail
 
     def send(self, msg: Outgoing) -> Sent:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from followup.services import patients as svc
 from followup.services.enrollment import submit_triage
 from followup.storable import storable
 from followup.triage import InputError, TriageIn
-from followup.web.deps import RuntimeDep, TokenDep, actor
+from followup.web.deps import MAX_ID, RowId, RuntimeDep, TokenDep, actor
 
 router = APIRouter(prefix="/api", tags=["api"])
-MAX_ID = 2**31 - 1  # ids and offsets past what the database's integers hold are refused (422), not a 500
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def input_error(exc: InputError) -> HTTPException:

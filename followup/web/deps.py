@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from followup.models import ApiToken
@@ -36,3 +36,7 @@ TokenDep = Annotated[ApiToken, Depends(require_token)]
 
 def actor(tok: ApiToken) -> str:
     return f"token:{tok.id}"
+
+
+MAX_ID = 2**31 - 1  # ids and offsets past what the database's integers hold are refused (422), not a 500
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]

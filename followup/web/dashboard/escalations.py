@@ -14,7 +14,7 @@ from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queu
 from followup.storable import storable
 from followup.web.dashboard.common import clock_text, render
 from followup.web.dashboard.highlight import highlight
-from followup.web.deps import RuntimeDep
+from followup.web.deps import RowId, RuntimeDep
 from followup.web.staffauth import StaffDep, csrf_ok
 
 router = APIRouter()
@@ -89,7 +89,7 @@ def _case_page(
 
 
 @router.get("/dashboard/escalations/{escalation_id}", response_class=HTMLResponse)
-def escalation_page(request: Request, escalation_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+def escalation_page(request: Request, escalation_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """One escalation: the reply with its evidence marked, criteria, suppressed mentions, conversation, triage."""
     response = _case_page(request, rt, staff, escalation_id)
     with rt.db.session() as s:
@@ -99,7 +99,7 @@ def escalation_page(request: Request, escalation_id: int, rt: RuntimeDep, staff:
 
 
 @router.post("/dashboard/escalations/{escalation_id}", response_class=HTMLResponse)
-async def escalation_action(request: Request, escalation_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+async def escalation_action(request: Request, escalation_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """Acknowledge, mark booked, or close with a note; a refused action changes nothing and says why."""
     form = await request.form()
     action = str(form.get("action") or "")

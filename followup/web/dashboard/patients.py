@@ -13,7 +13,7 @@ from followup.services import roster
 from followup.services.audit import record
 from followup.services.overview import patient_trend
 from followup.web.dashboard.common import render
-from followup.web.deps import RuntimeDep
+from followup.web.deps import RowId, RuntimeDep
 from followup.web.staffauth import StaffDep, csrf_ok
 
 router = APIRouter()
@@ -73,7 +73,7 @@ def _patient_page(
 
 
 @router.get("/dashboard/patients/{patient_id}", response_class=HTMLResponse)
-def patient_page(request: Request, patient_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+def patient_page(request: Request, patient_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """Every message in and out with its delivery state, what is scheduled next, and the actions."""
     response = _patient_page(request, rt, staff, patient_id)
     with rt.db.session() as s:
@@ -83,7 +83,7 @@ def patient_page(request: Request, patient_id: int, rt: RuntimeDep, staff: Staff
 
 
 @router.post("/dashboard/patients/{patient_id}", response_class=HTMLResponse)
-async def patient_action(request: Request, patient_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+async def patient_action(request: Request, patient_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """Pause, resume, unenroll, or change the channel; a refused action changes nothing and says why."""
     form = await request.form()
     action = str(form.get("action") or "")

@@ -20,7 +20,7 @@ from followup.services import patients as patient_svc
 from followup.services import roster
 from followup.services.staff import Staff
 from followup.web.dashboard.common import phone_demo_available, render
-from followup.web.deps import RuntimeDep
+from followup.web.deps import RowId, RuntimeDep
 from followup.web.signatures import dev_twilio_token
 from followup.web.staffauth import StaffDep, csrf_ok
 
@@ -75,14 +75,14 @@ def _phone_page(
 
 
 @router.get("/dashboard/phone/{patient_id}", response_class=HTMLResponse)
-def phone_view(request: Request, patient_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+def phone_view(request: Request, patient_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """The messages the service sent this patient and their replies, as on their phone."""
     _available(rt)
     return _phone_page(request, rt, staff, patient_id)
 
 
 @router.post("/dashboard/phone/{patient_id}", response_class=HTMLResponse)
-async def phone_reply(request: Request, patient_id: int, rt: RuntimeDep, staff: StaffDep) -> Response:
+async def phone_reply(request: Request, patient_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """Reply as the patient: a signed inbound SMS posted to the app's own webhook."""
     _available(rt)
     form = await request.form()
