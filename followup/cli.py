@@ -77,7 +77,7 @@ def serve(
     click.echo(f"followup {settings.security.environment}: database {settings.database.url.split('@')[-1]}")
     click.echo(f"  SMS via {sms}; email via {email}")
     click.echo(f"  intake page   {base}/intake")
-    click.echo(f"  dashboard     {base}/dashboard   (staff account: `followup staff add --email you@clinic --role admin`)")
+    click.echo(f"  dashboard     {base}/dashboard   (account: `followup staff add --email you@clinic --role admin`)")
     click.echo(f"  API docs      {base}/docs   (API token: `followup token create`)")
     click.echo(f"  health        {base}/healthz")
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

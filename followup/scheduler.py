@@ -48,8 +48,7 @@ class DispatchLoop:
             return
         if report.claimed or report.reconciled:
             log.info(
-                "dispatch: claimed %d sent %d retried %d failed %d expired %d deferred %d cancelled %d "
-                "reconciled %d",
+                "dispatch: claimed %d sent %d retried %d failed %d expired %d deferred %d cancelled %d reconciled %d",
                 report.claimed,
                 report.sent,
                 report.retried,

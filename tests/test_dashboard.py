@@ -700,8 +700,13 @@ def test_close_note_is_stored_without_nul(clinician: TestClient, rt: Runtime) ->
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/dashboard/escalations/{big}"), ("get", "/dashboard/patients/{big}"), ("get", "/dashboard/phone/{big}"),
-     ("post", "/dashboard/escalations/{big}"), ("post", "/dashboard/patients/{big}")],
+    [
+        ("get", "/dashboard/escalations/{big}"),
+        ("get", "/dashboard/patients/{big}"),
+        ("get", "/dashboard/phone/{big}"),
+        ("post", "/dashboard/escalations/{big}"),
+        ("post", "/dashboard/patients/{big}"),
+    ],
     ids=["escalation", "patient", "phone", "escalation-post", "patient-post"],
 )
 def test_ids_beyond_the_database_are_refused_not_crashed(clinician: TestClient, method: str, path: str) -> None:

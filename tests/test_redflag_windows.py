@@ -17,8 +17,11 @@ def detector() -> Detector:
     return Detector.from_file(ROOT / "clinic/red_flags.toml")
 
 
-@pytest.mark.parametrize("filler", ["Feeling fine, thanks for asking. ", "no weakness at all\n", "x" * 40 + " "],
-                         ids=["sentences", "lines", "no-sentence-ends"])
+@pytest.mark.parametrize(
+    "filler",
+    ["Feeling fine, thanks for asking. ", "no weakness at all\n", "x" * 40 + " "],
+    ids=["sentences", "lines", "no-sentence-ends"],
+)
 def test_red_flag_after_long_text_is_found(detector: Detector, filler: str) -> None:
     """A red flag after 10,000 characters of chatter is still found, with offsets into the whole reply."""
     text = filler * (10_000 // len(filler)) + " But my right hand is getting weaker."

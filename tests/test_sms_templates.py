@@ -144,8 +144,15 @@ def test_check_all_flags_an_sms_over_two_segments(scratch: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Ana Diaz", "Ana"), ("Zoë Smith", "Zoe"), ("Łukasz", "Lukasz"), ("李 雷", "Li"), ("Ñandú", "Ñandu"),
-     ("A" * 40, "A" * 20), ("🙂", "there")],
+    [
+        ("Ana Diaz", "Ana"),
+        ("Zoë Smith", "Zoe"),
+        ("Łukasz", "Lukasz"),
+        ("李 雷", "Li"),
+        ("Ñandú", "Ñandu"),
+        ("A" * 40, "A" * 20),
+        ("🙂", "there"),
+    ],
     ids=["plain", "diaeresis", "polish", "chinese", "gsm-accents-kept", "long", "emoji"],
 )
 def test_sms_first_name_keeps_texts_in_gsm7(name: str, expected: str) -> None:

@@ -10,7 +10,6 @@ from followup.models import Message, Patient
 from followup.runtime import Runtime
 from followup.sms import is_gsm7
 
-
 SMS_NAME_CHARS = 20
 
 

@@ -181,9 +181,7 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
             if kind in SENDGRID_SUPPRESS and msg.patient_id is not None:
                 patient = s.get(Patient, msg.patient_id)
                 if patient is not None:
-                    set_channel_state(
-                        rt, s, patient, "email", SENDGRID_SUPPRESS[kind], f"sendgrid_{kind}", now
-                    )
+                    set_channel_state(rt, s, patient, "email", SENDGRID_SUPPRESS[kind], f"sendgrid_{kind}", now)
             counts["applied"] += 1
         s.commit()
     return counts

@@ -32,8 +32,11 @@ log = logging.getLogger("followup.inbound")
 QUESTION_FRESH = timedelta(days=7)
 ACK_EVERY = timedelta(hours=24)
 MAX_BODY_CHARS = 20_000
-TREND = [("worse", re.compile(r"\b(worse|peor)\b", re.I)), ("better", re.compile(r"\b(better|mejor)\b", re.I)),
-         ("same", re.compile(r"\b(same|igual|no change)\b", re.I))]
+TREND = [
+    ("worse", re.compile(r"\b(worse|peor)\b", re.I)),
+    ("better", re.compile(r"\b(better|mejor)\b", re.I)),
+    ("same", re.compile(r"\b(same|igual|no change)\b", re.I)),
+]
 
 
 @dataclass(frozen=True)
@@ -114,17 +117,25 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
     failure rolls the row back to `received` for a later retry."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        taken = s.exec(update(Inbound).where(col(Inbound.id) == inbound_id, col(Inbound.status) == "received")
-                       .values(status="processing"))
+        taken = s.exec(
+            update(Inbound)
+            .where(col(Inbound.id) == inbound_id, col(Inbound.status) == "received")
+            .values(status="processing")
+        )
         if not taken.rowcount:
             return Received(inbound_id, True)
         inbound = s.get(Inbound, inbound_id)
         assert inbound is not None
         if reply is None:
-            reply = Reply(channel=inbound.channel, provider_key=inbound.provider_key, sender=inbound.sender,
-                          body=inbound.body, subject=inbound.subject,
-                          reply_token=(inbound.meta or {}).get("reply_token"),
-                          provider_opt_out=(inbound.meta or {}).get("provider_opt_out"))
+            reply = Reply(
+                channel=inbound.channel,
+                provider_key=inbound.provider_key,
+                sender=inbound.sender,
+                body=inbound.body,
+                subject=inbound.subject,
+                reply_token=(inbound.meta or {}).get("reply_token"),
+                provider_opt_out=(inbound.meta or {}).get("provider_opt_out"),
+            )
         patient = _match(s, reply)
         if patient is None:
             inbound.intent, inbound.status = "unknown_sender", "ignored"
@@ -143,8 +154,12 @@ def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), 
     """Retry replies that were stored but not acted on (a crash or an error between the two steps)."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        ids = s.exec(select(Inbound.id).where(Inbound.status == "received", Inbound.received_at < now - older_than)
-                     .order_by(col(Inbound.id)).limit(limit)).all()
+        ids = s.exec(
+            select(Inbound.id)
+            .where(Inbound.status == "received", Inbound.received_at < now - older_than)
+            .order_by(col(Inbound.id))
+            .limit(limit)
+        ).all()
     done = 0
     for inbound_id in ids:
         try:
@@ -160,9 +175,16 @@ def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), 
 def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | None:
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Inbound).values(
-        provider_key=reply.provider_key, channel=reply.channel, sender=reply.sender, body=body,
-        subject=reply.subject, verdict={}, status="received", received_at=now,
-        meta={**(reply.meta or {}), "reply_token": reply.reply_token, "provider_opt_out": reply.provider_opt_out})
+        provider_key=reply.provider_key,
+        channel=reply.channel,
+        sender=reply.sender,
+        body=body,
+        subject=reply.subject,
+        verdict={},
+        status="received",
+        received_at=now,
+        meta={**(reply.meta or {}), "reply_token": reply.reply_token, "provider_opt_out": reply.provider_opt_out},
+    )
     row = s.exec(ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(col(Inbound.id))).first()
     return int(row[0]) if row else None
 
@@ -177,8 +199,9 @@ def _match(s: Session, reply: Reply) -> Patient | None:
     return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
 
 
-def _act(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, body: str,
-         now: datetime) -> Received:
+def _act(
+    rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, body: str, now: datetime
+) -> Received:
     assert patient.id is not None and inbound.id is not None
     keywords: Keywords = rt.keywords
     word = keywords.keyword(body) if body.strip() else None
@@ -193,23 +216,46 @@ def _act(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Rep
     question = _last_question(rt, s, patient, now)
     weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
     verdict = rt.detector.assess(body, ReplyContext(weeks_since_onset=weeks, last_question=question))
-    inbound.verdict = {**verdict.to_dict(), "explanation": verdict.explanation(),
-                       "context": {"weeks_since_onset": round(weeks, 1) if weeks is not None else None,
-                                   "last_question": question.id if question else None}}
+    inbound.verdict = {
+        **verdict.to_dict(),
+        "explanation": verdict.explanation(),
+        "context": {
+            "weeks_since_onset": round(weeks, 1) if weeks is not None else None,
+            "last_question": question.id if question else None,
+        },
+    }
     inbound.level = verdict.level
     inbound.meta = {**(inbound.meta or {}), **_trend(body)}
     if verdict.level != "none":
         inbound.intent, inbound.status = "reply", "processed"
-        evidence = [{"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule,
-                     "inbound_id": inbound.id} for f in verdict.findings]
+        evidence = [
+            {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound.id}
+            for f in verdict.findings
+        ]
         assert verdict.tier is not None
-        esc, _alerted = escalate(rt, s, patient, level=verdict.level, tier=verdict.tier,
-                                criteria=list(verdict.criteria), evidence=evidence, source="reply", now=now,
-                                channel=reply.channel, inbound_id=inbound.id)
+        esc, _alerted = escalate(
+            rt,
+            s,
+            patient,
+            level=verdict.level,
+            tier=verdict.tier,
+            criteria=list(verdict.criteria),
+            evidence=evidence,
+            source="reply",
+            now=now,
+            channel=reply.channel,
+            inbound_id=inbound.id,
+        )
         phrase = keywords.opt_out_phrase(body) or (word if word == "opt_out" else None)
         if phrase:
-            audit.record(s, now, "system", "inbound.opt_out_with_red_flag", f"inbound:{inbound.id}",
-                         note="opt-out wording together with a red flag: escalated; staff to confirm the opt-out")
+            audit.record(
+                s,
+                now,
+                "system",
+                "inbound.opt_out_with_red_flag",
+                f"inbound:{inbound.id}",
+                note="opt-out wording together with a red flag: escalated; staff to confirm the opt-out",
+            )
         return Received(inbound.id, False, "reply", verdict.level, esc.id)
     if reply.provider_opt_out:
         mapped = {"stop": "opt_out", "start": "opt_in", "help": "help"}.get(reply.provider_opt_out.lower())
@@ -224,8 +270,16 @@ def _act(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Rep
     return Received(inbound.id, False, "reply", "none")
 
 
-def _opt(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, intent: str, now: datetime,
-         provider_answered: bool = False) -> Received:
+def _opt(
+    rt: Runtime,
+    s: Session,
+    inbound: Inbound,
+    patient: Patient,
+    reply: Reply,
+    intent: str,
+    now: datetime,
+    provider_answered: bool = False,
+) -> Received:
     assert patient.id is not None and inbound.id is not None
     inbound.intent, inbound.status = intent, "processed"
     channel = reply.channel
@@ -239,26 +293,55 @@ def _opt(rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Rep
     else:
         template = "help_reply"
     if not provider_answered:  # with Advanced Opt-Out, Twilio has already answered the keyword itself
-        queue(s, rt.settings, now=now, dedupe_key=f"inbound:{inbound.id}:{template}", channel=channel,
-              kind="consent", template=template, due_at=now, patient_id=patient.id, urgent=True)
+        queue(
+            s,
+            rt.settings,
+            now=now,
+            dedupe_key=f"inbound:{inbound.id}:{template}",
+            channel=channel,
+            kind="consent",
+            template=template,
+            due_at=now,
+            patient_id=patient.id,
+            urgent=True,
+        )
     return Received(inbound.id, False, intent, "none")
 
 
 def _ack(rt: Runtime, s: Session, patient: Patient, channel: str, now: datetime) -> None:
     """Thank the patient for a reply, at most once a day (it also repeats the safety net)."""
     assert patient.id is not None
-    recent = s.exec(select(Message.id).where(Message.patient_id == patient.id, Message.template == "reply_ack",
-                                             Message.created_at > now - ACK_EVERY)).first()
+    recent = s.exec(
+        select(Message.id).where(
+            Message.patient_id == patient.id, Message.template == "reply_ack", Message.created_at > now - ACK_EVERY
+        )
+    ).first()
     if recent is None:
-        queue(s, rt.settings, now=now, dedupe_key=f"ack:{patient.id}:{now:%Y%m%dT%H%M%S}", channel=channel,
-              kind="system", template="reply_ack", due_at=now, patient_id=patient.id, urgent=True)
+        queue(
+            s,
+            rt.settings,
+            now=now,
+            dedupe_key=f"ack:{patient.id}:{now:%Y%m%dT%H%M%S}",
+            channel=channel,
+            kind="system",
+            template="reply_ack",
+            due_at=now,
+            patient_id=patient.id,
+            urgent=True,
+        )
 
 
 def _last_question(rt: Runtime, s: Session, patient: Patient, now: datetime) -> Any:
-    row = s.exec(select(Message).where(Message.patient_id == patient.id, col(Message.question_id).is_not(None),
-                                       col(Message.status).in_((m.SENT, m.DELIVERED)),
-                                       col(Message.sent_at) > now - QUESTION_FRESH)
-                 .order_by(col(Message.sent_at).desc())).first()
+    row = s.exec(
+        select(Message)
+        .where(
+            Message.patient_id == patient.id,
+            col(Message.question_id).is_not(None),
+            col(Message.status).in_((m.SENT, m.DELIVERED)),
+            col(Message.sent_at) > now - QUESTION_FRESH,
+        )
+        .order_by(col(Message.sent_at).desc())
+    ).first()
     if row is None or row.question_id is None:
         return None
     try:
@@ -283,8 +366,13 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
     number so two automated systems cannot loop."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        seen = s.exec(select(Inbound.id).where(Inbound.sender == sender, Inbound.intent == "unknown_sender",
-                                               Inbound.received_at > now - UNKNOWN_REPLY_EVERY)).all()
+        seen = s.exec(
+            select(Inbound.id).where(
+                Inbound.sender == sender,
+                Inbound.intent == "unknown_sender",
+                Inbound.received_at > now - UNKNOWN_REPLY_EVERY,
+            )
+        ).all()
     if len(seen) > 1:
         return ""
     clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}

@@ -21,9 +21,7 @@ from followup.web import api, booking, dashboard, intake, limits, staffauth, web
 log = logging.getLogger("followup.web")
 
 
-def create_app(
-    settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """`background=False` leaves the dispatcher off (tests drive it by hand; `followup worker` runs it apart)."""
     if runtime is None:
         assert settings is not None

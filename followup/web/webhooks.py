@@ -69,10 +69,14 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
     sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
     if not sid:
         raise HTTPException(400, "MessageSid is missing")
-    reply = Reply(channel="sms", provider_key=f"twilio:{sid}",
-                  sender=normalise_sender(fields.get("From", ""), rt.settings.clinic.default_region),
-                  body=fields.get("Body", ""), provider_opt_out=fields.get("OptOutType") or None,
-                  meta={"num_media": fields.get("NumMedia", "0"), "num_segments": fields.get("NumSegments", "")})
+    reply = Reply(
+        channel="sms",
+        provider_key=f"twilio:{sid}",
+        sender=normalise_sender(fields.get("From", ""), rt.settings.clinic.default_region),
+        body=fields.get("Body", ""),
+        provider_opt_out=fields.get("OptOutType") or None,
+        meta={"num_media": fields.get("NumMedia", "0"), "num_segments": fields.get("NumSegments", "")},
+    )
     result = await run_in_threadpool(inbound.receive, rt, reply)
     log.info("inbound sms %s: intent %s level %s", result.inbound_id, result.intent, result.level)
     text = ""
@@ -108,8 +112,14 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
         if isinstance(value, str):
             fields.setdefault(key, value)  # a duplicated field keeps its first value
         else:
-            attachments.append({"field": key, "filename": (value.filename or "")[:200],
-                                "type": (value.content_type or "")[:100], "size": value.size})
+            attachments.append(
+                {
+                    "field": key,
+                    "filename": (value.filename or "")[:200],
+                    "type": (value.content_type or "")[:100],
+                    "size": value.size,
+                }
+            )
     await form.close()
     try:
         reply = parse_sendgrid(fields, cfg.reply_domain, attachments)
