@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from conftest import make_settings
+from conftest import make_settings, triage_body
 
 from followup.fakeprovider import (
     DEV_SENDGRID_API_KEY,
@@ -44,6 +45,12 @@ class Live:
     api: httpx.Client
     token: str
 
+    def triage(self, **over: Any) -> int:
+        """Enroll a patient who lives where it is daytime now (so the welcome goes out at once)."""
+        r = self.api.post("/api/triage", json=triage_body(**{"timezone": daytime_zone(), **over}))
+        assert r.status_code == 201, r.text
+        return int(r.json()["patient_id"])
+
     def sent_to(self, to: str) -> list[dict[str, Any]]:
         return [m for m in self.fake.messages() if m["to"] == to]
 
@@ -57,8 +64,8 @@ class Live:
         return dict(r.json())
 
 
-def eventually(fn: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll until `fn` returns something truthy; fail with `what` after the deadline."""
+def eventually(fn: Callable[[], T | None], what: str = "condition", timeout: float = 15.0) -> T:
+    """Poll `fn` until it returns something truthy; fail naming `what` after the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
@@ -67,6 +74,17 @@ def eventually(fn: Callable[[], T | None], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def daytime_zone() -> str:
+    """An IANA zone where it is now about noon: live tests run on the real clock, and a patient whose local time is
+    outside the sending window would (rightly) not get their welcome until morning."""
+    offset = 12 - datetime.now(UTC).hour
+    if offset > 14:
+        offset -= 24
+    if offset < -12:
+        offset += 24
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs
 
 
 @contextmanager
@@ -94,7 +112,7 @@ def live_stack(db_url: str, **overrides: dict[str, Any]) -> Iterator[Live]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    eventually(lambda: server.started, what="the app to start")
+    eventually(lambda: server.started, "the app to start")
     token = create_token(rt, "e2e")[1]
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     try:

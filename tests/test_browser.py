@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, triage_body
+from conftest import ROOT
 from livestack import Live, eventually, live_stack
 
 from followup.services.staff import add_staff
@@ -91,12 +91,11 @@ def page(browser: Any, live: Live, dialogs: list[str]) -> Iterator[Any]:
 
 def patient_says(live: Live, name: str, phone: str, email: str, body: str) -> int:
     """Enroll a patient, wait for the welcome, then post their signed SMS reply through the fake provider."""
-    r = live.api.post("/api/triage", json=triage_body(name=name, phone=phone, email=email))
-    assert r.status_code == 201, r.text
+    pid = live.triage(name=name, phone=phone, email=email)
     eventually(lambda: live.sent_to(phone), what="the welcome SMS")
     assert live.sms_from_patient(phone, body)["status"] == 200
     escalations = eventually(
-        lambda: [e for e in live.api.get("/api/escalations").json() if e["patient_id"] == r.json()["patient_id"]],
+        lambda: [e for e in live.api.get("/api/escalations").json() if e["patient_id"] == pid],
         what="the escalation",
     )
     return int(escalations[0]["id"])

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from conftest import make_settings, triage_body
+from livestack import daytime_zone, eventually
 from sqlmodel import select
 
 from followup import models as m
@@ -36,28 +36,6 @@ from followup.web.app import create_app
 
 CLINIC_NUMBER = "+13105550100"
 T = TypeVar("T")
-
-
-def daytime_zone() -> str:
-    """An IANA zone where it is now about noon, so the real clock is inside the sending window whenever this runs."""
-    offset = 12 - datetime.now(UTC).hour
-    if offset > 14:
-        offset -= 24
-    if offset < -12:
-        offset += 24
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs
-
-
-def eventually(fn: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    """Poll `fn` until it returns something truthy; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

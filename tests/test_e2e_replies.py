@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import triage_body
 from livestack import INBOUND_PASSWORD, Live, eventually, live_stack
 
 PATIENT = "+13105550142"
@@ -21,9 +20,7 @@ def live(db_url: str) -> Iterator[Live]:
 
 
 def enroll(live: Live, **over: object) -> int:
-    r = live.api.post("/api/triage", json=triage_body(**over))
-    assert r.status_code == 201, r.text
-    return int(r.json()["patient_id"])
+    return live.triage(**over)
 
 
 def test_weaker_hand_escalates_books_and_alerts(live: Live) -> None:

@@ -150,8 +150,7 @@ def test_whole_flow_logs_no_contact_details_names_or_texts(db_url: str, captured
     through the real SDKs and webhooks: no log line holds a number, an address, a name, a reply or a message text,
     and SMS texts and provider metadata carry no names or diagnoses."""
     with live_stack(db_url) as live:
-        r = live.api.post("/api/triage", json=triage_body(name=NAME, phone="(310) 555-0142", email=EMAIL))
-        assert r.status_code == 201, r.text
+        live.triage(name=NAME, phone="(310) 555-0142", email=EMAIL)
         eventually(lambda: live.sent_to(PHONE), what="the welcome SMS")
         live.sms_from_patient(STRANGER, STRANGER_SMS)
         live.sms_from_patient(PHONE, RED_FLAG_SMS)
