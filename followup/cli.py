@@ -80,6 +80,9 @@ def serve(
     click.echo(f"  dashboard     {base}/dashboard   (account: `followup staff add --email you@clinic --role admin`)")
     click.echo(f"  API docs      {base}/docs   (API token: `followup token create`)")
     click.echo(f"  health        {base}/healthz")
+    if not settings.clinic.oncall_sms and not settings.clinic.oncall_email:
+        click.echo("  WARNING: no on-call contacts (clinic.oncall_sms / clinic.oncall_email): escalations reach no one "
+                   "but the dashboard", err=True)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
