@@ -116,16 +116,32 @@ def worker(ctx: click.Context, no_migrate: bool) -> None:
 @click.option("--patients", type=click.IntRange(1), default=200, show_default=True, help="Synthetic patients.")
 @click.option("--days", type=click.IntRange(1), default=30, show_default=True, help="Virtual days to run.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), default=None,
-              help="Virtual start, UTC (default 2027-02-22T08:00: DST changes fall inside the run).")
-@click.option("--tick-minutes", type=click.FloatRange(0.5, 60), default=5.0, show_default=True,
-              help="How often the dispatcher runs, in virtual minutes (idle stretches are skipped).")
-@click.option("--reply-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Share of check-ins answered.")
-@click.option("--red-flag-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-              help="Share of answers that report a red flag.")
-@click.option("--stop-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True,
-              help="Share of answers that are STOP.")
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    default=None,
+    help="Virtual start, UTC (default 2027-02-22T08:00: DST changes fall inside the run).",
+)
+@click.option(
+    "--tick-minutes",
+    type=click.FloatRange(0.5, 60),
+    default=5.0,
+    show_default=True,
+    help="How often the dispatcher runs, in virtual minutes (idle stretches are skipped).",
+)
+@click.option(
+    "--reply-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of check-ins answered."
+)
+@click.option(
+    "--red-flag-rate",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of answers that report a red flag.",
+)
+@click.option(
+    "--stop-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Share of answers that are STOP."
+)
 @click.option("--database-url", default=None, help="Default: a throwaway SQLite file. An EMPTY database only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object, on the last line.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
