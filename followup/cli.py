@@ -55,9 +55,7 @@ def cli(ctx: click.Context, settings_path: Path | None, verbose: bool) -> None:
 @click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.pass_context
-def serve(
-    ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool
-) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool) -> None:
     """Run the web app and the scheduler (dispatcher) in one process."""
     import uvicorn
 
@@ -81,8 +79,11 @@ def serve(
     click.echo(f"  API docs      {base}/docs   (API token: `followup token create`)")
     click.echo(f"  health        {base}/healthz")
     if not settings.clinic.oncall_sms and not settings.clinic.oncall_email:
-        click.echo("  WARNING: no on-call contacts (clinic.oncall_sms / clinic.oncall_email): escalations reach no one "
-                   "but the dashboard", err=True)
+        click.echo(
+            "  WARNING: no on-call contacts (clinic.oncall_sms / clinic.oncall_email): escalations reach no one "
+            "but the dashboard",
+            err=True,
+        )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -277,9 +278,7 @@ def templates_check(ctx: click.Context) -> None:
 
 @cli.command()
 @click.argument("text", required=False)
-@click.option(
-    "--jsonl", is_flag=True, help="Read one JSON object per line on stdin; write one verdict per line."
-)
+@click.option("--jsonl", is_flag=True, help="Read one JSON object per line on stdin; write one verdict per line.")
 @click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
 @click.pass_context
 def check(ctx: click.Context, text: str | None, jsonl: bool, channel: str) -> None:

@@ -51,6 +51,7 @@ def test_small_cohort_across_dst_changes_keeps_every_invariant_at_zero(base_sett
     assert summary["webhooks"]["duplicate_inbound"] > 0 and summary["webhooks"]["reordered_status_pairs"] > 0
     assert summary["provider_faults"]["5xx"] > 0 and summary["provider_faults"]["timeout"] > 0
     assert summary["errors_logged"] == 0
+    assert summary["staff_actions"]["acknowledge"] > 0  # the clinic's side ran too
     assert set(summary["messages_by_channel_and_kind"]) == {"sms", "email"}
 
 

@@ -295,7 +295,12 @@ def test_workers_ride_out_a_database_outage(pg_url: str, provider: FakeProvider,
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     try:
         for fraction in (4, 2):
-            wait_until(lambda f=fraction: len(provider.messages()) >= n // f, f"1/{fraction} sent", workers)
+            target = n // fraction
+
+            def reached(target: int = target) -> bool:
+                return len(provider.messages()) >= target
+
+            wait_until(reached, f"1/{fraction} sent", workers)
             with admin.connect() as c:
                 c.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
                 dropped = c.execute(

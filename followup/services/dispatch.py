@@ -75,6 +75,10 @@ class Dispatcher:
         # Pace 10% under the limit: requests reach the provider a few ms apart from when they were paced, and at
         # exactly the limit the provider counted one send too many in some second (tests/test_faults.py).
         self.pacer = SenderPacer(cfg.per_sender_per_second * PACING_MARGIN)
+        # No bigger batch than pacing lets go out in half a lease: batches overlap (one sending, the next waiting),
+        # and a message not started in time is put back untried (see `_send_by`), so a bigger one would only churn.
+        sendable = cfg.per_sender_per_second * PACING_MARGIN * (cfg.lease_seconds / 2)
+        self.batch_limit = max(1, min(cfg.batch_size, int(sendable)))
         self.window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
 
@@ -96,7 +100,7 @@ class Dispatcher:
                 sending = [self.pool.submit(self._send, job) for job in jobs]
                 self.record([f.result() for f in in_flight], report)
                 in_flight = sending
-                if len(ids) < self.rt.settings.dispatch.batch_size:
+                if len(ids) < self.batch_limit:
                     break
         finally:
             # Sends already started finish and are recorded; if recording fails they stay `sending` and are
@@ -106,7 +110,7 @@ class Dispatcher:
         return report
 
     def claim(self) -> list[int]:
-        """Atomically take up to batch_size due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
+        """Atomically take up to `batch_limit` due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
         single writer makes the conditional UPDATE atomic."""
         now = self.rt.clock.now()
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
@@ -114,7 +118,7 @@ class Dispatcher:
             select(Message.id)
             .where(Message.status == m.SCHEDULED, Message.due_at <= now)
             .order_by(col(Message.urgent).desc(), col(Message.due_at))
-            .limit(self.rt.settings.dispatch.batch_size)
+            .limit(self.batch_limit)
             .with_for_update(skip_locked=True)
         )
         stmt = (
@@ -314,8 +318,11 @@ class Dispatcher:
                     sent_rows,
                 )
             if finished:  # the closing message ends the program for patients who are simply active
-                s.exec(update(Patient).where(col(Patient.id).in_(finished), col(Patient.status) == "active")
-                       .values(status="completed", updated_at=now))
+                s.exec(
+                    update(Patient)
+                    .where(col(Patient.id).in_(finished), col(Patient.status) == "active")
+                    .values(status="completed", updated_at=now)
+                )
             s.commit()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -360,9 +367,7 @@ class Dispatcher:
         with self.rt.db.session() as s:
             stale = list(
                 s.exec(
-                    select(Message)
-                    .where(col(Message.id).in_(ids), Message.lease_owner == self.owner)
-                    .with_for_update()
+                    select(Message).where(col(Message.id).in_(ids), Message.lease_owner == self.owner).with_for_update()
                 ).all()
             )
             # The provider lookups run side by side on the send pool: one at a time, recovering a crashed worker's

@@ -3,7 +3,8 @@ escalation, on a virtual clock, against an in-process provider (`followup simula
 
 cohort.py    synthetic patients and labelled reply phrasings, each a function of (seed, index)
 provider.py  the in-process provider: transports, callbacks and events, replies, the send-time oracle
-run.py       the loop that moves the clock and calls the real services
+staff.py     the clinic's staff: acknowledge and close escalations
+run.py       the loop that moves the clock and calls the real services (and every job the scheduler registers)
 report.py    the summary and the four invariants that must be zero
 """
 

@@ -46,7 +46,7 @@ class Rates:
 class Event:
     at: datetime
     seq: int
-    kind: str = field(compare=False)  # twilio_status | sendgrid_event | reply
+    kind: str = field(compare=False)  # twilio_status | sendgrid_event | reply | staff
     payload: Any = field(compare=False)
 
 
@@ -83,7 +83,7 @@ class SimProvider:
         self.replies: Counter[str] = Counter()
         self.webhooks: Counter[str] = Counter()
         self._seq = itertools.count()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # transports push events while holding it
         self._zones: dict[str, ZoneInfo] = {}
         self.transports = {
             "sms": SimTransport(self, "sms", "+13105550100"),
@@ -92,7 +92,8 @@ class SimProvider:
 
     # ---- the event queue --------------------------------------------------------------------------------
     def push(self, at: datetime, kind: str, payload: Any) -> None:
-        heapq.heappush(self.events, Event(at, next(self._seq), kind, payload))
+        with self._lock:
+            heapq.heappush(self.events, Event(at, next(self._seq), kind, payload))
 
     def next_at(self) -> datetime | None:
         return self.events[0].at if self.events else None

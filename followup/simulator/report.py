@@ -42,7 +42,7 @@ def summarise(
     duplicate_steps = _duplicate_steps(rt, o.accepted)
     missed, red_flag_replies = _missed_escalations(rt)
     lost, by_status, reasons = _lost(rt, end)
-    tiers, sources, false_alarms = _escalations(rt)
+    tiers, sources, criteria, benign_escalated = _escalations(rt)
     summary: dict[str, Any] = {
         "patients": cfg.patients,
         "days": cfg.days,
@@ -57,7 +57,10 @@ def summarise(
         "escalations": sum(tiers.values()),
         "escalations_by_tier": tiers,
         "escalations_by_source": sources,
-        "benign_replies_escalated": false_alarms,
+        "escalation_criteria": criteria,
+        # Replies from the benign list that the detector escalated: mostly `persisting` (twitching for 4 weeks or
+        # more is a routine referral in clinic/red_flags.toml), so expected, and shown for the clinic to judge.
+        "benign_replies_escalated": benign_escalated,
         "replies": dict(provider.replies),
         "red_flag_replies": red_flag_replies,
         "webhooks": {
@@ -139,17 +142,25 @@ def _lost(rt: Runtime, end: datetime) -> tuple[int, dict[str, int], dict[str, in
     return int(open_due) + int(unexplained), {k: int(v) for k, v in by_status.items()}, top
 
 
-def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], int]:
+def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], dict[str, int], int]:
     with rt.db.session() as s:
         tiers = dict(s.exec(select(Escalation.tier, func.count()).group_by(Escalation.tier)).all())
         sources = dict(s.exec(select(Escalation.source, func.count()).group_by(Escalation.source)).all())
+    criteria: Counter[str] = Counter()
+    for found in _stream(rt, select(Escalation.criteria)):
+        criteria.update(found or [])
     benign: set[int] = set()
     for inbound_id, key in _stream(
         rt, select(Inbound.id, Inbound.provider_key).where(col(Inbound.level).in_(("red_flag", "emergency")))
     ):
         if _label(key) == "ok":
             benign.add(inbound_id)
-    return ({k: int(v) for k, v in tiers.items()}, {k: int(v) for k, v in sources.items()}, len(benign))
+    return (
+        {k: int(v) for k, v in tiers.items()},
+        {k: int(v) for k, v in sources.items()},
+        dict(criteria.most_common()),
+        len(benign),
+    )
 
 
 def _label(provider_key: str) -> str:

@@ -28,7 +28,7 @@ from followup.clock import FakeClock
 from followup.db import upgrade
 from followup.models import Message, Patient
 from followup.runtime import Runtime, build_runtime
-from followup.scheduler import DispatchLoop
+from followup.scheduler import JOB_ID, DispatchLoop
 from followup.services import delivery
 from followup.services.enrollment import submit_triage
 from followup.services.inbound import receive
@@ -36,6 +36,7 @@ from followup.settings import Settings
 from followup.simulator.cohort import Cohort
 from followup.simulator.provider import Event, Rates, SimProvider
 from followup.simulator.report import summarise
+from followup.simulator.staff import Staff
 from followup.triage import TriageIn
 
 log = logging.getLogger("followup.simulate")
@@ -82,6 +83,7 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
             loop = _Loop(rt, clock, cohort, provider, cfg, progress)
             loop.run()
             summary = summarise(rt, provider, cfg, loop.end, loop.stats)
+            summary["staff_actions"] = dict(loop.staff.done)
         finally:
             rt.db.dispose()
     finally:
@@ -142,7 +144,10 @@ class _Loop:
         self.rt, self.clock, self.cohort, self.provider, self.cfg = rt, clock, cohort, provider, cfg
         self.progress = progress
         self.end = cfg.start + timedelta(days=cfg.days)
-        self.loop = DispatchLoop(rt)  # never started: the simulator calls its tick on the virtual clock
+        self.loop = DispatchLoop(rt)  # never started: the simulator calls its jobs on the virtual clock
+        self.jobs = _OtherJobs(self.loop.scheduler, cfg.start)
+        self.staff = Staff(cfg.seed)
+        self.escalated = False
         self.next_patient = 0
         self.next_enroll_at = self._enroll_at(0)
         self.stats: dict[str, int] = {
@@ -192,6 +197,10 @@ class _Loop:
         """Run the dispatcher if anything is due, and return the next moment anything can happen: never sooner
         than one tick, and no later than the next event, enrollment, due message or lease to run out. (A tick with
         nothing due would find nothing: skipping it changes no outcome, only the time the run takes.)"""
+        self.jobs.run_due(now, self.clock)
+        if self.escalated:  # only a triage or a reply opens an escalation: look for new ones after those
+            self.staff.watch(self.rt, self.provider.push)
+            self.escalated = False
         due = self._db_next()
         if due is not None and due <= now:
             self._tick(now)
@@ -200,12 +209,16 @@ class _Loop:
         return max(now + self.cfg.tick, min(candidates)) if candidates else self.end
 
     def _db_next(self) -> datetime | None:
+        """The earliest due message or lease to run out (one round trip: it is asked at every step)."""
+        due = select(func.min(Message.due_at)).where(Message.status == m.SCHEDULED).scalar_subquery()
+        lease = (
+            select(func.min(Message.lease_until))
+            .where(col(Message.status).in_((m.CLAIMED, m.SENDING)))
+            .scalar_subquery()
+        )
         with self.rt.db.session() as s:
-            due = s.exec(select(func.min(Message.due_at)).where(Message.status == m.SCHEDULED)).one()
-            lease = s.exec(
-                select(func.min(Message.lease_until)).where(col(Message.status).in_((m.CLAIMED, m.SENDING)))
-            ).one()
-        times = [_aware(t) for t in (due, lease) if t is not None]
+            row = s.exec(select(due, lease)).one()
+        times = [_aware(t) for t in row if t is not None]
         return min(times) if times else None
 
     def _events_until(self, until: datetime, *, replies: bool) -> None:
@@ -235,9 +248,10 @@ class _Loop:
     def _enroll(self, at: datetime) -> None:
         self.clock.set(at)
         patient = self.cohort.patient(self.next_patient)
-        submit_triage(
+        result = submit_triage(
             self.rt, TriageIn.model_validate(self.cohort.triage_body(patient)), source="api", actor="simulator"
         )
+        self.escalated |= result.escalation_id is not None
         self.stats["enrolled"] += 1
         self.next_patient += 1
         self.next_enroll_at = self._enroll_at(self.next_patient)
@@ -248,9 +262,13 @@ class _Loop:
             form, message_id = ev.payload
             delivery.twilio_status(self.rt, form, message_id)
             self.stats["twilio_callbacks"] += 1
+        elif ev.kind == "staff" and replies:
+            esc_id, action = ev.payload
+            self.staff.act(self.rt, esc_id, action)
         elif ev.kind == "reply" and replies:
             reply, label = ev.payload
             result = receive(self.rt, reply)
+            self.escalated |= result.escalation_id is not None or result.intent == "pending"
             if result.duplicate:
                 self.stats["duplicate_inbound"] += 1
             else:
@@ -262,6 +280,28 @@ class _Loop:
             delivery.sendgrid_events(self.rt, list(batch))
             self.stats["sendgrid_events"] += len(batch)
             batch.clear()
+
+
+class _OtherJobs:
+    """The scheduler's other jobs (re-alerts of unacknowledged escalations, the daily digest, retention), each run on
+    the virtual clock when the loop passes its next fire time: at the loop's granularity, so at most a tick late.
+    Whatever jobs `DispatchLoop` registers are run, so the simulation follows the real scheduler."""
+
+    def __init__(self, scheduler: Any, start: datetime) -> None:
+        self.jobs: list[tuple[Any, datetime | None]] = [
+            (job, job.trigger.get_next_fire_time(None, start)) for job in scheduler.get_jobs() if job.id != JOB_ID
+        ]
+
+    def run_due(self, now: datetime, clock: FakeClock) -> None:
+        for i, (job, at) in enumerate(self.jobs):
+            if at is None or at > now:
+                continue
+            clock.set(now)
+            job.func(*job.args, **job.kwargs)
+            following = job.trigger.get_next_fire_time(at, now)
+            while following is not None and following <= now:  # coalesce missed runs into this one
+                following = job.trigger.get_next_fire_time(following, now)
+            self.jobs[i] = (job, following)
 
 
 def _aware(t: datetime) -> datetime:
