@@ -29,14 +29,14 @@ from zoneinfo import ZoneInfo
 
 from _common import ROOT, emit
 
+from followup.core.schedule import Window, planned_send
+from followup.core.triage import TriageIn
 from followup.db import upgrade
 from followup.runtime import Runtime, build_runtime
-from followup.schedule import Window, planned_send
 from followup.settings import Settings
 from followup.simulator.cohort import Cohort
 from followup.transports.base import Outgoing
 from followup.transports.recording import RecordingTransport
-from followup.triage import TriageIn
 
 DAY = timedelta(days=1)
 _SENT = {"n": 0}

@@ -25,11 +25,11 @@ from _common import ROOT, database, emit
 from _inbound_server import settings_for
 
 from followup.clock import SystemClock
+from followup.core.triage import TriageIn
 from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN, sign_twilio
 from followup.runtime import build_runtime
 from followup.services.enrollment import submit_triage
 from followup.simulator.cohort import BENIGN_REPLIES, RED_FLAG_REPLIES, Cohort, phone_of
-from followup.triage import TriageIn
 
 PATIENTS = 200
 PATH = "/webhooks/twilio/sms"

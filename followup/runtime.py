@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -10,19 +11,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from followup.clock import Clock, SystemClock
+from followup.content.links import Links
+from followup.content.templates import Templates, check_all
+from followup.core.intake_rules import IntakeRules, load_intake_rules
+from followup.core.keywords import Keywords, load_keywords
+from followup.core.program import Program, load_program
+from followup.core.triage import answer_fields
 from followup.db import Database
-from followup.intake import IntakeRules, load_intake_rules
-from followup.keywords import Keywords, load_keywords
-from followup.links import Links
-from followup.messages import Templates, check_all
-from followup.program import Program, load_program
 from followup.settings import Settings
 from followup.transports.base import Transport
 from followup.transports.factory import build_transports
-from followup.triage import answer_fields
 
 if TYPE_CHECKING:
     from followup.redflags import Detector
+
+
+DEV_KEY_FILE = Path("var/secret_key")
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured key; in development, a random one kept in var/ so links survive a restart."""
+    if settings.security.secret_key:
+        return settings.security.secret_key
+    if settings.security.environment == "production":  # settings validation already refuses this
+        raise RuntimeError("security.secret_key is required in production")
+    try:
+        return DEV_KEY_FILE.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(48)
+        DEV_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEV_KEY_FILE.write_text(key)
+        DEV_KEY_FILE.chmod(0o600)
+        return key
 
 
 class StartupError(Exception):
@@ -111,5 +131,5 @@ def build_runtime(
         program=program,
         intake=intake,
         transports=transports or build_transports(settings),
-        links=Links(settings),
+        links=Links(settings, secret_key(settings)),
     )

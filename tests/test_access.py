@@ -20,7 +20,7 @@ from signed import event_headers, webhook_settings
 from sqlmodel import select
 
 from followup import models as m
-from followup.cli import cli
+from followup.cli.main import cli
 from followup.clock import FakeClock
 from followup.runtime import Runtime, build_runtime
 from followup.services.staff import add_staff, start_session

@@ -12,9 +12,9 @@ from sqlmodel import select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.jobs import DispatchLoop
 from followup.models import AuditLog, Escalation, EscalationAlert, Message, Patient
 from followup.runtime import Runtime
-from followup.scheduler import DispatchLoop
 from followup.services.alerting import contact_tiers, realert_due, run_realerts, sla, tier_index
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher

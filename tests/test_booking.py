@@ -16,10 +16,12 @@ from icalendar import Calendar as ICal
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import select
 
+from followup.content.dates import when_text
+from followup.core.calendar import Calendar, calendar_slots, offered_slots
+from followup.core.sms import gsm_safe
 from followup.models import Appointment, AuditLog, Escalation, Message, Patient
 from followup.runtime import Runtime
 from followup.services import booking
-from followup.services.booking import Calendar, calendar_slots, gsm_safe, offered_slots, when_text
 from followup.services.dispatch import Dispatcher
 from followup.transports.recording import RecordingTransport
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from followup import models as m
-from followup.cli import cli
+from followup.cli.main import cli
 from followup.clock import FakeClock
 from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN, sign_twilio
 from followup.models import AuditLog, Escalation, Inbound, Message, Patient, StaffSession, StaffUser
@@ -242,16 +243,20 @@ def test_admin_sees_every_staff_action_in_the_audit_log(admin: TestClient, rt: R
 # ---- the escalation queue and page ------------------------------------------------------------------------------
 
 
+_PHONES = itertools.count(1000)  # distinct numbers: hash(name) % 10000 collided now and then
+
+
 def escalation(rt: Runtime, tier: str, minutes_ago: int, name: str, status: str = "open") -> int:
     now = rt.clock.now()
+    serial = next(_PHONES)
     with rt.db.session() as s:
         p = Patient(
             name=name,
             channel="sms",
-            phone=f"+1310555{abs(hash(name)) % 10000:04d}",
+            phone=f"+1310555{serial:04d}",
             timezone="America/Los_Angeles",
             status="escalated",
-            reply_token=f"p{abs(hash(name)):016x}"[:17],
+            reply_token=f"p{serial:016x}",
             created_at=now,
             updated_at=now,
         )

@@ -17,6 +17,7 @@ from sqlmodel import func, select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.triage import TriageIn
 from followup.fakeprovider import DEV_EVENT_PUBLIC_KEY, sign_sendgrid_events, sign_twilio
 from followup.runtime import Runtime, build_runtime
 from followup.services import delivery
@@ -25,7 +26,6 @@ from followup.services.enrollment import submit_triage
 from followup.settings import Settings
 from followup.transports.base import Outgoing, Sent
 from followup.transports.recording import RecordingTransport
-from followup.triage import TriageIn
 
 TOKEN = "test-twilio-auth-token-0123456789"
 PUBLIC = "https://followup.clinic.example"  # what the providers call; the test client itself is http://testserver

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.triage import TriageIn
 from followup.runtime import Runtime, build_runtime
 from followup.services.dispatch import Dispatcher, PassReport
 from followup.services.enrollment import submit_triage
@@ -23,7 +24,6 @@ from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
 from followup.transports.base import LookupUnavailable, PermanentSendError, RetryableSendError
 from followup.transports.recording import RecordingTransport
-from followup.triage import TriageIn
 
 LA_DAY2_2100 = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)  # Thu 26 Nov, 21:00 in Los Angeles
 LA_DAY3_0900 = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)  # Fri 27 Nov, 09:00 in Los Angeles

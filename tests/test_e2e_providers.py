@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.triage import TriageIn
 from followup.fakeprovider import (
     DEV_SENDGRID_API_KEY,
     DEV_TWILIO_ACCOUNT_SID,
@@ -31,7 +32,6 @@ from followup.runtime import Runtime, build_runtime
 from followup.services.dispatch import Dispatcher, PassReport
 from followup.services.enrollment import submit_triage
 from followup.services.tokens import create_token
-from followup.triage import TriageIn
 from followup.web.app import create_app
 
 CLINIC_NUMBER = "+13105550100"

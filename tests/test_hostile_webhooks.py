@@ -682,8 +682,8 @@ def test_forged_sms_cannot_use_up_a_patients_limit(limited: Runtime, enrolled_li
 
 @pytest.fixture
 def enrolled_limited(limited: Runtime) -> None:
+    from followup.core.triage import TriageIn
     from followup.services.enrollment import submit_triage
-    from followup.triage import TriageIn
 
     submit_triage(limited, TriageIn.model_validate(triage_body()), source="api", actor="test")
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
 from followup.clock import FakeClock
-from followup.inbound_parse import parse_sendgrid
 from followup.models import Escalation, Inbound, Patient
+from followup.parsing.inbound_email import parse_sendgrid
 from followup.runtime import Runtime, build_runtime
 from followup.transports.recording import RecordingTransport
 from followup.web.app import create_app

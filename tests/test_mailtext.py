@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from followup.mailtext import extract_reply, html_to_text
+from followup.parsing.mailtext import extract_reply, html_to_text
 
 _HEADER = "On Mon, Nov 30, 2026 at 9:00 AM Clinic <followup@clinic.example> wrote:"
 _OUTLOOK = (

@@ -25,13 +25,12 @@ from signed import email_auth, email_fields, post_events, post_sms, post_status,
 from sqlmodel import col, func, or_, select
 
 from followup import models as m
-from followup.cli import cli
+from followup.cli.main import cli
 from followup.clock import FakeClock
 from followup.db import upgrade
-from followup.logging import setup_logging
-from followup.logredact import EMAIL_MASK, PHONE_MASK, TOKEN_MASK, RedactingFilter, redact
+from followup.jobs import DispatchLoop
+from followup.logs import EMAIL_MASK, PHONE_MASK, TOKEN_MASK, RedactingFilter, redact, setup_logging
 from followup.runtime import Runtime, build_runtime
-from followup.scheduler import DispatchLoop
 from followup.services.dispatch import Dispatcher
 from followup.services.privacy import PURGED, purge_old_texts
 from followup.settings import Settings

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from followup.program import Program, ProgramError, load_program
-from followup.triage import Answers, answer_fields
+from followup.core.program import Program, ProgramError, load_program
+from followup.core.triage import Answers, answer_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYONE = ["welcome", "nutrition", "checkin_1", "video", "checkin_2", "at_rest", "checkin_3", "recap"]

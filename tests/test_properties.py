@@ -15,18 +15,18 @@ from conftest import ROOT
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from followup.inbound_parse import BadInbound, parse_sendgrid
-from followup.keywords import Keywords, load_keywords
-from followup.logredact import redact
-from followup.mailtext import extract_reply, html_to_text
-from followup.messages import Templates, sample_context
+from followup.content.templates import Templates, sample_context
+from followup.core.keywords import Keywords, load_keywords
+from followup.core.replies import Reply
+from followup.core.sms import MAX_SEGMENTS, segments
+from followup.core.storable import storable
+from followup.core.triage import InputError, normalise_phone
+from followup.logs import redact
+from followup.parsing.inbound_email import BadInbound, parse_sendgrid
+from followup.parsing.mailtext import extract_reply, html_to_text
 from followup.redflags import Detector, ReplyContext, Verdict
 from followup.runtime import load_detector
 from followup.services.context import first_name
-from followup.services.inbound import Reply
-from followup.sms import MAX_SEGMENTS, segments
-from followup.storable import storable
-from followup.triage import InputError, normalise_phone
 
 # Any code point at all, lone surrogates and controls included (hypothesis leaves surrogates out by default).
 ANY_CHAR = st.characters(exclude_categories=())

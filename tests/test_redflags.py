@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from spacy.schemas import validate_token_pattern
 
-from followup.checkcli import format_verdict, run_check
+from followup.cli.check import format_verdict, run_check
 from followup.redflags import CriteriaError, Detector, Question, ReplyContext, Verdict
-from followup.redflags.criteria import load_rulebook
+from followup.redflags.load import load_rulebook
 from followup.redflags.normalise import edit_distance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def test_cases_cover_every_criterion() -> None:
 @pytest.mark.skipif(not DEV_SET.exists(), reason="shared development set not present")
 def test_development_set(detector: Detector) -> None:
     """Every case of the shared development set is answered with one of its accepted levels."""
-    from followup.mailtext import extract_reply
+    from followup.parsing.mailtext import extract_reply
 
     for line in DEV_SET.read_text(encoding="utf-8").splitlines():
         case = json.loads(line)

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from followup.program import Program, Step, load_program
-from followup.schedule import Defer, Expire, Send, Window, decide_send, planned_send, step_due, wall_clock
-from followup.triage import answer_fields
+from followup.core.program import Program, Step, load_program
+from followup.core.schedule import Defer, Expire, Send, Window, decide_send, planned_send, step_due, wall_clock
+from followup.core.triage import answer_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = Window(time(9, 0), time(20, 0))

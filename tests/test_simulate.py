@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, make_settings
 
-from followup.cli import cli
+from followup.cli.main import cli
 from followup.clock import FakeClock
 from followup.settings import Settings
 from followup.simulator import INVARIANTS, Rates, SimConfig, simulate

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from followup.messages import TemplateProblem, Templates, check_all, sample_context
-from followup.program import load_program
-from followup.sms import MAX_SEGMENTS, segments
-from followup.triage import answer_fields
+from followup.content.templates import TemplateProblem, Templates, check_all, sample_context
+from followup.core.program import load_program
+from followup.core.sms import MAX_SEGMENTS, segments
+from followup.core.triage import answer_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,8 +157,8 @@ def test_check_all_flags_an_sms_over_two_segments(scratch: Path) -> None:
 )
 def test_sms_first_name_keeps_texts_in_gsm7(name: str, expected: str) -> None:
     """A first name outside GSM-7 is transliterated for SMS (so two segments still hold the text); long ones cut."""
+    from followup.core.sms import is_gsm7
     from followup.services.context import sms_first_name
-    from followup.sms import is_gsm7
 
     got = sms_first_name(name)
     assert got == expected and is_gsm7(got)

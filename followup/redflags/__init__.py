@@ -7,7 +7,7 @@ verdict.level  # "emergency" | "red_flag" | "none"
 """
 
 from followup.redflags.detector import Detector
-from followup.redflags.model import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 from followup.redflags.rulebook import CriteriaError
+from followup.redflags.verdict import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 
 __all__ = ["CriteriaError", "Criterion", "Detector", "Finding", "Question", "ReplyContext", "Suppressed", "Verdict"]

@@ -7,9 +7,9 @@ reply starts with nothing but choices ("1 and 4, twitching worse"), so "3 weeks 
 
 from __future__ import annotations
 
-from followup.redflags.model import Finding, Question, ReplyContext
 from followup.redflags.normalise import SENTENCE_END, Token
 from followup.redflags.rulebook import RuleBook
+from followup.redflags.verdict import Finding, Question, ReplyContext
 
 _DETERMINERS = frozenset({"the", "this", "that", "which"})
 

@@ -26,9 +26,9 @@ from spacy.tokens import Doc, Span
 from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
-from followup.redflags.criteria import load_rulebook
-from followup.redflags.model import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
+from followup.redflags.load import load_rulebook
 from followup.redflags.rulebook import RuleBook
+from followup.redflags.verdict import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 
 logger.disable("PyRuSH")
 

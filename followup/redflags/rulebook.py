@@ -1,6 +1,6 @@
 """The checked, compiled content of the clinic's red-flag file, as the detector uses it.
 
-`criteria.load_rulebook` builds a RuleBook from clinic/red_flags.toml; these types only hold it.
+`load.load_rulebook` builds a RuleBook from clinic/red_flags.toml; these types only hold it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from followup.redflags.model import Criterion, Question, Reason
 from followup.redflags.normalise import Normaliser
+from followup.redflags.verdict import Criterion, Question, Reason
 
 Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
 EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc
 
-from followup.redflags.model import Finding, Reason, ReplyContext, Suppressed
 from followup.redflags.rulebook import RuleBook
+from followup.redflags.verdict import Finding, Reason, ReplyContext, Suppressed
 
 # When several modifiers reach a mention, the reason reported is the first of these that applies.
 _PRIORITY: tuple[Reason, ...] = (

@@ -10,11 +10,8 @@ they go in the daily digest (services/digest.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
@@ -22,11 +19,9 @@ from sqlmodel import col, func, select
 from followup.models import Escalation, EscalationAlert, Message
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.services.escalation import criteria_labels
 from followup.services.queue import queue
 from followup.settings import Settings
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.base import BaseScheduler
 
 log = logging.getLogger("followup.alerting")
 REALERTED_TIERS = ("emergency", "urgent")
@@ -164,7 +159,7 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
                 "criteria_labels": criteria_labels(rt, esc.criteria),
             },
             "realert": {"round": round_, "minutes": minutes},
-            "escalation_url": f"{settings.server.public_url}/dashboard/escalations/{esc.id}",
+            "escalation_url": rt.links.escalation(escalation_id),
         }
         for channel, address in contacts:
             queue(
@@ -194,50 +189,3 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
         s.commit()
     log.info("escalation %s re-alerted (round %d, tier %d, %d contacts)", escalation_id, round_, index, len(contacts))
     return 1
-
-
-def criteria_labels(rt: Runtime, criteria: list[str]) -> list[str]:
-    """Clinician labels of the criteria (their ids when the red-flag file cannot be read)."""
-    try:
-        known = rt.detector.criteria
-    except Exception:  # the labels are a courtesy: an alert must go out even if the criteria file is broken
-        log.warning("red-flag criteria unavailable; alerts show criterion ids")
-        return list(criteria)
-    return [str(getattr(known.get(c), "clinician_label", c)) for c in criteria]
-
-
-def add_clinic_jobs(scheduler: BaseScheduler, rt: Runtime) -> None:
-    """The scheduler hook: the re-alert interval job and the daily digest cron job (clinic's zone)."""
-    from followup.services.digest import send_digest
-
-    scheduler.add_job(
-        _guarded(run_realerts, rt, "re-alert pass"),
-        "interval",
-        seconds=rt.settings.alerts.check_seconds,
-        id="realert",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=300,
-    )
-    at = rt.settings.alerts.digest_time
-    scheduler.add_job(
-        _guarded(send_digest, rt, "daily digest"),
-        "cron",
-        hour=at.hour,
-        minute=at.minute,
-        timezone=ZoneInfo(rt.settings.clinic.timezone),
-        id="digest",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=3600,
-    )
-
-
-def _guarded(fn: Callable[[Runtime], object], rt: Runtime, what: str) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            fn(rt)
-        except Exception:
-            log.exception("%s failed; the next run retries", what)
-
-    return run

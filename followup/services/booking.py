@@ -8,9 +8,8 @@ takes its row lock (PostgreSQL) or the write lock (SQLite), so two submits from 
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,12 +17,15 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from followup.content.dates import when_text
+from followup.content.ics import visit_ics
+from followup.core.calendar import Calendar, offered_slots
+from followup.core.sms import gsm_safe
 from followup.models import Appointment, Escalation, Patient
 from followup.runtime import Runtime
 from followup.services import audit
 from followup.services.queue import queue
-from followup.settings import Settings
-from followup.sms import is_gsm7
+from followup.services.reachability import reachable_channel
 
 BOOKABLE = ("open", "acknowledged", "booked")
 REOPENED = {True: "acknowledged", False: "open"}  # after a cancellation, keyed by "was it acknowledged?"
@@ -47,122 +49,6 @@ class SlotTaken(BookingError):
 
 class NothingBooked(BookingError):
     pass
-
-
-# ---- the calendar (pure) ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Calendar:
-    opening: dict[int, list[tuple[time, time]]]  # weekday (Monday 0) -> local opening spans
-    slot: timedelta
-    horizon_days: int
-    closed: frozenset[date]
-    tz: ZoneInfo
-    reserve: timedelta  # slots this soon are kept for urgent and emergency escalations
-    notice: timedelta  # nothing starts sooner than this
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Calendar:
-        b = settings.booking
-        return cls(
-            opening=b.opening(),
-            slot=timedelta(minutes=b.slot_minutes),
-            horizon_days=b.horizon_days,
-            closed=frozenset(b.closed_days),
-            tz=ZoneInfo(settings.clinic.timezone),
-            reserve=timedelta(hours=b.urgent_reserve_hours),
-            notice=timedelta(minutes=b.min_notice_minutes),
-        )
-
-
-def calendar_slots(cal: Calendar, now: datetime) -> list[datetime]:
-    """Every slot start (UTC) from `now + notice` to the end of the horizon, in opening hours, on open days.
-    A local time that does not exist (the DST jump) is skipped; a repeated one (fall back) is its first instance."""
-    today = now.astimezone(cal.tz).date()
-    earliest = now + cal.notice
-    out: list[datetime] = []
-    for offset in range(cal.horizon_days):
-        day = today + timedelta(days=offset)
-        if day in cal.closed:
-            continue
-        for start, end in cal.opening.get(day.weekday(), []):
-            at = datetime.combine(day, start)
-            while at + cal.slot <= datetime.combine(day, end):
-                local = at.replace(tzinfo=cal.tz)
-                instant = local.astimezone(UTC)
-                if instant.astimezone(cal.tz).replace(tzinfo=None) == at and instant >= earliest:
-                    out.append(instant)
-                at += cal.slot
-    return out
-
-
-def offered_slots(cal: Calendar, now: datetime, tier: str, taken: set[datetime]) -> list[datetime]:
-    """Free slots for an escalation's tier: urgent and emergency get the earliest (the reserve) too; routine ones
-    start after the reserve."""
-    free = [s for s in calendar_slots(cal, now) if s not in taken]
-    if tier in ("urgent", "emergency"):
-        return free
-    return [s for s in free if s >= now + cal.reserve]
-
-
-DAYS = {
-    "en": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
-    "es": ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"],
-}
-MONTHS = {
-    "en": [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ],
-    "es": [
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ],
-}
-
-
-def day_text(day: date, language: str = "en") -> str:
-    lang = language if language in DAYS else "en"
-    if lang == "es":
-        return f"{DAYS[lang][day.weekday()]} {day.day} de {MONTHS[lang][day.month - 1]}"
-    return f"{DAYS[lang][day.weekday()]} {day.day} {MONTHS[lang][day.month - 1]}"
-
-
-def when_text(at: datetime, tz: ZoneInfo, language: str = "en") -> str:
-    """The time as "Tuesday 1 December, 09:30" in the clinic's zone (24-hour: no AM/PM in two languages)."""
-    local = at.astimezone(tz)
-    return f"{day_text(local.date(), language)}, {local:%H:%M}"
-
-
-def gsm_safe(text: str) -> str:
-    """Letters outside GSM-7 lose their accent ("sábado" -> "sabado"): one of them would halve an SMS."""
-    out = []
-    for ch in text:
-        if not is_gsm7(ch):
-            ch = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-        out.append(ch)
-    return "".join(out)
 
 
 def _when(at: datetime, tz: ZoneInfo, language: str, event: str) -> dict[str, str]:
@@ -236,14 +122,16 @@ def _utc(dt: datetime) -> datetime:
 # ---- writing ------------------------------------------------------------------------------------------------
 
 
-def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str) -> Appointment:
+def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str | None = None) -> Appointment:
     """Hold and confirm `starts_at` for the escalation in one transaction (moving an existing booking). Raises
-    SlotTaken when another patient got there first, BookingClosed when the clinic closed the escalation."""
+    SlotTaken when another patient got there first, BookingClosed when the clinic closed the escalation. The
+    actor is the escalation's patient unless a member of staff is named."""
     now = rt.clock.now()
     starts_at = _utc(starts_at)
     cal = Calendar.from_settings(rt.settings)
     with rt.db.session() as s:
         esc = _take(s, escalation_id, now)
+        actor = actor or f"patient:{esc.patient_id}"
         current = _current(s, escalation_id)
         if current is not None and _utc(current.starts_at) == starts_at:
             return current  # the same form sent twice
@@ -295,11 +183,13 @@ def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str) -> Ap
     return appt
 
 
-def cancel(rt: Runtime, escalation_id: int, actor: str) -> Appointment:
-    """Cancel the escalation's booking; the escalation goes back to the clinic's queue."""
+def cancel(rt: Runtime, escalation_id: int, actor: str | None = None) -> Appointment:
+    """Cancel the escalation's booking; the escalation goes back to the clinic's queue. The actor is the
+    escalation's patient unless a member of staff is named."""
     now = rt.clock.now()
     with rt.db.session() as s:
         esc = _take(s, escalation_id, now)
+        actor = actor or f"patient:{esc.patient_id}"
         current = _current(s, escalation_id)
         if current is None:
             raise NothingBooked("there is no booked visit to cancel")
@@ -353,17 +243,6 @@ def _other_open(s: Session, esc: Escalation) -> bool:
     )
 
 
-def reachable_channel(patient: Patient) -> str | None:
-    usable = {
-        "sms": bool(patient.phone) and patient.sms_state == "ok",
-        "email": bool(patient.email) and patient.email_state == "ok",
-    }
-    for ch in (patient.channel, "sms", "email"):
-        if usable.get(ch):
-            return ch
-    return None
-
-
 def _notify(
     rt: Runtime, s: Session, patient: Patient, esc: Escalation, appt: Appointment, event: str, now: datetime
 ) -> None:
@@ -398,7 +277,7 @@ def _notify(
     notice = {
         "appointment": _when(starts, tz, "en", event),
         "escalation": {"id": esc.id, "tier": esc.tier},
-        "escalation_url": f"{rt.settings.server.public_url}/dashboard/escalations/{esc.id}",
+        "escalation_url": rt.links.escalation(esc.id),
     }
     for ch, address in targets:
         queue(
@@ -418,22 +297,14 @@ def _notify(
 
 def ics(rt: Runtime, appt: Appointment) -> bytes:
     """The visit as an iCalendar file (an invite the patient's calendar app can add)."""
-    from icalendar import Calendar as ICal
-    from icalendar import Event
-
-    clinic = rt.settings.clinic
+    assert appt.id is not None
     host = rt.settings.server.public_url.split("://", 1)[-1].split("/")[0]
-    cal = ICal()
-    cal.add("prodid", "-//followup//booking//EN")
-    cal.add("version", "2.0")
-    cal.add("method", "PUBLISH")
-    event = Event()
-    event.add("uid", f"appointment-{appt.id}@{host}")
-    event.add("dtstamp", _utc(appt.updated_at))
-    event.add("dtstart", _utc(appt.starts_at))
-    event.add("dtend", _utc(appt.ends_at))
-    event.add("summary", f"Visit at {clinic.name}")
-    event.add("description", f"To change or cancel, use your booking link or call {clinic.phone}.")
-    event.add("status", "CONFIRMED" if appt.status == "booked" else "CANCELLED")
-    cal.add_component(event)
-    return bytes(cal.to_ical())
+    return visit_ics(
+        uid=f"appointment-{appt.id}@{host}",
+        stamp=_utc(appt.updated_at),
+        starts=_utc(appt.starts_at),
+        ends=_utc(appt.ends_at),
+        clinic_name=rt.settings.clinic.name,
+        clinic_phone=rt.settings.clinic.phone,
+        cancelled=appt.status != "booked",
+    )

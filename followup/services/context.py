@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from unidecode import unidecode
-
+from followup.core.sms import gsm_safe, is_gsm7
 from followup.models import Message, Patient
 from followup.runtime import Runtime
-from followup.sms import is_gsm7
 
 SMS_NAME_CHARS = 20
 
@@ -22,7 +20,7 @@ def sms_first_name(name: str) -> str:
     whole text to UCS-2 and halve its length, so such names are transliterated; long ones are shortened."""
     first = first_name(name)
     if not is_gsm7(first):
-        first = "".join(ch if is_gsm7(ch) else unidecode(ch) for ch in first).strip() or "there"
+        first = gsm_safe(first).strip() or "there"
     return first[:SMS_NAME_CHARS]
 
 

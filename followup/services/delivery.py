@@ -11,10 +11,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from followup import models as m
+from followup.core.storable import storable
 from followup.models import DeliveryEvent, Message, Patient
 from followup.runtime import Runtime
 from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_channel_state
-from followup.storable import storable
 
 log = logging.getLogger("followup.delivery")
 MAX_ROW_ID = 2**31 - 1  # ids are PostgreSQL integers

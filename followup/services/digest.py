@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 from followup.models import Escalation, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
-from followup.services.alerting import criteria_labels
+from followup.services.escalation import criteria_labels
 from followup.services.queue import queue
 from followup.services.roster import non_responders, unreachable_clause
 
@@ -86,7 +86,7 @@ def send_digest(rt: Runtime) -> int:
             audit.record(s, now, "system", "digest.no_recipients", "", date=digest["date"])
             s.commit()
             return 0
-        context = {"digest": digest, "dashboard_url": f"{rt.settings.server.public_url}/dashboard"}
+        context = {"digest": digest, "dashboard_url": rt.links.dashboard()}
         for address in recipients:
             queue(
                 s,

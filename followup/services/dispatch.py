@@ -22,12 +22,12 @@ from sqlalchemy import and_, bindparam, case, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup import models as m
-from followup.messages import TemplateProblem
+from followup.content.templates import TemplateProblem
+from followup.core.schedule import Defer, Expire, Window, decide_send
 from followup.models import Message, Patient
-from followup.ratelimit import SenderPacer
 from followup.runtime import Runtime
-from followup.schedule import Defer, Expire, Window, decide_send
 from followup.services.context import message_context
+from followup.services.pacing import SenderPacer
 from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
 
 log = logging.getLogger("followup.dispatch")

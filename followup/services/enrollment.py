@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from followup import models as m
+from followup.core.schedule import Window, planned_send
+from followup.core.triage import InputError, TriageIn, check_contact
 from followup.models import Consent, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.schedule import Window, planned_send
 from followup.services import audit
 from followup.services.escalation import escalate
 from followup.services.queue import queue, ttl_for
-from followup.triage import InputError, TriageIn, check_contact
 
 DEFAULT_CONSENT_TEXT = (
     "I agree to receive follow-up messages about my muscle twitching from the clinic by text message and/or "

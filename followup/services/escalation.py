@@ -5,6 +5,7 @@ Called inside another service's transaction (triage, inbound reply); it adds row
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +15,13 @@ from followup.models import Escalation, Patient
 from followup.runtime import Runtime
 from followup.services import audit
 from followup.services.queue import queue
+from followup.services.reachability import reachable_channel
 
 TIER_RANK = {"routine": 1, "urgent": 2, "emergency": 3}
 OPEN = ("open", "acknowledged")
 CRISIS_CRITERIA_PREFIX = "self_harm"
+
+log = logging.getLogger("followup.escalation")
 
 
 def open_escalation(s: Session, patient_id: int) -> Escalation | None:
@@ -111,7 +115,7 @@ def _tell_patient(
     else:
         template = "escalation_red_flag"
         context = {"booking_url": rt.links.booking(esc.id)}
-    chosen = _reachable_channel(patient, channel)
+    chosen = reachable_channel(patient, channel)
     if chosen is None:
         audit.record(s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id)
         return
@@ -133,7 +137,7 @@ def _tell_patient(
 
 def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> None:
     assert esc.id is not None
-    labels = [_label(rt, c) for c in esc.criteria]
+    labels = criteria_labels(rt, esc.criteria)
     context = {
         "escalation": {
             "id": esc.id,
@@ -166,19 +170,11 @@ def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> No
         audit.record(s, now, "system", "escalation.no_oncall_configured", f"escalation:{esc.id}")
 
 
-def _label(rt: Runtime, criterion: str) -> str:
+def criteria_labels(rt: Runtime, criteria: list[str]) -> list[str]:
+    """Clinician labels of the criteria (their ids when the red-flag file cannot be read)."""
     try:
-        return str(rt.detector.criteria[criterion].clinician_label)
-    except (KeyError, AttributeError):
-        return criterion
-
-
-def _reachable_channel(patient: Patient, preferred: str | None) -> str | None:
-    usable = {
-        "sms": bool(patient.phone) and patient.sms_state == "ok",
-        "email": bool(patient.email) and patient.email_state == "ok",
-    }
-    for ch in (preferred, patient.channel, "sms", "email"):
-        if ch and usable.get(ch):
-            return ch
-    return None
+        known = rt.detector.criteria
+    except Exception:  # the labels are a courtesy: an alert must go out even if the criteria file is broken
+        log.warning("red-flag criteria unavailable; alerts show criterion ids")
+        return list(criteria)
+    return [str(getattr(known.get(c), "clinician_label", c)) for c in criteria]

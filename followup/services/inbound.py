@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from followup import models as m
-from followup.keywords import Keywords
+from followup.core.keywords import Keywords
+from followup.core.replies import Reply, storable_reply
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
-from followup.storable import storable, storable_json
 
 log = logging.getLogger("followup.inbound")
 QUESTION_FRESH = timedelta(days=7)
@@ -46,28 +45,6 @@ class Received:
     intent: str | None = None
     level: str | None = None
     escalation_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A reply as the service sees it, whichever the channel."""
-
-    channel: str  # sms | email
-    provider_key: str  # "twilio:<MessageSid>" / "email:<Message-ID>"
-    sender: str  # E.164 number or lower-cased address
-    body: str  # for email: the reply alone, quoted history and signature removed
-    subject: str | None = None
-    reply_token: str | None = None  # the per-patient reply-to local part, for email
-    provider_opt_out: str | None = None  # Twilio's OptOutType (STOP / START / HELP), when it handled a keyword
-    meta: dict[str, Any] | None = None
-
-
-def normalise_sender(raw: str, region: str) -> str:
-    try:
-        parsed = phonenumbers.parse(raw, region)
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    except phonenumbers.NumberParseException:
-        return raw.strip()
 
 
 def receive(rt: Runtime, reply: Reply) -> Received:
@@ -91,24 +68,6 @@ def receive(rt: Runtime, reply: Reply) -> Received:
         return Received(inbound_id, False, "pending")
     rt.wake()
     return result
-
-
-def storable_reply(reply: Reply) -> Reply:
-    """The reply with every text made storable (hostile input: NUL, lone surrogates)."""
-
-    def opt(text: str | None) -> str | None:
-        return storable(text) if text is not None else None
-
-    return replace(
-        reply,
-        provider_key=storable(reply.provider_key),
-        sender=storable(reply.sender),
-        body=storable(reply.body),
-        subject=opt(reply.subject),
-        reply_token=opt(reply.reply_token),
-        provider_opt_out=opt(reply.provider_opt_out),
-        meta=storable_json(reply.meta),
-    )
 
 
 def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:

@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, func, select
 
 from followup import models as m
+from followup.core.storable import storable
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.services.alerting import Clock, ack_clock, alert_state, criteria_labels
+from followup.services.alerting import Clock, ack_clock, alert_state
+from followup.services.escalation import criteria_labels
 from followup.services.roster import non_responders, unreachable_clause
-from followup.storable import storable
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
 QUEUE_FILTERS = {

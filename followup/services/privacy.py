@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
@@ -33,9 +33,6 @@ from followup.models import (
 )
 from followup.runtime import Runtime
 from followup.services import audit
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.base import BaseScheduler
 
 log = logging.getLogger("followup.privacy")
 PURGED = "[removed after the retention period]"
@@ -224,31 +221,3 @@ def _without_quotes(verdict: dict[str, Any]) -> dict[str, Any]:
         "context": verdict.get("context"),
         "purged": True,
     }
-
-
-def add_retention_job(scheduler: BaseScheduler, rt: Runtime) -> None:
-    """The scheduler hook: purge old texts every 24 hours, first a few minutes after start (so a process that
-    restarts daily still purges). Every process may run it: the purge is idempotent."""
-    if rt.settings.privacy.retention_days == 0:
-        return
-    scheduler.add_job(
-        _purge_job,
-        "interval",
-        args=[rt],
-        hours=24,
-        id="retention",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=3600,
-        next_run_time=datetime.now(UTC) + timedelta(minutes=5),
-    )
-
-
-def _purge_job(rt: Runtime) -> None:
-    try:
-        done = purge_old_texts(rt)
-    except Exception:
-        log.exception("retention purge failed; it runs again in 24 hours")
-        return
-    if done["messages"] or done["inbound"]:
-        log.info("retention purge: %d messages and %d replies", done["messages"], done["inbound"])

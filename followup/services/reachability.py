@@ -22,6 +22,18 @@ RESEND_ON_NEW_CHANNEL = ("welcome", "escalation", "checkin")
 INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
 
 
+def reachable_channel(patient: Patient, preferred: str | None = None) -> str | None:
+    """The channel to use now: `preferred`, else the patient's own, else whichever still works; None if none."""
+    usable = {
+        "sms": bool(patient.phone) and patient.sms_state == "ok",
+        "email": bool(patient.email) and patient.email_state == "ok",
+    }
+    for ch in (preferred, patient.channel, "sms", "email"):
+        if ch and usable.get(ch):
+            return ch
+    return None
+
+
 def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, now: datetime) -> None:
     patient = s.get(Patient, msg.patient_id) if msg.patient_id is not None else None
     if patient is None or msg.channel != "sms":

@@ -10,10 +10,10 @@ from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
 from followup import models as m
+from followup.core.storable import storable
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
-from followup.storable import storable
 
 REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
 FINISHED = ("unenrolled", "completed")

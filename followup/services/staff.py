@@ -14,10 +14,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from followup.core.storable import storable
 from followup.models import StaffSession, StaffUser
 from followup.runtime import Runtime
 from followup.services import audit
-from followup.storable import storable
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD = 10

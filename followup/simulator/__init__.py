@@ -8,8 +8,9 @@ run.py       the loop that moves the clock and calls the real services (and ever
 report.py    the summary and the four invariants that must be zero
 """
 
+from followup.simulator.config import DEFAULT_START, SimConfig
 from followup.simulator.provider import Rates
 from followup.simulator.report import INVARIANTS
-from followup.simulator.run import DEFAULT_START, SimConfig, simulate
+from followup.simulator.run import simulate
 
 __all__ = ["DEFAULT_START", "INVARIANTS", "Rates", "SimConfig", "simulate"]

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from followup.clock import FakeClock
-from followup.services.inbound import Reply
+from followup.core.replies import Reply
 from followup.simulator.cohort import Cohort, index_of, plan_reply
 from followup.transports.base import LookupUnavailable, Outgoing, RetryableSendError, Sent
 

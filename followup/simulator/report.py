@@ -25,8 +25,8 @@ from followup.models import Escalation, Inbound, Message
 from followup.runtime import Runtime
 
 if TYPE_CHECKING:
+    from followup.simulator.config import SimConfig
     from followup.simulator.provider import SimProvider
-    from followup.simulator.run import SimConfig
 
 INVARIANTS = ("quiet_hour_violations", "duplicate_sends", "missed_escalations", "lost_messages")
 CHUNK = 5000

@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,36 +24,24 @@ from sqlmodel import col, select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.triage import TriageIn
 from followup.db import upgrade
+from followup.jobs import JOB_ID, DispatchLoop
 from followup.models import Message, Patient
 from followup.runtime import Runtime, build_runtime
-from followup.scheduler import JOB_ID, DispatchLoop
 from followup.services import delivery
 from followup.services.enrollment import submit_triage
 from followup.services.inbound import receive
 from followup.settings import Settings
 from followup.simulator.cohort import Cohort
-from followup.simulator.provider import Event, Rates, SimProvider
+from followup.simulator.config import SimConfig
+from followup.simulator.provider import Event, SimProvider
 from followup.simulator.report import summarise
 from followup.simulator.staff import Staff
-from followup.triage import TriageIn
 
 log = logging.getLogger("followup.simulate")
-DEFAULT_START = datetime(2027, 2, 22, 8, 0, tzinfo=UTC)  # US, EU and Australian DST changes fall in the next 6 weeks
 DRAIN = timedelta(hours=1)  # after the end: callbacks and retries settle, nothing new is enrolled or replied
 SIM_ONCALL_SMS, SIM_ONCALL_EMAIL = "+13105550199", "oncall@clinic.example"
-
-
-@dataclass
-class SimConfig:
-    patients: int = 200
-    days: int = 30
-    seed: int = 1
-    start: datetime = DEFAULT_START
-    tick: timedelta = timedelta(minutes=5)
-    enroll_days: float = 7.0
-    database_url: str | None = None  # default: a throwaway SQLite file
-    rates: Rates = field(default_factory=Rates)
 
 
 Progress = Callable[[float], None]  # hours of virtual time done so far

@@ -8,10 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from followup.core.storable import storable
+from followup.core.triage import InputError, TriageIn
 from followup.services import patients as svc
 from followup.services.enrollment import submit_triage
-from followup.storable import storable
-from followup.triage import InputError, TriageIn
 from followup.web.deps import MAX_ID, RowId, RuntimeDep, TokenDep, actor
 
 router = APIRouter(prefix="/api", tags=["api"])

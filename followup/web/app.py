@@ -10,12 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import text
 
 from followup import __version__
+from followup.core.storable import storable_json
 from followup.runtime import Runtime, build_runtime
+from followup.services import health
 from followup.settings import Settings
-from followup.storable import storable_json
 from followup.web import api, booking, dashboard, intake, limits, staffauth, webhooks
 
 log = logging.getLogger("followup.web")
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = None
         if background and rt.settings.dispatch.enabled:
-            from followup.scheduler import DispatchLoop
+            from followup.jobs import DispatchLoop
 
             loop = DispatchLoop(rt)
             loop.start()
@@ -77,10 +77,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         """Liveness and database reachability."""
-        try:
-            with rt.db.session() as s:
-                s.exec(text("SELECT 1"))  # type: ignore[call-overload]
-        except Exception:
+        if not health.database_reachable(rt):
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 

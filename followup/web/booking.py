@@ -17,9 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from followup.content.dates import day_text, when_text
 from followup.runtime import Runtime
-from followup.services import booking
-from followup.services.audit import record
+from followup.services import audit, booking
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
 
@@ -116,7 +116,7 @@ def _form(
     days: dict[str, list[tuple[str, str, bool]]] = {}
     for slot in view.slots:
         local = slot.astimezone(tz)
-        day = booking.day_text(local.date(), view.language)
+        day = day_text(local.date(), view.language)
         days.setdefault(day, []).append((slot.isoformat(), f"{local:%H:%M}", slot < view.reserve_until))
     appt = view.appointment
     return _page(
@@ -128,7 +128,7 @@ def _form(
         view=view,
         days=list(days.items()),
         urgent=view.tier in ("urgent", "emergency"),
-        appointment=booking.when_text(appt.starts_at, tz, view.language) if appt else None,
+        appointment=when_text(appt.starts_at, tz, view.language) if appt else None,
         error=error,
         done=done if done in DONE else "",
         lang=view.language if view.language in TEXTS else "en",
@@ -148,9 +148,7 @@ def booking_page(request: Request, token: str, rt: RuntimeDep, done: str = "") -
     if escalation_id is None:
         return _expired(request, rt)
     if rt.settings.booking.external_url:
-        with rt.db.session() as s:
-            record(s, rt.clock.now(), "patient", "booking.link_opened", f"escalation:{escalation_id}", external=True)
-            s.commit()
+        audit.note(rt, "patient", "booking.link_opened", f"escalation:{escalation_id}", external=True)
         return RedirectResponse(
             rt.settings.booking.external_url, status_code=303, headers={"Referrer-Policy": "no-referrer"}
         )
@@ -176,17 +174,16 @@ async def booking_submit(request: Request, token: str, rt: RuntimeDep) -> Respon
         return _expired(request, rt)
     if not Csrf(rt.links.key).valid(request.cookies.get(COOKIE), str(form.get("csrf_token") or "")):
         return _form(request, rt, token, view, 403, _say(view, "expired_form"))
-    actor = f"patient:{await run_in_threadpool(_patient_of, rt, escalation_id)}"
     try:
         if action == "cancel":
-            await run_in_threadpool(booking.cancel, rt, escalation_id, actor)
+            await run_in_threadpool(booking.cancel, rt, escalation_id)
             done = "cancelled"
         elif action == "book":
             slot = _parse_slot(raw_slot)
             if slot is None:
                 return _form(request, rt, token, view, 422, _say(view, "no_slot"))
             moving = view.appointment is not None
-            await run_in_threadpool(booking.book, rt, escalation_id, slot, actor)
+            await run_in_threadpool(booking.book, rt, escalation_id, slot)
             done = "moved" if moving else "booked"
         else:
             return _form(request, rt, token, view, 422, _say(view, "no_slot"))
@@ -243,11 +240,3 @@ def _parse_slot(raw: str) -> datetime | None:
     except ValueError:
         return None
     return slot.astimezone(UTC) if slot.tzinfo else None
-
-
-def _patient_of(rt: Runtime, escalation_id: int) -> int:
-    from followup.models import Escalation
-
-    with rt.db.session() as s:
-        esc = s.get(Escalation, escalation_id)
-        return esc.patient_id if esc else 0

@@ -12,8 +12,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from followup.core.triage import Answers, InputError, TriageIn
 from followup.services.enrollment import DEFAULT_CONSENT_TEXT, submit_triage
-from followup.triage import Answers, InputError, TriageIn
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
 

@@ -31,9 +31,10 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from followup.core.replies import normalise_sender
 from followup.runtime import Runtime
 from followup.services import audit
-from followup.services.inbound import normalise_sender
+from followup.transports.webhook_auth import EMPTY_TWIML
 from followup.web.signatures import twilio_valid
 
 log = logging.getLogger("followup.limits")
@@ -48,7 +49,6 @@ INBOUND_SMS = "/webhooks/twilio/sms"
 INBOUND_EMAIL = "/webhooks/sendgrid/inbound"
 INTAKE = "/intake"
 MAX_KEYS = 10_000
-EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 class BodyTooLarge(Exception):
@@ -177,7 +177,7 @@ class SenderLimits:
             decision = self.sms.take(sender, self._now())
             if not decision.allowed:
                 await self._refused("inbound_sms", sender, decision)
-                await _answer(send, 200, EMPTY_TWIML, "application/xml")
+                await _answer(send, 200, EMPTY_TWIML.encode(), "application/xml")
                 return
             await self._allowed("inbound_sms", sender, decision)
         await self.app(scope, replay, send)
@@ -216,9 +216,7 @@ class SenderLimits:
 
     def _audit(self, action: str, ref: str, refused: int | None = None) -> None:
         detail = {"refused": refused} if refused is not None else {}
-        with self.rt.db.session() as s:
-            audit.record(s, self.rt.clock.now(), "limits", action, f"sender:{ref}", **detail)
-            s.commit()
+        audit.note(self.rt, "limits", action, f"sender:{ref}", **detail)
 
     def _busy_page(self) -> bytes:
         clinic = self.rt.settings.clinic

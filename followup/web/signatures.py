@@ -7,11 +7,10 @@ import base64
 import hmac
 import time
 
-from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.requests import Request
-from twilio.request_validator import RequestValidator
 
 from followup.settings import Settings
+from followup.transports.webhook_auth import sendgrid_signature_valid, twilio_signature_valid
 
 
 def public_url_of(settings: Settings, request: Request) -> str:
@@ -22,9 +21,7 @@ def public_url_of(settings: Settings, request: Request) -> str:
 def twilio_valid(settings: Settings, request: Request, form: dict[str, str]) -> bool:
     token = settings.twilio.auth_token or dev_twilio_token(settings)
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not token or not signature:
-        return False
-    return bool(RequestValidator(token).validate(public_url_of(settings, request), form, signature))
+    return twilio_signature_valid(token, public_url_of(settings, request), form, signature)
 
 
 def dev_twilio_token(settings: Settings) -> str:
@@ -59,11 +56,7 @@ def sendgrid_valid(settings: Settings, request: Request, raw: bytes, now: float 
         return False
     if age > settings.sendgrid.event_max_age_seconds:
         return False  # a replay of an old, validly signed batch
-    try:
-        payload = raw.decode("utf-8")
-        return bool(EventWebhook(key).verify_signature(payload, signature, timestamp))
-    except Exception:  # malformed key, signature or body: not authentic
-        return False
+    return sendgrid_signature_valid(key, raw, signature, timestamp)
 
 
 def basic_auth_valid(request: Request, username: str, password: str) -> bool:

@@ -11,16 +11,16 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from followup.inbound_parse import BadInbound, parse_sendgrid
+from followup.core.replies import Reply, normalise_sender
+from followup.core.storable import storable
+from followup.parsing.inbound_email import BadInbound, parse_sendgrid
 from followup.services import delivery, inbound
-from followup.services.inbound import Reply, normalise_sender
-from followup.storable import storable
+from followup.transports.webhook_auth import twiml
 from followup.web.deps import RuntimeDep
 from followup.web.signatures import basic_auth_valid, sendgrid_valid, twilio_valid
 
 log = logging.getLogger("followup.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 async def twilio_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
@@ -83,16 +83,6 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
     if result.intent == "unknown_sender" and result.inbound_id is not None:
         text = await run_in_threadpool(inbound.unknown_sender_reply, rt, reply.sender)
     return Response(twiml(text), media_type="application/xml")
-
-
-def twiml(text: str) -> str:
-    if not text:
-        return EMPTY_TWIML
-    from twilio.twiml.messaging_response import MessagingResponse
-
-    resp = MessagingResponse()
-    resp.message(text)
-    return str(resp)
 
 
 @router.post("/sendgrid/inbound")

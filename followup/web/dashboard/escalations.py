@@ -8,10 +8,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from followup.core.storable import storable
+from followup.services import audit
 from followup.services import patients as patient_svc
-from followup.services.audit import record
 from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue, staff_names
-from followup.storable import storable
 from followup.web.dashboard.common import clock_text, render
 from followup.web.dashboard.highlight import highlight
 from followup.web.deps import RowId, RuntimeDep
@@ -92,9 +92,7 @@ def _case_page(
 def escalation_page(request: Request, escalation_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """One escalation: the reply with its evidence marked, criteria, suppressed mentions, conversation, triage."""
     response = _case_page(request, rt, staff, escalation_id)
-    with rt.db.session() as s:
-        record(s, rt.clock.now(), staff.actor, "escalation.viewed", f"escalation:{escalation_id}")
-        s.commit()
+    audit.note(rt, staff.actor, "escalation.viewed", f"escalation:{escalation_id}")
     return response
 
 

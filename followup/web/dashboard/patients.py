@@ -8,9 +8,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from followup.services import audit, roster
 from followup.services import patients as patient_svc
-from followup.services import roster
-from followup.services.audit import record
 from followup.services.overview import patient_trend
 from followup.web.dashboard.common import render
 from followup.web.deps import RowId, RuntimeDep
@@ -76,9 +75,7 @@ def _patient_page(
 def patient_page(request: Request, patient_id: RowId, rt: RuntimeDep, staff: StaffDep) -> Response:
     """Every message in and out with its delivery state, what is scheduled next, and the actions."""
     response = _patient_page(request, rt, staff, patient_id)
-    with rt.db.session() as s:
-        record(s, rt.clock.now(), staff.actor, "patient.viewed", f"patient:{patient_id}")
-        s.commit()
+    audit.note(rt, staff.actor, "patient.viewed", f"patient:{patient_id}")
     return response
 
 

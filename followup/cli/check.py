@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any, Protocol, TextIO
 
-from followup.mailtext import extract_reply
-from followup.redflags.model import Question, ReplyContext, Verdict
+from followup.parsing.mailtext import extract_reply
+from followup.redflags.verdict import Question, ReplyContext, Verdict
 
 _CHANNELS = ("sms", "email")
 _LEVEL_WORDS = {"emergency": "EMERGENCY", "red_flag": "RED FLAG", "none": "no red flag"}
@@ -91,7 +91,7 @@ def format_verdict(verdict: Verdict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m followup.checkcli [--jsonl | TEXT] [--criteria PATH]` (until the CLI wires it in)."""
+    """`python -m followup.cli.check [--jsonl | TEXT] [--criteria PATH]` (until the CLI wires it in)."""
     from pathlib import Path
 
     from followup.redflags import Detector

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from followup.redflags.model import REASONS, TIERS, Criterion, Question, Reason, Tier
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
@@ -27,6 +26,7 @@ from followup.redflags.rulebook import (
     Settings,
     TokenPatterns,
 )
+from followup.redflags.verdict import REASONS, TIERS, Criterion, Question, Reason, Tier
 
 __all__ = ["CriteriaError", "RuleBook", "load_rulebook"]
 

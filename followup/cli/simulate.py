@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from followup.settings import Settings
+from followup.simulator.config import DEFAULT_START, SimConfig
 from followup.simulator.report import INVARIANTS
-from followup.simulator.run import DEFAULT_START, SimConfig, SimulationError, simulate
+from followup.simulator.run import SimulationError, simulate
 
 
 def run_simulate_command(

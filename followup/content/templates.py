@@ -10,7 +10,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
-from followup.sms import MAX_SEGMENTS, segments
+from followup.core.sms import MAX_SEGMENTS, segments
 
 FALLBACK = "en"
 

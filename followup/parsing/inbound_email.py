@@ -15,8 +15,8 @@ from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from followup.mailtext import extract_reply, html_to_text
-from followup.services.inbound import Reply
+from followup.core.replies import Reply
+from followup.parsing.mailtext import extract_reply, html_to_text
 
 TOKEN = re.compile(r"^(p[0-9a-f]{16})$")
 

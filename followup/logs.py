@@ -1,14 +1,18 @@
-"""The last line of defence for logs: phone numbers, email addresses and API tokens masked in every record.
+"""Logging set-up and the redaction that keeps patient data out of every log line.
 
-The code logs ids, never patient data; this filter catches what slips through anyway: an exception message that
-quotes a value, a library that logs a URL with credentials in it. It cannot recognise free text (a message body),
-so it is a safety net, not a licence to log. `setup_logging` puts it on every handler of the root logger.
+Logs are plain lines on stderr. Patient data never goes to logs: code logs ids, and the libraries that would log
+message text or numbers (PyRuSH via loguru, the Twilio HTTP client) are silenced. As a safety net, every handler
+masks phone numbers, email addresses and API tokens (`redact`), and loguru's warnings go through the same handlers
+instead of straight to stderr. The mask cannot recognise free text (a message body): it is a safety net, not a
+licence to log.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
+from typing import Any
 
 import phonenumbers
 
@@ -78,3 +82,27 @@ def install(logger: logging.Logger | None = None, region: str = "US") -> None:
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(region))
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("twilio.http_client", "twilio", "apscheduler", "httpx", "urllib3", "python_http_client", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from loguru import logger
+
+        logger.disable("PyRuSH")
+        logger.remove()  # its default sink writes to stderr unfiltered
+        logger.add(_from_loguru, level="WARNING", format="{message}")
+    except ImportError:  # pragma: no cover - loguru comes with medspaCy
+        pass
+    install()
+
+
+def _from_loguru(message: Any) -> None:
+    record = message.record
+    logging.getLogger(f"loguru.{record['name']}").log(record["level"].no, "%s", record["message"])

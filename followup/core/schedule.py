@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from followup.program import Step
+from followup.core.program import Step
 
 
 @dataclass(frozen=True)

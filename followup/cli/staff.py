@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING
 
 import click
 
+from followup.cli._common import runtime_of, settings_of
+
 if TYPE_CHECKING:
     from followup.runtime import Runtime
 
 
 def _runtime(ctx: click.Context) -> Runtime:
-    from followup.cli import _runtime as build
-    from followup.cli import _settings
     from followup.db import upgrade
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     upgrade(settings.database.url)
-    rt: Runtime = build(settings)
-    return rt
+    return runtime_of(settings)
 
 
 def read_password(confirm: bool = True) -> str:
@@ -55,7 +54,7 @@ def staff_add(ctx: click.Context, email: str, role: str) -> None:
         user = add_staff(rt, email, role, password, actor="cli")
     except StaffError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"staff {user.id} {user.email} ({user.role}) added; sign in at {rt.settings.server.public_url}/login")
+    click.echo(f"staff {user.id} {user.email} ({user.role}) added; sign in at {rt.links.login()}")
 
 
 @staff.command("list")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import unicodedata
+
+from unidecode import unidecode
 
 GSM7_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -23,3 +26,15 @@ def segments(text: str) -> tuple[str, int]:
         return "GSM-7", 1 if units <= 160 else math.ceil(units / 153)
     units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
     return "UCS-2", 1 if units <= 70 else math.ceil(units / 67)
+
+
+def gsm_safe(text: str) -> str:
+    """`text` in GSM-7 letters: an accent outside GSM-7 is dropped ("sábado" -> "sabado"), anything else is
+    transliterated with unidecode ("Łukasz" -> "Lukasz"). One non-GSM-7 letter would halve what an SMS holds."""
+    out = []
+    for ch in text:
+        if not is_gsm7(ch):
+            bare = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            ch = bare if bare and is_gsm7(bare) else unidecode(ch)
+        out.append(ch)
+    return "".join(out)

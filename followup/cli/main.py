@@ -5,31 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from followup.logging import setup_logging
-from followup.settings import Settings, SettingsError, load_settings
-
-if TYPE_CHECKING:
-    from followup.runtime import Runtime
-
-
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings(ctx.obj.get("settings_path"))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _runtime(settings: Settings) -> Runtime:
-    from followup.runtime import StartupError, build_runtime
-
-    try:
-        return build_runtime(settings)
-    except StartupError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from None
+from followup.cli._common import runtime_of, settings_of
+from followup.cli.staff import staff
+from followup.logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,10 +43,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: b
     from followup.db import upgrade
     from followup.web.app import create_app
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not no_migrate:
         upgrade(settings.database.url)
-    rt = _runtime(settings)
+    rt = runtime_of(settings)
     host = host or settings.server.host
     port = port or settings.server.port
     app = create_app(runtime=rt, background=not no_dispatch)
@@ -97,12 +78,12 @@ def worker(ctx: click.Context, no_migrate: bool) -> None:
     import threading
 
     from followup.db import upgrade
-    from followup.scheduler import DispatchLoop
+    from followup.jobs import DispatchLoop
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not no_migrate:
         upgrade(settings.database.url)
-    rt = _runtime(settings)
+    rt = runtime_of(settings)
     loop = DispatchLoop(rt)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,9 +144,9 @@ def simulate(
 ) -> None:
     """Run the program for a synthetic cohort on a virtual clock (real enrollment, dispatcher, replies and
     escalation; an in-process fake provider). Exits 1 if an invariant is not zero."""
-    from followup.simulator.cli import run_simulate_command
+    from followup.cli.simulate import run_simulate_command
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     code = run_simulate_command(
         settings,
         patients=patients,
@@ -193,7 +174,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Apply database migrations."""
     from followup.db import upgrade
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     upgrade(settings.database.url, revision)
     click.echo(f"database at {revision}")
 
@@ -222,9 +203,9 @@ def token_create(ctx: click.Context, name: str) -> None:
     from followup.db import upgrade
     from followup.services.tokens import create_token
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     upgrade(settings.database.url)
-    token_id, raw = create_token(_runtime(settings), name)
+    token_id, raw = create_token(runtime_of(settings), name)
     click.echo(f"token {token_id} ({name}) created; use it as `Authorization: Bearer <token>`:", err=True)
     click.echo(raw)
 
@@ -235,7 +216,7 @@ def token_list(ctx: click.Context) -> None:
     """List tokens (never their values)."""
     from followup.services.tokens import list_tokens
 
-    for t in list_tokens(_runtime(_settings(ctx))):
+    for t in list_tokens(runtime_of(settings_of(ctx))):
         state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
         click.echo(f"{t.id}\t{t.name}\tcreated {t.created_at:%Y-%m-%d}\t{state}")
 
@@ -247,7 +228,7 @@ def token_revoke(ctx: click.Context, token_id: int) -> None:
     """Revoke a token by id."""
     from followup.services.tokens import revoke_token
 
-    if not revoke_token(_runtime(_settings(ctx)), token_id):
+    if not revoke_token(runtime_of(settings_of(ctx)), token_id):
         raise click.ClickException(f"no active token {token_id}")
     click.echo(f"token {token_id} revoked")
 
@@ -261,9 +242,9 @@ def templates() -> None:
 @click.pass_context
 def templates_check(ctx: click.Context) -> None:
     """Render every template with sample data; print SMS segments; fail on errors or SMS over two segments."""
-    from followup.messages import Templates, check_all
+    from followup.content.templates import Templates, check_all
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     rows = check_all(Templates(settings.clinic.templates))
     bad = 0
     for r in rows:
@@ -283,11 +264,11 @@ def templates_check(ctx: click.Context) -> None:
 @click.pass_context
 def check(ctx: click.Context, text: str | None, jsonl: bool, channel: str) -> None:
     """Red-flag verdict for a reply: `followup check "my arm feels weaker"` or `followup check --jsonl`."""
-    from followup.checkcli import format_verdict, run_check
-    from followup.mailtext import extract_reply
+    from followup.cli.check import format_verdict, run_check
+    from followup.parsing.mailtext import extract_reply
     from followup.redflags import Detector
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     detector = Detector.from_file(settings.clinic.red_flags)
     if jsonl:
         sys.exit(run_check(sys.stdin, sys.stdout, detector))
@@ -312,7 +293,7 @@ def patient_export(ctx: click.Context, patient_id: int) -> None:
     from followup.services.privacy import NotFound, export_patient
 
     try:
-        data = export_patient(_runtime(_settings(ctx)), patient_id)
+        data = export_patient(runtime_of(settings_of(ctx)), patient_id)
     except NotFound:
         raise click.ClickException(f"no patient {patient_id}") from None
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -328,7 +309,7 @@ def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str)
     many rows went. It cannot be undone (export first if the record must be kept elsewhere)."""
     from followup.services.privacy import NotFound, erase_patient
 
-    rt = _runtime(_settings(ctx))
+    rt = runtime_of(settings_of(ctx))
     if not yes:
         click.confirm(f"Erase patient {patient_id} and everything held on them? This cannot be undone", abort=True)
     try:
@@ -338,14 +319,8 @@ def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str)
     click.echo(f"patient {patient_id} erased: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
 
 
-from followup.staffcli import staff  # noqa: E402 - registered last: it reuses this module's helpers
-
 cli.add_command(staff)
 
 
 def main() -> None:
     cli(obj={})
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from followup.triage import Answers
+from followup.core.triage import Answers
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Parsing what arrives from outside: inbound email, its quoted history and signatures."""
