@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Literal
 
 Intent = Literal["opt_out", "opt_in", "help"]
+# Typed apostrophes read as "'": phones with smart punctuation (iOS by default) send "don’t", not "don't".
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u02bc", "'"))
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Keywords:
 
     def opt_out_phrase(self, text: str) -> str | None:
         """The opt-out phrase found in a longer message, if any."""
-        low = " ".join(text.lower().split())
+        low = " ".join(text.translate(_APOSTROPHES).lower().split())
         for p in self.phrases:
             m = p.search(low)
             if m:
@@ -37,8 +39,9 @@ class Keywords:
 
 
 def normalise(text: str) -> str:
-    """Lower-case, accents kept, punctuation and emoji dropped, spaces folded."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Lower-case, accents kept, apostrophes removed ("don’t" is "dont"), other punctuation and emoji dropped,
+    spaces folded."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
     text = "".join(ch if ch.isalnum() or ch.isspace() or ch == "'" else " " for ch in text)
     return " ".join(text.replace("'", "").split())
 
