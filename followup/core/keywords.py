@@ -24,8 +24,9 @@ class Keywords:
         """The intent when the whole message is one keyword (with optional politeness words), else None."""
         core = normalise(text)
         for word in sorted(self.politeness, key=len, reverse=True):
-            core = re.sub(rf"(^| ){re.escape(word)}( |$)", " ", f" {core} ").strip()
-            core = " ".join(core.split())
+            # Lookarounds rather than matching the spaces: "stop please please" loses both words (a consumed
+            # space used to leave the second one, so the opt-out was missed).
+            core = " ".join(re.sub(rf"(?<!\S){re.escape(word)}(?!\S)", " ", core).split())
         return self.words.get(core)
 
     def opt_out_phrase(self, text: str) -> str | None:

@@ -60,3 +60,13 @@ def test_an_opt_out_phrase_matches_a_typed_apostrophe(shipped: Keywords, text: s
 def test_normalise_removes_every_apostrophe(text: str) -> None:
     """`normalise` removes an apostrophe however it is typed, so "don’t" and "don't" are both "dont"."""
     assert normalise(text) == "dont"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Stop please please", "STOP thanks, thanks!", "please please stop", "thank you stop thank you"],
+    ids=["please-twice", "thanks-twice", "please-twice-first", "thank-you-around"],
+)
+def test_a_politeness_word_said_twice_still_leaves_the_keyword(shipped: Keywords, text: str) -> None:
+    """A politeness word repeated next to itself is dropped each time: "Stop please please" opts out."""
+    assert shipped.keyword(text) == "opt_out"
