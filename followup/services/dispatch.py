@@ -162,7 +162,7 @@ class Dispatcher:
         s: Session,
         msg: Message,
         patient: Patient | None,
-        answers: dict,
+        answers: dict[str, Any],
         now: datetime,
         report: PassReport,
     ) -> _Job | None:
@@ -327,7 +327,7 @@ class Dispatcher:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         cfg = self.rt.settings.dispatch
-        ceiling = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2 ** (attempt - 1))
+        ceiling = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2.0 ** (attempt - 1))
         delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
         return max(delay, retry_after or 0.0)
 
