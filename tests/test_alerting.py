@@ -10,8 +10,8 @@ import pytest
 from conftest import T0, make_settings
 from sqlmodel import select
 
-from followup import models as m
 from followup.clock import FakeClock
+from followup.core.vocab import MessageState
 from followup.jobs import DispatchLoop
 from followup.models import AuditLog, Escalation, EscalationAlert, Message, Patient
 from followup.runtime import Runtime
@@ -272,7 +272,7 @@ def test_digest_lists_routine_escalations_unreachable_and_non_responders(
                     channel="sms",
                     kind="checkin",
                     template="checkin",
-                    status=m.DELIVERED,
+                    status=MessageState.DELIVERED,
                     due_at=sent,
                     expires_at=sent + timedelta(days=1),
                     sent_at=sent,

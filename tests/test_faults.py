@@ -16,8 +16,8 @@ from conftest import make_settings
 from sqlalchemy import create_engine, insert
 from sqlmodel import col, select
 
-from followup import models as m
 from followup.clock import FakeClock
+from followup.core.vocab import OPEN_STATES, MessageState
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults
 from followup.models import Message, Patient
 from followup.runtime import Runtime, build_runtime
@@ -125,7 +125,7 @@ def seed(rt: Runtime) -> None:
 
 def open_count(rt: Runtime) -> int:
     with rt.db.session() as s:
-        return len(s.exec(select(Message.id).where(col(Message.status).in_(m.OPEN_STATES))).all())
+        return len(s.exec(select(Message.id).where(col(Message.status).in_(OPEN_STATES))).all())
 
 
 def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
@@ -149,7 +149,7 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
             with rt.db.session() as s:
                 retried = s.exec(
                     select(Message).where(
-                        Message.status == m.SCHEDULED, Message.updated_at == now, col(Message.attempts) > 0
+                        Message.status == MessageState.SCHEDULED, Message.updated_at == now, col(Message.attempts) > 0
                     )
                 ).all()
             for msg in retried:
@@ -166,17 +166,17 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
     with rt.db.session() as s:
         msgs = s.exec(select(Message)).all()
     outcomes = Counter(msg.status for msg in msgs)
-    assert set(outcomes) <= {m.SENT, m.EXPIRED}, outcomes
+    assert set(outcomes) <= {MessageState.SENT, MessageState.EXPIRED}, outcomes
     for msg in msgs:
-        if msg.status == m.SENT:
+        if msg.status == MessageState.SENT:
             assert msg.send_started_at is not None and msg.send_started_at <= msg.expires_at
         else:
             assert msg.reason, f"message {msg.id} expired without a reason"
-    assert outcomes[m.SENT] and outcomes[m.EXPIRED]  # the short time-to-live did bite
+    assert outcomes[MessageState.SENT] and outcomes[MessageState.EXPIRED]  # the short time-to-live did bite
 
     at_provider = Counter(str(x["message_id"]) for x in provider.messages())
     assert max(at_provider.values()) == 1, "a message reached the provider twice"
-    assert set(at_provider) == {str(msg.id) for msg in msgs if msg.status == m.SENT}
+    assert set(at_provider) == {str(msg.id) for msg in msgs if msg.status == MessageState.SENT}
 
     codes = Counter(code for series in delays.values() for _, code in series)
     assert codes["20429"] and (codes["20500"] + codes["20503"]), codes
