@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
-from conftest import T0, make_settings, triage_body
+from conftest import T0, make_settings
+from factories import delivered_checkin, triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -428,22 +429,7 @@ def patient(
 def checkin(rt: Runtime, pid: int, days_ago: float, n: int) -> None:
     sent = rt.clock.now() - timedelta(days=days_ago)
     with rt.db.session() as s:
-        s.add(
-            Message(
-                patient_id=pid,
-                dedupe_key=f"ci:{pid}:{n}",
-                channel="sms",
-                kind="checkin",
-                template="checkin",
-                status=MessageState.DELIVERED,
-                due_at=sent,
-                expires_at=sent + timedelta(days=1),
-                sent_at=sent,
-                body="How are you?",
-                created_at=sent,
-                updated_at=sent,
-            )
-        )
+        s.add(delivered_checkin(pid, sent, f"ci:{pid}:{n}", body="How are you?"))
         s.commit()
 
 

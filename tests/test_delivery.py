@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import T0, make_settings, triage_body
+from conftest import T0, make_settings
+from factories import triage_body
 from sqlmodel import select
 
 from followup import models as m

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from livestack import daytime_zone, eventually
 from sqlmodel import select
 

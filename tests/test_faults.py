@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from sqlalchemy import create_engine, insert
+from factories import insert_rows, message_rows, patient_rows
 from sqlmodel import col, select
 
 from followup.clock import FakeClock
 from followup.core.vocab import OPEN_STATES, MessageState
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults
-from followup.models import Message, Patient
+from followup.models import Message
 from followup.runtime import Runtime, build_runtime
 from followup.services.dispatch import Dispatcher
 from followup.transports.recording import RecordingTransport
@@ -77,50 +77,8 @@ def faulty(tmp_path: Path, sqlite_template: Path, provider: FakeProvider) -> Ite
 
 def seed(rt: Runtime) -> None:
     now = rt.clock.now()
-    engine = create_engine(rt.settings.database.url)
-    with engine.begin() as c:
-        c.execute(
-            insert(Patient),
-            [
-                {
-                    "id": i + 1,
-                    "name": f"Pat {i}",
-                    "phone": f"+1555{i:07d}",
-                    "channel": "sms",
-                    "timezone": "UTC",
-                    "language": "en",
-                    "status": "active",
-                    "sms_state": "ok",
-                    "email_state": "ok",
-                    "reply_token": f"t{i}",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in range(N)
-            ],
-        )
-        c.execute(
-            insert(Message),
-            [
-                {
-                    "patient_id": i + 1,
-                    "dedupe_key": f"fault:{i}",
-                    "channel": "sms",
-                    "kind": "system",
-                    "template": "reply_ack",
-                    "context": {},
-                    "urgent": True,
-                    "status": "scheduled",
-                    "due_at": now,
-                    "expires_at": now + TTLS[i % len(TTLS)],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in range(N)
-            ],
-        )
-    engine.dispose()
+    messages = message_rows(N, now, key="fault", due_at=now, expires_at=lambda i: now + TTLS[i % len(TTLS)])
+    insert_rows(rt.settings.database.url, patient_rows(N, now), messages)
 
 
 def open_count(rt: Runtime) -> int:

@@ -16,9 +16,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import factories
 import pytest
 import uvicorn
-from conftest import triage_body
+from factories import triage_body
 from fastapi.testclient import TestClient
 from livestack import eventually, free_port
 from signed import (
@@ -351,40 +352,13 @@ def test_hostile_webhooks_get_4xx_or_a_clean_2xx(rt: Runtime, enrolled: int) -> 
 
 
 def intake_form(**over: str | list[str]) -> dict[str, str | list[str]]:
-    data: dict[str, str | list[str]] = {
-        "name": "Ana Diaz",
+    chicago: dict[str, str | list[str]] = {
         "phone": "(310) 555-0199",
         "email": "",
-        "channel": "sms",
         "timezone": "America/Chicago",
-        "language": "en",
         "locations": ["calf"],
-        "onset_weeks": "2",
-        "caffeine_per_day": "4",
-        "sleep_hours": "6",
-        "stress": "5",
-        "water_glasses": "4",
-        "alcohol_per_week": "",
-        "intense_exercise": "no",
-        "consent": "yes",
-        **{
-            q: "no"
-            for q in (
-                "weakness",
-                "atrophy",
-                "daily_activities",
-                "speech_swallowing",
-                "breathing",
-                "numbness_tingling",
-                "balance",
-                "severe_cramps",
-                "eyelid_closes",
-                "face_spread",
-                "vision_changes",
-            )
-        },
     }
-    return {**data, **over}
+    return factories.intake_form(**{**chicago, **over})
 
 
 def csrf(client: TestClient) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, make_settings, triage_body
+from conftest import ROOT, make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from livestack import INBOUND_PASSWORD, Live, eventually, live_stack
 from loguru import logger as loguru_logger

@@ -8,7 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import T0, triage_body
+from conftest import T0
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
