@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from followup.core.sms import MAX_SEGMENTS, segments
 from followup.core.triage import OPTIONAL_RED_FLAG_QUESTIONS, RED_FLAG_QUESTIONS
+from followup.core.vocab import CHANNELS
 
 FALLBACK = "en"
 
@@ -179,7 +180,7 @@ def check_all(templates: Templates, context: dict[str, Any] | None = None) -> li
     ctx = context or sample_context()
     rows = []
     for lang, name, channel in templates.names():
-        if channel not in ("sms", "email"):
+        if channel not in CHANNELS:
             continue
         problem = None
         enc, n = "-", 0

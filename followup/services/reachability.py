@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from followup.core.vocab import CHANNELS, Channel, MessageState
+from followup.core.vocab import CHANNELS, Channel, MessageKind, MessageState
 from followup.models import Consent, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit, drafts
@@ -18,7 +18,7 @@ from followup.services.queue import queue
 from followup.transports.base import SendError
 
 OPTED_OUT_CODES = {"21610"}
-RESEND_ON_NEW_CHANNEL = ("welcome", "escalation", "checkin")
+RESEND_ON_NEW_CHANNEL = (MessageKind.WELCOME, MessageKind.ESCALATION, MessageKind.CHECKIN)
 INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
 
 
