@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from followup.core.vocab import EscalationStatus, MessageState, PatientStatus
+from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
 
 class Patient(SQLModel, table=True):
@@ -197,7 +197,7 @@ class StaffSession(SQLModel, table=True):
     ended_at: datetime | None = None
 
 
-BOOKED_ONLY = text("status = 'booked'")
+BOOKED_ONLY = text("status = 'booked'")  # AppointmentStatus.BOOKED, as the migration writes it
 
 
 class Appointment(SQLModel, table=True):
@@ -226,7 +226,7 @@ class Appointment(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patient.id", index=True)
     starts_at: datetime
     ends_at: datetime
-    status: str = "booked"  # booked | cancelled
+    status: str = AppointmentStatus.BOOKED  # AppointmentStatus: booked | cancelled
     booked_by: str  # "patient:12" (from the link) or "staff:3"
     created_at: datetime
     updated_at: datetime

@@ -99,6 +99,11 @@ ACTIVE_ESCALATION: tuple[EscalationStatus, ...] = (EscalationStatus.OPEN, Escala
 NOT_CLOSED: tuple[EscalationStatus, ...] = (*ACTIVE_ESCALATION, EscalationStatus.BOOKED)
 
 
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"  # at most one per slot and one per escalation (partial unique indexes)
+    CANCELLED = "cancelled"  # kept for the record
+
+
 class MessageKind(StrEnum):
     """Why a message is sent, which decides its time-to-live and whether a patient's status holds it."""
 

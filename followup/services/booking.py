@@ -21,7 +21,7 @@ from followup.content.dates import when_text
 from followup.content.ics import visit_ics
 from followup.core.calendar import Calendar, offered_slots
 from followup.core.sms import gsm_safe
-from followup.core.vocab import NOT_CLOSED, Channel, EscalationStatus, PatientStatus
+from followup.core.vocab import NOT_CLOSED, AppointmentStatus, Channel, EscalationStatus, PatientStatus
 from followup.models import Appointment, Escalation, Patient
 from followup.runtime import Runtime
 from followup.services import audit, drafts
@@ -103,7 +103,9 @@ def appointment_for(rt: Runtime, escalation_id: int) -> Appointment | None:
 
 def _current(s: Session, escalation_id: int) -> Appointment | None:
     return s.exec(
-        select(Appointment).where(Appointment.escalation_id == escalation_id, Appointment.status == "booked")
+        select(Appointment).where(
+            Appointment.escalation_id == escalation_id, Appointment.status == AppointmentStatus.BOOKED
+        )
     ).first()
 
 
@@ -111,7 +113,7 @@ def _taken(s: Session, now: datetime, cal: Calendar) -> set[datetime]:
     until = now + timedelta(days=cal.horizon_days + 1)
     rows = s.exec(
         select(Appointment.starts_at).where(
-            Appointment.status == "booked", Appointment.starts_at >= now, Appointment.starts_at <= until
+            Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at >= now, Appointment.starts_at <= until
         )
     ).all()
     return {_utc(r) for r in rows}
@@ -143,7 +145,7 @@ def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str | None
         moved_from = None
         if current is not None:
             moved_from = _utc(current.starts_at)
-            current.status, current.cancelled_at, current.updated_at = "cancelled", now, now
+            current.status, current.cancelled_at, current.updated_at = AppointmentStatus.CANCELLED, now, now
             s.flush()  # the old slot is free before the new row is checked against the unique index
         appt = Appointment(
             escalation_id=escalation_id,
@@ -195,7 +197,7 @@ def cancel(rt: Runtime, escalation_id: int, actor: str | None = None) -> Appoint
         current = _current(s, escalation_id)
         if current is None:
             raise NothingBooked("there is no booked visit to cancel")
-        current.status, current.cancelled_at, current.updated_at = "cancelled", now, now
+        current.status, current.cancelled_at, current.updated_at = AppointmentStatus.CANCELLED, now, now
         esc.status = REOPENED[esc.acknowledged_at is not None]
         esc.booked_at = None
         patient = s.get(Patient, esc.patient_id)
@@ -271,5 +273,5 @@ def ics(rt: Runtime, appt: Appointment) -> bytes:
         ends=_utc(appt.ends_at),
         clinic_name=rt.settings.clinic.name,
         clinic_phone=rt.settings.clinic.phone,
-        cancelled=appt.status != "booked",
+        cancelled=appt.status != AppointmentStatus.BOOKED,
     )

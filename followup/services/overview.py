@@ -12,7 +12,15 @@ from sqlmodel import Session, col, func, select
 
 from followup.core.figures import REPLY_WINDOW, Overview, Rows, summarise, trend_of, weeks_to
 from followup.core.storable import storable
-from followup.core.vocab import ACTIVE_ESCALATION, NOT_DELIVERED, WENT_OUT, EscalationStatus, MessageKind, queue_rank
+from followup.core.vocab import (
+    ACTIVE_ESCALATION,
+    NOT_DELIVERED,
+    WENT_OUT,
+    AppointmentStatus,
+    EscalationStatus,
+    MessageKind,
+    queue_rank,
+)
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services.alerting import Clock, ack_clock, alert_state
@@ -50,7 +58,7 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
         booked = dict(
             s.exec(
                 select(Appointment.escalation_id, Appointment.starts_at).where(
-                    col(Appointment.escalation_id).in_(ids), Appointment.status == "booked"
+                    col(Appointment.escalation_id).in_(ids), Appointment.status == AppointmentStatus.BOOKED
                 )
             ).all()
         )
