@@ -4,7 +4,6 @@ crash. Phone numbers, email replies, message templates, red-flag detection, keyw
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -199,7 +198,7 @@ def test_any_name_renders_in_every_template_and_is_never_markup(name: str) -> No
 
 
 @given(name=st.text(st.sampled_from(GSM_LETTERS), min_size=1, max_size=MAX_NAME))
-@settings(max_examples=60, deadline=timedelta(seconds=2))
+@settings(max_examples=60, deadline=None)
 @example(name="W" * MAX_NAME)
 @example(name="Maximiliano-José")
 def test_sms_stay_within_two_segments_for_names_up_to_20_gsm_characters(name: str) -> None:
