@@ -8,7 +8,8 @@ symptom. On top of ConText's own scope, each rule gets an `on_modifies` check:
   "no" does not reach "weak"; "no weakness, numbness or tingling" stays one list and is all negated.
 - first person: "worried because my hand is weak", "my wife says my speech is slurred" — the patient
   speaks of themselves between the cue and the symptom, so the worry / other person does not apply.
-- second subject: "if I lie flat I can't breathe" — the if-clause ended at the second "I".
+- second subject: "if I lie flat I can't breathe" — the if-clause ended at the second "I" (in Spanish, which drops
+  the subject, at a symptom starting with "me"/"se" after the if-clause's verb: "si me acuesto me ahogo").
 """
 
 from __future__ import annotations
@@ -64,11 +65,19 @@ def _on_modifies(mod: Modifier, words: ContextWords) -> OnModifies:
         texts = [t.text for t in between]
         if mod.first_person_breaks and _speaks_of_self(doc, target, texts, words):
             return False
-        if mod.second_subject_breaks and forward and any(t in words.subjects for t in texts[1:]):
+        if mod.second_subject_breaks and forward and _second_subject(texts, target, words):
             return False
         return not (mod.clause_break and _clause_break(doc, target, texts, forward, words, mod.clause_break_on_verbs))
 
     return check
+
+
+def _second_subject(between: list[str], target: Span, words: ContextWords) -> bool:
+    """A new subject after the if-clause's own: "if I lie flat I can't breathe", or, as Spanish drops the subject,
+    a symptom that starts with its clitic after a clause: "si me acuesto | me ahogo"."""
+    if any(t in words.subjects for t in between[1:]):
+        return True
+    return bool(between) and target[0].text in words.subjects
 
 
 def _speaks_of_self(doc: Doc, target: Span, between: list[str], words: ContextWords) -> bool:

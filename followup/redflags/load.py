@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from followup.core.vocab import TIERS, Tier
-from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser
+from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser, fold_accents
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
     EFFECTS,
@@ -120,7 +120,7 @@ def _normalise_config(t: _Table, answers: _Table) -> NormaliseConfig:
         table = t.get(key, dict, {}, "a table of word = replacement")
         if any(not isinstance(v, str) for v in table.values()):
             raise t.error(key, "every replacement must be a string")
-        return {k.lower(): tuple(v.lower().split()) for k, v in table.items()}
+        return {k.lower(): tuple(fold_accents(v.lower()).split()) for k, v in table.items()}
 
     spelling = {}
     for word, replacement in split("spelling").items():
@@ -136,6 +136,7 @@ def _normalise_config(t: _Table, answers: _Table) -> NormaliseConfig:
         fuzzy_protect=frozenset(w.lower() for w in t.strings("fuzzy_protect", [])),
         fuzzy_min_length=t.get("fuzzy_min_length", int, 6),
         keep_sentence_after_question=frozenset(str(r).split()[0].lower() for r in replies if str(r).strip()),
+        alone=split("alone"),
     )
     t.done()
     return config

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 
 _TOKEN = re.compile(
     r"""
@@ -24,7 +25,7 @@ _TOKEN = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
-_DROPPED = frozenset("'\"“”‘’()[]{}*_~^|<>#")
+_DROPPED = frozenset("'\"“”‘’()[]{}*_~^|<>#¿¡«»")
 _JOINERS = frozenset("-")
 SENTENCE_END = frozenset({".", "!", "?", ";"})
 _NOT_BASES = {"ca": "can", "wo": "will", "sha": "shall", "ai": "is"}
@@ -53,6 +54,7 @@ class NormaliseConfig:
     fuzzy_protect: frozenset[str]
     fuzzy_min_length: int
     keep_sentence_after_question: frozenset[str]
+    alone: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Normaliser:
@@ -107,6 +109,9 @@ class Normaliser:
         between = self.config.between_words.get(lowered)
         if between and 0 < i < len(raw) - 1 and raw[i - 1][0] == "word" and raw[i + 1][0] == "word":
             return between
+        alone = self.config.alone.get(lowered)
+        if alone and (i == len(raw) - 1 or raw[i + 1][0] in ("punct", "nl", "dots")):
+            return alone  # "si." / "creo que si" is "yes"; "si me acuesto" is "if I lie down"
         return self._expand(lowered, fuzzy=True)
 
     def _answer_follows(self, raw: list[tuple[str, str, int, int]], i: int, end_word: str) -> bool:
@@ -132,6 +137,9 @@ class Normaliser:
             return self._contraction(word)
         if word in cfg.spelling:
             return (cfg.spelling[word],)
+        folded = fold_accents(word)
+        if folded != word:  # "está" is read as "esta", "año" as "ano": patterns are folded the same way
+            return self._expand(folded, fuzzy=fuzzy)
         return (self._fuzzy(word),) if fuzzy else (word,)
 
     def _contraction(self, word: str) -> tuple[str, ...]:
@@ -166,6 +174,14 @@ class Normaliser:
                 self._cache.clear()
             self._cache[word] = best
         return best
+
+
+def fold_accents(word: str) -> str:
+    """The word without accents, tildes or diaeresis ("está" -> "esta", "pingüino" -> "pinguino")."""
+    if word.isascii():
+        return word
+    decomposed = unicodedata.normalize("NFD", word)
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
 
 
 def _raw_tokens(text: str) -> list[tuple[str, str, int, int]]:
