@@ -110,6 +110,9 @@ def load_rulebook(path: Path | str) -> RuleBook:
         questions=_questions(top.table("questions", {}), criteria),
         normaliser=normaliser,
     )
+    unprompted = book.answers.unprompted_question
+    if unprompted is not None and unprompted not in book.questions:
+        raise CriteriaError(f"{path}: answers.unprompted_question: no question called {unprompted!r}")
     _compile(book, _words(top.table("words", {})))
     top.done()
     return book
@@ -285,6 +288,8 @@ def _answers(t: _Table) -> Answers:
             w for p in (*t.strings("option_fillers", ()), *yes, *uncertain) for w in p.lower().split()
         ),
         ordinals={str(k).lower(): str(v) for k, v in ordinals.items()},
+        worse=frozenset(fold_accents(w.lower()) for w in t.strings("worse", ())),
+        unprompted_question=t.get("unprompted_question", str, None),
     )
     t.done()
     return out
@@ -295,15 +300,17 @@ def _questions(t: _Table, criteria: dict[str, Criterion]) -> dict[str, Question]
     for qid in t.data:
         q = t.table(qid)
         on_yes = q.strings("criteria_on_yes", ())
+        on_worse = q.strings("on_worse", ())
         raw_options = q.get("options", dict, {}, "a table of option = [criteria]")
         options = {}
         for key, ids in raw_options.items():
             if not isinstance(ids, list) or any(not isinstance(i, str) for i in ids):
                 raise q.error(f"options.{key}", "must be a list of criterion ids")
             options[str(key).lower()] = tuple(ids)
-        for ref in (*on_yes, *(i for ids in options.values() for i in ids)):
+        for ref in (*on_yes, *on_worse, *(i for ids in options.values() for i in ids)):
             if ref not in criteria:
-                raise q.error("criteria_on_yes" if ref in on_yes else "options", f"no criterion called {ref!r}")
+                key = "criteria_on_yes" if ref in on_yes else "on_worse" if ref in on_worse else "options"
+                raise q.error(key, f"no criterion called {ref!r}")
         weeks = q.get("min_weeks_since_onset", (int, float), None)
         out[qid] = Question(
             id=qid,
@@ -311,6 +318,7 @@ def _questions(t: _Table, criteria: dict[str, Criterion]) -> dict[str, Question]
             options=options,
             text=q.get("text", str, ""),
             min_weeks_since_onset=None if weeks is None else float(weeks),
+            on_worse=on_worse,
         )
         q.done()
     return out

@@ -68,6 +68,8 @@ class Answers:
     all_options: tuple[str, ...]
     option_fillers: frozenset[str]
     ordinals: dict[str, str]
+    worse: frozenset[str] = frozenset()
+    unprompted_question: str | None = None
 
 
 @dataclass(frozen=True)

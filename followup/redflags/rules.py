@@ -27,6 +27,7 @@ _PRIORITY: tuple[Reason, ...] = (
     "question",
     "historical",
     "trigger",
+    "explained",
     "resolved",
     "negated",
 )

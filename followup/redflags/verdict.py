@@ -13,7 +13,9 @@ from followup.core.vocab import Level, Tier, level_of, tier_rank
 
 T = TypeVar("T")
 
-Reason = Literal["negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger"]
+Reason = Literal[
+    "negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger", "explained"
+]
 
 REASONS: tuple[Reason, ...] = (
     "negated",
@@ -23,6 +25,7 @@ REASONS: tuple[Reason, ...] = (
     "question",
     "resolved",
     "trigger",
+    "explained",
 )
 _REASON_WORDS: dict[str, str] = {
     "negated": "the reply says it is absent",
@@ -32,6 +35,7 @@ _REASON_WORDS: dict[str, str] = {
     "question": "it is asked about, not reported",
     "resolved": "the reply says it has gone or is improving",
     "trigger": "it is a short-lived worsening tied to a trigger (stress, caffeine, exercise)",
+    "explained": "it has an obvious passing cause (the dentist, the flu, hard exercise, laughing, drink)",
 }
 
 
@@ -61,6 +65,7 @@ class Question:
     options: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     text: str = ""
     min_weeks_since_onset: float | None = None  # a "yes" counts only this long after onset
+    on_worse: tuple[str, ...] = ()  # criteria a "worse" answers (the check-in's "better, same or worse?")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ REASONS = {
     "question": "asked about, not reported",
     "resolved": "gone or improving",
     "trigger": "short-lived, tied to a trigger",
+    "explained": "an obvious passing cause (dentist, flu, hard exercise)",
 }
 
 
