@@ -92,6 +92,16 @@ CASES: list[tuple[Draft, str, str, str, bool, str | None]] = [
         None,
     ),
     (
+        drafts.escalation_reply(
+            escalation("emergency", "emergency"), 2, "sms", ["overdose", "self_harm"], LINKS, NOW
+        ),
+        "esc:5:emergency:patient",
+        "escalation",
+        "escalation_overdose",
+        True,
+        None,
+    ),
+    (
         drafts.consent_reply(7, 2, "sms", "opt_out_confirm", NOW),
         "inbound:7:opt_out_confirm",
         "consent",

@@ -18,6 +18,7 @@ from followup.models import Appointment, Escalation, Message
 from followup.settings import Settings
 
 CRISIS_CRITERIA_PREFIX = "self_harm"
+OVERDOSE_CRITERIA_PREFIX = "overdose"  # Poison Control first (its message also gives 988 if it was on purpose)
 REPLY_ACK = "reply_ack"  # the template of the thank-you for a reply (sent at most once a day)
 DIGEST = "digest"  # the template of the daily digest
 
@@ -75,7 +76,8 @@ def escalation_reply(
     context: dict[str, Any]
     if esc.level == Level.EMERGENCY:
         crisis = any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in criteria)
-        template = "escalation_selfharm" if crisis else "escalation_emergency"
+        overdose = any(c.startswith(OVERDOSE_CRITERIA_PREFIX) for c in criteria)
+        template = "escalation_overdose" if overdose else "escalation_selfharm" if crisis else "escalation_emergency"
         context = {}
     else:
         template = "escalation_red_flag"
