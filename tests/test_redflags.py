@@ -22,7 +22,12 @@ from followup.redflags.normalise import edit_distance
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = ROOT / "clinic" / "red_flags.toml"
-CASES = tomllib.loads((Path(__file__).parent / "redflag_cases.toml").read_text(encoding="utf-8"))["case"]
+CASE_FILES = ("redflag_cases.toml", "redflag_cases_es.toml")
+CASES = [
+    case
+    for name in CASE_FILES
+    for case in tomllib.loads((Path(__file__).parent / name).read_text(encoding="utf-8"))["case"]
+]
 DEV_SET = ROOT.parent / "shared" / "eval" / "replies.jsonl"
 
 

@@ -6,8 +6,8 @@ reply starts with nothing but choices ("1 and 4, twitching worse"), so "3 weeks 
 a choice said with "no" ("4 no", "no to 2 and 3") chooses nothing.
 
 With no question known (a late reply, `followup check`), a reply that starts with option numbers is read against
-`[answers] unprompted_question`, the one numbered question the programme asks: "3, worse" still means trouble
-breathing. A "worse" answers the question's trend part ("better, same or worse?") with its `on_worse` criteria.
+`[answers] unprompted_question`, the one numbered question the programme asks, when it also answers the trend
+("3, worse" still means trouble breathing; a bare "2" means nothing). A "worse" answers the question's trend part ("better, same or worse?") with its `on_worse` criteria.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
         return []
     if question.options:
         chosen = _chosen_options(book, question, tokens, digits_only=not prompted)
+        if chosen and not prompted and not _trend_answered(book, tokens):
+            chosen = []  # a bare "2" with no question asked means nothing; "2, worse" is a check-in answer
         if chosen:
             rule = "answer:option{}->" + question.id
             return [
@@ -52,6 +54,17 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
     first, last = words[0], words[lead[1] - 1]
     found = [_finding(book, cid, text, first, last, f"answer:yes->{question.id}") for cid in question.criteria_on_yes]
     return found + trend
+
+
+def _trend_answered(book: RuleBook, tokens: list[Token]) -> bool:
+    """The first sentence also answers "better, same or worse?"."""
+    words = book.answers.worse | book.answers.trend
+    for tok in tokens:
+        if tok.text in SENTENCE_END:
+            return False
+        if tok.text in words:
+            return True
+    return False
 
 
 def _worse(book: RuleBook, question: Question, tokens: list[Token], text: str, *, chosen: bool) -> list[Finding]:
@@ -154,7 +167,7 @@ def _segment_choices(book: RuleBook, question: Question, segment: list[Token]) -
     for i, tok in enumerate(segment):
         if tok.text in _SEPARATORS and picks:
             return picks  # "2 - choking on water", "3: since Tuesday I can't lie down"
-        if tok.text in answers.worse:
+        if tok.text in answers.worse or tok.text in answers.trend:
             continue  # "4 worse": the trend part, read by _worse
         key = tok.text if tok.text.isdigit() else answers.ordinals.get(tok.text)
         previous = segment[i - 1].text if i else ""

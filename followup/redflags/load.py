@@ -289,6 +289,7 @@ def _answers(t: _Table) -> Answers:
         ),
         ordinals={str(k).lower(): str(v) for k, v in ordinals.items()},
         worse=frozenset(fold_accents(w.lower()) for w in t.strings("worse", ())),
+        trend=frozenset(fold_accents(w.lower()) for w in t.strings("trend", ())),
         unprompted_question=t.get("unprompted_question", str, None),
     )
     t.done()

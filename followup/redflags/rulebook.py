@@ -69,6 +69,7 @@ class Answers:
     option_fillers: frozenset[str]
     ordinals: dict[str, str]
     worse: frozenset[str] = frozenset()
+    trend: frozenset[str] = frozenset()
     unprompted_question: str | None = None
 
 
