@@ -92,9 +92,7 @@ CASES: list[tuple[Draft, str, str, str, bool, str | None]] = [
         None,
     ),
     (
-        drafts.escalation_reply(
-            escalation("emergency", "emergency"), 2, "sms", ["overdose", "self_harm"], LINKS, NOW
-        ),
+        drafts.escalation_reply(escalation("emergency", "emergency"), 2, "sms", ["overdose", "self_harm"], LINKS, NOW),
         "esc:5:emergency:patient",
         "escalation",
         "escalation_overdose",

@@ -31,6 +31,17 @@ REPLIES = [
     ),
     ("bottom-posted reply", f"{_HEADER}\n> Any weakness?\n\nYes my arm is weak", "Yes my arm is weak"),
     ("nested quotes", "Better now\n\n> > old text\n> newer text", "Better now"),
+    (
+        "spanish gmail header",
+        "Todo bien.\n\nEl lun, 30 nov 2026 a las 9:00, Clínica <c@x.example> escribió:\n\n3 Le cuesta respirar",
+        "Todo bien.",
+    ),
+    (
+        "spanish original message and outlook headers",
+        "Me cuesta tragar.\n\n-----Mensaje original-----\nDe: Clínica\nEnviado: lunes\nPara: Ana\n\n3 Le cuesta",
+        "Me cuesta tragar.",
+    ),
+    ("enviado desde mi iphone", "Se me caen las cosas\n\nEnviado desde mi iPhone", "Se me caen las cosas"),
     ("crlf line ends", f"Fine\r\n\r\n{_HEADER}\r\n> Any weakness?\r\n", "Fine"),
     ("sign-off and name", "No weakness.\n\nThanks,\nJohn", "No weakness."),
     ("sent from my phone", "I keep dropping things\n\nSent from my iPhone", "I keep dropping things"),

@@ -15,11 +15,20 @@ import html2text
 from mailparser_reply.parser import EmailMessage
 
 _QUOTED = re.compile(r"^[ \t]*>")
-_WROTE = re.compile(r"^[ \t]*On\b.{0,300}?\bwrote:[ \t]*$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
-_ORIGINAL = re.compile(r"^[ \t]*-{2,}[ \t]*(Original|Forwarded) Message[ \t]*-{2,}", re.IGNORECASE | re.MULTILINE)
+_WROTE = re.compile(
+    r"^[ \t]*(On\b.{0,300}?\bwrote|El\b.{0,300}?\bescribi[óo]):[ \t]*$", re.IGNORECASE | re.MULTILINE | re.DOTALL
+)
+_ORIGINAL = re.compile(
+    r"^[ \t]*-{2,}[ \t]*((Original|Forwarded) Message|Mensaje (original|reenviado))[ \t]*-{2,}",
+    re.IGNORECASE | re.MULTILINE,
+)
 _OUTLOOK_RULE = re.compile(r"^[ \t]*_{10,}[ \t]*$", re.MULTILINE)
-_HEADER_LINE = re.compile(r"^[ \t*]*(From|Sent|Date|To|Subject|Cc)[ \t*]*:", re.IGNORECASE)
-_SENT_FROM = re.compile(r"^[ \t]*(Sent from my|Get Outlook for)\b.*$", re.IGNORECASE | re.MULTILINE)
+_HEADER_LINE = re.compile(
+    r"^[ \t*]*(From|Sent|Date|To|Subject|Cc|De|Enviado|Fecha|Para|Asunto|CC)[ \t*]*:", re.IGNORECASE
+)
+_SENT_FROM = re.compile(
+    r"^[ \t]*(Sent from my|Get Outlook for|Enviado desde|Obtener Outlook para)\b.*$", re.IGNORECASE | re.MULTILINE
+)
 _SIGNOFF = re.compile(
     r"^(--\s*|__+\s*|(best|kind|warm)?\s*(regards|wishes)|best|thanks|thank you|many thanks|cheers|all the best"
     r"|sincerely|yours( truly| sincerely)?|take care|sent from my .*|get outlook for .*)[,.!]*"
@@ -36,7 +45,7 @@ def extract_reply(body: str) -> str:
     if not text.strip():
         return ""
     try:
-        message = EmailMessage(text=text, languages=["en"], keep_hyphen_lists=True).read()
+        message = EmailMessage(text=text, languages=["en", "es"], keep_hyphen_lists=True).read()
         replies = [r for r in message.replies if r.content.strip()]
     except Exception:  # a parser failure must not lose the reply: fall back to our own rules
         replies = []

@@ -7,7 +7,8 @@ a choice said with "no" ("4 no", "no to 2 and 3") chooses nothing.
 
 With no question known (a late reply, `followup check`), a reply that starts with option numbers is read against
 `[answers] unprompted_question`, the one numbered question the programme asks, when it also answers the trend
-("3, worse" still means trouble breathing; a bare "2" means nothing). A "worse" answers the question's trend part ("better, same or worse?") with its `on_worse` criteria.
+("3, worse" still means trouble breathing; a bare "2" means nothing). A "worse" answers the question's trend
+part ("better, same or worse?") with its `on_worse` criteria.
 """
 
 from __future__ import annotations
