@@ -67,6 +67,7 @@ class DatabaseSettings(_Section):
 class ClinicSettings(_Section):
     name: str = "Achilles Neurology Clinic"
     phone: str = "+1 310 555 0100"
+    emergency_number: str = "911"
     timezone: str = "America/Los_Angeles"
     default_region: str = "US"
     oncall_sms: list[str] = []
@@ -82,6 +83,13 @@ class ClinicSettings(_Section):
     @classmethod
     def _tz(cls, v: str) -> str:
         return check_timezone(v)
+
+    @field_validator("emergency_number")
+    @classmethod
+    def _emergency(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]{2,6}", v.strip()):
+            raise ValueError(f"{v!r} is not an emergency number: digits only, e.g. 911, 112, 999")
+        return v.strip()
 
     @field_validator("default_region")
     @classmethod

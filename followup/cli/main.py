@@ -242,16 +242,22 @@ def templates() -> None:
 @click.pass_context
 def templates_check(ctx: click.Context) -> None:
     """Render every template with sample data; print SMS segments; fail on errors or SMS over two segments."""
+    from followup.content.pages import check_pages
     from followup.content.templates import Templates, check_all
+    from followup.core.keywords import load_keywords
 
     settings = settings_of(ctx)
-    rows = check_all(Templates(settings.clinic.templates))
+    announce = load_keywords(settings.clinic.keywords).announce
+    rows = check_all(Templates(settings.clinic.templates), announce=announce)
     bad = 0
     for r in rows:
         seg = f"{r.segments} seg {r.encoding}" if r.channel == "sms" else "-"
         mark = "FAIL " + (r.problem or "") if r.problem else "ok"
         bad += bool(r.problem)
         click.echo(f"{r.language}/{r.name}.{r.channel:<6} {seg:<14} {mark}")
+    for problem in check_pages(settings.clinic.templates, list(settings.clinic.languages)):
+        bad += 1
+        click.echo(f"FAIL {problem}")
     click.echo(f"{len(rows)} templates, {bad} problems")
     if bad:
         sys.exit(1)

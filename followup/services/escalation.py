@@ -93,7 +93,7 @@ def escalate(
         source=source,
     )
     if alerted:
-        _tell_patient(rt, s, patient, esc, criteria, now, channel)
+        _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
         _alert_clinic(rt, s, esc, now)
     return esc, alerted
 
@@ -106,15 +106,18 @@ def _tell_patient(
     criteria: list[str],
     now: datetime,
     channel: str | None,
+    source: str,
 ) -> None:
     assert esc.id is not None and patient.id is not None
+    # Worded for what happened: after the intake form or after a reply, and "we have alerted the clinic" only when
+    # an on-call contact exists to be alerted.
+    context: dict[str, Any] = {"source": source, "alerted": bool(oncall_targets(rt))}
     if esc.level == "emergency":
         crisis = any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in criteria)
         template = "escalation_selfharm" if crisis else "escalation_emergency"
-        context: dict[str, Any] = {}
     else:
         template = "escalation_red_flag"
-        context = {"booking_url": rt.links.booking(esc.id)}
+        context["booking_url"] = rt.links.booking(esc.id)
     chosen = reachable_channel(patient, channel)
     if chosen is None:
         audit.record(s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id)
@@ -148,9 +151,7 @@ def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> No
         },
         "escalation_url": rt.links.escalation(esc.id),
     }
-    targets = [("sms", n) for n in rt.settings.clinic.oncall_sms] + [
-        ("email", e) for e in rt.settings.clinic.oncall_email
-    ]
+    targets = oncall_targets(rt)
     for channel, address in targets:
         queue(
             s,
@@ -168,6 +169,12 @@ def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> No
         )
     if not targets:
         audit.record(s, now, "system", "escalation.no_oncall_configured", f"escalation:{esc.id}")
+
+
+def oncall_targets(rt: Runtime) -> list[tuple[str, str]]:
+    """Who is alerted at once for a new escalation: (channel, address) of every on-call contact."""
+    clinic = rt.settings.clinic
+    return [("sms", n) for n in clinic.oncall_sms] + [("email", e) for e in clinic.oncall_email]
 
 
 def criteria_labels(rt: Runtime, criteria: list[str]) -> list[str]:

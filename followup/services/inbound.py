@@ -23,6 +23,7 @@ from followup.core.replies import Reply, storable_reply
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.services.context import clinic_context
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
@@ -334,5 +335,6 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
         ).all()
     if len(seen) > 1:
         return ""
-    clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
-    return rt.templates.render("unknown_sender", "sms", "en", {"clinic": clinic}).body
+    clinic = clinic_context(rt.settings.clinic)
+    context = {"clinic": clinic, "keywords": rt.keywords.announced("en")}
+    return rt.templates.render("unknown_sender", "sms", "en", context).body
