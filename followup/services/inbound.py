@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from followup import models as m
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
+from followup.core.sms import MAX_SEGMENTS, segments
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
@@ -336,5 +337,13 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
     if len(seen) > 1:
         return ""
     clinic = clinic_context(rt.settings.clinic)
-    context = {"clinic": clinic, "keywords": rt.keywords.announced("en")}
-    return rt.templates.render("unknown_sender", "sms", "en", context).body
+    # We cannot know the stranger's language: every language the clinic speaks, in one text while it fits.
+    texts: list[str] = []
+    for lang in rt.settings.clinic.languages:
+        context = {"clinic": clinic, "keywords": rt.keywords.announced(lang)}
+        rendered = rt.templates.render("unknown_sender", "sms", lang, context)
+        if rendered.language == lang and rendered.body not in texts:
+            texts.append(rendered.body)
+        if segments("\n".join(texts))[1] > MAX_SEGMENTS:
+            texts.pop()
+    return "\n".join(texts)
