@@ -47,10 +47,11 @@ def words(rt: Runtime, language: str) -> dict[str, Any]:
 
 def switch(rt: Runtime, path: str, current: str) -> list[dict[str, Any]]:
     """The language switch at the top of a page: every language, in its own name, the current one marked."""
-    return [
-        {"lang": code, "name": words(rt, code)["meta"]["name"], "href": f"{path}?lang={code}", "current": code == lang}
-        for code, lang in ((c, current) for c in rt.settings.clinic.languages)
-    ]
+    out = []
+    for code in rt.settings.clinic.languages:
+        name = words(rt, code)["meta"]["name"]
+        out.append({"lang": code, "name": name, "href": f"{path}?lang={code}", "current": code == current})
+    return out
 
 
 def tel_link(number: str, css: str = "") -> Markup:
