@@ -266,7 +266,8 @@ def test_form_language_follows_the_switch_then_the_browser(
     assert f'<input type="hidden" name="language" value="{lang}">' in r.text
     assert '<select id="language"' not in r.text
     other = "en" if lang == "es" else "es"
-    assert f'href="/intake?lang={other}" lang="{other}" hreflang="{other}"' in r.text  # the switch at the top
+    switch = f'<button type="submit" form="intake-form" name="switch_to" value="{other}" formnovalidate lang="{other}">'
+    assert switch in r.text  # the switch at the top
     assert r.text.index('aria-label="Language"' if lang == "en" else 'aria-label="Idioma"') < r.text.index("<h1>")
 
 
@@ -354,3 +355,16 @@ def test_thank_you_page_says_when_the_first_message_arrives_in_local_time(
     assert r.status_code == 201
     first = re.search(r'data-testid="first-message">([^<]*)<', r.text)
     assert first and says in first.group(1)
+
+
+def test_switching_language_keeps_the_answers_and_stores_nothing(client: TestClient, rt: Runtime, page: str) -> None:
+    """The switch at the top re-sends the form: the page comes back in Spanish with what was typed, no error shown,
+    nothing stored; `?lang=` links work too for a fresh form."""
+    before = counts(rt)
+    r = client.post("/intake", data={**form(phone="", weakness=None), "switch_to": "es", "csrf_token": page})
+    assert r.status_code == 200 and '<html lang="es">' in r.text
+    assert (
+        'value="Ana Diaz"' in r.text and 'id="loc-calf" type="checkbox" name="locations" value="calf" checked' in r.text
+    )
+    assert 'class="error' not in r.text and counts(rt) == before
+    assert '<input type="hidden" name="language" value="es">' in r.text

@@ -226,6 +226,23 @@ def test_intake_form_and_its_errors_pass_axe(phone: Any, shots: Path, lang: str)
     audit(page, shots, f"intake-errors-{lang}")
 
 
+def test_language_switch_keeps_what_was_typed(phone: Any, shots: Path) -> None:
+    """Half-way through the English form, the patient taps "Español": the form comes back in Spanish with her
+    answers in place."""
+    page = phone("en")
+    page.goto("/intake")
+    page.fill("#name", "Lucía Gómez")
+    page.check("#loc-hand")
+    page.check("#breathing-no")
+    page.get_by_role("button", name="Español").click()
+    assert page.locator("html").get_attribute("lang") == "es"
+    assert page.get_by_role("heading", level=1).inner_text() == "Espasmos musculares: su seguimiento"
+    assert page.input_value("#name") == "Lucía Gómez"
+    assert page.is_checked("#loc-hand") and page.is_checked("#breathing-no")
+    assert page.locator("#errors").count() == 0
+    page.screenshot(path=str(shots / "intake-switched-to-es.png"))
+
+
 def test_eyelid_questions_hide_for_twitching_in_the_calf_without_script(browser: Any, live: Live, shots: Path) -> None:
     """With JavaScript off, ticking "Calves" hides the eyelid and face questions and ticking "Eyelid" shows them."""
     context = browser.new_context(viewport=PHONE_SCREEN, base_url=live.base, java_script_enabled=False)
@@ -263,7 +280,7 @@ def test_thank_you_page_of_each_tier(
     page.goto("/intake")
     number = new_phone()
     fill_intake(page, name="Rosa Vega", phone=number, yes=yes)
-    page.locator("button[type=submit]").click()
+    page.locator("#intake-form button[type=submit]").click()
     heading = page.get_by_role("heading", level=1)
     assert heading.inner_text().startswith(en if lang == "en" else es)
     if tier == "emergency":
@@ -308,7 +325,7 @@ def test_keyboard_alone_fills_and_sends_the_intake(phone: Any, shots: Path) -> N
             page.keyboard.press("ArrowRight")  # from "Yes" to "No", which checks it
         elif el["type"] == "checkbox" and (el["name"] == "consent" or el["value"] == "calf"):
             page.keyboard.press("Space")
-        elif el["tag"] == "button":
+        elif el["tag"] == "button" and el["name"] != "switch_to":
             page.keyboard.press("Enter")
             break
     page.wait_for_url("**/intake")
@@ -394,7 +411,7 @@ def test_english_booking_from_the_keyboard_and_the_expired_link(phone: Any, live
     page.goto("/intake")
     number = new_phone()
     fill_intake(page, name="Sam Park", phone=number, yes=("weakness",))
-    page.locator("button[type=submit]").click()
+    page.locator("#intake-form button[type=submit]").click()
     sms = eventually(lambda: [x for x in live.sent_to(e164(number)) if "/book/" in x["body"]], what="booking SMS")
     link = re.search(r"https?://\S+/book/\S+", sms[0]["body"])
     assert link is not None

@@ -76,6 +76,7 @@ def _render(
         {
             **common(rt, lang),
             "languages": switch(rt, "/intake", lang),
+            "switch_form": "intake-form",  # the switch re-sends the form: answers typed so far are kept
             "values": values or {},
             "errors": errors or {},
             "zones": ZONES,
@@ -110,7 +111,9 @@ async def intake_submit(request: Request, rt: RuntimeDep) -> HTMLResponse:
     form = await request.form()
     values: dict[str, Any] = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     values["locations_list"] = [v for v in form.getlist("locations") if isinstance(v, str)]
-    lang = page_language(request, rt, values.get("language"))
+    lang = page_language(request, rt, values.get("switch_to") or values.get("language"))
+    if values.get("switch_to"):  # the language switch at the top: the same answers, in the other language
+        return _render(request, rt, lang, 200, values)
     said = words(rt, lang)["errors"]
     if not Csrf(rt.links.key).valid(request.cookies.get(COOKIE), values.get("csrf_token")):
         return _render(request, rt, lang, 403, values, {"form": said["form_expired"]})
