@@ -175,9 +175,14 @@ def audit(page: Any, shots: Path, name: str) -> None:
         {"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]), "help": v["help"]}
         for v in results["violations"]
     ]
-    AXE_SEEN[name] = {"violations": violations, "passes": len(results.get("passes", []))}
+    passed = sorted(r["id"] for r in results.get("passes", []))
+    unsure = sorted(r["id"] for r in results.get("incomplete", []))
+    AXE_SEEN[name] = {"violations": violations, "passes": passed, "incomplete": unsure}
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: axe found {bad}"
+    assert {"color-contrast", "html-has-lang"} <= set(passed), f"{name}: {unsure}"  # these really ran and passed
+    moot = {r["id"] for r in results.get("inapplicable", [])}  # a page without controls has no targets to size
+    assert {"target-size", "label"} <= set(passed) | moot, f"{name}: {unsure}"
     small = page.evaluate(
         """() => [...document.querySelectorAll(
               'button, select, input:not([type=hidden]):not([type=radio]):not([type=checkbox]), label:has(> input), '
