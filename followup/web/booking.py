@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from followup.content.dates import day_text, when_text
+from followup.core.vocab import ABOVE_ROUTINE
 from followup.runtime import Runtime
 from followup.services import audit, booking
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
@@ -97,7 +98,7 @@ def _form(
         token=token,
         view=view,
         days=list(days.items()),
-        urgent=view.tier in ("urgent", "emergency"),
+        urgent=view.tier in ABOVE_ROUTINE,
         appointment=when_text(appt.starts_at, tz, lang) if appt else None,
         error=words(rt, lang)["booking"][error] if error else "",
         done=done if done in DONE else "",

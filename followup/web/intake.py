@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.content.dates import arrival
 from followup.core.triage import EMAIL, Answers, InputError, TriageIn, normalise_phone
+from followup.core.vocab import Tier, most_serious
 from followup.runtime import Runtime
+from followup.services.drafts import CRISIS_CRITERIA_PREFIX, oncall
 from followup.services.enrollment import TriageResult, submit_triage
-from followup.services.escalation import CRISIS_CRITERIA_PREFIX, TIER_RANK, oncall_targets
 from followup.settings import check_timezone
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
@@ -228,7 +229,7 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
     """What the thank-you page tells the patient: what to do now for an escalation (by tier), or when the first
     message will come, in their own time zone."""
     now = rt.clock.now()
-    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall_targets(rt))}
+    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings))}
     if result.disposition != "escalated":
         scheduled = [st.due_at for st in result.steps if st.status == "scheduled"]
         if scheduled:
@@ -236,11 +237,11 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
             out["first"] = words(rt, lang)["done"][key].format(**fill)
         return {**out, "tier": None}
     criteria = rt.detector.criteria
-    tiers = [criteria[c].tier if c in criteria else "routine" for c in result.red_flags]
+    tiers = [criteria[c].tier if c in criteria else Tier.ROUTINE for c in result.red_flags]
     recent = [st for st in result.steps if st.kind == "escalation" and (now - st.due_at).total_seconds() < 120]
     return {
         **out,
-        "tier": max(tiers, key=lambda t: TIER_RANK[t]) if tiers else "routine",
+        "tier": str(most_serious(tiers)) if tiers else Tier.ROUTINE.value,
         "crisis": any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in result.red_flags),
         "told": bool(recent),  # a message for this escalation just went into the queue
         "told_by": recent[0].channel if recent else data.channel,
