@@ -5,13 +5,16 @@ Read-only: nothing here writes."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, func, select
 
 from followup import models as m
+from followup.core.attention import attention_key
 from followup.core.storable import storable
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
@@ -19,7 +22,6 @@ from followup.services.alerting import Clock, ack_clock, alert_state
 from followup.services.escalation import criteria_labels
 from followup.services.roster import non_responders, unreachable_clause
 
-TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
 QUEUE_FILTERS = {
     "active": ("open", "acknowledged"),
     "open": ("open",),
@@ -38,21 +40,33 @@ class QueueItem:
     age: timedelta
     clock: Clock
     appointment_at: datetime | None
+    phone: str | None = None
+    email: str | None = None
+    criteria: tuple[str, ...] = ()  # what was matched, in the clinician's words (clinic/red_flags.toml)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What the page title shows: open (nobody has acknowledged them yet), of which overdue."""
+
+    open: int
+    overdue: int
 
 
 def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> list[QueueItem]:
-    """Escalations with the given status, most serious tier first, then the oldest first."""
+    """Escalations with the given status: overdue first, then open by tier and age, then acknowledged
+    (core/attention.py)."""
     now = rt.clock.now()
     statuses = QUEUE_FILTERS.get(status, QUEUE_FILTERS["active"])
     with rt.db.session() as s:
         rows = s.exec(
-            select(Escalation, Patient.name)
+            select(Escalation, Patient.name, Patient.phone, Patient.email)
             .join(Patient, col(Patient.id) == Escalation.patient_id)
             .where(col(Escalation.status).in_(statuses))
             .order_by(col(Escalation.created_at).desc())
             .limit(limit)
         ).all()
-        ids = [e.id for e, _ in rows if e.id is not None]
+        ids = [row[0].id for row in rows if row[0].id is not None]
         booked = dict(
             s.exec(
                 select(Appointment.escalation_id, Appointment.starts_at).where(
@@ -60,14 +74,25 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
                 )
             ).all()
         )
-    state = alert_state(rt, [e for e, _ in rows])
+    state = alert_state(rt, [row[0] for row in rows])
+    mentioned = list(dict.fromkeys(c for row in rows for c in row[0].criteria))
+    labels = dict(zip(mentioned, criteria_labels(rt, mentioned), strict=True))
     items = []
-    for esc, name in rows:
+    for esc, name, phone, email in rows:
         assert esc.id is not None
         clock = ack_clock(rt.settings, esc, state[esc.id], now)
-        items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id)))
-    items.sort(key=lambda i: (TIER_ORDER.get(i.escalation.tier, 9), i.escalation.created_at))
+        criteria = tuple(labels.get(c, c) for c in esc.criteria)
+        items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id), phone, email, criteria))
+    items.sort(
+        key=lambda i: attention_key(i.escalation.status, i.clock.overdue, i.escalation.tier, i.escalation.created_at)
+    )
     return items
+
+
+def queue_counts(items: list[QueueItem]) -> QueueCounts:
+    """The open and overdue escalations among the queue's items."""
+    waiting = [i for i in items if i.escalation.status == "open"]
+    return QueueCounts(len(waiting), sum(1 for i in waiting if i.clock.overdue))
 
 
 @dataclass
@@ -99,7 +124,14 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
             if esc.inbound_ids
             else []
         )
-        triage = s.get(Triage, esc.triage_id) if esc.triage_id else None
+        # A reply-sourced escalation has no triage of its own: show the patient's latest one (issue 12).
+        triage = (
+            s.get(Triage, esc.triage_id)
+            if esc.triage_id
+            else s.exec(
+                select(Triage).where(Triage.patient_id == esc.patient_id).order_by(col(Triage.id).desc())
+            ).first()
+        )
         alerts = list(
             s.exec(
                 select(Message)
@@ -144,6 +176,11 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
 # ---- the overview page ----------------------------------------------------------------------------------------
 
 
+def _utc(at: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they are stored in UTC)."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def week_of(at: datetime, tz: ZoneInfo) -> date:
     """The Monday (clinic-local) that starts the week of `at`."""
     local = at.astimezone(tz).date()
@@ -163,6 +200,7 @@ class Overview:
     response_rate: float | None  # over the whole window
     answered: int
     asked: int
+    pending: int  # check-ins sent less than REPLY_WINDOW ago and not answered yet
     failures: int
     escalations_by_week: dict[date, Counter[str]]
     response_by_week: dict[date, tuple[int, int]]  # (answered, asked)
@@ -190,7 +228,7 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
                 Message.kind == "checkin",
                 col(Message.status).in_((m.SENT, m.DELIVERED)),
                 col(Message.sent_at) >= start,
-                col(Message.sent_at) <= now - REPLY_WINDOW,
+                col(Message.sent_at) <= now,
             )
         ).all()
         failed = s.exec(
@@ -205,9 +243,9 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
         for i in inbound:
             assert i.patient_id is not None
             replies_by_patient.setdefault(i.patient_id, []).append(i.received_at)
-            trend = (i.meta or {}).get("trend")
-            if trend in ("better", "same", "worse"):
-                trend_points.setdefault(i.patient_id, []).append((i.received_at, trend))
+            mark = reply_mark(i.level, i.meta)
+            if mark is not None:
+                trend_points.setdefault(i.patient_id, []).append((i.received_at, mark))
         patients = (
             {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(list(trend_points)))).all()}
             if trend_points
@@ -217,10 +255,14 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
     for created, tier, _ in esc_rows:
         by_week.setdefault(week_of(created, tz), Counter())[tier] += 1
     response: dict[date, tuple[int, int]] = {w: (0, 0) for w in week_list}
+    pending = 0
     for pid, sent_at in checkins:
         if sent_at is None or pid is None:
             continue
         ok = any(sent_at < r <= sent_at + REPLY_WINDOW for r in replies_by_patient.get(pid, []))
+        if not ok and _utc(sent_at) > now - REPLY_WINDOW:
+            pending += 1  # still inside its window: neither answered nor missed yet (issue 12: "0 of 0")
+            continue
         wk = week_of(sent_at, tz)
         a, n = response.get(wk, (0, 0))
         response[wk] = (a + int(ok), n + 1)
@@ -231,7 +273,8 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
     trend_week: dict[date, Counter[str]] = {w: Counter() for w in week_list}
     for points in trend_points.values():
         for at, t in points:
-            trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
+            if t in TRENDS:  # the chart counts check-in answers; red flags have their own chart
+                trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
     answered = sum(a for a, _ in response.values())
     asked = sum(n for _, n in response.values())
     trends = sorted(
@@ -251,6 +294,7 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
         response_rate=answered / asked if asked else None,
         answered=answered,
         asked=asked,
+        pending=pending,
         failures=len(failed),
         escalations_by_week={w: by_week[w] for w in week_list},
         response_by_week={w: response[w] for w in week_list},
@@ -260,13 +304,30 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview:
     )
 
 
+TRENDS = ("better", "same", "worse")
+RED_FLAG_MARKS = ("emergency", "red_flag")
+
+
+def reply_mark(level: str | None, meta: Mapping[str, Any] | None) -> str | None:
+    """How one assessed reply reads on a trend strip: a red flag outranks whatever better / same / worse it also
+    said (issue 12: a green "better" sat beside "I can't breathe"); None for a reply that says neither."""
+    if level in RED_FLAG_MARKS:
+        return level
+    trend = (meta or {}).get("trend")
+    return trend if trend in TRENDS else None
+
+
 def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
-    """A patient's check-in answers read as better / same / worse, oldest first."""
+    """A patient's assessed replies, oldest first: better / same / worse, or red_flag / emergency. The last point
+    is the patient's current trend."""
     with rt.db.session() as s:
         rows = s.exec(
-            select(Inbound.received_at, Inbound.meta).where(Inbound.patient_id == patient_id).order_by(col(Inbound.id))
+            select(Inbound.received_at, Inbound.level, Inbound.meta)
+            .where(Inbound.patient_id == patient_id)
+            .order_by(col(Inbound.received_at), col(Inbound.id))
         ).all()
-    return [(at, meta["trend"]) for at, meta in rows if (meta or {}).get("trend") in ("better", "same", "worse")]
+    points = [(at, reply_mark(level, meta)) for at, level, meta in rows]
+    return [(at, mark) for at, mark in points if mark is not None]
 
 
 def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:
