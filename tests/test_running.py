@@ -146,9 +146,13 @@ def test_pyproject_license_is_an_spdx_expression() -> None:
 
 
 def test_editable_install_prints_no_warning(tmp_path: Path) -> None:
-    """Building and installing the project as `make install` does (editable) prints no warning from the build."""
+    """Building and installing the project as `make install` does (editable) prints no warning from the build.
+    It installs into a throwaway environment: pip would otherwise replace this one's own installation."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)  # noqa: S603
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
     result = subprocess.run(  # noqa: S603 (our own interpreter and arguments)
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", str(tmp_path), "-e", str(ROOT)],
+        [*pip, "install", "--quiet", "--no-deps", "-e", str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
