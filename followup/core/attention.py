@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
+from followup.core.vocab import EscalationStatus, queue_rank
+
 OVERDUE, OPEN, ACKNOWLEDGED, OTHER = range(4)
 
 
 def band(status: str, overdue: bool) -> int:
     """Which band of the queue an escalation sits in."""
-    if status == "open":
+    if status == EscalationStatus.OPEN:
         return OVERDUE if overdue else OPEN
-    if status == "acknowledged":
+    if status == EscalationStatus.ACKNOWLEDGED:
         return ACKNOWLEDGED
     return OTHER
 
 
 def attention_key(status: str, overdue: bool, tier: str, created_at: datetime) -> tuple[int, int, datetime]:
     """Sort key: band, then tier (emergency first; an unknown tier last), then the oldest first."""
-    return band(status, overdue), TIER_ORDER.get(tier, len(TIER_ORDER)), created_at
+    return band(status, overdue), queue_rank(tier), created_at

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from followup.core.vocab import AppointmentStatus
 from followup.models import Appointment, Escalation, Patient
 from followup.runtime import Runtime
 
@@ -50,7 +51,7 @@ def upcoming_visits(rt: Runtime, days: int = 28) -> list[VisitDay]:
             .join(Escalation, col(Escalation.id) == Appointment.escalation_id)
             .join(Patient, col(Patient.id) == Appointment.patient_id)
             .where(
-                Appointment.status == "booked",
+                Appointment.status == AppointmentStatus.BOOKED,
                 Appointment.starts_at >= start.astimezone(UTC),
                 Appointment.starts_at < end.astimezone(UTC),
             )
