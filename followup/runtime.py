@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from followup.clock import Clock, SystemClock
 from followup.content.links import Links
+from followup.content.pages import check_pages
 from followup.content.templates import Templates, check_all
 from followup.core.intake_rules import IntakeRules, load_intake_rules
 from followup.core.keywords import Keywords, load_keywords
@@ -101,7 +102,13 @@ def build_runtime(
 ) -> Runtime:
     """Load and check all content (program, templates, intake rules); refuse to start on any problem."""
     templates = Templates(settings.clinic.templates)
-    problems = [f"{r.language}/{r.name}.{r.channel}: {r.problem}" for r in check_all(templates) if r.problem]
+    try:
+        announce = load_keywords(settings.clinic.keywords).announce
+    except Exception as exc:
+        raise StartupError(str(exc)) from exc
+    rows = check_all(templates, announce=announce)
+    problems = [f"{r.language}/{r.name}.{r.channel}: {r.problem}" for r in rows if r.problem]
+    problems += check_pages(settings.clinic.templates, list(settings.clinic.languages))
     try:
         program = load_program(settings.clinic.program, answer_fields())
     except Exception as exc:

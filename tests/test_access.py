@@ -55,7 +55,12 @@ WEBHOOKS = {
     "/webhooks/sendgrid/inbound",
 }
 BOOKING = re.compile(r"^/book/\{token\}")
-VALUES = {"patient_id": "{pid}", "escalation_id": "{eid}", "token": "not-a-valid.booking-token"}
+VALUES = {
+    "patient_id": "{pid}",
+    "escalation_id": "{eid}",
+    "token": "not-a-valid.booking-token",
+    "name": "live-queue.js",
+}
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
 
 

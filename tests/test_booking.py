@@ -417,6 +417,34 @@ def test_spanish_patient_gets_a_spanish_page_and_confirmation(
     assert "su cita es el" in sms.body
 
 
+@pytest.mark.parametrize(
+    ("language", "asked", "shown", "words", "summary"),
+    [
+        ("es", "", "es", "Elija una hora", "Cita en Achilles Neurology Clinic"),
+        ("es", "en", "en", "Pick a time", "Cita en Achilles Neurology Clinic"),
+        ("en", "", "en", "Pick a time", "Visit at Achilles Neurology Clinic"),
+        ("en", "es", "es", "Elija una hora", "Visit at Achilles Neurology Clinic"),
+    ],
+    ids=["spanish", "spanish-reads-english", "english", "english-reads-spanish"],
+)
+def test_booking_page_language_and_calendar_file(
+    client: TestClient, rt: Runtime, language: str, asked: str, shown: str, words: str, summary: str
+) -> None:
+    """<html lang> is the patient's language unless they switch at the top; the switch survives booking; the .ics
+    is in the patient's language, its texts tagged with it."""
+    path = token_path(rt, make_escalation(rt, language=language))
+    page = client.get(f"{path}?lang={asked}" if asked else path)
+    assert f'<html lang="{shown}">' in page.text and words in page.text
+    other = "en" if shown == "es" else "es"
+    assert f'href="{path}?lang={other}"' in page.text
+    slot = slots_on_page(page.text)[0]
+    data = {"csrf_token": csrf(page.text), "action": "book", "slot": slot, **({"lang": asked} if asked else {})}
+    r = client.post(path, data=data, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith(f"&lang={asked}" if asked else "?done=booked")
+    event = ICal.from_ical(client.get(f"{path}/calendar.ics").content).walk("VEVENT")[0]
+    assert str(event["SUMMARY"]) == summary and event["SUMMARY"].params["LANGUAGE"] == language
+
+
 def test_clinic_notice_is_not_counted_as_an_alert(rt: Runtime) -> None:
     """Booking notices to the clinic are kind "notice": they never restart the re-alert clock."""
     eid = make_escalation(rt)

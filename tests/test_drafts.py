@@ -187,7 +187,16 @@ def test_only_red_flag_advice_carries_a_booking_link() -> None:
     """Red-flag advice links to booking for its escalation; emergency advice has no link to book."""
     red_flag = drafts.escalation_reply(escalation(), 2, "sms", ["swallowing"], LINKS, NOW)
     assert LINKS.booking_escalation(red_flag.context["booking_url"].rsplit("/", 1)[-1]) == 5
-    assert drafts.escalation_reply(escalation("emergency", "emergency"), 2, "sms", [], LINKS, NOW).context == {}
+    emergency = drafts.escalation_reply(escalation("emergency", "emergency"), 2, "sms", [], LINKS, NOW)
+    assert "booking_url" not in emergency.context
+
+
+@pytest.mark.parametrize(("source", "alerted"), [("triage", True), ("reply", False)])
+def test_escalation_advice_records_what_happened(source: str, alerted: bool) -> None:
+    """The advice carries whether it follows the intake form or a reply, and whether anyone on call was alerted, so
+    its text says so and no more."""
+    draft = drafts.escalation_reply(escalation(), 2, "sms", ["swallowing"], LINKS, NOW, source=source, alerted=alerted)
+    assert (draft.context["source"], draft.context["alerted"]) == (source, alerted)
 
 
 def test_a_message_resent_by_email_keeps_everything_but_channel_and_time() -> None:

@@ -55,6 +55,22 @@ def test_stop_and_start(live: Live) -> None:
     assert live.api.get(f"/api/patients/{pid}").json()["sms_state"] == "ok"
 
 
+def test_spanish_baja_and_comenzar_answer_in_spanish(live: Live) -> None:
+    """A Spanish patient's BAJA (not a Twilio keyword: it reaches us) opts out with a Spanish confirmation naming
+    COMENZAR; COMENZAR opts back in with a Spanish confirmation. Both texts stay GSM-7."""
+    pid = enroll(live, language="es")
+    eventually(lambda: live.sent_to(PATIENT), what="the welcome SMS")
+    assert "Responda BAJA para salir" in live.sent_to(PATIENT)[0]["body"]
+    live.sms_from_patient(PATIENT, "BAJA")
+    assert live.api.get(f"/api/patients/{pid}").json()["sms_state"] == "opted_out"
+    out = eventually(lambda: [m for m in live.sent_to(PATIENT) if "ya no recibira" in m["body"]], what="confirmation")
+    assert "Responda COMENZAR para volver" in out[0]["body"] and "START" not in out[0]["body"]
+    live.sms_from_patient(PATIENT, "Comenzar")
+    assert live.api.get(f"/api/patients/{pid}").json()["sms_state"] == "ok"
+    back = eventually(lambda: [m for m in live.sent_to(PATIENT) if "hola de nuevo" in m["body"]], what="welcome back")
+    assert "BAJA para salir" in back[0]["body"] and "STOP" not in back[0]["body"]
+
+
 def test_email_reply_quoting_question_raises_nothing(live: Live) -> None:
     """An email reply 'Feeling much better' above the clinic's quoted question raises nothing."""
     enroll(live, channel="email")

@@ -678,6 +678,7 @@ def test_intake_flood_from_one_address_gets_429(limited: Runtime) -> None:
         refused = flood.post("/intake", data=intake_form(csrf_token=token))
         assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
         assert "call" in refused.text and {**counts(rt), "AuditLog": 0} == {**before, "AuditLog": 0}
+        assert "Please wait a minute" in refused.text and '<div lang="es"><p>Acabamos de recibir' in refused.text
         assert ok.post("/intake", data=intake_form(csrf_token=csrf(ok))).status_code == 201
     (started,) = audit_actions(rt)
     assert started.action == "limits.intake_flood_started" and "198.51" not in started.subject

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
 from followup.clock import FakeClock
+from followup.core.sms import segments
 from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN, sign_twilio
 from followup.models import AuditLog, Escalation, Inbound, Message, Patient
 from followup.runtime import Runtime
@@ -193,9 +194,13 @@ def test_twilio_handled_stop_is_not_confirmed_twice(phone: Phone, rt: Runtime, e
 
 
 def test_unknown_sender_kept_without_personal_data(phone: Phone, rt: Runtime, enrolled: int) -> None:
-    """A number that is not enrolled gets a generic answer; the message is kept for audit."""
+    """A number that is not enrolled gets a generic answer in English and Spanish (we cannot know which it reads),
+    one GSM-7 text of at most two segments; the message is kept for audit."""
     r = phone.send("my arm is weaker", sender="+13105550177")
     assert "Ana" not in r.text and "<Message>" in r.text
+    answer = r.text.split("<Message>", 1)[1].split("</Message>", 1)[0]
+    assert "This number is not linked" in answer and "Este numero no esta vinculado" in answer
+    assert segments(answer) in (("GSM-7", 1), ("GSM-7", 2))
     assert count(rt, Inbound, Inbound.intent == "unknown_sender") == 1
     assert escalations(rt) == []
     assert count(rt, AuditLog, AuditLog.action == "inbound.unknown_sender") == 1

@@ -80,11 +80,14 @@ def test_every_program_step_has_both_channels_in_both_languages(shipped: Templat
 
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_welcome_sms_carries_the_safety_net_and_opt_out(shipped: Templates, lang: str) -> None:
-    """The welcome SMS names the patient, gives the clinic's number, says 911, and says how to opt out."""
-    r = shipped.render("welcome", "sms", lang, sample_context(clinic_phone="+1 310 555 0100"))
+    """The welcome SMS names the patient, gives the clinic's number, says 911, and says how to opt out (in the
+    word its language announces)."""
+    ctx = sample_context(clinic_phone="+1 310 555 0100")
+    ctx["keywords"] = {"en": {"opt_out": "STOP"}, "es": {"opt_out": "BAJA"}}[lang]
+    r = shipped.render("welcome", "sms", lang, ctx)
     assert r.language == lang
     assert "Maximiliano" in r.body and "+1 310 555 0100" in r.body
-    assert "911" in r.body and "STOP" in r.body
+    assert "911" in r.body and ctx["keywords"]["opt_out"] in r.body
 
 
 def test_email_renders_subject_text_and_escaped_html(shipped: Templates) -> None:

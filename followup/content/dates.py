@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 DAYS = {
@@ -52,3 +52,20 @@ def when_text(at: datetime, tz: ZoneInfo, language: str = "en") -> str:
     """The time as "Tuesday 1 December, 09:30" in the clinic's zone (24-hour: no AM/PM in two languages)."""
     local = at.astimezone(tz)
     return f"{day_text(local.date(), language)}, {local:%H:%M}"
+
+
+SOON = timedelta(minutes=5)
+
+
+def arrival(due: datetime, now: datetime, tz: ZoneInfo, language: str = "en") -> tuple[str, dict[str, str]]:
+    """When a message will reach the patient, as a phrase key of pages.toml's [done] and its fill-ins: "soon"
+    (within five minutes), "today" / "tomorrow" at a local time, or "on_day" for a later date."""
+    if due - now <= SOON:
+        return "soon", {}
+    local, today = due.astimezone(tz), now.astimezone(tz).date()
+    at = {"time": f"{local:%H:%M}"}
+    if local.date() == today:
+        return "today", at
+    if local.date() == today + timedelta(days=1):
+        return "tomorrow", at
+    return "on_day", {**at, "day": day_text(local.date(), language)}

@@ -1,4 +1,4 @@
-"""A booked visit as an iCalendar file, for the patient's calendar app."""
+"""A booked visit as an iCalendar file, for the patient's calendar app, in the patient's language."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from icalendar import Calendar, Event
 
 
 def visit_ics(
-    *, uid: str, stamp: datetime, starts: datetime, ends: datetime, clinic_name: str, clinic_phone: str, cancelled: bool
+    *,
+    uid: str,
+    stamp: datetime,
+    starts: datetime,
+    ends: datetime,
+    summary: str,
+    description: str,
+    language: str,
+    cancelled: bool,
 ) -> bytes:
+    """One VEVENT; its texts carry their language (RFC 5545 LANGUAGE) so a calendar app can tell."""
     cal = Calendar()
-    cal.add("prodid", "-//followup//booking//EN")
+    cal.add("prodid", f"-//followup//booking//{language.upper()}")
     cal.add("version", "2.0")
     cal.add("method", "PUBLISH")
     event = Event()
@@ -19,8 +28,8 @@ def visit_ics(
     event.add("dtstamp", stamp)
     event.add("dtstart", starts)
     event.add("dtend", ends)
-    event.add("summary", f"Visit at {clinic_name}")
-    event.add("description", f"To change or cancel, use your booking link or call {clinic_phone}.")
+    event.add("summary", summary, parameters={"LANGUAGE": language})
+    event.add("description", description, parameters={"LANGUAGE": language})
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     cal.add_component(event)
     return bytes(cal.to_ical())

@@ -3,6 +3,7 @@ English as fallback. Undefined variables are errors; SMS must fit in two segment
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -119,7 +120,10 @@ def sample_context(clinic_name: str = "Achilles Neurology Clinic", clinic_phone:
     """Data to render every template with: long enough names to catch overlong SMS."""
     return {
         "patient": {"first_name": "Maximiliano", "language": "en"},
-        "clinic": {"name": clinic_name, "phone": clinic_phone},
+        "clinic": {"name": clinic_name, "phone": clinic_phone, "emergency": "911"},
+        "keywords": {"opt_out": "STOP", "opt_in": "COMENZAR", "help": "AYUDA"},  # the longest shipped words
+        "source": "reply",  # an escalation message: after a reply or after the intake form ("triage")
+        "alerted": True,  # an escalation message: whether an on-call contact was alerted
         "answers": SAMPLE_ANSWERS,
         "week": 6,
         "booking_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ",
@@ -175,8 +179,20 @@ class CheckRow:
     problem: str | None
 
 
-def check_all(templates: Templates, context: dict[str, Any] | None = None) -> list[CheckRow]:
-    """Render every template with sample data; report encoding, segments and any problem."""
+# What differs between renderings of one template: an escalation message after a reply or after the intake form,
+# with or without an on-call contact alerted. Every variant must render and fit.
+VARIANTS: tuple[dict[str, Any], ...] = (
+    {"source": "reply", "alerted": True},
+    {"source": "triage", "alerted": True},
+    {"source": "triage", "alerted": False},
+)
+
+
+def check_all(
+    templates: Templates, context: dict[str, Any] | None = None, announce: Mapping[str, Mapping[str, str]] | None = None
+) -> list[CheckRow]:
+    """Render every template with sample data (each variant, and each language's keywords from `announce`);
+    report encoding, the most segments and any problem."""
     ctx = context or sample_context()
     rows = []
     for lang, name, channel in templates.names():
@@ -184,12 +200,16 @@ def check_all(templates: Templates, context: dict[str, Any] | None = None) -> li
             continue
         problem = None
         enc, n = "-", 0
+        base = {**ctx, "patient": {**ctx["patient"], "language": lang}}
+        if announce and lang in announce:
+            base["keywords"] = dict(announce[lang])
         try:
-            r = templates.render(name, channel, lang, {**ctx, "patient": {**ctx["patient"], "language": lang}})
-            if channel == "sms":
-                enc, n = r.segments
-                if n > MAX_SEGMENTS:
-                    problem = f"{n} segments ({enc}, {len(r.body)} chars): the limit is {MAX_SEGMENTS}"
+            for variant in VARIANTS:
+                r = templates.render(name, channel, lang, {**base, **variant})
+                if channel == "sms" and r.segments[1] >= n:
+                    enc, n = r.segments
+                    if n > MAX_SEGMENTS:
+                        problem = f"{n} segments ({enc}, {len(r.body)} chars): the limit is {MAX_SEGMENTS}"
         except TemplateProblem as exc:
             problem = str(exc)
         rows.append(CheckRow(lang, name, channel, enc, n, problem))

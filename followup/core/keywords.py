@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 Intent = Literal["opt_out", "opt_in", "help"]
+INTENTS: tuple[Intent, ...] = ("opt_out", "opt_in", "help")
+DEFAULT_ANNOUNCE: dict[str, str] = {"opt_out": "STOP", "opt_in": "START", "help": "HELP"}
 # Typed apostrophes read as "'": phones with smart punctuation (iOS by default) send "don’t", not "don't".
 _APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u02bc", "'"))
 
@@ -19,6 +21,7 @@ class Keywords:
     words: dict[str, Intent]
     politeness: tuple[str, ...]
     phrases: tuple[re.Pattern[str], ...]
+    announce: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def keyword(self, text: str) -> Intent | None:
         """The intent when the whole message is one keyword (with optional politeness words), else None."""
@@ -28,6 +31,11 @@ class Keywords:
             # space used to leave the second one, so the opt-out was missed).
             core = " ".join(re.sub(rf"(?<!\S){re.escape(word)}(?!\S)", " ", core).split())
         return self.words.get(core)
+
+    def announced(self, language: str) -> dict[str, str]:
+        """The words messages in `language` tell the patient to send ("BAJA", "COMENZAR", "AYUDA"): English's for
+        a language that names none."""
+        return self.announce.get(language) or self.announce.get("en") or DEFAULT_ANNOUNCE
 
     def opt_out_phrase(self, text: str) -> str | None:
         """The opt-out phrase found in a longer message, if any."""
@@ -50,7 +58,7 @@ def normalise(text: str) -> str:
 def load_keywords(path: Path) -> Keywords:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     words: dict[str, Intent] = {}
-    for intent in ("opt_out", "opt_in", "help"):
+    for intent in INTENTS:
         for w in data.get("keywords", {}).get(intent, []):
             key = normalise(w)
             if key in words:
@@ -60,4 +68,13 @@ def load_keywords(path: Path) -> Keywords:
         phrases = tuple(re.compile(p) for p in data.get("opt_out_phrases", {}).get("patterns", []))
     except re.error as exc:
         raise ValueError(f"{path}: opt_out_phrases: {exc}") from exc
-    return Keywords(words, tuple(normalise(w) for w in data.get("politeness", {}).get("words", [])), phrases)
+    announce: dict[str, dict[str, str]] = {}
+    for lang, said in data.get("announce", {}).items():
+        if not isinstance(said, dict) or set(said) != set(INTENTS):
+            raise ValueError(f"{path}: announce.{lang}: give opt_out, opt_in and help")
+        for intent in INTENTS:
+            if words.get(normalise(str(said[intent]))) != intent:
+                raise ValueError(f"{path}: announce.{lang}.{intent}: {said[intent]!r} is not an {intent} keyword above")
+        announce[lang] = {intent: str(said[intent]) for intent in INTENTS}
+    politeness = tuple(normalise(w) for w in data.get("politeness", {}).get("words", []))
+    return Keywords(words, politeness, phrases, announce)

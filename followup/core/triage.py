@@ -36,10 +36,11 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 class InputError(ValueError):
     """A submitted field is wrong. `field` is its dotted path, e.g. "phone" or "answers.sleep_hours"."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, code: str = "invalid") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.code = code  # what a page tells the patient: "invalid", "not_mobile", "taken", ...
 
 
 # The yes/no red-flag questions every triage answers, then three that mean "no" when left out (`Answers`).
@@ -182,7 +183,7 @@ def normalise_phone(raw: str, region: str) -> str:
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
         phonenumbers.PhoneNumberType.UNKNOWN,
     ):
-        raise InputError("phone", "cannot receive text messages (not a mobile number)")
+        raise InputError("phone", "cannot receive text messages (not a mobile number)", "not_mobile")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

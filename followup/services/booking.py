@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from followup.content.dates import when_text
 from followup.content.ics import visit_ics
+from followup.content.pages import page_texts
 from followup.core.calendar import Calendar, offered_slots
 from followup.core.sms import gsm_safe
 from followup.core.vocab import NOT_CLOSED, AppointmentStatus, Channel, EscalationStatus, PatientStatus
@@ -266,12 +267,18 @@ def ics(rt: Runtime, appt: Appointment) -> bytes:
     """The visit as an iCalendar file (an invite the patient's calendar app can add)."""
     assert appt.id is not None
     host = rt.settings.server.public_url.split("://", 1)[-1].split("/")[0]
+    with rt.db.session() as s:
+        patient = s.get(Patient, appt.patient_id)
+        language = patient.language if patient is not None else "en"
+    words = page_texts(rt.settings.clinic.templates, language)["ics"]
+    clinic = {"clinic": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
     return visit_ics(
         uid=f"appointment-{appt.id}@{host}",
         stamp=_utc(appt.updated_at),
         starts=_utc(appt.starts_at),
         ends=_utc(appt.ends_at),
-        clinic_name=rt.settings.clinic.name,
-        clinic_phone=rt.settings.clinic.phone,
+        summary=words["summary"].format(**clinic),
+        description=words["description"].format(**clinic),
+        language=language,
         cancelled=appt.status != AppointmentStatus.BOOKED,
     )

@@ -8,6 +8,7 @@ from followup.core.sms import gsm_safe, is_gsm7
 from followup.core.vocab import Channel
 from followup.models import Message, Patient
 from followup.runtime import Runtime
+from followup.settings import ClinicSettings
 
 SMS_NAME_CHARS = 20
 
@@ -25,9 +26,16 @@ def sms_first_name(name: str) -> str:
     return first[:SMS_NAME_CHARS]
 
 
+def clinic_context(clinic: ClinicSettings) -> dict[str, str]:
+    """The clinic as every template sees it: its name, its number, and the emergency number patients are told."""
+    return {"name": clinic.name, "phone": clinic.phone, "emergency": clinic.emergency_number}
+
+
 def message_context(rt: Runtime, msg: Message, patient: Patient | None, answers: dict[str, Any]) -> dict[str, Any]:
-    clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
-    ctx: dict[str, Any] = {"clinic": clinic}
+    clinic = clinic_context(rt.settings.clinic)
+    # An escalation message queued before these keys existed says nothing it cannot stand behind.
+    ctx: dict[str, Any] = {"clinic": clinic, "source": "reply", "alerted": False}
+    ctx["keywords"] = rt.keywords.announced(patient.language if patient is not None else "en")
     if patient is not None:
         name = sms_first_name(patient.name) if msg.channel == Channel.SMS else first_name(patient.name)
         ctx["patient"] = {"first_name": name, "language": patient.language}

@@ -69,19 +69,28 @@ def program_step(patient_id: int, channel: str, step: Step, enrolled_at: datetim
 
 
 def escalation_reply(
-    esc: Escalation, patient_id: int, channel: str, criteria: list[str], links: Links, now: datetime
+    esc: Escalation,
+    patient_id: int,
+    channel: str,
+    criteria: list[str],
+    links: Links,
+    now: datetime,
+    *,
+    source: str = "reply",
+    alerted: bool = False,
 ) -> Draft:
-    """What the patient should do now: an emergency (or crisis) message, or the booking link for a red flag."""
+    """What the patient should do now: an emergency (or crisis) message, or the booking link for a red flag.
+    `source` (the intake form, "triage", or a "reply") and `alerted` (an on-call contact was alerted) let the text
+    say what really happened."""
     assert esc.id is not None
-    context: dict[str, Any]
+    context: dict[str, Any] = {"source": source, "alerted": alerted}
     if esc.level == Level.EMERGENCY:
         crisis = any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in criteria)
         overdose = any(c.startswith(OVERDOSE_CRITERIA_PREFIX) for c in criteria)
         template = "escalation_overdose" if overdose else "escalation_selfharm" if crisis else "escalation_emergency"
-        context = {}
     else:
         template = "escalation_red_flag"
-        context = {"booking_url": links.booking(esc.id)}
+        context["booking_url"] = links.booking(esc.id)
     return Draft(
         dedupe_key=f"esc:{esc.id}:{esc.tier}:patient",
         channel=channel,

@@ -145,7 +145,7 @@ def _match_patient(s: Session, phone: str | None, email: str | None) -> tuple[Pa
     by_phone = s.exec(select(Patient).where(Patient.phone == phone)).first() if phone else None
     by_email = s.exec(select(Patient).where(Patient.email == email)).first() if email else None
     if by_phone and by_email and by_phone.id != by_email.id:
-        raise InputError("email", "belongs to another patient than the phone number; check both")
+        raise InputError("email", "belongs to another patient than the phone number; check both", "taken")
     found = by_phone or by_email
     return found, found is None
 

@@ -100,7 +100,7 @@ def escalate(
         source=source,
     )
     if alerted:
-        _tell_patient(rt, s, patient, esc, criteria, now, channel)
+        _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
         _alert_clinic(rt, s, esc, now)
     return esc, alerted
 
@@ -113,13 +113,18 @@ def _tell_patient(
     criteria: list[str],
     now: datetime,
     channel: str | None,
+    source: str,
 ) -> None:
     assert esc.id is not None and patient.id is not None
     chosen = reachable_channel(patient, channel)
     if chosen is None:
         audit.record(s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id)
         return
-    queue(s, rt.settings, drafts.escalation_reply(esc, patient.id, chosen, criteria, rt.links, now), now)
+    # Worded for what happened: after the intake form or after a reply, and "we have alerted the clinic" only when
+    # an on-call contact exists to be alerted.
+    alerted = bool(drafts.oncall(rt.settings))
+    draft = drafts.escalation_reply(esc, patient.id, chosen, criteria, rt.links, now, source=source, alerted=alerted)
+    queue(s, rt.settings, draft, now)
 
 
 def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> None:

@@ -19,10 +19,12 @@ from sqlmodel import Session, col, select
 
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
+from followup.core.sms import MAX_SEGMENTS, segments
 from followup.core.vocab import WENT_OUT, Channel, Level, Trend
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit, drafts
+from followup.services.context import clinic_context
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
@@ -312,5 +314,14 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
         ).all()
     if len(seen) > 1:
         return ""
-    clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
-    return rt.templates.render("unknown_sender", Channel.SMS, "en", {"clinic": clinic}).body
+    clinic = clinic_context(rt.settings.clinic)
+    # We cannot know the stranger's language: every language the clinic speaks, in one text while it fits.
+    texts: list[str] = []
+    for lang in rt.settings.clinic.languages:
+        context = {"clinic": clinic, "keywords": rt.keywords.announced(lang)}
+        rendered = rt.templates.render("unknown_sender", Channel.SMS, lang, context)
+        if rendered.language == lang and rendered.body not in texts:
+            texts.append(rendered.body)
+        if segments("\n".join(texts))[1] > MAX_SEGMENTS:
+            texts.pop()
+    return "\n".join(texts)

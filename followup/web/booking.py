@@ -8,13 +8,11 @@ screen: one radio button per slot, grouped by day in <details>, one submit butto
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from followup.content.dates import day_text, when_text
@@ -23,51 +21,9 @@ from followup.runtime import Runtime
 from followup.services import audit, booking
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
+from followup.web.patientpages import common, pages, switch, words
 
 router = APIRouter(tags=["booking"], include_in_schema=False)
-pages = Jinja2Templates(directory=str(Path(__file__).parent / "pages"))
-TEXTS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Book a visit",
-        "intro": "Our neurologist would like to see you. Pick a time that suits you.",
-        "urgent": "We have kept the earliest times for you: please take one of the first if you can.",
-        "soon": "soonest",
-        "booked": "Your visit is booked. We have sent you a confirmation.",
-        "moved": "Your visit has been moved. We have sent you a confirmation.",
-        "cancelled": "Your visit is cancelled. You can pick another time below.",
-        "your_visit": "Your visit",
-        "calendar": "Add to my calendar",
-        "cancel": "Cancel this visit",
-        "move": "Move it to another time",
-        "pick": "Pick a time",
-        "book": "Book this time",
-        "move_to": "Move my visit to this time",
-        "none": "There are no free times online right now. Please call us.",
-        "call": "Questions, or no time suits you? Call",
-        "emergency": "If things suddenly get worse (trouble breathing or swallowing, sudden weakness), call 911.",
-        "times_in": "Times are in the clinic's local time",
-    },
-    "es": {
-        "title": "Pida su cita",
-        "intro": "Nuestro neurólogo quiere verle. Elija la hora que mejor le venga.",
-        "urgent": "Le hemos reservado las primeras horas: si puede, elija una de las primeras.",
-        "soon": "lo antes posible",
-        "booked": "Su cita está reservada. Le hemos enviado una confirmación.",
-        "moved": "Su cita ha cambiado. Le hemos enviado una confirmación.",
-        "cancelled": "Su cita se ha anulado. Puede elegir otra hora abajo.",
-        "your_visit": "Su cita",
-        "calendar": "Añadir a mi calendario",
-        "cancel": "Anular esta cita",
-        "move": "Cambiarla a otra hora",
-        "pick": "Elija una hora",
-        "book": "Reservar esta hora",
-        "move_to": "Cambiar mi cita a esta hora",
-        "none": "Ahora no hay horas libres en línea. Llámenos, por favor.",
-        "call": "¿Preguntas, o ninguna hora le viene bien? Llame al",
-        "emergency": "Si empeora de repente (le cuesta respirar o tragar, debilidad repentina), llame al 911.",
-        "times_in": "Horas en la hora local de la clínica",
-    },
-}
 DONE = ("booked", "moved", "cancelled")
 HEADERS = {
     "Cache-Control": "no-store",
@@ -78,12 +34,14 @@ HEADERS = {
 }
 
 
-def _page(request: Request, rt: Runtime, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(
+    request: Request, rt: Runtime, template: str, status: int = 200, lang: str = "en", **context: Any
+) -> HTMLResponse:
     cookie = request.cookies.get(COOKIE) or Csrf.new_cookie()
     response = pages.TemplateResponse(
         request,
         template,
-        {"clinic": rt.settings.clinic, "csrf_token": Csrf(rt.links.key).token(cookie), **context},
+        {**common(rt, lang), "csrf_token": Csrf(rt.links.key).token(cookie), **context},
         status_code=status,
     )
     response.set_cookie(
@@ -98,8 +56,18 @@ def _page(request: Request, rt: Runtime, template: str, status: int = 200, **con
     return response
 
 
-def _expired(request: Request, rt: Runtime) -> HTMLResponse:
-    return _page(request, rt, "book_expired.html", 404)
+def _expired(request: Request, rt: Runtime, status: int = 404, closed: bool = False) -> HTMLResponse:
+    """Nobody is known from a bad link: the page says it in every language."""
+    every = [(lang, words(rt, lang)) for lang in rt.settings.clinic.languages]
+    return _page(request, rt, "book_expired.html", status, closed=closed, every=every)
+
+
+def _language(view: booking.BookingView, rt: Runtime, asked: str | None) -> str:
+    """The patient's language, unless they chose another with the switch at the top."""
+    languages = rt.settings.clinic.languages
+    if asked in languages:
+        return str(asked)
+    return view.language if view.language in languages else languages[0]
 
 
 def _form(
@@ -110,14 +78,16 @@ def _form(
     status: int = 200,
     error: str = "",
     done: str = "",
+    asked: str | None = None,
 ) -> HTMLResponse:
     if view.status == "closed" and view.appointment is None:
-        return _page(request, rt, "book_expired.html", 410, closed=True)
+        return _expired(request, rt, 410, closed=True)
+    lang = _language(view, rt, asked)
     tz = ZoneInfo(rt.settings.clinic.timezone)
     days: dict[str, list[tuple[str, str, bool]]] = {}
     for slot in view.slots:
         local = slot.astimezone(tz)
-        day = day_text(local.date(), view.language)
+        day = day_text(local.date(), lang)
         days.setdefault(day, []).append((slot.isoformat(), f"{local:%H:%M}", slot < view.reserve_until))
     appt = view.appointment
     return _page(
@@ -129,11 +99,12 @@ def _form(
         view=view,
         days=list(days.items()),
         urgent=view.tier in ABOVE_ROUTINE,
-        appointment=when_text(appt.starts_at, tz, view.language) if appt else None,
-        error=error,
+        appointment=when_text(appt.starts_at, tz, lang) if appt else None,
+        error=words(rt, lang)["booking"][error] if error else "",
         done=done if done in DONE else "",
-        lang=view.language if view.language in TEXTS else "en",
-        t=TEXTS.get(view.language, TEXTS["en"]),
+        lang=lang,
+        asked=asked if asked in rt.settings.clinic.languages else "",
+        languages=switch(rt, f"/book/{token}", lang),
         tz=rt.settings.clinic.timezone,
     )
 
@@ -143,7 +114,7 @@ def _escalation(rt: Runtime, token: str) -> int | None:
 
 
 @router.get("/book/{token}", response_class=HTMLResponse)
-def booking_page(request: Request, token: str, rt: RuntimeDep, done: str = "") -> Response:
+def booking_page(request: Request, token: str, rt: RuntimeDep, done: str = "", lang: str = "") -> Response:
     """The slots this escalation may take, or its booked visit with cancel and move."""
     escalation_id = _escalation(rt, token)
     if escalation_id is None:
@@ -157,7 +128,7 @@ def booking_page(request: Request, token: str, rt: RuntimeDep, done: str = "") -
         view = booking.view(rt, escalation_id)
     except booking.NoSuchEscalation:
         return _expired(request, rt)
-    return _form(request, rt, token, view, done=done)
+    return _form(request, rt, token, view, done=done, asked=lang)
 
 
 @router.post("/book/{token}", response_class=HTMLResponse)
@@ -168,13 +139,14 @@ async def booking_submit(request: Request, token: str, rt: RuntimeDep) -> Respon
         return _expired(request, rt)
     form = await request.form()
     action = str(form.get("action") or "book")
+    asked = str(form.get("lang") or "")
     raw_slot = str(form.get("slot") or "")
     try:
         view = await run_in_threadpool(booking.view, rt, escalation_id)
     except booking.NoSuchEscalation:
         return _expired(request, rt)
     if not Csrf(rt.links.key).valid(request.cookies.get(COOKIE), str(form.get("csrf_token") or "")):
-        return _form(request, rt, token, view, 403, _say(view, "expired_form"))
+        return _form(request, rt, token, view, 403, "expired_form", asked=asked)
     try:
         if action == "cancel":
             await run_in_threadpool(booking.cancel, rt, escalation_id)
@@ -182,21 +154,22 @@ async def booking_submit(request: Request, token: str, rt: RuntimeDep) -> Respon
         elif action == "book":
             slot = _parse_slot(raw_slot)
             if slot is None:
-                return _form(request, rt, token, view, 422, _say(view, "no_slot"))
+                return _form(request, rt, token, view, 422, "no_slot", asked=asked)
             moving = view.appointment is not None
             await run_in_threadpool(booking.book, rt, escalation_id, slot)
             done = "moved" if moving else "booked"
         else:
-            return _form(request, rt, token, view, 422, _say(view, "no_slot"))
+            return _form(request, rt, token, view, 422, "no_slot", asked=asked)
     except booking.SlotTaken:
         fresh = await run_in_threadpool(booking.view, rt, escalation_id)
-        return _form(request, rt, token, fresh, 409, _say(fresh, "taken"))
+        return _form(request, rt, token, fresh, 409, "taken", asked=asked)
     except booking.BookingClosed:
-        return _page(request, rt, "book_expired.html", 410, closed=True)
+        return _expired(request, rt, 410, closed=True)
     except booking.NothingBooked:
         fresh = await run_in_threadpool(booking.view, rt, escalation_id)
-        return _form(request, rt, token, fresh, 409, _say(fresh, "nothing"))
-    return RedirectResponse(f"/book/{token}?done={done}", status_code=303)
+        return _form(request, rt, token, fresh, 409, "nothing", asked=asked)
+    chosen = f"&lang={asked}" if asked in rt.settings.clinic.languages else ""
+    return RedirectResponse(f"/book/{token}?done={done}{chosen}", status_code=303)
 
 
 @router.get("/book/{token}/calendar.ics")
@@ -211,26 +184,6 @@ def booking_ics(token: str, rt: RuntimeDep) -> Response:
         media_type="text/calendar; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="visit.ics"', **HEADERS},
     )
-
-
-ERRORS = {
-    "en": {
-        "expired_form": "This page was open too long. Please choose again.",
-        "no_slot": "Please pick a time.",
-        "taken": "Sorry, that time was just taken. Please pick another.",
-        "nothing": "There is no booked visit to cancel.",
-    },
-    "es": {
-        "expired_form": "La página llevaba mucho tiempo abierta. Elija de nuevo, por favor.",
-        "no_slot": "Elija una hora, por favor.",
-        "taken": "Lo sentimos, alguien acaba de reservar esa hora. Elija otra, por favor.",
-        "nothing": "No hay ninguna cita reservada que anular.",
-    },
-}
-
-
-def _say(view: booking.BookingView, key: str) -> str:
-    return ERRORS.get(view.language, ERRORS["en"])[key]
 
 
 def _parse_slot(raw: str) -> datetime | None:

@@ -1,68 +1,70 @@
-"""The patient-facing intake page: the triage questions on a phone screen, no login, consent, CSRF."""
+"""The patient-facing intake page: the triage questions on a phone screen, no login, consent, CSRF.
+
+The page speaks the patient's language (the switch at the top, else the browser's). Every problem with the answers
+is found in one pass and shown next to its field in plain words; nothing is written unless all is valid. Questions
+about the eyelid and face are asked only of someone whose twitching may be there (hidden by CSS `:has()`, no
+script; without `:has()` they show and stay optional).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 from typing import Any
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from followup.core.triage import Answers, InputError, TriageIn
-from followup.services.enrollment import DEFAULT_CONSENT_TEXT, submit_triage
+from followup.content.dates import arrival
+from followup.core.triage import EMAIL, Answers, InputError, TriageIn, normalise_phone
+from followup.core.vocab import Tier, most_serious
+from followup.runtime import Runtime
+from followup.services.drafts import CRISIS_CRITERIA_PREFIX, oncall
+from followup.services.enrollment import TriageResult, submit_triage
+from followup.settings import check_timezone
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
+from followup.web.patientpages import common, page_language, pages, switch, words
 
 router = APIRouter(tags=["intake"])
-pages = Jinja2Templates(directory=str(Path(__file__).parent / "pages"))
 ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/")))
 
-YES_NO = [
-    ("weakness", "Have you noticed any muscle weakness or loss of strength?"),
-    ("atrophy", "Does any muscle look smaller or thinner than before (wasting)?"),
-    (
-        "daily_activities",
-        "Any new trouble with daily activities: walking, climbing stairs, lifting, writing, buttoning, opening jars?",
-    ),
-    ("speech_swallowing", "Any trouble speaking or swallowing?"),
-    ("breathing", "Any trouble breathing?"),
-    ("numbness_tingling", "Any numbness or tingling?"),
-    ("balance", "Any problems with balance or coordination?"),
-    ("severe_cramps", "Severe or disruptive cramps, or twitching that keeps you from sleeping?"),
-    ("eyelid_closes", "Does eyelid twitching close your eye completely?"),
-    ("face_spread", "Has the twitching spread to other parts of your face?"),
-    ("vision_changes", "Any changes in your vision?"),
-]
-LOCATIONS = [
-    ("eyelid", "Eyelid"),
-    ("face", "Face"),
-    ("calf", "Calves"),
-    ("thigh", "Thighs"),
-    ("foot", "Feet"),
-    ("arm", "Arms"),
-    ("hand", "Hands"),
-    ("back", "Back"),
-    ("chest", "Chest"),
-    ("tongue", "Tongue"),
-    ("widespread", "All over / moving around"),
-]
-NUMBERS = [
-    ("onset_weeks", "How many weeks have you had the twitching?", "0", "1040", "0.5"),
-    ("caffeine_per_day", "Cups of coffee, tea or energy drinks a day", "0", "40", "0.5"),
-    ("sleep_hours", "Hours of sleep on a usual night", "0", "24", "0.5"),
-    ("stress", "Stress lately, from 0 (none) to 10 (extreme)", "0", "10", "1"),
-    ("water_glasses", "Glasses of water a day", "0", "60", "1"),
-    ("alcohol_per_week", "Alcoholic drinks a week", "0", "200", "1"),
-]
+SYMPTOMS = (
+    "weakness",
+    "atrophy",
+    "daily_activities",
+    "speech_swallowing",
+    "breathing",
+    "numbness_tingling",
+    "balance",
+    "severe_cramps",
+)
+EYE = ("eyelid_closes", "face_spread", "vision_changes")  # asked only when the twitching may be in the eye or face
+EYE_PLACES = frozenset({"eyelid", "face", "widespread"})
+PLACES = ("eyelid", "face", "calf", "thigh", "foot", "arm", "hand", "back", "chest", "tongue", "widespread")
+NUMBERS = ("onset_weeks", "caffeine_per_day", "sleep_hours", "stress", "water_glasses", "alcohol_per_week")
+OPTIONAL_NUMBERS = {"alcohol_per_week": 0}  # left empty: none
+
+
+def eye_questions_apply(places: list[str]) -> bool:
+    """The eyelid and face questions matter unless the patient named only places away from the face."""
+    return not places or bool(EYE_PLACES & set(places))
+
+
+def _bounds(name: str) -> tuple[float, float, bool]:
+    """A number question's range and whether it takes whole numbers only, from the triage model itself."""
+    field = Answers.model_fields[name]
+    low = next(float(m.ge) for m in field.metadata if hasattr(m, "ge"))
+    high = next(float(m.le) for m in field.metadata if hasattr(m, "le"))
+    return low, high, field.annotation is int
 
 
 def _render(
     request: Request,
-    rt: Any,
+    rt: Runtime,
+    lang: str,
     status: int = 200,
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
@@ -73,14 +75,16 @@ def _render(
         request,
         "intake.html",
         {
-            "clinic": rt.settings.clinic,
+            **common(rt, lang),
+            "languages": switch(rt, "/intake", lang),
+            "switch_form": "intake-form",  # the switch re-sends the form: answers typed so far are kept
             "values": values or {},
             "errors": errors or {},
             "zones": ZONES,
-            "yes_no": YES_NO,
-            "locations": LOCATIONS,
-            "numbers": NUMBERS,
-            "consent_text": DEFAULT_CONSENT_TEXT,
+            "symptoms": SYMPTOMS,
+            "eye": EYE,
+            "places": PLACES,
+            "numbers": [(name, *_bounds(name)) for name in NUMBERS],
             "csrf_token": csrf.token(cookie),
         },
         status_code=status,
@@ -97,9 +101,9 @@ def _render(
 
 
 @router.get("/intake", response_class=HTMLResponse)
-def intake_form(request: Request, rt: RuntimeDep) -> HTMLResponse:
-    """The intake form."""
-    return _render(request, rt)
+def intake_form(request: Request, rt: RuntimeDep, lang: str = "") -> HTMLResponse:
+    """The intake form, in the language asked for (`?lang=es`) or the browser's."""
+    return _render(request, rt, page_language(request, rt, lang))
 
 
 @router.post("/intake", response_class=HTMLResponse)
@@ -108,69 +112,137 @@ async def intake_submit(request: Request, rt: RuntimeDep) -> HTMLResponse:
     form = await request.form()
     values: dict[str, Any] = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     values["locations_list"] = [v for v in form.getlist("locations") if isinstance(v, str)]
+    lang = page_language(request, rt, values.get("switch_to") or values.get("language"))
+    if values.get("switch_to"):  # the language switch at the top: the same answers, in the other language
+        return _render(request, rt, lang, 200, values)
+    said = words(rt, lang)["errors"]
     if not Csrf(rt.links.key).valid(request.cookies.get(COOKIE), values.get("csrf_token")):
-        return _render(
-            request,
-            rt,
-            403,
-            values,
-            {"form": "This form expired. Please check your answers and send it again."},
-        )
-    data, errors = _parse(form, values)
-    if errors or data is None:
-        return _render(request, rt, 422, values, errors)
+        return _render(request, rt, lang, 403, values, {"form": said["form_expired"]})
+    data, problems = _check(values, lang, rt)
+    if problems or data is None:
+        return _render(request, rt, lang, 422, values, _say(said, problems))
     try:
         result = await run_in_threadpool(submit_triage, rt, data, source="intake", actor="intake")
     except InputError as exc:
-        return _render(request, rt, 422, values, {exc.field.split(".")[-1]: exc.message})
+        field = exc.field.split(".")[-1]
+        key = {("email", "taken"): "email_taken", ("phone", "not_mobile"): "phone_not_mobile"}.get(
+            (field, exc.code), "other"
+        )
+        return _render(request, rt, lang, 422, values, _say(said, {field: (key, {})}))
     return pages.TemplateResponse(
         request,
         "intake_done.html",
-        {
-            "clinic": rt.settings.clinic,
-            "disposition": result.disposition,
-            "channel": data.channel if data else "sms",
-        },
+        {**common(rt, lang), **_outcome(rt, data, result, lang)},
         status_code=201,
     )
 
 
-def _parse(form: Any, values: dict[str, Any]) -> tuple[TriageIn | None, dict[str, str]]:
-    answers: dict[str, Any] = {name: values.get(name) == "yes" for name, _ in YES_NO}
-    errors: dict[str, str] = {}
-    for name, _ in YES_NO:  # an unanswered symptom question is not a "no"
-        if values.get(name) not in ("yes", "no"):
-            errors[name] = "Please answer yes or no."
-    for name, *_ in NUMBERS:
-        raw = values.get(name, "").strip()
-        answers[name] = raw if raw else (0 if name == "alcohol_per_week" else None)
-    answers["locations"] = [v for v in form.getlist("locations") if isinstance(v, str)]
+Problem = tuple[str, dict[str, str]]  # a key of pages.toml's [errors] and what fills its braces
+
+
+def _say(said: dict[str, str], problems: dict[str, Problem]) -> dict[str, str]:
+    return {field: said[key].format(**fill) for field, (key, fill) in problems.items()}
+
+
+def _number(raw: str) -> float | None:
+    """A number as a patient types it: "6", "6.5", "6,5" (a decimal comma), " 7 "."""
+    try:
+        value = float(raw.strip().replace(",", "."))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check(values: dict[str, Any], lang: str, rt: Runtime) -> tuple[TriageIn | None, dict[str, Problem]]:
+    """Every problem with the form at once, in the order of the page, as (field -> problem)."""
+    problems: dict[str, Problem] = {}
+    region = rt.settings.clinic.default_region
+    if not " ".join(str(values.get("name", "")).split()):
+        problems["name"] = ("name", {})
+    channel = values.get("channel") if values.get("channel") in ("sms", "email") else "sms"
+    phone, email = str(values.get("phone", "")).strip(), str(values.get("email", "")).strip()
+    if phone:
+        try:
+            normalise_phone(phone, region)
+        except InputError as exc:
+            problems["phone"] = ("phone_not_mobile" if exc.code == "not_mobile" else "phone_invalid", {})
+    elif channel == "sms":
+        problems["phone"] = ("phone_needed", {})
+    if email and not EMAIL.match(email.lower()):
+        problems["email"] = ("email_invalid", {})
+    elif not email and channel == "email":
+        problems["email"] = ("email_needed", {})
+    try:
+        check_timezone(str(values.get("timezone", "")))
+    except ValueError:
+        problems["timezone"] = ("timezone", {})
+    places = values.get("locations_list", [])
+    if any(p not in PLACES for p in places):
+        problems["locations"] = ("locations", {})
+    answers: dict[str, Any] = {"locations": [p for p in places if p in PLACES]}
+    asked = SYMPTOMS + (EYE if eye_questions_apply(places) else ())
+    for name in NUMBERS[:1] + SYMPTOMS + EYE + NUMBERS[1:]:
+        raw = str(values.get(name, "")).strip()
+        if name in NUMBERS:
+            low, high, whole = _bounds(name)
+            if not raw and name in OPTIONAL_NUMBERS:
+                answers[name] = OPTIONAL_NUMBERS[name]
+                continue
+            value = _number(raw)
+            fill = {"low": f"{low:g}", "high": f"{high:g}"}
+            if value is None and not raw:
+                problems[name] = ("number", {})
+            elif value is None or not low <= value <= high or (whole and value != int(value)):
+                problems[name] = ("whole" if whole else "range", fill)
+            else:
+                answers[name] = int(value) if whole else value
+        elif raw in ("yes", "no"):
+            answers[name] = raw == "yes"  # a "yes" counts even to a question that no longer shows
+        elif name in asked:
+            problems[name] = ("yes_no", {})  # an unanswered symptom question is not a "no"
     answers["intense_exercise"] = values.get("intense_exercise") == "yes"
+    if values.get("consent") != "yes":
+        problems["consent"] = ("consent", {})
+    if problems:
+        return None, problems
     payload = {
         "name": values.get("name", ""),
-        "phone": values.get("phone") or None,
-        "email": values.get("email") or None,
-        "channel": values.get("channel", "sms"),
+        "phone": phone or None,
+        "email": email or None,
+        "channel": channel,
         "timezone": values.get("timezone", ""),
-        "language": values.get("language", "en"),
-        "consent": values.get("consent") == "yes",
-        "consent_text": DEFAULT_CONSENT_TEXT,
+        "language": lang,
+        "consent": True,
+        "consent_text": words(rt, lang)["intake"]["consent_text"],
         "answers": answers,
     }
     try:
-        data = TriageIn.model_validate(payload)
-    except ValidationError as exc:
+        return TriageIn.model_validate(payload), {}
+    except ValidationError as exc:  # what the checks above do not foresee (a 300-character name, a NUL)
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if p != "answers"]
-            key = loc[0] if loc else "form"
-            errors.setdefault(key, _friendly(key, str(err["msg"])))
-        return None, errors
-    if errors:
-        return None, errors
-    return data, {}
+            problems.setdefault(loc[0] if loc else "form", ("other", {}))
+        return None, problems
 
 
-def _friendly(field: str, msg: str) -> str:
-    if field in Answers.model_fields and ("valid number" in msg or "none" in msg.lower()):
-        return "Please enter a number."
-    return msg.removeprefix("Value error, ")
+def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> dict[str, Any]:
+    """What the thank-you page tells the patient: what to do now for an escalation (by tier), or when the first
+    message will come, in their own time zone."""
+    now = rt.clock.now()
+    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings))}
+    if result.disposition != "escalated":
+        scheduled = [st.due_at for st in result.steps if st.status == "scheduled"]
+        if scheduled:
+            key, fill = arrival(min(scheduled), now, ZoneInfo(data.timezone), lang)
+            out["first"] = words(rt, lang)["done"][key].format(**fill)
+        return {**out, "tier": None}
+    criteria = rt.detector.criteria
+    tiers = [criteria[c].tier if c in criteria else Tier.ROUTINE for c in result.red_flags]
+    recent = [st for st in result.steps if st.kind == "escalation" and (now - st.due_at).total_seconds() < 120]
+    return {
+        **out,
+        "tier": str(most_serious(tiers)) if tiers else Tier.ROUTINE.value,
+        "crisis": any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in result.red_flags),
+        "told": bool(recent),  # a message for this escalation just went into the queue
+        "told_by": recent[0].channel if recent else data.channel,
+    }

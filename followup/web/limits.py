@@ -31,6 +31,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from followup.content.pages import page_texts
 from followup.core.replies import normalise_sender
 from followup.runtime import Runtime
 from followup.services import audit
@@ -219,13 +220,19 @@ class SenderLimits:
         audit.note(self.rt, "limits", action, f"sender:{ref}", **detail)
 
     def _busy_page(self) -> bytes:
+        """ "Wait a minute" in every language the clinic speaks (we do not know whose form this was)."""
         clinic = self.rt.settings.clinic
-        return (
-            "<!doctype html><meta charset=utf-8><title>Please wait a minute</title>"
-            "<p>We received many forms from your network just now. Please wait a minute and send it again, "
-            f"or call {html.escape(clinic.name)} at {html.escape(clinic.phone)}.</p>"
-            "<p>If you have trouble breathing or swallowing, or sudden weakness, call 911.</p>"
-        ).encode()
+        fill = {k: html.escape(v) for k, v in (("clinic", clinic.name), ("phone", clinic.phone))}
+        fill["emergency"] = html.escape(clinic.emergency_number)
+        parts, title = [], ""
+        for lang in clinic.languages:
+            said = page_texts(clinic.templates, lang)
+            title = title or html.escape(said["busy"]["title"])
+            body = html.escape(said["busy"]["body"]).format(**fill)
+            emergency = html.escape(said["common"]["emergency"]).format(**fill)
+            parts.append(f'<div lang="{lang}"><p>{body}</p><p>{emergency}</p></div>')
+        head = f'<!doctype html><html lang="{clinic.languages[0]}"><meta charset=utf-8><title>{title}</title>'
+        return (head + "".join(parts)).encode()
 
 
 def client_key(scope: Scope) -> str:
