@@ -16,6 +16,7 @@ from followup.core.triage import Answers, InputError, TriageIn
 from followup.services.enrollment import DEFAULT_CONSENT_TEXT, submit_triage
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
+from followup.web.headers import CSP_WITH_SCRIPT
 
 router = APIRouter(tags=["intake"])
 pages = Jinja2Templates(directory=str(Path(__file__).parent / "pages"))
@@ -93,6 +94,7 @@ def _render(
         samesite="strict",
         secure=rt.settings.server.public_url.startswith("https://"),
     )
+    response.headers["Content-Security-Policy"] = CSP_WITH_SCRIPT  # /static/intake.js, nothing inline
     return response
 
 

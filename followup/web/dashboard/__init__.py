@@ -3,10 +3,10 @@ demo. Every route depends on a staff session (see followup.web.staffauth)."""
 
 from fastapi import APIRouter
 
-from followup.web.dashboard import admin, escalations, overview, patients, phone
+from followup.web.dashboard import account, admin, escalations, overview, patients, phone
 
 router = APIRouter(include_in_schema=False)
-for module in (escalations, patients, overview, admin, phone):
+for module in (escalations, patients, overview, admin, phone, account):
     router.include_router(module.router)
 
 __all__ = ["router"]

@@ -1,5 +1,6 @@
 """What every dashboard page shares: the templates, time formatting in the clinic's zone, and `render`, which adds
-the signed-in staff member, the CSRF token, the navigation and strict security headers (no script may run)."""
+the signed-in staff member, the CSRF token and the navigation (web/headers.py adds a CSP under which no script
+may run)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,6 @@ from followup.web.staffauth import csrf_token
 
 pages = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "pages"))
 
-# Staff pages need no JavaScript at all: forbid it, so even a missed escape could not run a patient's "<script>".
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 DONE = {
     "acknowledge": "Acknowledged: the re-alert clock has stopped.",
     "book": "Marked as booked.",
@@ -37,6 +33,15 @@ DONE = {
     "unenroll": "Patient unenrolled: scheduled messages cancelled.",
     "channel": "Channel changed: scheduled messages moved.",
     "replied": "Reply sent through the SMS webhook, as if from the patient's phone.",
+    "password": "Password changed. Your other sessions have ended.",
+    "totp_confirm": "Second factor on: you will be asked for a code when you sign in.",
+    "totp_remove": "Second factor off.",
+    "staff_disable": "Account disabled: its sessions have ended.",
+    "staff_enable": "Account enabled.",
+    "staff_revoke": "Every session of the account has ended.",
+    "staff_password": "Password set. The account's sessions have ended.",
+    "staff_totp_reset": "Second factor reset: they sign in with the password and set up a new one.",
+    "staff_unlock": "Failed sign-in counts cleared for the account.",
 }
 
 
@@ -113,7 +118,6 @@ def render(
         status_code=status_code,
     )
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    # Staff pages need no JavaScript at all: web/headers.py's default CSP forbids it, so even a missed escape
+    # could not run a patient's "<script>"; it also forbids framing and sets nosniff and the referrer policy.
     return response
