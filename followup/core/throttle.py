@@ -12,6 +12,7 @@ that finds none free is told at once, so a flood costs neither memory nor a queu
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,11 +47,12 @@ class Backoff:
         return self.forget * self.most
 
     def wait(self, count: float) -> timedelta:
-        """The wait that `count` failures impose after the last one."""
-        over = int(count) - self.free
+        """The wait that `count` failures impose after the last one. A failure counts whole until half of it is
+        forgotten (so the seconds forgotten during one short wait do not undo a doubling)."""
+        over = math.floor(count + 0.5) - self.free
         if over < 0:
             return timedelta(0)
-        return min(self.cap, self.base * 2 ** min(over, 62))
+        return min(self.cap, self.base * 2 ** min(over, 30))
 
     def forgotten(self, seen: Failures | None, now: datetime) -> float:
         """The count as of `now`: one failure less per `forget` since the last."""
@@ -83,8 +85,8 @@ class Slots:
         self.size = size
         self._free = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
-        self.taken = 0  # how many times a slot was granted, for tests and the bench
-        self.refused = 0
+        # What happened so far, for tests and the bench: slots granted, refusals, and the most held at once.
+        self.taken = self.refused = self.in_use = self.peak = 0
 
     def take(self) -> _Slot:
         """A context manager holding one slot; raises Busy at once when none is free."""
@@ -94,15 +96,22 @@ class Slots:
             raise Busy("every slot is in use")
         with self._lock:
             self.taken += 1
-        return _Slot(self._free)
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+        return _Slot(self)
+
+    def _release(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+        self._free.release()
 
 
 class _Slot:
-    def __init__(self, sem: threading.BoundedSemaphore) -> None:
-        self._sem = sem
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc: object) -> None:
-        self._sem.release()
+        self._slots._release()

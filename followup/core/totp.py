@@ -14,7 +14,7 @@ from datetime import datetime
 import pyotp
 
 DRIFT = 1  # steps either side of now
-_CODE = re.compile(r"\d{6}")
+_CODE = re.compile(r"[0-9]{6}")  # ASCII digits only: \\d would take "١٢٣٤٥٦"
 
 
 def new_secret() -> str:

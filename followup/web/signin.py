@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.concurrency import run_in_threadpool
 
 from followup.runtime import Runtime
@@ -62,8 +62,23 @@ def safe_next(value: str | None) -> str:
     return "/dashboard"
 
 
-def _signer(rt: Runtime, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(rt.links.key, salt=f"staff-{purpose}")
+def _sign(rt: Runtime, purpose: str, **value: Any) -> str:
+    """A signed cookie value that carries when it was made (by the runtime's clock, as every expiry here)."""
+    return URLSafeSerializer(rt.links.key, salt=f"staff-{purpose}").dumps({**value, "at": rt.clock.now().timestamp()})
+
+
+def _unsign(rt: Runtime, purpose: str, raw: str | None, max_age: int) -> dict[str, Any] | None:
+    """The value of a cookie made by `_sign` for `purpose`, if genuine and younger than `max_age` seconds."""
+    if not raw or len(raw) > 300:
+        return None
+    try:
+        value = URLSafeSerializer(rt.links.key, salt=f"staff-{purpose}").loads(raw)
+    except BadSignature:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("at"), float | int):
+        return None
+    age = rt.clock.now().timestamp() - value["at"]
+    return value if 0 <= age <= max_age else None
 
 
 def _email_tag(rt: Runtime, email: str) -> str:
@@ -72,14 +87,8 @@ def _email_tag(rt: Runtime, email: str) -> str:
 
 def device_of(rt: Runtime, request: Request, email: str) -> str | None:
     """This browser's device id for `email`, if it signed in to that account before."""
-    raw = request.cookies.get(DEVICE_COOKIE)
-    if not raw or len(raw) > 300:
-        return None
-    try:
-        value = _signer(rt, "device").loads(raw, max_age=DEVICE_FOR)
-    except BadSignature:
-        return None
-    if not isinstance(value, dict) or not hmac.compare_digest(str(value.get("e")), _email_tag(rt, email)):
+    value = _unsign(rt, "device", request.cookies.get(DEVICE_COOKIE), DEVICE_FOR)
+    if value is None or not hmac.compare_digest(str(value.get("e")), _email_tag(rt, email)):
         return None
     device = value.get("d")
     return device if isinstance(device, str) else None
@@ -149,7 +158,7 @@ def _signed_in(request: Request, rt: Runtime, user: Any, nxt: str, second_factor
         secure=https,
         path="/",
     )
-    device = _signer(rt, "device").dumps({"e": _email_tag(rt, user.email), "d": secrets.token_urlsafe(16)})
+    device = _sign(rt, "device", e=_email_tag(rt, user.email), d=secrets.token_urlsafe(16))
     response.set_cookie(
         DEVICE_COOKIE, device, max_age=DEVICE_FOR, httponly=True, samesite="strict", secure=https, path="/login"
     )
@@ -184,7 +193,7 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     if user.totp_enabled_at is None:
         return await run_in_threadpool(_signed_in, request, rt, user, nxt, False)
     response = _page(request, rt, "login_code.html", nxt=nxt)
-    pending = _signer(rt, "second-factor").dumps({"u": user.id, "n": secrets.token_urlsafe(8)})
+    pending = _sign(rt, "second-factor", u=user.id)
     response.set_cookie(
         PENDING_COOKIE,
         pending,
@@ -205,10 +214,9 @@ async def login_code(request: Request, rt: RuntimeDep) -> Response:
     code = str(form.get("code") or "")
     if not Csrf(rt.links.key).valid(request.cookies.get(COOKIE), str(form.get("csrf_token") or "")):
         return _page(request, rt, "login.html", 403, "This form expired. Please sign in again.", nxt=nxt)
-    try:
-        pending = _signer(rt, "second-factor").loads(request.cookies.get(PENDING_COOKIE, ""), max_age=PENDING_FOR)
-        staff_id = int(pending["u"])
-    except (BadSignature, KeyError, TypeError, ValueError):
+    pending = _unsign(rt, "second-factor", request.cookies.get(PENDING_COOKIE), PENDING_FOR)
+    staff_id = pending.get("u") if pending else None
+    if not isinstance(staff_id, int):
         return _page(request, rt, "login.html", 403, "This sign-in expired. Please sign in again.", nxt=nxt)
     try:
         user = await run_in_threadpool(check_code, rt, staff_id, code, client_key(request.scope))
