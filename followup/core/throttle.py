@@ -88,6 +88,11 @@ class Slots:
         # What happened so far, for tests and the bench: slots granted, refusals, and the most held at once.
         self.taken = self.refused = self.in_use = self.peak = 0
 
+    @property
+    def full(self) -> bool:
+        """Every slot is held right now (a hint for refusing early; `take` is what decides)."""
+        return self.in_use >= self.size
+
     def take(self) -> _Slot:
         """A context manager holding one slot; raises Busy at once when none is free."""
         if not self._free.acquire(blocking=False):

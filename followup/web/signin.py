@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import math
 import secrets
 from datetime import timedelta
@@ -145,6 +146,17 @@ def _refused(request: Request, rt: Runtime, exc: Exception, template: str, email
     return _page(request, rt, template, 401, WRONG, email, nxt)
 
 
+def _busy(rt: Runtime) -> HTMLResponse:
+    """503 at once while every password-hash slot is busy: a short page, the same for everyone."""
+    clinic = html.escape(rt.settings.clinic.name)
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>Staff sign-in: {clinic}</title>"
+        "<p>Many people are signing in right now. Please try again in a moment.</p>"
+        '<p><a href="/login">Back to sign-in</a></p>'
+    )
+    return HTMLResponse(body, 503, headers={"Retry-After": str(BUSY_RETRY), "Cache-Control": "no-store"})
+
+
 def _signed_in(request: Request, rt: Runtime, user: Any, nxt: str, second_factor: bool) -> Response:
     token = start_session(rt, user, second_factor)
     response = RedirectResponse(safe_next(nxt), status_code=303)
@@ -177,6 +189,8 @@ def login_form(request: Request, rt: RuntimeDep, next: str = "") -> Response:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, rt: RuntimeDep) -> Response:
     """Check the password; then ask for the code if the account has a second factor, else start a session."""
+    if rt.password_slots.full:  # a flood: refuse before reading the form, on the event loop, at the least cost
+        return _busy(rt)
     form = await request.form()
     email = str(form.get("email") or "")[:320]
     password = str(form.get("password") or "")
