@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = rt
     # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS, and every
     # answer (a 413 or 429 of the limits included) gets the security headers.
+    app.add_middleware(signin.BusyGate, rt=rt)
     app.add_middleware(limits.SenderLimits, rt=rt)
     app.add_middleware(
         limits.BodyLimit,

@@ -43,7 +43,7 @@ from followup.services.signin import (
 from followup.services.staff import SESSION_FOR, end_session, session_staff, start_session
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
-from followup.web.limits import client_key
+from followup.web.limits import ASGIApp, Receive, Scope, Send, client_key
 from followup.web.staffauth import SESSION_COOKIE, secure
 
 PENDING_COOKIE = "followup_2fa"
@@ -146,15 +146,34 @@ def _refused(request: Request, rt: Runtime, exc: Exception, template: str, email
     return _page(request, rt, template, 401, WRONG, email, nxt)
 
 
-def _busy(rt: Runtime) -> HTMLResponse:
-    """503 at once while every password-hash slot is busy: a short page, the same for everyone."""
-    clinic = html.escape(rt.settings.clinic.name)
-    body = (
-        f"<!doctype html><meta charset=utf-8><title>Staff sign-in: {clinic}</title>"
-        "<p>Many people are signing in right now. Please try again in a moment.</p>"
-        '<p><a href="/login">Back to sign-in</a></p>'
-    )
-    return HTMLResponse(body, 503, headers={"Retry-After": str(BUSY_RETRY), "Cache-Control": "no-store"})
+class BusyGate:
+    """ASGI middleware: while every password-hash slot is held, a sign-in is answered 503 (Retry-After) before the
+    app reads its form, routes it or touches the database: a flood of attempts costs next to nothing each, and
+    /healthz and the webhooks keep their share of the event loop (bench/login_flood.py). The route still maps a
+    slot lost to a race (services raise Busy) to the same answer."""
+
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
+        self.app, self.rt = app, rt
+        clinic = html.escape(rt.settings.clinic.name)
+        self.body = (
+            f"<!doctype html><meta charset=utf-8><title>Staff sign-in: {clinic}</title>"
+            "<p>Many people are signing in right now. Please try again in a moment.</p>"
+            '<p><a href="/login">Back to sign-in</a></p>'
+        ).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        login = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/login"
+        if not login or not self.rt.password_slots.full:
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"retry-after", str(BUSY_RETRY).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _signed_in(request: Request, rt: Runtime, user: Any, nxt: str, second_factor: bool) -> Response:
@@ -189,8 +208,6 @@ def login_form(request: Request, rt: RuntimeDep, next: str = "") -> Response:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, rt: RuntimeDep) -> Response:
     """Check the password; then ask for the code if the account has a second factor, else start a session."""
-    if rt.password_slots.full:  # a flood: refuse before reading the form, on the event loop, at the least cost
-        return _busy(rt)
     form = await request.form()
     email = str(form.get("email") or "")[:320]
     password = str(form.get("password") or "")
