@@ -14,18 +14,19 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # for factories: an installed package already claims the name `tests`
+
+import factories  # noqa: E402
 
 from followup.db import upgrade  # noqa: E402
-from followup.models import Message, Patient  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FROM_NUMBER = "+15005550006"
@@ -84,55 +85,12 @@ def fake_provider(latency_ms: int = 0) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+phone = factories.phone  # the seeded patients' numbers
+
+
 def seed_due_messages(url: str, n: int, *, start: int = 0, urgent: bool = True) -> None:
     """`n` patients with one message each, due a minute ago (urgent: the wall clock's hour does not matter)."""
-    now = datetime.now(UTC)
-    patients = [
-        {
-            "id": i + 1,
-            "name": f"Pat {i}",
-            "phone": phone(i),
-            "channel": "sms",
-            "timezone": "UTC",
-            "language": "en",
-            "status": "active",
-            "sms_state": "ok",
-            "email_state": "ok",
-            "reply_token": f"t{i}",
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(start, start + n)
-    ]
-    messages = [
-        {
-            "patient_id": i + 1,
-            "dedupe_key": f"bench:{i}",
-            "channel": "sms",
-            "kind": "system",
-            "template": "reply_ack",
-            "context": {},
-            "urgent": urgent,
-            "status": "scheduled",
-            "due_at": now - timedelta(minutes=1),
-            "expires_at": now + timedelta(days=1),
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(start, start + n)
-    ]
-    engine = create_engine(url)
-    with engine.begin() as c:
-        c.execute(insert(Patient), patients)
-        if engine.dialect.name == "postgresql":
-            c.execute(text("SELECT setval(pg_get_serial_sequence('patient', 'id'), :n)"), {"n": start + n})
-        c.execute(insert(Message), messages)
-    engine.dispose()
-
-
-def phone(i: int) -> str:
-    return f"+1555{i:07d}"
+    factories.seed_due_messages(url, n, key="bench", start=start, urgent=urgent)
 
 
 def peak_rss_mb() -> float:

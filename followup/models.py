@@ -1,4 +1,8 @@
-"""Tables. Every datetime is UTC-aware; JSON columns hold structured detail (answers, verdicts), never secrets."""
+"""Tables. Every datetime is UTC-aware; JSON columns hold structured detail (answers, verdicts), never secrets.
+
+Status, tier, kind, channel and level columns are plain strings; their values are the StrEnums of
+`followup.core.vocab`, which compare equal to what is stored.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-# Message states. A terminal state is never left (delivery callbacks arrive out of order).
-SCHEDULED, CLAIMED, SENDING, SENT = "scheduled", "claimed", "sending", "sent"
-DELIVERED, UNDELIVERED, FAILED, EXPIRED, CANCELLED = (
-    "delivered",
-    "undelivered",
-    "failed",
-    "expired",
-    "cancelled",
-)
-OPEN_STATES = (SCHEDULED, CLAIMED, SENDING)
-TERMINAL_STATES = (DELIVERED, UNDELIVERED, FAILED, EXPIRED, CANCELLED)
+from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
 
 class Patient(SQLModel, table=True):
@@ -26,10 +20,10 @@ class Patient(SQLModel, table=True):
     name: str
     phone: str | None = Field(default=None, unique=True, index=True)  # E.164
     email: str | None = Field(default=None, unique=True, index=True)  # lower-cased
-    channel: str  # preferred: sms | email
+    channel: str  # preferred: Channel (sms | email)
     timezone: str
     language: str = "en"
-    status: str = "active"  # active | paused | escalated | unenrolled | completed
+    status: str = PatientStatus.ACTIVE  # PatientStatus: active | paused | escalated | unenrolled | completed
     sms_state: str = "ok"  # ok | opted_out | invalid
     email_state: str = "ok"  # ok | opted_out | suppressed
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
@@ -75,13 +69,15 @@ class Message(SQLModel, table=True):
     dedupe_key: str  # e.g. "step:12:caffeine": one row per patient and step, whatever retries happen
     channel: str  # sms | email
     to: str | None = None  # set for clinic alerts; patients' messages go to the patient's current address
-    kind: str  # welcome | tip | checkin | closing | escalation | alert | system
+    kind: (
+        str  # MessageKind: welcome | tip | checkin | closing | escalation | system | consent | alert | notice | digest
+    )
     step_id: str | None = None
     template: str
     question_id: str | None = None
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     urgent: bool = False  # ignores quiet hours (emergencies, clinic alerts)
-    status: str = SCHEDULED
+    status: str = MessageState.SCHEDULED  # MessageState
     due_at: datetime
     expires_at: datetime
     attempts: int = 0
@@ -125,7 +121,7 @@ class Inbound(SQLModel, table=True):
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = "received"  # received | processed | ignored
     intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
-    level: str | None = None  # emergency | red_flag | none
+    level: str | None = None  # Level: emergency | red_flag | none
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reason: str | None = None
     received_at: datetime
@@ -135,9 +131,9 @@ class Inbound(SQLModel, table=True):
 class Escalation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
-    level: str  # emergency | red_flag
-    tier: str  # emergency | urgent | routine
-    status: str = "open"  # open | acknowledged | booked | closed
+    level: str  # Level: emergency | red_flag
+    tier: str  # Tier: emergency | urgent | routine
+    status: str = EscalationStatus.OPEN  # EscalationStatus: open | acknowledged | booked | closed
     source: str  # triage | reply
     criteria: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -214,7 +210,7 @@ class StaffSession(SQLModel, table=True):
     ended_at: datetime | None = None
 
 
-BOOKED_ONLY = text("status = 'booked'")
+BOOKED_ONLY = text("status = 'booked'")  # AppointmentStatus.BOOKED, as the migration writes it
 
 
 class Appointment(SQLModel, table=True):
@@ -243,7 +239,7 @@ class Appointment(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patient.id", index=True)
     starts_at: datetime
     ends_at: datetime
-    status: str = "booked"  # booked | cancelled
+    status: str = AppointmentStatus.BOOKED  # AppointmentStatus: booked | cancelled
     booked_by: str  # "patient:12" (from the link) or "staff:3"
     created_at: datetime
     updated_at: datetime

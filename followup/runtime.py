@@ -18,6 +18,7 @@ from followup.core.keywords import Keywords, load_keywords
 from followup.core.program import Program, load_program
 from followup.core.throttle import Slots
 from followup.core.triage import answer_fields
+from followup.core.vocab import CHANNELS
 from followup.db import Database
 from followup.settings import Settings
 from followup.transports.base import Transport
@@ -108,7 +109,7 @@ def build_runtime(
     except Exception as exc:
         raise StartupError(str(exc)) from exc
     for step in program.steps:
-        for channel in ("sms", "email"):
+        for channel in CHANNELS:
             try:
                 templates.path(step.template, channel, "en")
             except Exception as exc:

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 
 from followup.fakeprovider import (
     DEV_SENDGRID_API_KEY,

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, triage_body
+from conftest import ROOT
+from factories import triage_body
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from signed import event_headers, webhook_settings

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import T0, make_settings
+from factories import delivered_checkin
 from sqlmodel import select
 
-from followup import models as m
 from followup.clock import FakeClock
 from followup.jobs import DispatchLoop
 from followup.models import AuditLog, Escalation, EscalationAlert, Message, Patient
@@ -265,21 +265,7 @@ def test_digest_lists_routine_escalations_unreachable_and_non_responders(
     with rt.db.session() as s:
         for n, days in enumerate((9, 3)):
             sent = clock.now() - timedelta(days=days)
-            s.add(
-                Message(
-                    patient_id=silent,
-                    dedupe_key=f"ci:{n}",
-                    channel="sms",
-                    kind="checkin",
-                    template="checkin",
-                    status=m.DELIVERED,
-                    due_at=sent,
-                    expires_at=sent + timedelta(days=1),
-                    sent_at=sent,
-                    created_at=sent,
-                    updated_at=sent,
-                )
-            )
+            s.add(delivered_checkin(silent, sent, f"ci:{n}"))
         s.commit()
     clock.set(at_local(25, 7, 30))
     assert send_digest(rt) == 1

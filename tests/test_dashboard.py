@@ -11,13 +11,14 @@ from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
-from conftest import T0, make_settings, triage_body
+from conftest import T0, make_settings
+from factories import delivered_checkin, triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from followup import models as m
 from followup.cli.main import cli
 from followup.clock import FakeClock
+from followup.core.vocab import MessageState
 from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN, sign_twilio
 from followup.models import AuditLog, Escalation, Inbound, Message, Patient, StaffSession, StaffUser
 from followup.runtime import Runtime, build_runtime
@@ -412,22 +413,7 @@ def patient(
 def checkin(rt: Runtime, pid: int, days_ago: float, n: int) -> None:
     sent = rt.clock.now() - timedelta(days=days_ago)
     with rt.db.session() as s:
-        s.add(
-            Message(
-                patient_id=pid,
-                dedupe_key=f"ci:{pid}:{n}",
-                channel="sms",
-                kind="checkin",
-                template="checkin",
-                status=m.DELIVERED,
-                due_at=sent,
-                expires_at=sent + timedelta(days=1),
-                sent_at=sent,
-                body="How are you?",
-                created_at=sent,
-                updated_at=sent,
-            )
-        )
+        s.add(delivered_checkin(pid, sent, f"ci:{pid}:{n}", body="How are you?"))
         s.commit()
 
 
@@ -506,7 +492,7 @@ def test_patient_page_timeline_schedule_and_actions(clinician: TestClient, rt: R
     url = f"/dashboard/patients/{pid}"
     page = clinician.get(url)
     assert "Ana Diaz" in page.text and "Upcoming schedule" in page.text and ">sent<" in page.text
-    scheduled = rows(rt, Message, Message.patient_id == pid, Message.status == m.SCHEDULED)
+    scheduled = rows(rt, Message, Message.patient_id == pid, Message.status == MessageState.SCHEDULED)
     assert scheduled and all(x.channel == "sms" for x in scheduled)
     for action, extra, expect in [
         ("pause", {}, "paused"),
@@ -518,13 +504,14 @@ def test_patient_page_timeline_schedule_and_actions(clinician: TestClient, rt: R
         assert rows(rt, Patient, Patient.id == pid)[0].status == expect
     assert rows(rt, Patient, Patient.id == pid)[0].channel == "email"
     assert all(
-        x.channel == "email" for x in rows(rt, Message, Message.patient_id == pid, Message.status == m.SCHEDULED)
+        x.channel == "email"
+        for x in rows(rt, Message, Message.patient_id == pid, Message.status == MessageState.SCHEDULED)
     )
     bad = clinician.post(url, data={"csrf_token": csrf(page.text), "action": "resume"})
     assert bad.status_code == 409 and "cannot resume" in bad.text.lower()
     clinician.post(url, data={"csrf_token": csrf(page.text), "action": "unenroll"})
     assert rows(rt, Patient, Patient.id == pid)[0].status == "unenrolled"
-    assert rows(rt, Message, Message.patient_id == pid, Message.status == m.SCHEDULED) == []
+    assert rows(rt, Message, Message.patient_id == pid, Message.status == MessageState.SCHEDULED) == []
 
 
 # ---- overview ---------------------------------------------------------------------------------------------------

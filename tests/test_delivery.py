@@ -11,13 +11,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
 from followup import models as m
 from followup.clock import FakeClock
 from followup.core.triage import TriageIn
+from followup.core.vocab import MessageState
 from followup.fakeprovider import DEV_EVENT_PUBLIC_KEY, sign_sendgrid_events, sign_twilio
 from followup.runtime import Runtime, build_runtime
 from followup.services import delivery
@@ -92,10 +94,10 @@ def status(sid: str, state: str, **extra: str) -> dict[str, str]:
 def test_signed_status_callback_is_applied(client: TestClient, rt: Runtime) -> None:
     """A status callback signed with the auth token over the public URL is accepted and marks delivery."""
     _, w = enroll_and_send(rt)
-    assert w.status == m.SENT and w.provider_id == "RT000001"
+    assert w.status == MessageState.SENT and w.provider_id == "RT000001"
     assert twilio_post(client, w.id, status("RT000001", "delivered")) == 204
     after = welcome(rt, w.patient_id)
-    assert after.status == m.DELIVERED and after.delivered_at is not None
+    assert after.status == MessageState.DELIVERED and after.delivered_at is not None
     assert [(e.event_key, e.status, e.message_id) for e in events(rt)] == [
         ("twilio:RT000001:delivered", "delivered", w.id)
     ]
@@ -125,7 +127,7 @@ def test_forged_or_missing_twilio_signature_is_403_and_stores_nothing(
         headers["X-Twilio-Signature"] = signature
     r = client.post(path, content=urlencode(body), headers=headers)
     assert r.status_code == 403
-    assert events(rt) == [] and welcome(rt, w.patient_id).status == m.SENT
+    assert events(rt) == [] and welcome(rt, w.patient_id).status == MessageState.SENT
 
 
 def test_late_sent_callback_never_regresses_delivered(client: TestClient, rt: Runtime) -> None:
@@ -134,7 +136,7 @@ def test_late_sent_callback_never_regresses_delivered(client: TestClient, rt: Ru
     assert twilio_post(client, w.id, status("RT000001", "delivered")) == 204
     assert twilio_post(client, w.id, status("RT000001", "sent")) == 204
     assert twilio_post(client, w.id, status("RT000001", "undelivered", ErrorCode="30007")) == 204
-    assert welcome(rt, w.patient_id).status == m.DELIVERED
+    assert welcome(rt, w.patient_id).status == MessageState.DELIVERED
     assert [e.status for e in events(rt)] == ["delivered", "sent", "undelivered"]
 
 
@@ -150,16 +152,16 @@ def test_callback_for_another_sid_is_ignored(client: TestClient, rt: Runtime) ->
     """A signed callback whose MessageSid is not the message's provider id changes nothing."""
     _, w = enroll_and_send(rt)
     assert twilio_post(client, w.id, status("SMotherotherother", "failed", ErrorCode="21610")) == 204
-    assert welcome(rt, w.patient_id).status == m.SENT and events(rt) == []
+    assert welcome(rt, w.patient_id).status == MessageState.SENT and events(rt) == []
     assert patient(rt, w.patient_id).sms_state == "ok"
 
 
 @pytest.mark.parametrize(
     ("state", "code", "final", "sms_state"),
     [
-        ("undelivered", "30007", m.UNDELIVERED, "ok"),
-        ("failed", "21610", m.FAILED, "opted_out"),
-        ("undelivered", "30005", m.UNDELIVERED, "invalid"),
+        ("undelivered", "30007", MessageState.UNDELIVERED, "ok"),
+        ("failed", "21610", MessageState.FAILED, "opted_out"),
+        ("undelivered", "30005", MessageState.UNDELIVERED, "invalid"),
     ],
     ids=["carrier-filtered", "unsubscribed", "unknown-handset"],
 )
@@ -196,7 +198,7 @@ def test_sent_recorded_after_a_delivered_callback_keeps_delivered(settings: Sett
     sms.rt = rt
     try:
         _, w = enroll_and_send(rt)
-        assert (w.status, w.provider_id, w.sent_at) == (m.DELIVERED, "RT000001", clock.now())
+        assert (w.status, w.provider_id, w.sent_at) == (MessageState.DELIVERED, "RT000001", clock.now())
     finally:
         rt.db.dispose()
 
@@ -240,10 +242,10 @@ def ev(message_id: int, kind: str, event_id: str, **extra: Any) -> dict[str, Any
 def test_signed_sendgrid_events_are_applied(client: TestClient, rt: Runtime) -> None:
     """A batch signed with ECDSA is accepted: processed then delivered marks the email delivered."""
     _, w = enroll_and_send(rt, channel="email")
-    assert w.channel == "email" and w.status == m.SENT
+    assert w.channel == "email" and w.status == MessageState.SENT
     code, counts = sg_post(client, [ev(w.id, "processed", "e1"), ev(w.id, "delivered", "e2"), ev(w.id, "open", "e3")])
     assert code == 200 and counts["applied"] == 3
-    assert welcome(rt, w.patient_id).status == m.DELIVERED
+    assert welcome(rt, w.patient_id).status == MessageState.DELIVERED
     assert [e.event_key for e in events(rt)] == ["sendgrid:e1", "sendgrid:e2", "sendgrid:e3"]
 
 
@@ -261,7 +263,7 @@ def test_forged_or_stale_sendgrid_events_are_403(client: TestClient, rt: Runtime
     _, w = enroll_and_send(rt, channel="email")
     code, _ = sg_post(client, [ev(w.id, "delivered", "e1")], **kwargs)
     assert code == 403
-    assert events(rt) == [] and welcome(rt, w.patient_id).status == m.SENT
+    assert events(rt) == [] and welcome(rt, w.patient_id).status == MessageState.SENT
 
 
 @pytest.mark.parametrize(
@@ -305,11 +307,11 @@ def test_bounce_suppresses_email_and_moves_the_patient_to_sms(
     code, _ = sg_post(client, [ev(w.id, "bounce", "b1", status="5.1.1", reason="no such user")])
     assert code == 200
     after = welcome(rt, pid)
-    assert (after.status, after.error_code) == (m.FAILED, "bounce")
+    assert (after.status, after.error_code) == (MessageState.FAILED, "bounce")
     p = patient(rt, pid)
     assert (p.email_state, p.channel) == ("suppressed", "sms")
     with rt.db.session() as s:
-        channels = set(s.exec(select(m.Message.channel).where(m.Message.status == m.SCHEDULED)).all())
+        channels = set(s.exec(select(m.Message.channel).where(m.Message.status == MessageState.SCHEDULED)).all())
     assert channels == {"sms"}
 
 
@@ -330,7 +332,7 @@ def test_bounce_without_phone_cancels_later_email_and_alerts(
     assert (report.cancelled, report.sent) == (1, 0)
     with rt.db.session() as s:
         tip = s.exec(select(m.Message).where(m.Message.step_id == "caffeine")).one()
-    assert (tip.status, tip.reason) == (m.CANCELLED, "email suppressed")
+    assert (tip.status, tip.reason) == (MessageState.CANCELLED, "email suppressed")
     assert [o.to for o in transports["email"].sent] == ["ana@example.org", "oncall@clinic.example"]
     assert [o.to for o in transports["sms"].sent] == ["+13105550199"]
     assert transports["email"].sent[1].body.count(str(pid)) >= 1

@@ -11,14 +11,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import T0, make_settings, triage_body
+from conftest import T0, make_settings
+from factories import triage_body
 from sqlmodel import select
 
 from followup import models as m
 from followup.clock import FakeClock
 from followup.core.triage import TriageIn
+from followup.core.vocab import MessageKind, MessageState
 from followup.runtime import Runtime, build_runtime
 from followup.services.dispatch import Dispatcher, PassReport
+from followup.services.drafts import Draft
 from followup.services.enrollment import submit_triage
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
@@ -77,7 +80,7 @@ def test_due_welcome_is_sent_once(
     (out,) = transports["sms"].sent
     assert out.to == "+13105550142" and "Ana" in out.body and "STOP" in out.body
     w = one(rt, step_id="welcome")
-    assert (w.status, w.provider_id, w.attempts, w.sent_at, w.segments) == (m.SENT, "RT000001", 1, T0, 2)
+    assert (w.status, w.provider_id, w.attempts, w.sent_at, w.segments) == (MessageState.SENT, "RT000001", 1, T0, 2)
     assert w.body == out.body and w.lease_owner is None
     assert dispatcher.run_once().claimed == 0
     assert len(transports["sms"].attempts) == 1 and patient(rt, pid).status == "active"
@@ -93,7 +96,7 @@ def test_tip_due_while_down_until_21h_waits_for_9h_next_day(
     report = dispatcher.run_once()
     assert (report.deferred, report.sent) == (1, 0)
     tip = one(rt, step_id="caffeine")
-    assert (tip.status, tip.due_at) == (m.SCHEDULED, LA_DAY3_0900)
+    assert (tip.status, tip.due_at) == (MessageState.SCHEDULED, LA_DAY3_0900)
     assert tip.reason == "outside the patient's sending hours"
     clock.set(LA_DAY3_0900 - timedelta(minutes=1))
     assert dispatcher.run_once().claimed == 0
@@ -113,44 +116,48 @@ def test_urgent_messages_ignore_quiet_hours(
         queue(
             s,
             rt.settings,
-            now=now,
-            dedupe_key="alert:1",
-            channel="sms",
-            kind="alert",
-            template="clinic_alert",
-            due_at=now,
-            to="+13105550199",
-            urgent=True,
-            context={
-                "escalation": {
-                    "id": 1,
-                    "tier": "emergency",
-                    "level": "emergency",
-                    "criteria_labels": ["Breathing"],
-                    "evidence": ["short of breath"],
+            Draft(
+                dedupe_key="alert:1",
+                channel="sms",
+                kind=MessageKind.ALERT,
+                template="clinic_alert",
+                due_at=now,
+                to="+13105550199",
+                urgent=True,
+                context={
+                    "escalation": {
+                        "id": 1,
+                        "tier": "emergency",
+                        "level": "emergency",
+                        "criteria_labels": ["Breathing"],
+                        "evidence": ["short of breath"],
+                    },
+                    "escalation_url": "http://x/1",
                 },
-                "escalation_url": "http://x/1",
-            },
+            ),
+            now,
         )
         p = s.get(m.Patient, pid)
         assert p is not None
         queue(
             s,
             rt.settings,
-            now=now,
-            dedupe_key="esc:1",
-            channel="sms",
-            kind="escalation",
-            template="escalation_emergency",
-            due_at=now,
-            patient_id=pid,
-            urgent=True,
+            Draft(
+                dedupe_key="esc:1",
+                channel="sms",
+                kind=MessageKind.ESCALATION,
+                template="escalation_emergency",
+                due_at=now,
+                patient_id=pid,
+                urgent=True,
+            ),
+            now,
         )
         s.commit()
     report = dispatcher.run_once()
     assert report.sent == 2
     assert sorted(o.to for o in transports["sms"].sent) == ["+13105550142", "+13105550199"]
-    assert one(rt, step_id="welcome").status == m.SCHEDULED
+    assert one(rt, step_id="welcome").status == MessageState.SCHEDULED
     assert one(rt, step_id="welcome").due_at == datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
 
 
@@ -164,11 +171,11 @@ def test_outage_past_ttl_expires_with_a_reason_and_never_sends(
     assert report.expired == 2
     for step in ("welcome", "caffeine"):
         x = one(rt, step_id=step)
-        assert x.status == m.EXPIRED and x.attempts == 0 and x.body is None
+        assert x.status == MessageState.EXPIRED and x.attempts == 0 and x.body is None
         assert "time-to-live" in (x.reason or "") and "late" in (x.reason or "")
     assert "welcome" not in sent_steps(transports["sms"], rt)
     assert "caffeine" not in sent_steps(transports["sms"], rt)
-    assert one(rt, step_id="sleep").status == m.SENT  # due 16 h ago, inside its 24 h
+    assert one(rt, step_id="sleep").status == MessageState.SENT  # due 16 h ago, inside its 24 h
 
 
 @pytest.fixture
@@ -193,7 +200,7 @@ def test_retry_after_is_honoured_then_sent(
         report = d.run_once()
         assert (report.retried, report.sent) == (1, 0)
         w = one(rt3, step_id="welcome")
-        assert w.status == m.SCHEDULED and w.attempts == 1 and w.error_code == "20429"
+        assert w.status == MessageState.SCHEDULED and w.attempts == 1 and w.error_code == "20429"
         assert w.due_at >= T0 + timedelta(seconds=300) and "attempt 1 failed" in (w.reason or "")
         clock.set(w.due_at - timedelta(seconds=1))
         assert d.run_once().claimed == 0
@@ -202,7 +209,7 @@ def test_retry_after_is_honoured_then_sent(
     finally:
         d.close()
     w = one(rt3, step_id="welcome")
-    assert (w.status, w.attempts) == (m.SENT, 2)
+    assert (w.status, w.attempts) == (MessageState.SENT, 2)
     assert len(transports["sms"].attempts) == 2 and len(transports["sms"].sent) == 1
 
 
@@ -219,7 +226,7 @@ def test_backoff_grows_and_gives_up_after_max_attempts(
             now = clock.now()
             d.run_once()
             w = one(rt3, step_id="welcome")
-            if w.status != m.SCHEDULED:
+            if w.status != MessageState.SCHEDULED:
                 break
             delays.append(w.due_at - now)
             clock.set(w.due_at)
@@ -228,7 +235,7 @@ def test_backoff_grows_and_gives_up_after_max_attempts(
     assert timedelta(seconds=30) <= delays[0] <= timedelta(seconds=60)  # base 60: equal jitter in [30, 60]
     assert timedelta(seconds=60) <= delays[1] <= timedelta(seconds=120)
     w = one(rt3, step_id="welcome")
-    assert (w.status, w.attempts, w.error_code) == (m.FAILED, 3, "20503")
+    assert (w.status, w.attempts, w.error_code) == (MessageState.FAILED, 3, "20503")
     assert w.reason is not None and "gave up after 3 attempts" in w.reason
     assert len(transports["sms"].attempts) == 3 and transports["sms"].sent == []
 
@@ -245,11 +252,11 @@ def test_21610_opts_out_records_consent_and_cancels_later_sms(
     with rt.db.session() as s:
         ledger = s.exec(select(m.Consent).where(m.Consent.patient_id == pid).order_by(m.Consent.id)).all()
     assert [(c.channel, c.action, c.source) for c in ledger][-1] == ("sms", "opt_out", "provider_21610")
-    assert one(rt, step_id="welcome").status == m.FAILED
+    assert one(rt, step_id="welcome").status == MessageState.FAILED
     clock.set(datetime(2026, 11, 26, 18, 15, tzinfo=UTC))
     assert dispatcher.run_once().cancelled == 1
     tip = one(rt, step_id="caffeine")
-    assert (tip.status, tip.reason) == (m.CANCELLED, "sms opted out")
+    assert (tip.status, tip.reason) == (MessageState.CANCELLED, "sms opted out")
     assert transports["sms"].sent == [] and transports["email"].sent == []
 
 
@@ -263,14 +270,14 @@ def test_21211_moves_the_patient_to_email(
     dispatcher.run_once()
     p = patient(rt, pid)
     assert (p.sms_state, p.channel) == ("invalid", "email")
-    assert {x.channel for x in msgs(rt, status=m.SCHEDULED)} == {"email"}
+    assert {x.channel for x in msgs(rt, status=MessageState.SCHEDULED)} == {"email"}
     assert not [x for x in msgs(rt) if x.kind == "alert"]
     dispatcher.run_once()
     (welcome,) = transports["email"].sent
     assert welcome.to == "ana@example.org" and welcome.subject
     clock.set(datetime(2026, 11, 26, 18, 15, tzinfo=UTC))
     dispatcher.run_once()
-    assert len(transports["email"].sent) == 2 and one(rt, step_id="caffeine").status == m.SENT
+    assert len(transports["email"].sent) == 2 and one(rt, step_id="caffeine").status == MessageState.SENT
 
 
 @pytest.mark.parametrize("new_number", [True, False], ids=["corrected-number", "same-number"])
@@ -290,9 +297,9 @@ def test_retriage_with_a_corrected_number_clears_invalid(
     dispatcher.run_once()
     tip = one(rt, step_id="caffeine")
     if new_number:
-        assert tip.status == m.SENT and [o.to for o in transports["sms"].sent] == ["+13105550144"]
+        assert tip.status == MessageState.SENT and [o.to for o in transports["sms"].sent] == ["+13105550144"]
     else:
-        assert (tip.status, tip.reason) == (m.CANCELLED, "sms invalid")
+        assert (tip.status, tip.reason) == (MessageState.CANCELLED, "sms invalid")
 
 
 def test_21211_without_email_alerts_the_clinic(
@@ -330,7 +337,7 @@ def test_opt_out_after_scheduling_is_honoured_at_send_time(
     report = dispatcher.run_once()
     assert (report.cancelled, report.sent) == (1, 0)
     tip = one(rt, step_id="caffeine")
-    assert (tip.status, tip.reason, tip.attempts) == (m.CANCELLED, "sms opted out", 0)
+    assert (tip.status, tip.reason, tip.attempts) == (MessageState.CANCELLED, "sms opted out", 0)
     assert sent_steps(transports["sms"], rt) == ["welcome"]
 
 
@@ -347,11 +354,11 @@ def test_paused_patient_is_held_and_unenrolled_is_cancelled(
     clock.set(due)
     assert dispatcher.run_once().deferred == 1
     tip = one(rt, step_id="caffeine")
-    assert (tip.status, tip.due_at, tip.reason) == (m.SCHEDULED, due + timedelta(hours=1), "patient paused")
+    assert (tip.status, tip.due_at, tip.reason) == (MessageState.SCHEDULED, due + timedelta(hours=1), "patient paused")
     change_status(rt, pid, "unenroll", "token:1")
     clock.set(due + timedelta(hours=1))
     dispatcher.run_once()
-    assert one(rt, step_id="caffeine").status == m.CANCELLED
+    assert one(rt, step_id="caffeine").status == MessageState.CANCELLED
     assert sent_steps(transports["sms"], rt) == ["welcome"]
 
 
@@ -363,15 +370,17 @@ def _alerts(rt: Runtime, n: int) -> set[int]:
             queue(
                 s,
                 rt.settings,
-                now=now,
-                dedupe_key=f"load:{i}",
-                channel="sms",
-                kind="alert",
-                template="unreachable_alert",
-                due_at=now - timedelta(seconds=i % 7),
-                to="+13105550199",
-                urgent=True,
-                context={"patient_id": i, "reason": "test", "patient_url": "http://x"},
+                Draft(
+                    dedupe_key=f"load:{i}",
+                    channel="sms",
+                    kind=MessageKind.ALERT,
+                    template="unreachable_alert",
+                    due_at=now - timedelta(seconds=i % 7),
+                    to="+13105550199",
+                    urgent=True,
+                    context={"patient_id": i, "reason": "test", "patient_url": "http://x"},
+                ),
+                now,
             )
             for i in range(n)
         ]
@@ -436,7 +445,7 @@ def test_two_dispatchers_running_passes_send_each_message_once(db_url: str, cloc
     per_message = Counter(o.message_id for o in sms.attempts)
     assert set(per_message) == all_ids and set(per_message.values()) == {1}
     assert sum(r.sent for r in reports) == 120
-    assert {x.status for x in msgs(rt)} == {m.SENT}
+    assert {x.status for x in msgs(rt)} == {MessageState.SENT}
     rt.db.dispose()
 
 
@@ -447,7 +456,7 @@ def _crash_after_marking_sending(rt: Runtime) -> list[Any]:
         jobs = d.prepare(d.claim(), PassReport())
     finally:
         d.close()
-    assert jobs and all(x.status == m.SENDING for x in msgs(rt, lease_owner="crashed"))
+    assert jobs and all(x.status == MessageState.SENDING for x in msgs(rt, lease_owner="crashed"))
     return jobs
 
 
@@ -465,7 +474,7 @@ def test_interrupted_send_is_reconciled_not_resent(
     d = Dispatcher(rt, owner="survivor")
     try:
         assert d.run_once().claimed == 0  # the lease (120 s) still runs: nobody touches it
-        assert one(rt, step_id="welcome").status == m.SENDING
+        assert one(rt, step_id="welcome").status == MessageState.SENDING
         clock.advance(timedelta(seconds=61))
         report = d.run_once()
         assert report.reconciled == 1
@@ -473,7 +482,7 @@ def test_interrupted_send_is_reconciled_not_resent(
     finally:
         d.close()
     w = one(rt, step_id="welcome")
-    assert w.status == m.SENT and w.provider_id == "RT000001"
+    assert w.status == MessageState.SENT and w.provider_id == "RT000001"
     assert len(transports["sms"].sent) == 1  # exactly one copy reached the provider
     if provider_has_it:
         assert (report.sent, w.attempts) == (0, 1)
@@ -548,7 +557,7 @@ def test_two_dispatchers_reconciling_the_same_message_send_it_once(db_url: str, 
         slow.close()
         fast.close()
     assert Counter(o.message_id for o in sms.attempts) == Counter({one(rt, step_id="welcome").id: 1})
-    assert one(rt, step_id="welcome").status == m.SENT and errors == []
+    assert one(rt, step_id="welcome").status == MessageState.SENT and errors == []
     rt.db.dispose()
 
 
@@ -575,7 +584,7 @@ def test_interrupted_email_waits_for_events_before_resending(
     try:
         clock.advance(timedelta(seconds=121))
         assert d.run_once().sent == 0  # inside the 600 s grace: wait for events
-        assert one(rt, step_id="welcome").status == m.SENDING
+        assert one(rt, step_id="welcome").status == MessageState.SENDING
         if event_arrives:
             from followup.services.delivery import sendgrid_events
 
@@ -589,5 +598,5 @@ def test_interrupted_email_waits_for_events_before_resending(
         d.close()
         rt.db.dispose()
     w = one(rt, step_id="welcome")
-    assert w.status == m.SENT
+    assert w.status == MessageState.SENT
     assert len(email.sent) == (1 if event_arrives else 2)  # without any event, a resend is the safe side

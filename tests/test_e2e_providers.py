@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from livestack import daytime_zone, eventually
 from sqlmodel import select
 
 from followup import models as m
 from followup.clock import FakeClock
 from followup.core.triage import TriageIn
+from followup.core.vocab import MessageState
 from followup.fakeprovider import (
     DEV_SENDGRID_API_KEY,
     DEV_TWILIO_ACCOUNT_SID,
@@ -150,7 +152,7 @@ def test_invalid_number_moves_the_patient_to_email(stack: Stack) -> None:
     assert p["channel"] == "email"
     assert {u["channel"] for u in p["upcoming"]} == {"email"}
     welcome = db_message(stack.rt, pid, "welcome")
-    assert (welcome.status, welcome.error_code) == (m.FAILED, "21211")
+    assert (welcome.status, welcome.error_code) == (MessageState.FAILED, "21211")
     assert stack.sent_to("+13105550142") == []
     eventually(lambda: stack.sent_to("ana@example.org"), "the welcome again, by email")
 
@@ -163,7 +165,7 @@ def test_429_burst_is_retried_after_retry_after_and_delivered(stack: Stack) -> N
     assert len(stack.sent_to("+13105550142")) == 1
     assert stack.fake.stats()["responses"] == {"201": 1, "429": 2}
     welcome = db_message(stack.rt, pid, "welcome")
-    assert (welcome.attempts, welcome.status) == (3, m.DELIVERED)
+    assert (welcome.attempts, welcome.status) == (3, MessageState.DELIVERED)
 
 
 @pytest.fixture
@@ -211,7 +213,7 @@ def test_crash_recovery_asks_twilio_before_resending(
         survivor.close()
     (sms,) = fake.messages()
     welcome = db_message(rt, pid, "welcome")
-    assert welcome.status == m.SENT and welcome.provider_id == sms["provider_id"]
+    assert welcome.status == MessageState.SENT and welcome.provider_id == sms["provider_id"]
     if provider_has_it:
         assert sms["provider_id"] == accepted.provider_id and welcome.attempts == 1
     else:

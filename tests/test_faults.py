@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from sqlalchemy import create_engine, insert
+from factories import insert_rows, message_rows, patient_rows
 from sqlmodel import col, select
 
-from followup import models as m
 from followup.clock import FakeClock
+from followup.core.vocab import OPEN_STATES, MessageState
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults
-from followup.models import Message, Patient
+from followup.models import Message
 from followup.runtime import Runtime, build_runtime
 from followup.services.dispatch import Dispatcher
 from followup.transports.recording import RecordingTransport
@@ -77,55 +77,13 @@ def faulty(tmp_path: Path, sqlite_template: Path, provider: FakeProvider) -> Ite
 
 def seed(rt: Runtime) -> None:
     now = rt.clock.now()
-    engine = create_engine(rt.settings.database.url)
-    with engine.begin() as c:
-        c.execute(
-            insert(Patient),
-            [
-                {
-                    "id": i + 1,
-                    "name": f"Pat {i}",
-                    "phone": f"+1555{i:07d}",
-                    "channel": "sms",
-                    "timezone": "UTC",
-                    "language": "en",
-                    "status": "active",
-                    "sms_state": "ok",
-                    "email_state": "ok",
-                    "reply_token": f"t{i}",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in range(N)
-            ],
-        )
-        c.execute(
-            insert(Message),
-            [
-                {
-                    "patient_id": i + 1,
-                    "dedupe_key": f"fault:{i}",
-                    "channel": "sms",
-                    "kind": "system",
-                    "template": "reply_ack",
-                    "context": {},
-                    "urgent": True,
-                    "status": "scheduled",
-                    "due_at": now,
-                    "expires_at": now + TTLS[i % len(TTLS)],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in range(N)
-            ],
-        )
-    engine.dispose()
+    messages = message_rows(N, now, key="fault", due_at=now, expires_at=lambda i: now + TTLS[i % len(TTLS)])
+    insert_rows(rt.settings.database.url, patient_rows(N, now), messages)
 
 
 def open_count(rt: Runtime) -> int:
     with rt.db.session() as s:
-        return len(s.exec(select(Message.id).where(col(Message.status).in_(m.OPEN_STATES))).all())
+        return len(s.exec(select(Message.id).where(col(Message.status).in_(OPEN_STATES))).all())
 
 
 def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
@@ -149,7 +107,7 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
             with rt.db.session() as s:
                 retried = s.exec(
                     select(Message).where(
-                        Message.status == m.SCHEDULED, Message.updated_at == now, col(Message.attempts) > 0
+                        Message.status == MessageState.SCHEDULED, Message.updated_at == now, col(Message.attempts) > 0
                     )
                 ).all()
             for msg in retried:
@@ -166,17 +124,17 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
     with rt.db.session() as s:
         msgs = s.exec(select(Message)).all()
     outcomes = Counter(msg.status for msg in msgs)
-    assert set(outcomes) <= {m.SENT, m.EXPIRED}, outcomes
+    assert set(outcomes) <= {MessageState.SENT, MessageState.EXPIRED}, outcomes
     for msg in msgs:
-        if msg.status == m.SENT:
+        if msg.status == MessageState.SENT:
             assert msg.send_started_at is not None and msg.send_started_at <= msg.expires_at
         else:
             assert msg.reason, f"message {msg.id} expired without a reason"
-    assert outcomes[m.SENT] and outcomes[m.EXPIRED]  # the short time-to-live did bite
+    assert outcomes[MessageState.SENT] and outcomes[MessageState.EXPIRED]  # the short time-to-live did bite
 
     at_provider = Counter(str(x["message_id"]) for x in provider.messages())
     assert max(at_provider.values()) == 1, "a message reached the provider twice"
-    assert set(at_provider) == {str(msg.id) for msg in msgs if msg.status == m.SENT}
+    assert set(at_provider) == {str(msg.id) for msg in msgs if msg.status == MessageState.SENT}
 
     codes = Counter(code for series in delays.values() for _, code in series)
     assert codes["20429"] and (codes["20500"] + codes["20503"]), codes

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from conftest import triage_body
+from factories import triage_body
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode

@@ -16,9 +16,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import factories
 import pytest
 import uvicorn
-from conftest import triage_body
+from factories import triage_body
 from fastapi.testclient import TestClient
 from livestack import eventually, free_port
 from signed import (
@@ -37,6 +38,7 @@ from sqlmodel import SQLModel, col, func, select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.vocab import MessageState
 from followup.runtime import Runtime, build_runtime
 from followup.settings import Settings
 from followup.transports.recording import RecordingTransport
@@ -89,7 +91,9 @@ def half_written(rt: Runtime) -> list[str]:
     """Rows a finished request must never leave behind: replies stored but not acted on, sends in flight."""
     with rt.db.session() as s:
         stuck = s.exec(select(m.Inbound.id).where(m.Inbound.status.in_(("received", "processing")))).all()  # type: ignore[attr-defined]
-        flying = s.exec(select(m.Message.id).where(m.Message.status.in_((m.CLAIMED, m.SENDING)))).all()  # type: ignore[attr-defined]
+        flying = s.exec(
+            select(m.Message.id).where(m.Message.status.in_((MessageState.CLAIMED, MessageState.SENDING)))
+        ).all()  # type: ignore[attr-defined]
     return [f"inbound:{i}" for i in stuck] + [f"message:{i}" for i in flying]
 
 
@@ -348,40 +352,13 @@ def test_hostile_webhooks_get_4xx_or_a_clean_2xx(rt: Runtime, enrolled: int) -> 
 
 
 def intake_form(**over: str | list[str]) -> dict[str, str | list[str]]:
-    data: dict[str, str | list[str]] = {
-        "name": "Ana Diaz",
+    chicago: dict[str, str | list[str]] = {
         "phone": "(310) 555-0199",
         "email": "",
-        "channel": "sms",
         "timezone": "America/Chicago",
-        "language": "en",
         "locations": ["calf"],
-        "onset_weeks": "2",
-        "caffeine_per_day": "4",
-        "sleep_hours": "6",
-        "stress": "5",
-        "water_glasses": "4",
-        "alcohol_per_week": "",
-        "intense_exercise": "no",
-        "consent": "yes",
-        **{
-            q: "no"
-            for q in (
-                "weakness",
-                "atrophy",
-                "daily_activities",
-                "speech_swallowing",
-                "breathing",
-                "numbness_tingling",
-                "balance",
-                "severe_cramps",
-                "eyelid_closes",
-                "face_spread",
-                "vision_changes",
-            )
-        },
     }
-    return {**data, **over}
+    return factories.intake_form(**{**chicago, **over})
 
 
 def csrf(client: TestClient) -> str:
@@ -554,7 +531,7 @@ def test_status_for_someone_elses_message_changes_nothing(client: TestClient, rt
 
     Dispatcher(rt).run_once()
     with rt.db.session() as s:
-        sent = s.exec(select(m.Message).where(m.Message.status == m.SENT)).first()
+        sent = s.exec(select(m.Message).where(m.Message.status == MessageState.SENT)).first()
     assert sent is not None and sent.id is not None
     r = post_status(
         client, rt.settings, sent.id, {"MessageSid": "SMsomeoneelse", "MessageStatus": "failed", "ErrorCode": "21610"}
@@ -563,7 +540,7 @@ def test_status_for_someone_elses_message_changes_nothing(client: TestClient, rt
     with rt.db.session() as s:
         again = s.get(m.Message, sent.id)
         patient = s.get(m.Patient, sent.patient_id)
-    assert again is not None and again.status == m.SENT and patient is not None and patient.sms_state == "ok"
+    assert again is not None and again.status == MessageState.SENT and patient is not None and patient.sms_state == "ok"
 
 
 # ---- floods: per-sender limits -----------------------------------------------------------------------------------

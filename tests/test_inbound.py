@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import triage_body
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 

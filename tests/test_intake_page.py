@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from factories import intake_form
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
@@ -29,41 +30,7 @@ def csrf_token(html: str) -> str:
 
 def form(**over: str | list[str] | None) -> dict[str, str | list[str]]:
     """A complete, valid intake form as a phone's browser posts it; a value of None leaves the field out."""
-    data: dict[str, str | list[str] | None] = {
-        "name": "Ana Diaz",
-        "phone": "(310) 555-0142",
-        "email": "ana@example.org",
-        "channel": "sms",
-        "timezone": "America/Los_Angeles",
-        "language": "en",
-        "locations": ["calf", "eyelid"],
-        "onset_weeks": "2",
-        "caffeine_per_day": "4",
-        "sleep_hours": "6",
-        "stress": "5",
-        "water_glasses": "4",
-        "alcohol_per_week": "",
-        "intense_exercise": "no",
-        "consent": "yes",
-        **{
-            q: "no"
-            for q in (
-                "weakness",
-                "atrophy",
-                "daily_activities",
-                "speech_swallowing",
-                "breathing",
-                "numbness_tingling",
-                "balance",
-                "severe_cramps",
-                "eyelid_closes",
-                "face_spread",
-                "vision_changes",
-            )
-        },
-    }
-    data.update(over)
-    return {k: v for k, v in data.items() if v is not None}
+    return intake_form(**over)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, make_settings, triage_body
+from conftest import ROOT, make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from livestack import INBOUND_PASSWORD, Live, eventually, live_stack
 from loguru import logger as loguru_logger
@@ -27,6 +28,7 @@ from sqlmodel import col, func, or_, select
 from followup import models as m
 from followup.cli.main import cli
 from followup.clock import FakeClock
+from followup.core.vocab import TERMINAL_STATES, MessageState
 from followup.db import upgrade
 from followup.jobs import DispatchLoop
 from followup.logs import EMAIL_MASK, PHONE_MASK, TOKEN_MASK, RedactingFilter, redact, setup_logging
@@ -284,7 +286,7 @@ def populated(web_rt: Runtime) -> Iterator[tuple[int, int]]:
         )
         _drain(web_rt)
         with web_rt.db.session() as s:
-            msgs = list(s.exec(select(m.Message).where(m.Message.status == m.SENT)))
+            msgs = list(s.exec(select(m.Message).where(m.Message.status == MessageState.SENT)))
         sms = next(x for x in msgs if x.patient_id == first and x.channel == "sms")
         alert = next(x for x in msgs if x.kind == "alert" and x.channel == "email")
         assert (
@@ -372,7 +374,7 @@ def test_export_prints_everything_held_on_the_patient(
     assert data["triages"] and data["consents"] and data["appointments"] and data["escalation_alerts"]
     assert any("weaker" in e["text"] for esc in data["escalations"] for e in esc["evidence"])
     assert any(x["kind"] == "alert" for x in data["messages"]) and all(
-        x["body"] for x in data["messages"] if x["status"] == m.SENT
+        x["body"] for x in data["messages"] if x["status"] == MessageState.SENT
     )
     assert {e["provider"] for e in data["delivery_events"]} == {"twilio", "sendgrid"}
     assert {"triage.submitted", "escalation.opened"} <= {a["action"] for a in data["audit"]}
@@ -442,11 +444,11 @@ def test_retention_purges_old_texts_only(web_rt: Runtime, populated: tuple[int, 
     assert done["messages"] > 0 and done["inbound"] == 3
     assert purge_old_texts(web_rt) == {"messages": 0, "inbound": 0}
     with web_rt.db.session() as s:
-        msgs = list(s.exec(select(m.Message).where(col(m.Message.status).in_(m.TERMINAL_STATES))))
+        msgs = list(s.exec(select(m.Message).where(col(m.Message.status).in_(TERMINAL_STATES))))
         replies = {i.provider_key: i for i in s.exec(select(m.Inbound))}
         purges = s.exec(select(m.AuditLog).where(m.AuditLog.action == "retention.purged")).all()
     assert msgs and all(x.body == PURGED and x.subject is None and x.context == {} for x in msgs)
-    assert all(x.status in m.TERMINAL_STATES and x.provider_id for x in msgs if x.status == m.SENT)
+    assert all(x.status in TERMINAL_STATES and x.provider_id for x in msgs if x.status == MessageState.SENT)
     assert replies["twilio:SMrecent"].body == "recent reply"
     red = replies["twilio:" + "SM" + "2" * 32]
     assert red.body == PURGED and red.level == "red_flag" and red.verdict["criteria"]

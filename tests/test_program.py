@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import calm_answers
 
 from followup.core.program import Program, ProgramError, load_program
 from followup.core.triage import Answers, answer_fields
@@ -24,26 +25,7 @@ def program() -> Program:
 
 def answers(**over: Any) -> dict[str, Any]:
     """Program-facing answers of a patient with no lifestyle factor at all, with overrides."""
-    base: dict[str, Any] = {
-        "onset_weeks": 2,
-        "locations": ["calf"],
-        "weakness": False,
-        "atrophy": False,
-        "daily_activities": False,
-        "speech_swallowing": False,
-        "breathing": False,
-        "numbness_tingling": False,
-        "balance": False,
-        "severe_cramps": False,
-        "caffeine_per_day": 1,
-        "sleep_hours": 8,
-        "stress": 2,
-        "water_glasses": 8,
-        "intense_exercise": False,
-        "alcohol_per_week": 0,
-    }
-    base.update(over)
-    return Answers.model_validate(base).for_program()
+    return Answers.model_validate(calm_answers(**over)).for_program()
 
 
 def test_shipped_program_loads(program: Program) -> None:

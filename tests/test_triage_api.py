@@ -8,12 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import T0, triage_body
+from conftest import T0
+from factories import triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
 
 from followup import models as m
 from followup.clock import FakeClock
+from followup.core.vocab import MessageState
 from followup.runtime import Runtime
 from followup.services.dispatch import Dispatcher
 from followup.services.tokens import create_token, revoke_token
@@ -184,8 +186,8 @@ def test_retriage_with_new_answers_adjusts_future_steps(
     )
     assert r.status_code == 201
     by_step = {x.step_id: x for x in messages(rt, patient_id=pid)}
-    assert by_step["caffeine"].status == m.CANCELLED and "re-triage" in (by_step["caffeine"].reason or "")
-    assert by_step["alcohol"].status == m.SCHEDULED
+    assert by_step["caffeine"].status == MessageState.CANCELLED and "re-triage" in (by_step["caffeine"].reason or "")
+    assert by_step["alcohol"].status == MessageState.SCHEDULED
     assert by_step["alcohol"].due_at == T0.replace(hour=22) + timedelta(days=10)  # day 10, 14:00 PST
     assert len([x for x in by_step.values() if x.step_id == "welcome"]) == 1
 
@@ -241,7 +243,7 @@ def test_pause_resume_unenroll(client: TestClient, auth: dict, rt: Runtime) -> N
     r = client.post(f"/api/patients/{pid}/unenroll", headers=auth)
     assert r.status_code == 200 and r.json()["status"] == "unenrolled"
     msgs = messages(rt, patient_id=pid)
-    assert msgs and all(x.status == m.CANCELLED and "unenrolled" in (x.reason or "") for x in msgs)
+    assert msgs and all(x.status == MessageState.CANCELLED and "unenrolled" in (x.reason or "") for x in msgs)
     assert client.post(f"/api/patients/{pid}/pause", headers=auth).status_code == 409
     assert client.post("/api/patients/9999/pause", headers=auth).status_code == 404
     assert client.post(f"/api/patients/{pid}/delete", headers=auth).status_code == 422
@@ -289,4 +291,4 @@ def test_red_flag_at_retriage_cancels_the_program(client: TestClient, auth: dict
     r = client.post("/api/triage", json=triage_body(answers={"speech_swallowing": True}), headers=auth)
     assert r.json()["disposition"] == "escalated"
     program = [x for x in messages(rt, patient_id=pid) if x.step_id]
-    assert program and all(x.status == m.CANCELLED and x.reason == "red flag at triage" for x in program)
+    assert program and all(x.status == MessageState.CANCELLED and x.reason == "red flag at triage" for x in program)

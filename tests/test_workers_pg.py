@@ -14,19 +14,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import PG_REQUIRED, PG_URL, ROOT
-from sqlalchemy import create_engine, insert, text
+from factories import seed_due_messages
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from followup.db import upgrade
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, Faults
-from followup.models import Message, Patient
 
 pytestmark = pytest.mark.postgres
 FROM = "+15005550006"
@@ -72,52 +71,6 @@ def provider() -> Iterator[FakeProvider]:
     fp = FakeProvider(status_delay_s=3600.0).start()
     yield fp
     fp.stop()
-
-
-def seed_due_messages(url: str, n: int) -> None:
-    """`n` patients with one urgent message each, all due now (urgent: the wall clock's hour does not matter)."""
-    now = datetime.now(UTC)
-    patients = [
-        {
-            "id": i + 1,
-            "name": f"Pat {i}",
-            "phone": f"+1555{i:07d}",
-            "channel": "sms",
-            "timezone": "UTC",
-            "language": "en",
-            "status": "active",
-            "sms_state": "ok",
-            "email_state": "ok",
-            "reply_token": f"t{i}",
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(n)
-    ]
-    messages = [
-        {
-            "patient_id": i + 1,
-            "dedupe_key": f"load:{i}",
-            "channel": "sms",
-            "kind": "system",
-            "template": "reply_ack",
-            "context": {},
-            "urgent": True,
-            "status": "scheduled",
-            "due_at": now - timedelta(minutes=1),
-            "expires_at": now + timedelta(days=1),
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(n)
-    ]
-    engine = create_engine(url)
-    with engine.begin() as c:
-        c.execute(insert(Patient), patients)
-        c.execute(text("SELECT setval(pg_get_serial_sequence('patient', 'id'), :n)"), {"n": n})
-        c.execute(insert(Message), messages)
-    engine.dispose()
 
 
 class Workers:

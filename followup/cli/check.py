@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any, Protocol, TextIO
 
+from followup.core.vocab import CHANNELS
 from followup.parsing.mailtext import extract_reply
 from followup.redflags.verdict import Question, ReplyContext, Verdict
 
-_CHANNELS = ("sms", "email")
 _LEVEL_WORDS = {"emergency": "EMERGENCY", "red_flag": "RED FLAG", "none": "no red flag"}
 
 
@@ -64,7 +64,7 @@ def parse_line(line: str, detector: _Detector) -> tuple[str, ReplyContext]:
     if not isinstance(text, str):
         raise BadLine('"text" must be a string')
     channel = obj.get("channel", "sms")
-    if channel not in _CHANNELS:
+    if channel not in CHANNELS:
         raise BadLine('"channel" must be "sms" or "email"')
     weeks = obj.get("weeks_since_onset")
     if weeks is not None and (isinstance(weeks, bool) or not isinstance(weeks, int | float)):

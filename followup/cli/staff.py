@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from followup.cli._common import runtime_of, settings_of
+from followup.core.vocab import StaffRole
 
 if TYPE_CHECKING:
     from followup.runtime import Runtime
@@ -40,8 +41,8 @@ def staff() -> None:
 @click.option("--email", required=True, help="The staff member's email (their sign-in name).")
 @click.option(
     "--role",
-    type=click.Choice(["clinician", "admin"]),
-    default="clinician",
+    type=click.Choice([r.value for r in StaffRole]),
+    default=StaffRole.CLINICIAN.value,
     show_default=True,
     help="Admins also see the audit log and manage staff accounts.",
 )

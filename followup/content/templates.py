@@ -11,22 +11,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from followup.core.sms import MAX_SEGMENTS, segments
+from followup.core.triage import OPTIONAL_RED_FLAG_QUESTIONS, RED_FLAG_QUESTIONS
+from followup.core.vocab import CHANNELS
 
 FALLBACK = "en"
 
 SAMPLE_ANSWERS: dict[str, Any] = {
     "onset_weeks": 3,
-    "weakness": False,
-    "atrophy": False,
-    "daily_activities": False,
-    "speech_swallowing": False,
-    "breathing": False,
-    "numbness_tingling": False,
-    "balance": False,
-    "severe_cramps": False,
-    "eyelid_closes": False,
-    "face_spread": False,
-    "vision_changes": False,
+    **dict.fromkeys(RED_FLAG_QUESTIONS + OPTIONAL_RED_FLAG_QUESTIONS, False),
     "caffeine_per_day": 5,
     "sleep_hours": 5.5,
     "stress": 7,
@@ -188,7 +180,7 @@ def check_all(templates: Templates, context: dict[str, Any] | None = None) -> li
     ctx = context or sample_context()
     rows = []
     for lang, name, channel in templates.names():
-        if channel not in ("sms", "email"):
+        if channel not in CHANNELS:
             continue
         problem = None
         enc, n = "-", 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from followup.core.vocab import ABOVE_ROUTINE
 from followup.settings import Settings
 
 
@@ -58,6 +59,6 @@ def offered_slots(cal: Calendar, now: datetime, tier: str, taken: set[datetime])
     """Free slots for an escalation's tier: urgent and emergency get the earliest (the reserve) too; routine ones
     start after the reserve."""
     free = [s for s in calendar_slots(cal, now) if s not in taken]
-    if tier in ("urgent", "emergency"):
+    if tier in ABOVE_ROUTINE:
         return free
     return [s for s in free if s >= now + cal.reserve]

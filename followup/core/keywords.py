@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Literal
 
 Intent = Literal["opt_out", "opt_in", "help"]
+# Typed apostrophes read as "'": phones with smart punctuation (iOS by default) send "don’t", not "don't".
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u02bc", "'"))
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,14 @@ class Keywords:
         """The intent when the whole message is one keyword (with optional politeness words), else None."""
         core = normalise(text)
         for word in sorted(self.politeness, key=len, reverse=True):
-            core = re.sub(rf"(^| ){re.escape(word)}( |$)", " ", f" {core} ").strip()
-            core = " ".join(core.split())
+            # Lookarounds rather than matching the spaces: "stop please please" loses both words (a consumed
+            # space used to leave the second one, so the opt-out was missed).
+            core = " ".join(re.sub(rf"(?<!\S){re.escape(word)}(?!\S)", " ", core).split())
         return self.words.get(core)
 
     def opt_out_phrase(self, text: str) -> str | None:
         """The opt-out phrase found in a longer message, if any."""
-        low = " ".join(text.lower().split())
+        low = " ".join(text.translate(_APOSTROPHES).lower().split())
         for p in self.phrases:
             m = p.search(low)
             if m:
@@ -37,8 +40,9 @@ class Keywords:
 
 
 def normalise(text: str) -> str:
-    """Lower-case, accents kept, punctuation and emoji dropped, spaces folded."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Lower-case, accents kept, apostrophes removed ("don’t" is "dont"), other punctuation and emoji dropped,
+    spaces folded."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
     text = "".join(ch if ch.isalnum() or ch.isspace() or ch == "'" else " " for ch in text)
     return " ".join(text.replace("'", "").split())
 

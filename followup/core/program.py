@@ -7,11 +7,12 @@ import tomllib
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-KINDS = ("welcome", "tip", "checkin", "closing")
+from followup.core.vocab import PROGRAM_KINDS, MessageKind
+
 _COND = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 _DURATION = TypeAdapter(timedelta)
 
@@ -50,7 +51,7 @@ class Condition:
 @dataclass(frozen=True)
 class Step:
     id: str
-    kind: Literal["welcome", "tip", "checkin", "closing"]
+    kind: MessageKind  # one of PROGRAM_KINDS
     offset: timedelta
     at: time | None  # None: due at enrollment ("now")
     template: str
@@ -128,16 +129,16 @@ def _step(raw: dict[str, Any], fields: dict[str, type]) -> Step:
     sid = str(raw["id"])
     if not re.fullmatch(r"[a-z0-9_]+", sid):
         raise ValueError("id must be lower-case letters, digits and _")
-    kind = raw["kind"]
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if raw["kind"] not in PROGRAM_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PROGRAM_KINDS)}")
+    kind = MessageKind(raw["kind"])
     offset = _offset(raw["offset"])
     at_raw = str(raw.get("at", "now"))
     at = None if at_raw == "now" else _hhmm(at_raw)
     if at is not None and offset.seconds:
         raise ValueError("offset: use whole days (e.g. P3D) with a clock time in 'at'")
     question = raw.get("question")
-    if question is not None and kind != "checkin":
+    if question is not None and kind != MessageKind.CHECKIN:
         raise ValueError("only checkin steps ask a question")
     conditions = raw.get("when", [])
     if not isinstance(conditions, list):

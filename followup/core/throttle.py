@@ -52,7 +52,7 @@ class Backoff:
         over = math.floor(count + 0.5) - self.free
         if over < 0:
             return timedelta(0)
-        return min(self.cap, self.base * 2 ** min(over, 30))
+        return min(self.cap, self.base * (1 << min(over, 30)))
 
     def forgotten(self, seen: Failures | None, now: datetime) -> float:
         """The count as of `now`: one failure less per `forget` since the last."""

@@ -42,6 +42,20 @@ class InputError(ValueError):
         self.message = message
 
 
+# The yes/no red-flag questions every triage answers, then three that mean "no" when left out (`Answers`).
+RED_FLAG_QUESTIONS: tuple[str, ...] = (
+    "weakness",
+    "atrophy",
+    "daily_activities",
+    "speech_swallowing",
+    "breathing",
+    "numbness_tingling",
+    "balance",
+    "severe_cramps",
+)
+OPTIONAL_RED_FLAG_QUESTIONS: tuple[str, ...] = ("eyelid_closes", "face_spread", "vision_changes")
+
+
 class Answers(BaseModel):
     """The triage questions. Booleans are red-flag questions; numbers are lifestyle factors."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from followup.core.vocab import TIERS, Tier
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
@@ -26,7 +27,7 @@ from followup.redflags.rulebook import (
     Settings,
     TokenPatterns,
 )
-from followup.redflags.verdict import REASONS, TIERS, Criterion, Question, Reason, Tier
+from followup.redflags.verdict import REASONS, Criterion, Question, Reason
 
 __all__ = ["CriteriaError", "RuleBook", "load_rulebook"]
 
@@ -160,7 +161,7 @@ def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
                 raise c.error("ignore", f"{reason!r} is not a reason ({', '.join(REASONS)})")
         out[cid] = Criterion(
             id=cid,
-            tier=cast(Tier, tier),
+            tier=Tier(tier),
             clinician_label=c.get("clinician_label", str),
             patient_label=label,
             source=c.get("source", str),
@@ -177,7 +178,7 @@ def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
             for ref in getattr(crit, key):
                 if ref not in out:
                     raise CriteriaError(f"{t.path}: criteria.{crit.id}.{key}: no criterion called {ref!r}")
-        if crit.sudden_from and crit.tier != "emergency":
+        if crit.sudden_from and crit.tier != Tier.EMERGENCY:
             raise CriteriaError(f"{t.path}: criteria.{crit.id}.sudden_from: only emergency criteria take it")
     if not out:
         raise t.error("", "no criteria defined")

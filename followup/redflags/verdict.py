@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from followup.core.vocab import Level, Tier, level_of, tier_rank
+
 T = TypeVar("T")
 
-Tier = Literal["emergency", "urgent", "routine"]
-Level = Literal["emergency", "red_flag", "none"]
 Reason = Literal["negated", "other_person", "hypothetical", "historical", "question", "resolved", "trigger"]
 
-TIERS: tuple[Tier, ...] = ("emergency", "urgent", "routine")
 REASONS: tuple[Reason, ...] = (
     "negated",
     "other_person",
@@ -25,8 +24,6 @@ REASONS: tuple[Reason, ...] = (
     "resolved",
     "trigger",
 )
-TIER_RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
-
 _REASON_WORDS: dict[str, str] = {
     "negated": "the reply says it is absent",
     "other_person": "it is about someone else",
@@ -111,10 +108,10 @@ class Verdict:
     @classmethod
     def of(cls, findings: list[Finding], suppressed: list[Suppressed], labels: dict[str, str] | None = None) -> Verdict:
         """Build a verdict: findings ordered highest tier first, then by position in the text."""
-        ordered = sorted(_unique(findings), key=lambda f: (TIER_RANK[f.tier], f.start, f.end))
+        ordered = sorted(_unique(findings), key=lambda f: (tier_rank(f.tier), f.start, f.end))
         criteria = tuple(dict.fromkeys(f.criterion for f in ordered))
         tier: Tier | None = ordered[0].tier if ordered else None
-        level: Level = "none" if tier is None else "emergency" if tier == "emergency" else "red_flag"
+        level = level_of(tier)
         found = {(f.criterion, f.start, f.end) for f in ordered}
         quiet = [s for s in _unique(suppressed) if (s.criterion, s.start, s.end) not in found]
         quiet.sort(key=lambda s: (s.start, s.end, s.criterion))

@@ -16,31 +16,33 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
+from followup.core.vocab import ABOVE_ROUTINE, Channel, EscalationStatus, MessageKind, Tier
 from followup.models import Escalation, EscalationAlert, Message
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.escalation import criteria_labels
 from followup.services.queue import queue
 from followup.settings import Settings
 
 log = logging.getLogger("followup.alerting")
-REALERTED_TIERS = ("emergency", "urgent")
 
 
 def sla(settings: Settings, tier: str) -> timedelta:
     """How long an escalation of this tier may wait for an acknowledgement."""
     a = settings.alerts
-    if tier == "emergency":
+    if tier == Tier.EMERGENCY:
         return timedelta(minutes=a.emergency_ack_minutes)
-    if tier == "urgent":
+    if tier == Tier.URGENT:
         return timedelta(minutes=a.urgent_ack_minutes)
     return timedelta(hours=a.routine_ack_hours)
 
 
-def contact_tiers(settings: Settings) -> list[list[tuple[str, str]]]:
+def contact_tiers(settings: Settings) -> list[list[tuple[Channel, str]]]:
     """Tier 0 (the on-call contacts every new escalation alerts), then the configured escalation tiers."""
-    first = [("sms", n) for n in settings.clinic.oncall_sms] + [("email", e) for e in settings.clinic.oncall_email]
-    rest = [[("email" if "@" in c else "sms", c) for c in tier] for tier in settings.alerts.escalation_tiers]
+    first = drafts.oncall(settings)
+    rest = [
+        [(Channel.EMAIL if "@" in c else Channel.SMS, c) for c in tier] for tier in settings.alerts.escalation_tiers
+    ]
     return [first, *rest]
 
 
@@ -51,7 +53,7 @@ def tier_index(settings: Settings, round_: int) -> int:
 
 def realert_due(tier: str, status: str, last_alert_at: datetime, now: datetime, settings: Settings) -> bool:
     """Whether an escalation needs another alert now (pure: the job and the tests share it)."""
-    return status == "open" and tier in REALERTED_TIERS and now - last_alert_at >= sla(settings, tier)
+    return status == EscalationStatus.OPEN and tier in ABOVE_ROUTINE and now - last_alert_at >= sla(settings, tier)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class AlertState:
 
 def ack_clock(settings: Settings, esc: Escalation, state: AlertState, now: datetime) -> Clock:
     last = state.last_alert_at or esc.created_at
-    if esc.status != "open":
+    if esc.status != EscalationStatus.OPEN:
         return Clock(None, False, last, state.rounds)
     due = (state.tier_since or esc.created_at) + sla(settings, esc.tier)
     return Clock(due, now >= due, last, state.rounds)
@@ -87,7 +89,7 @@ def alert_state(rt: Runtime, escalations: list[Escalation]) -> dict[int, AlertSt
     with rt.db.session() as s:
         sent = s.exec(
             select(Message.escalation_id, Message.dedupe_key, Message.created_at).where(
-                col(Message.escalation_id).in_(ids), Message.kind == "alert"
+                col(Message.escalation_id).in_(ids), Message.kind == MessageKind.ALERT
             )
         ).all()
         # The round number and its time come from one statement: read apart, another worker's round could be
@@ -104,7 +106,7 @@ def alert_state(rt: Runtime, escalations: list[Escalation]) -> dict[int, AlertSt
     for esc in escalations:
         assert esc.id is not None
         mine = [(key, at) for eid, key, at in sent if eid == esc.id]
-        at_tier = [at for key, at in mine if key.startswith(f"esc:{esc.id}:{esc.tier}:alert")]
+        at_tier = [at for key, at in mine if key.startswith(drafts.alert_prefix(esc.id, esc.tier))]
         n, round_at = rounds.get(esc.id, (0, None))
         times = [at for _, at in mine] + ([round_at] if round_at is not None else [])
         out[esc.id] = AlertState(max(times, default=None), int(n or 0), min(at_tier, default=None))
@@ -117,7 +119,9 @@ def run_realerts(rt: Runtime) -> int:
     with rt.db.session() as s:
         open_ = list(
             s.exec(
-                select(Escalation).where(Escalation.status == "open", col(Escalation.tier).in_(REALERTED_TIERS))
+                select(Escalation).where(
+                    Escalation.status == EscalationStatus.OPEN, col(Escalation.tier).in_(ABOVE_ROUTINE)
+                )
             ).all()
         )
     state = alert_state(rt, open_)
@@ -147,7 +151,7 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
         except IntegrityError:
             return 0
         esc = s.get(Escalation, escalation_id)
-        if esc is None or esc.status != "open":
+        if esc is None or esc.status != EscalationStatus.OPEN:
             return 0  # acknowledged in the meantime
         row.tier = esc.tier
         minutes = int((now - esc.created_at).total_seconds() // 60)
@@ -162,20 +166,7 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
             "escalation_url": rt.links.escalation(escalation_id),
         }
         for channel, address in contacts:
-            queue(
-                s,
-                settings,
-                now=now,
-                dedupe_key=f"esc:{esc.id}:realert:{round_}:{channel}:{address}",
-                channel=channel,
-                kind="alert",
-                template="realert",
-                due_at=now,
-                to=address,
-                urgent=True,
-                escalation_id=esc.id,
-                context=context,
-            )
+            queue(s, settings, drafts.realert(esc, round_, channel, address, context, now), now)
         audit.record(
             s,
             now,

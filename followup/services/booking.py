@@ -21,14 +21,16 @@ from followup.content.dates import when_text
 from followup.content.ics import visit_ics
 from followup.core.calendar import Calendar, offered_slots
 from followup.core.sms import gsm_safe
+from followup.core.vocab import NOT_CLOSED, AppointmentStatus, Channel, EscalationStatus, PatientStatus
 from followup.models import Appointment, Escalation, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
+from followup.services.escalation import has_active_escalation
 from followup.services.queue import queue
 from followup.services.reachability import reachable_channel
 
-BOOKABLE = ("open", "acknowledged", "booked")
-REOPENED = {True: "acknowledged", False: "open"}  # after a cancellation, keyed by "was it acknowledged?"
+# after a cancellation, keyed by "was it acknowledged?"
+REOPENED = {True: EscalationStatus.ACKNOWLEDGED, False: EscalationStatus.OPEN}
 
 
 class BookingError(Exception):
@@ -81,7 +83,7 @@ def view(rt: Runtime, escalation_id: int) -> BookingView:
         patient = s.get(Patient, esc.patient_id)
         current = _current(s, escalation_id)
         slots: list[datetime] = []
-        if esc.status in BOOKABLE:
+        if esc.status in NOT_CLOSED:
             slots = offered_slots(cal, now, esc.tier, _taken(s, now, cal))
     return BookingView(
         escalation_id=escalation_id,
@@ -101,7 +103,9 @@ def appointment_for(rt: Runtime, escalation_id: int) -> Appointment | None:
 
 def _current(s: Session, escalation_id: int) -> Appointment | None:
     return s.exec(
-        select(Appointment).where(Appointment.escalation_id == escalation_id, Appointment.status == "booked")
+        select(Appointment).where(
+            Appointment.escalation_id == escalation_id, Appointment.status == AppointmentStatus.BOOKED
+        )
     ).first()
 
 
@@ -109,7 +113,7 @@ def _taken(s: Session, now: datetime, cal: Calendar) -> set[datetime]:
     until = now + timedelta(days=cal.horizon_days + 1)
     rows = s.exec(
         select(Appointment.starts_at).where(
-            Appointment.status == "booked", Appointment.starts_at >= now, Appointment.starts_at <= until
+            Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at >= now, Appointment.starts_at <= until
         )
     ).all()
     return {_utc(r) for r in rows}
@@ -141,7 +145,7 @@ def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str | None
         moved_from = None
         if current is not None:
             moved_from = _utc(current.starts_at)
-            current.status, current.cancelled_at, current.updated_at = "cancelled", now, now
+            current.status, current.cancelled_at, current.updated_at = AppointmentStatus.CANCELLED, now, now
             s.flush()  # the old slot is free before the new row is checked against the unique index
         appt = Appointment(
             escalation_id=escalation_id,
@@ -159,12 +163,12 @@ def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str | None
             s.rollback()
             raise SlotTaken("that time was just taken") from None
         assert appt.id is not None
-        esc.status, esc.booked_at, esc.updated_at = "booked", now, now
+        esc.status, esc.booked_at, esc.updated_at = EscalationStatus.BOOKED, now, now
         patient = s.get(Patient, esc.patient_id)
         assert patient is not None
-        others = _other_open(s, esc)
-        if patient.status == "escalated" and not others:
-            patient.status, patient.updated_at = "active", now
+        others = has_active_escalation(s, esc.patient_id, besides=escalation_id)
+        if patient.status == PatientStatus.ESCALATED and not others:
+            patient.status, patient.updated_at = PatientStatus.ACTIVE, now
         action = "appointment.moved" if moved_from else "appointment.booked"
         audit.record(
             s,
@@ -193,13 +197,13 @@ def cancel(rt: Runtime, escalation_id: int, actor: str | None = None) -> Appoint
         current = _current(s, escalation_id)
         if current is None:
             raise NothingBooked("there is no booked visit to cancel")
-        current.status, current.cancelled_at, current.updated_at = "cancelled", now, now
+        current.status, current.cancelled_at, current.updated_at = AppointmentStatus.CANCELLED, now, now
         esc.status = REOPENED[esc.acknowledged_at is not None]
         esc.booked_at = None
         patient = s.get(Patient, esc.patient_id)
         assert patient is not None
-        if patient.status == "active":
-            patient.status, patient.updated_at = "escalated", now
+        if patient.status == PatientStatus.ACTIVE:
+            patient.status, patient.updated_at = PatientStatus.ESCALATED, now
         audit.record(
             s,
             now,
@@ -219,7 +223,7 @@ def _take(s: Session, escalation_id: int, now: datetime) -> Escalation:
     """Lock the escalation row (the first statement of the transaction) if it can still be booked."""
     took = s.exec(
         update(Escalation)
-        .where(col(Escalation.id) == escalation_id, col(Escalation.status).in_(BOOKABLE))
+        .where(col(Escalation.id) == escalation_id, col(Escalation.status).in_(NOT_CLOSED))
         .values(updated_at=now)
     )
     esc = s.get(Escalation, escalation_id)
@@ -228,19 +232,6 @@ def _take(s: Session, escalation_id: int, now: datetime) -> Escalation:
     if not took.rowcount:
         raise BookingClosed("the clinic has closed this request")
     return esc
-
-
-def _other_open(s: Session, esc: Escalation) -> bool:
-    return (
-        s.exec(
-            select(Escalation.id).where(
-                Escalation.patient_id == esc.patient_id,
-                Escalation.id != esc.id,
-                col(Escalation.status).in_(("open", "acknowledged")),
-            )
-        ).first()
-        is not None
-    )
 
 
 def _notify(
@@ -258,41 +249,17 @@ def _notify(
             "manage_url": manage,
             "ics_url": f"{manage}/calendar.ics",
         }
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"appt:{appt.id}:{event}:patient",
-            channel=channel,
-            kind="system",
-            template="booking_cancelled" if event == "cancelled" else "booking_confirm",
-            due_at=now,
-            patient_id=patient.id,
-            urgent=True,
-            escalation_id=esc.id,
-            context=context,
-        )
+        draft = drafts.booking_confirmation(appt, esc, event, patient.id, channel, context, now)
+        queue(s, rt.settings, draft, now)
     clinic = rt.settings.clinic
-    targets = [("email", e) for e in clinic.oncall_email] or [("sms", n) for n in clinic.oncall_sms]
+    targets = [(Channel.EMAIL, e) for e in clinic.oncall_email] or [(Channel.SMS, n) for n in clinic.oncall_sms]
     notice = {
         "appointment": _when(starts, tz, "en", event),
         "escalation": {"id": esc.id, "tier": esc.tier},
         "escalation_url": rt.links.escalation(esc.id),
     }
     for ch, address in targets:
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"appt:{appt.id}:{event}:clinic:{ch}:{address}",
-            channel=ch,
-            kind="notice",
-            template="clinic_booking_notice",
-            due_at=now,
-            to=address,
-            escalation_id=esc.id,
-            context=notice,
-        )
+        queue(s, rt.settings, drafts.booking_notice(appt, esc, event, ch, address, notice, now), now)
 
 
 def ics(rt: Runtime, appt: Appointment) -> bytes:
@@ -306,5 +273,5 @@ def ics(rt: Runtime, appt: Appointment) -> bytes:
         ends=_utc(appt.ends_at),
         clinic_name=rt.settings.clinic.name,
         clinic_phone=rt.settings.clinic.phone,
-        cancelled=appt.status != "booked",
+        cancelled=appt.status != AppointmentStatus.BOOKED,
     )

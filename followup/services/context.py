@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from followup.core.sms import gsm_safe, is_gsm7
+from followup.core.vocab import Channel
 from followup.models import Message, Patient
 from followup.runtime import Runtime
 
@@ -28,7 +29,7 @@ def message_context(rt: Runtime, msg: Message, patient: Patient | None, answers:
     clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
     ctx: dict[str, Any] = {"clinic": clinic}
     if patient is not None:
-        name = sms_first_name(patient.name) if msg.channel == "sms" else first_name(patient.name)
+        name = sms_first_name(patient.name) if msg.channel == Channel.SMS else first_name(patient.name)
         ctx["patient"] = {"first_name": name, "language": patient.language}
         ctx["answers"] = {**answers, "eyelid_only": set(answers.get("locations") or []) == {"eyelid"}}
     step = next((s for s in rt.program.steps if s.id == msg.step_id), None)

@@ -10,8 +10,8 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from followup import models as m
 from followup.core.storable import storable
+from followup.core.vocab import Channel, MessageState
 from followup.models import DeliveryEvent, Message, Patient
 from followup.runtime import Runtime
 from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_channel_state
@@ -19,24 +19,24 @@ from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_c
 log = logging.getLogger("followup.delivery")
 MAX_ROW_ID = 2**31 - 1  # ids are PostgreSQL integers
 
-RANK = {m.SCHEDULED: 0, m.CLAIMED: 1, m.SENDING: 2, m.SENT: 3}
+RANK = {MessageState.SCHEDULED: 0, MessageState.CLAIMED: 1, MessageState.SENDING: 2, MessageState.SENT: 3}
 TWILIO_STATES = {
-    "accepted": m.SENT,
-    "queued": m.SENT,
-    "sending": m.SENT,
-    "sent": m.SENT,
-    "scheduled": m.SENT,
-    "delivered": m.DELIVERED,
-    "read": m.DELIVERED,
-    "undelivered": m.UNDELIVERED,
-    "failed": m.FAILED,
+    "accepted": MessageState.SENT,
+    "queued": MessageState.SENT,
+    "sending": MessageState.SENT,
+    "sent": MessageState.SENT,
+    "scheduled": MessageState.SENT,
+    "delivered": MessageState.DELIVERED,
+    "read": MessageState.DELIVERED,
+    "undelivered": MessageState.UNDELIVERED,
+    "failed": MessageState.FAILED,
 }
 SENDGRID_STATES = {
-    "processed": m.SENT,
-    "deferred": m.SENT,
-    "delivered": m.DELIVERED,
-    "bounce": m.FAILED,
-    "dropped": m.FAILED,
+    "processed": MessageState.SENT,
+    "deferred": MessageState.SENT,
+    "delivered": MessageState.DELIVERED,
+    "bounce": MessageState.FAILED,
+    "dropped": MessageState.FAILED,
 }
 SENDGRID_SUPPRESS = {
     "bounce": "suppressed",
@@ -69,13 +69,15 @@ def insert_once(s: Session, row: dict[str, Any]) -> bool:
 def advance(s: Session, message_id: int, status: str, now: datetime, error_code: str | None = None) -> bool:
     """Move a message forward to `status`; a terminal state is never left and no state moves backwards."""
     # `sent` only moves earlier states on; any non-terminal state may become terminal.
-    allowed = [st for st, r in RANK.items() if r < RANK[m.SENT]] if status == m.SENT else list(RANK)
+    allowed = (
+        [st for st, r in RANK.items() if r < RANK[MessageState.SENT]] if status == MessageState.SENT else list(RANK)
+    )
     values: dict[str, Any] = {"status": status, "updated_at": now}
-    if status == m.DELIVERED:
+    if status == MessageState.DELIVERED:
         values["delivered_at"] = now
     if error_code:
         values["error_code"] = error_code
-    if status in (m.SENT, m.DELIVERED, m.UNDELIVERED, m.FAILED):
+    if status in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED, MessageState.FAILED):
         values["lease_owner"] = None
         values["lease_until"] = None
     result = s.exec(
@@ -121,12 +123,12 @@ def twilio_status(rt: Runtime, form: dict[str, str], message_id: int | None) -> 
                 .values(provider_id=sid)
             )
         moved = advance(s, msg.id, status, now, code)
-        if code and status in (m.UNDELIVERED, m.FAILED) and msg.patient_id is not None:
+        if code and status in (MessageState.UNDELIVERED, MessageState.FAILED) and msg.patient_id is not None:
             patient = s.get(Patient, msg.patient_id)
             if patient is not None and code in OPTED_OUT_CODES:
-                set_channel_state(rt, s, patient, "sms", "opted_out", f"provider_{code}", now)
+                set_channel_state(rt, s, patient, Channel.SMS, "opted_out", f"provider_{code}", now)
             elif patient is not None and code in INVALID_CODES:
-                set_channel_state(rt, s, patient, "sms", "invalid", f"provider_{code}", now)
+                set_channel_state(rt, s, patient, Channel.SMS, "invalid", f"provider_{code}", now)
         s.commit()
     return "applied" if moved else "kept (no regression)"
 
@@ -176,12 +178,12 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
                     message_id,
                     SENDGRID_STATES[kind],
                     now,
-                    kind if SENDGRID_STATES[kind] == m.FAILED else None,
+                    kind if SENDGRID_STATES[kind] == MessageState.FAILED else None,
                 )
             if kind in SENDGRID_SUPPRESS and msg.patient_id is not None:
                 patient = s.get(Patient, msg.patient_id)
                 if patient is not None:
-                    set_channel_state(rt, s, patient, "email", SENDGRID_SUPPRESS[kind], f"sendgrid_{kind}", now)
+                    set_channel_state(rt, s, patient, Channel.EMAIL, SENDGRID_SUPPRESS[kind], f"sendgrid_{kind}", now)
             counts["applied"] += 1
         s.commit()
     return counts

@@ -15,29 +15,28 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from followup.core.vocab import ACTIVE_ESCALATION, EscalationStatus, Tier
 from followup.models import Escalation, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.escalation import criteria_labels
 from followup.services.queue import queue
 from followup.services.roster import non_responders, unreachable_clause
 
 log = logging.getLogger("followup.digest")
-OPEN = ("open", "acknowledged")
 
 
 def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
     """The digest's content for the clinic-local day of `now` (routine escalations since the last digest)."""
     tz = ZoneInfo(rt.settings.clinic.timezone)
-    base = rt.settings.server.public_url
-    last = s.exec(select(func.max(Message.created_at)).where(Message.template == "digest")).one()
+    last = s.exec(select(func.max(Message.created_at)).where(Message.template == drafts.DIGEST)).one()
     since = last if last is not None else now - timedelta(days=1)
     new = s.exec(
         select(Escalation)
-        .where(Escalation.tier == "routine", Escalation.created_at > since, Escalation.created_at <= now)
+        .where(Escalation.tier == Tier.ROUTINE, Escalation.created_at > since, Escalation.created_at <= now)
         .order_by(col(Escalation.created_at))
     ).all()
-    open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(OPEN))).all()
+    open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
     unreachable = s.exec(select(Patient).where(unreachable_clause()).order_by(col(Patient.id))).all()
     silent = non_responders(s, now)
     return {
@@ -50,20 +49,23 @@ def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
                 "status": e.status,
                 "opened": e.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
                 "criteria": criteria_labels(rt, e.criteria),
-                "url": f"{base}/dashboard/escalations/{e.id}",
+                "url": rt.links.escalation(e.id),
             }
             for e in new
+            if e.id is not None  # always, for a row read back: says so to mypy
         ],
         "open_count": len(open_rows),
-        "unacknowledged_count": sum(1 for st in open_rows if st == "open"),
+        "unacknowledged_count": sum(1 for st in open_rows if st == EscalationStatus.OPEN),
         "unreachable": [
-            {"id": p.id, "reason": _why_unreachable(p), "url": f"{base}/dashboard/patients/{p.id}"} for p in unreachable
+            {"id": p.id, "reason": _why_unreachable(p), "url": rt.links.patient(p.id)}
+            for p in unreachable
+            if p.id is not None
         ],
         "non_responders": [
             {
                 "id": x.patient_id,
                 "last_checkin": x.last_checkin_at.astimezone(tz).date().isoformat(),
-                "url": f"{base}/dashboard/patients/{x.patient_id}",
+                "url": rt.links.patient(x.patient_id),
             }
             for x in silent
         ],
@@ -88,19 +90,7 @@ def send_digest(rt: Runtime) -> int:
             return 0
         context = {"digest": digest, "dashboard_url": rt.links.dashboard()}
         for address in recipients:
-            queue(
-                s,
-                rt.settings,
-                now=now,
-                dedupe_key=f"digest:{digest['date']}:email:{address}",
-                channel="email",
-                kind="digest",
-                template="digest",
-                due_at=now,
-                to=address,
-                urgent=True,  # staff email at the hour the clinic chose: not held by the patients' quiet hours
-                context=context,
-            )
+            queue(s, rt.settings, drafts.digest(digest["date"], address, context, now), now)
         audit.record(
             s,
             now,

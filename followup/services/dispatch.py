@@ -24,6 +24,7 @@ from sqlmodel import Session, SQLModel, col, select
 from followup import models as m
 from followup.content.templates import TemplateProblem
 from followup.core.schedule import Defer, Expire, Window, decide_send
+from followup.core.vocab import FINISHED, Channel, MessageKind, MessageState, PatientStatus
 from followup.models import Message, Patient
 from followup.runtime import Runtime
 from followup.services.context import message_context
@@ -116,15 +117,15 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
         due = (
             select(Message.id)
-            .where(Message.status == m.SCHEDULED, Message.due_at <= now)
+            .where(Message.status == MessageState.SCHEDULED, Message.due_at <= now)
             .order_by(col(Message.urgent).desc(), col(Message.due_at))
             .limit(self.batch_limit)
             .with_for_update(skip_locked=True)
         )
         stmt = (
             update(Message)
-            .where(col(Message.id).in_(due.scalar_subquery()), col(Message.status) == m.SCHEDULED)
-            .values(status=m.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
+            .where(col(Message.id).in_(due.scalar_subquery()), col(Message.status) == MessageState.SCHEDULED)
+            .values(status=MessageState.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
             .returning(col(Message.id))
             # A fresh session holds no Message objects to keep in step: skip the ORM's bookkeeping (a third
             # of the claim's cost in the simulator's profile).
@@ -148,7 +149,7 @@ class Dispatcher:
             patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
             answers = _latest_answers(s, pids)
             for msg in msgs:
-                if msg.status != m.CLAIMED or msg.lease_owner != self.owner:
+                if msg.status != MessageState.CLAIMED or msg.lease_owner != self.owner:
                     continue
                 patient = patients.get(msg.patient_id) if msg.patient_id is not None else None
                 job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
@@ -162,7 +163,7 @@ class Dispatcher:
         s: Session,
         msg: Message,
         patient: Patient | None,
-        answers: dict,
+        answers: dict[str, Any],
         now: datetime,
         report: PassReport,
     ) -> _Job | None:
@@ -174,19 +175,19 @@ class Dispatcher:
             if held is not None:
                 kind, reason = held
                 if kind == "cancel":
-                    _finish(msg, m.CANCELLED, reason)
+                    _finish(msg, MessageState.CANCELLED, reason)
                     report.cancelled += 1
                     return None
                 if now + HOLD_RETRY > msg.expires_at:
-                    _finish(msg, m.EXPIRED, f"{reason} until past its time-to-live")
+                    _finish(msg, MessageState.EXPIRED, f"{reason} until past its time-to-live")
                     report.expired += 1
                 else:
                     _reschedule(msg, now + HOLD_RETRY, reason)
                     report.deferred += 1
                 return None
-            to = patient.phone if msg.channel == "sms" else patient.email
+            to = patient.phone if msg.channel == Channel.SMS else patient.email
         if not to:
-            _finish(msg, m.CANCELLED, f"no {msg.channel} contact")
+            _finish(msg, MessageState.CANCELLED, f"no {msg.channel} contact")
             report.cancelled += 1
             return None
         decision = decide_send(
@@ -198,7 +199,7 @@ class Dispatcher:
             window=self.window,
         )
         if isinstance(decision, Expire):
-            _finish(msg, m.EXPIRED, decision.reason)
+            _finish(msg, MessageState.EXPIRED, decision.reason)
             report.expired += 1
             return None
         if isinstance(decision, Defer):
@@ -210,13 +211,13 @@ class Dispatcher:
             language = patient.language if patient else "en"
             rendered = self.rt.templates.render(msg.template, msg.channel, language, ctx)
         except TemplateProblem as exc:
-            _finish(msg, m.FAILED, f"template problem: {exc}")
+            _finish(msg, MessageState.FAILED, f"template problem: {exc}")
             report.failed += 1
             log.error("message %s: template %s failed to render", msg.id, msg.template)
             return None
         msg.to, msg.body, msg.subject = to, rendered.body, rendered.subject
-        msg.segments = rendered.segments[1] if msg.channel == "sms" else None
-        msg.status, msg.send_started_at = m.SENDING, now
+        msg.segments = rendered.segments[1] if msg.channel == Channel.SMS else None
+        msg.status, msg.send_started_at = MessageState.SENDING, now
         msg.attempts += 1
         reply_to = f"{patient.reply_token}@{self.rt.settings.sendgrid.reply_domain}" if patient else None
         assert msg.id is not None
@@ -227,7 +228,7 @@ class Dispatcher:
             body=rendered.body,
             subject=rendered.subject,
             html=rendered.html,
-            reply_to=reply_to if msg.channel == "email" else None,
+            reply_to=reply_to if msg.channel == Channel.EMAIL else None,
             tags={"kind": msg.kind},
         )
         return _Job(msg.id, out, msg.attempts, msg.patient_id, msg.kind, self._send_by(msg))
@@ -238,7 +239,7 @@ class Dispatcher:
         if msg.lease_until is None:
             return None
         cfg = self.rt.settings
-        timeout = cfg.twilio.timeout_seconds if msg.channel == "sms" else cfg.sendgrid.timeout_seconds
+        timeout = cfg.twilio.timeout_seconds if msg.channel == Channel.SMS else cfg.sendgrid.timeout_seconds
         margin = min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
         return msg.lease_until - timedelta(seconds=margin)
 
@@ -269,11 +270,11 @@ class Dispatcher:
                 if o.sent is not None:
                     sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id})
                     report.sent += 1
-                    if o.job.kind == "closing" and o.job.patient_id is not None:
+                    if o.job.kind == MessageKind.CLOSING and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
                     continue
                 msg = s.get(Message, o.job.message_id, with_for_update=True)
-                if msg is None or msg.status != m.SENDING or msg.lease_owner != self.owner:
+                if msg is None or msg.status != MessageState.SENDING or msg.lease_owner != self.owner:
                     continue  # settled by a delivery callback, or reconciled by another dispatcher
                 if o.late:
                     _reschedule(msg, msg.due_at, "its lease ran short before the send could start; back in the queue")
@@ -296,7 +297,7 @@ class Dispatcher:
                     report.retried += 1
                 else:
                     why = "permanent" if not err.retryable else f"gave up after {o.job.attempts} attempts"
-                    _finish(msg, m.FAILED, f"{why}: {err.reason}")
+                    _finish(msg, MessageState.FAILED, f"{why}: {err.reason}")
                     report.failed += 1
                     if msg.patient_id is not None:
                         from followup.services.reachability import on_permanent_failure
@@ -313,21 +314,21 @@ class Dispatcher:
                         sent_at=now,
                         updated_at=now,
                         lease_owner=None,
-                        status=case((t.c.status == m.SENDING, m.SENT), else_=t.c.status),
+                        status=case((t.c.status == MessageState.SENDING, MessageState.SENT), else_=t.c.status),
                     ),
                     sent_rows,
                 )
             if finished:  # the closing message ends the program for patients who are simply active
                 s.exec(
                     update(Patient)
-                    .where(col(Patient.id).in_(finished), col(Patient.status) == "active")
-                    .values(status="completed", updated_at=now)
+                    .where(col(Patient.id).in_(finished), col(Patient.status) == PatientStatus.ACTIVE)
+                    .values(status=PatientStatus.COMPLETED, updated_at=now)
                 )
             s.commit()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         cfg = self.rt.settings.dispatch
-        ceiling = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2 ** (attempt - 1))
+        ceiling = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2.0 ** (attempt - 1))
         delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
         return max(delay, retry_after or 0.0)
 
@@ -340,7 +341,7 @@ class Dispatcher:
         # Take the stale rows over first, atomically and committed, as claim() does: another dispatcher recovering
         # at the same time must not also look them up, re-queue and send them a second time.
         is_stale = and_(
-            or_(col(Message.status) == m.CLAIMED, col(Message.status) == m.SENDING),
+            or_(col(Message.status) == MessageState.CLAIMED, col(Message.status) == MessageState.SENDING),
             col(Message.lease_until).is_not(None),
             col(Message.lease_until) < now,
         )
@@ -372,11 +373,11 @@ class Dispatcher:
             )
             # The provider lookups run side by side on the send pool: one at a time, recovering a crashed worker's
             # batch took a lookup's latency times the batch size (tests/test_workers_pg.py).
-            sending = [msg for msg in stale if msg.status == m.SENDING]
+            sending = [msg for msg in stale if msg.status == MessageState.SENDING]
             found = dict(zip([msg.id for msg in sending], self.pool.map(self._find_sent, sending), strict=True))
             for msg in stale:
                 msg.updated_at = now
-                if msg.status == m.CLAIMED:
+                if msg.status == MessageState.CLAIMED:
                     _reschedule(msg, msg.due_at, "claimed by a worker that stopped; back in the queue")
                     report.reconciled += 1
                     continue
@@ -410,11 +411,11 @@ class Dispatcher:
             return
         report.reconciled += 1
         if provider_id:
-            msg.status, msg.provider_id, msg.sent_at = m.SENT, provider_id, msg.sent_at or now
+            msg.status, msg.provider_id, msg.sent_at = MessageState.SENT, provider_id, msg.sent_at or now
             msg.lease_owner = msg.lease_until = None
             msg.reason = "found at the provider after an interrupted send"
         elif msg.attempts >= self.rt.settings.dispatch.max_attempts:
-            _finish(msg, m.FAILED, f"not found at the provider after {msg.attempts} attempts")
+            _finish(msg, MessageState.FAILED, f"not found at the provider after {msg.attempts} attempts")
         else:
             _reschedule(msg, now, "not found at the provider after an interrupted send; retrying")
 
@@ -425,17 +426,17 @@ def _held(patient: Patient, msg: Message) -> tuple[str, str] | None:
     Program messages follow the patient's status; answers to the patient (escalation advice, acknowledgements)
     do not. Every kind respects the channel's consent, except the confirmation of an opt-out or opt-in itself.
     """
-    if msg.kind == "consent":
+    if msg.kind == MessageKind.CONSENT:
         return None
-    if msg.kind in ("escalation", "system"):
+    if msg.kind in (MessageKind.ESCALATION, MessageKind.SYSTEM):
         pass
-    elif patient.status in ("unenrolled", "completed"):
+    elif patient.status in FINISHED:
         return "cancel", f"patient {patient.status}"
-    elif patient.status == "paused":
+    elif patient.status == PatientStatus.PAUSED:
         return "hold", "patient paused"
-    elif patient.status == "escalated" and msg.kind == "tip":
+    elif patient.status == PatientStatus.ESCALATED and msg.kind == MessageKind.TIP:
         return "hold", "tips paused while an escalation is open"
-    state = patient.sms_state if msg.channel == "sms" else patient.email_state
+    state = patient.sms_state if msg.channel == Channel.SMS else patient.email_state
     if state != "ok":
         return "cancel", f"{msg.channel} {state.replace('_', ' ')}"
     return None
@@ -447,7 +448,7 @@ def _finish(msg: Message, status: str, reason: str) -> None:
 
 
 def _reschedule(msg: Message, when: datetime, reason: str) -> None:
-    msg.status, msg.due_at, msg.reason = m.SCHEDULED, when, reason
+    msg.status, msg.due_at, msg.reason = MessageState.SCHEDULED, when, reason
     msg.lease_owner = msg.lease_until = None
 
 

@@ -9,12 +9,22 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from followup import models as m
 from followup.core.schedule import Window, planned_send
 from followup.core.triage import InputError, TriageIn, check_contact
+from followup.core.vocab import (
+    FINISHED,
+    PROGRAM_KINDS,
+    Channel,
+    Level,
+    MessageState,
+    PatientStatus,
+    Tier,
+    level_of,
+    most_serious,
+)
 from followup.models import Consent, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.escalation import escalate
 from followup.services.queue import queue, ttl_for
 
@@ -74,8 +84,8 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
                 patient.email_state = "ok"  # nor is a new address the one that bounced
             patient.phone = contact.phone or patient.phone
             patient.email = contact.email or patient.email
-            if patient.status in ("unenrolled", "completed"):
-                patient.status, patient.enrolled_at = "active", None
+            if patient.status in FINISHED:
+                patient.status, patient.enrolled_at = PatientStatus.ACTIVE, None
         patient.onset_at = now - timedelta(weeks=data.answers.onset_weeks)
         s.flush()
         assert patient.id is not None
@@ -155,7 +165,7 @@ def _record_consent(
 ) -> None:
     assert patient.id is not None
     text = data.consent_text or DEFAULT_CONSENT_TEXT
-    for channel, address in (("sms", phone), ("email", email)):
+    for channel, address in ((Channel.SMS, phone), (Channel.EMAIL, email)):
         if address:
             s.add(Consent(patient_id=patient.id, channel=channel, action="opt_in", source=source, text=text, at=now))
     if phone and patient.sms_state == "opted_out":
@@ -164,11 +174,9 @@ def _record_consent(
         patient.email_state = "ok"
 
 
-def _level_and_tier(rt: Runtime, criteria: list[str]) -> tuple[str, str]:
-    tiers = [rt.detector.criteria[c].tier if c in rt.detector.criteria else "routine" for c in criteria]
-    rank = {"routine": 1, "urgent": 2, "emergency": 3}
-    tier = max(tiers, key=lambda t: rank[t])
-    return ("emergency" if tier == "emergency" else "red_flag"), tier
+def _level_and_tier(rt: Runtime, criteria: list[str]) -> tuple[Level, Tier]:
+    tier = most_serious(rt.detector.criteria[c].tier if c in rt.detector.criteria else Tier.ROUTINE for c in criteria)
+    return level_of(tier), tier
 
 
 def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime, *, replan: bool = False) -> None:
@@ -178,11 +186,11 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
     assert patient.id is not None
     if patient.enrolled_at is None:
         patient.enrolled_at = now
-        patient.status = "active" if patient.status != "escalated" else patient.status
+        patient.status = PatientStatus.ACTIVE if patient.status != PatientStatus.ESCALATED else patient.status
     enrolled_at = patient.enrolled_at
     tz = ZoneInfo(patient.timezone)
     window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
-    prefix = f"step:{patient.id}:{enrolled_at:%Y%m%dT%H%M%S}:"
+    prefix = drafts.step_prefix(patient.id, enrolled_at)
     existing = {
         msg.dedupe_key: msg
         for msg in s.exec(
@@ -191,10 +199,10 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
     }
     wanted = {prefix + st.id: st for st in rt.program.steps_for(data.answers.for_program())}
     for key, msg in existing.items():
-        if msg.status != m.SCHEDULED:
+        if msg.status != MessageState.SCHEDULED:
             continue
         if key not in wanted:
-            msg.status, msg.reason, msg.updated_at = m.CANCELLED, "no longer applies after re-triage", now
+            msg.status, msg.reason, msg.updated_at = MessageState.CANCELLED, "no longer applies after re-triage", now
             continue
         if msg.channel != patient.channel:
             msg.channel, msg.updated_at = patient.channel, now
@@ -209,30 +217,18 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
         due = planned_send(step, enrolled_at, tz, window)
         if due < now and step.at is not None:
             continue  # a step added by re-triage whose day has passed is not sent late
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=key,
-            channel=patient.channel,
-            kind=step.kind,
-            template=step.template,
-            due_at=due,
-            patient_id=patient.id,
-            step_id=step.id,
-            question_id=step.question,
-        )
+        queue(s, rt.settings, drafts.program_step(patient.id, patient.channel, step, enrolled_at, due), now)
 
 
 def _cancel_program(s: Session, patient_id: int, now: datetime, reason: str) -> None:
     for msg in s.exec(
         select(Message).where(
             Message.patient_id == patient_id,
-            Message.status == m.SCHEDULED,
-            col(Message.kind).in_(("welcome", "tip", "checkin", "closing")),
+            Message.status == MessageState.SCHEDULED,
+            col(Message.kind).in_(PROGRAM_KINDS),
         )
     ):
-        msg.status, msg.reason, msg.updated_at = m.CANCELLED, reason, now
+        msg.status, msg.reason, msg.updated_at = MessageState.CANCELLED, reason, now
 
 
 def upcoming(s: Session, patient_id: int, limit: int = 100) -> list[ScheduledStep]:

@@ -11,15 +11,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from followup.core.vocab import ACTIVE_ESCALATION, FOLLOWED_UP, Level, PatientStatus, Tier, more_serious
 from followup.models import Escalation, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.queue import queue
 from followup.services.reachability import reachable_channel
-
-TIER_RANK = {"routine": 1, "urgent": 2, "emergency": 3}
-OPEN = ("open", "acknowledged")
-CRISIS_CRITERIA_PREFIX = "self_harm"
 
 log = logging.getLogger("followup.escalation")
 
@@ -27,9 +24,19 @@ log = logging.getLogger("followup.escalation")
 def open_escalation(s: Session, patient_id: int) -> Escalation | None:
     return s.exec(
         select(Escalation)
-        .where(Escalation.patient_id == patient_id, col(Escalation.status).in_(OPEN))
+        .where(Escalation.patient_id == patient_id, col(Escalation.status).in_(ACTIVE_ESCALATION))
         .order_by(col(Escalation.id).desc())
     ).first()
+
+
+def has_active_escalation(s: Session, patient_id: int, besides: int | None = None) -> bool:
+    """Whether the patient has an escalation still to act on (other than `besides`): if so they stay escalated."""
+    stmt = select(Escalation.id).where(
+        Escalation.patient_id == patient_id, col(Escalation.status).in_(ACTIVE_ESCALATION)
+    )
+    if besides is not None:
+        stmt = stmt.where(Escalation.id != besides)
+    return s.exec(stmt).first() is not None
 
 
 def escalate(
@@ -37,8 +44,8 @@ def escalate(
     s: Session,
     patient: Patient,
     *,
-    level: str,
-    tier: str,
+    level: Level,
+    tier: Tier,
     criteria: list[str],
     evidence: list[dict[str, Any]],
     source: str,
@@ -69,7 +76,7 @@ def escalate(
         s.flush()
         action = "escalation.opened"
     else:
-        alerted = TIER_RANK[tier] > TIER_RANK[esc.tier]
+        alerted = more_serious(tier, than=esc.tier)
         esc.criteria = list(dict.fromkeys([*esc.criteria, *criteria]))
         esc.evidence = [*esc.evidence, *evidence]
         if inbound_id:
@@ -78,7 +85,7 @@ def escalate(
             esc.tier, esc.level = tier, level
         esc.updated_at = now
         action = "escalation.upgraded" if alerted else "escalation.added_to"
-    patient.status = "escalated" if patient.status in ("active", "escalated") else patient.status
+    patient.status = PatientStatus.ESCALATED if patient.status in FOLLOWED_UP else patient.status
     patient.updated_at = now
     assert esc.id is not None
     audit.record(
@@ -108,31 +115,11 @@ def _tell_patient(
     channel: str | None,
 ) -> None:
     assert esc.id is not None and patient.id is not None
-    if esc.level == "emergency":
-        crisis = any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in criteria)
-        template = "escalation_selfharm" if crisis else "escalation_emergency"
-        context: dict[str, Any] = {}
-    else:
-        template = "escalation_red_flag"
-        context = {"booking_url": rt.links.booking(esc.id)}
     chosen = reachable_channel(patient, channel)
     if chosen is None:
         audit.record(s, now, "system", "escalation.patient_unreachable", f"escalation:{esc.id}", patient_id=patient.id)
         return
-    queue(
-        s,
-        rt.settings,
-        now=now,
-        dedupe_key=f"esc:{esc.id}:{esc.tier}:patient",
-        channel=chosen,
-        kind="escalation",
-        template=template,
-        due_at=now,
-        patient_id=patient.id,
-        urgent=True,
-        escalation_id=esc.id,
-        context=context,
-    )
+    queue(s, rt.settings, drafts.escalation_reply(esc, patient.id, chosen, criteria, rt.links, now), now)
 
 
 def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> None:
@@ -148,24 +135,9 @@ def _alert_clinic(rt: Runtime, s: Session, esc: Escalation, now: datetime) -> No
         },
         "escalation_url": rt.links.escalation(esc.id),
     }
-    targets = [("sms", n) for n in rt.settings.clinic.oncall_sms] + [
-        ("email", e) for e in rt.settings.clinic.oncall_email
-    ]
+    targets = drafts.oncall(rt.settings)
     for channel, address in targets:
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"esc:{esc.id}:{esc.tier}:alert:{channel}:{address}",
-            channel=channel,
-            kind="alert",
-            template="clinic_alert",
-            due_at=now,
-            to=address,
-            urgent=True,
-            escalation_id=esc.id,
-            context=context,
-        )
+        queue(s, rt.settings, drafts.clinic_alert(esc, channel, address, context, now), now)
     if not targets:
         audit.record(s, now, "system", "escalation.no_oncall_configured", f"escalation:{esc.id}")
 

@@ -17,12 +17,12 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from followup import models as m
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
+from followup.core.vocab import WENT_OUT, Channel, Level, Trend
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
@@ -32,9 +32,9 @@ QUESTION_FRESH = timedelta(days=7)
 ACK_EVERY = timedelta(hours=24)
 MAX_BODY_CHARS = 20_000
 TREND = [
-    ("worse", re.compile(r"\b(worse|peor)\b", re.I)),
-    ("better", re.compile(r"\b(better|mejor)\b", re.I)),
-    ("same", re.compile(r"\b(same|igual|no change)\b", re.I)),
+    (Trend.WORSE, re.compile(r"\b(worse|peor)\b", re.I)),
+    (Trend.BETTER, re.compile(r"\b(better|mejor)\b", re.I)),
+    (Trend.SAME, re.compile(r"\b(same|igual|no change)\b", re.I)),
 ]
 
 
@@ -149,7 +149,7 @@ def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | No
 
 
 def _match(s: Session, reply: Reply) -> Patient | None:
-    if reply.channel == "sms":
+    if reply.channel == Channel.SMS:
         return s.exec(select(Patient).where(Patient.phone == reply.sender)).first()
     if reply.reply_token:
         found = s.exec(select(Patient).where(Patient.reply_token == reply.reply_token)).first()
@@ -164,9 +164,9 @@ def _act(
     assert patient.id is not None and inbound.id is not None
     keywords: Keywords = rt.keywords
     word = keywords.keyword(body) if body.strip() else None
-    if reply.channel == "email" and word is None and reply.subject:
+    if reply.channel == Channel.EMAIL and word is None and reply.subject:
         word = keywords.keyword(reply.subject) if not body.strip() else None
-    state = patient.sms_state if reply.channel == "sms" else patient.email_state
+    state = patient.sms_state if reply.channel == Channel.SMS else patient.email_state
     if word == "opt_in" and state == "opted_out":
         return _opt(rt, s, inbound, patient, reply, "opt_in", now)  # "YES" after STOP means opt back in
 
@@ -185,7 +185,7 @@ def _act(
     }
     inbound.level = verdict.level
     inbound.meta = {**(inbound.meta or {}), **_trend(body)}
-    if verdict.level != "none":
+    if verdict.level != Level.NONE:
         inbound.intent, inbound.status = "reply", "processed"
         evidence = [
             {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound.id}
@@ -226,7 +226,7 @@ def _act(
         return _opt(rt, s, inbound, patient, reply, "opt_out", now)
     inbound.intent, inbound.status = "reply", "processed"
     _ack(rt, s, patient, reply.channel, now)
-    return Received(inbound.id, False, "reply", "none")
+    return Received(inbound.id, False, "reply", Level.NONE)
 
 
 def _opt(
@@ -242,7 +242,7 @@ def _opt(
     assert patient.id is not None and inbound.id is not None
     inbound.intent, inbound.status = intent, "processed"
     channel = reply.channel
-    source = "sms_keyword" if channel == "sms" else "email_keyword"
+    source = "sms_keyword" if channel == Channel.SMS else "email_keyword"
     if intent == "opt_out":
         set_channel_state(rt, s, patient, channel, "opted_out", source, now)
         template = "opt_out_confirm"
@@ -252,19 +252,8 @@ def _opt(
     else:
         template = "help_reply"
     if not provider_answered:  # with Advanced Opt-Out, Twilio has already answered the keyword itself
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"inbound:{inbound.id}:{template}",
-            channel=channel,
-            kind="consent",
-            template=template,
-            due_at=now,
-            patient_id=patient.id,
-            urgent=True,
-        )
-    return Received(inbound.id, False, intent, "none")
+        queue(s, rt.settings, drafts.consent_reply(inbound.id, patient.id, channel, template, now), now)
+    return Received(inbound.id, False, intent, Level.NONE)
 
 
 def _ack(rt: Runtime, s: Session, patient: Patient, channel: str, now: datetime) -> None:
@@ -272,22 +261,11 @@ def _ack(rt: Runtime, s: Session, patient: Patient, channel: str, now: datetime)
     assert patient.id is not None
     recent = s.exec(
         select(Message.id).where(
-            Message.patient_id == patient.id, Message.template == "reply_ack", Message.created_at > now - ACK_EVERY
+            Message.patient_id == patient.id, Message.template == drafts.REPLY_ACK, Message.created_at > now - ACK_EVERY
         )
     ).first()
     if recent is None:
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"ack:{patient.id}:{now:%Y%m%dT%H%M%S}",
-            channel=channel,
-            kind="system",
-            template="reply_ack",
-            due_at=now,
-            patient_id=patient.id,
-            urgent=True,
-        )
+        queue(s, rt.settings, drafts.reply_ack(patient.id, channel, now), now)
 
 
 def _last_question(rt: Runtime, s: Session, patient: Patient, now: datetime) -> Any:
@@ -296,7 +274,7 @@ def _last_question(rt: Runtime, s: Session, patient: Patient, now: datetime) -> 
         .where(
             Message.patient_id == patient.id,
             col(Message.question_id).is_not(None),
-            col(Message.status).in_((m.SENT, m.DELIVERED)),
+            col(Message.status).in_(WENT_OUT),
             col(Message.sent_at) > now - QUESTION_FRESH,
         )
         .order_by(col(Message.sent_at).desc())
@@ -335,4 +313,4 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
     if len(seen) > 1:
         return ""
     clinic = {"name": rt.settings.clinic.name, "phone": rt.settings.clinic.phone}
-    return rt.templates.render("unknown_sender", "sms", "en", {"clinic": clinic}).body
+    return rt.templates.render("unknown_sender", Channel.SMS, "en", {"clinic": clinic}).body

@@ -4,31 +4,33 @@ Read-only: nothing here writes."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
-from followup import models as m
+from followup.core.figures import REPLY_WINDOW, Overview, Rows, summarise, trend_of, weeks_to
 from followup.core.storable import storable
+from followup.core.vocab import (
+    ACTIVE_ESCALATION,
+    NOT_DELIVERED,
+    WENT_OUT,
+    AppointmentStatus,
+    EscalationStatus,
+    MessageKind,
+    queue_rank,
+)
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services.alerting import Clock, ack_clock, alert_state
 from followup.services.escalation import criteria_labels
 from followup.services.roster import non_responders, unreachable_clause
 
-TIER_ORDER = {"emergency": 0, "urgent": 1, "routine": 2}
-QUEUE_FILTERS = {
-    "active": ("open", "acknowledged"),
-    "open": ("open",),
-    "acknowledged": ("acknowledged",),
-    "booked": ("booked",),
-    "closed": ("closed",),
+QUEUE_FILTERS: dict[str, tuple[EscalationStatus, ...]] = {
+    "active": ACTIVE_ESCALATION,
+    **{status.value: (status,) for status in EscalationStatus},
 }
-REPLY_WINDOW = timedelta(hours=72)  # a check-in counts as answered by any reply within this
-FAILED = (m.FAILED, m.UNDELIVERED)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
         booked = dict(
             s.exec(
                 select(Appointment.escalation_id, Appointment.starts_at).where(
-                    col(Appointment.escalation_id).in_(ids), Appointment.status == "booked"
+                    col(Appointment.escalation_id).in_(ids), Appointment.status == AppointmentStatus.BOOKED
                 )
             ).all()
         )
@@ -66,7 +68,7 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
         assert esc.id is not None
         clock = ack_clock(rt.settings, esc, state[esc.id], now)
         items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id)))
-    items.sort(key=lambda i: (TIER_ORDER.get(i.escalation.tier, 9), i.escalation.created_at))
+    items.sort(key=lambda i: (queue_rank(i.escalation.tier), i.escalation.created_at))
     return items
 
 
@@ -103,7 +105,10 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
         alerts = list(
             s.exec(
                 select(Message)
-                .where(Message.escalation_id == escalation_id, col(Message.kind).in_(("alert", "notice")))
+                .where(
+                    Message.escalation_id == escalation_id,
+                    col(Message.kind).in_((MessageKind.ALERT, MessageKind.NOTICE)),
+                )
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
         )
@@ -144,119 +149,61 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
 # ---- the overview page ----------------------------------------------------------------------------------------
 
 
-def week_of(at: datetime, tz: ZoneInfo) -> date:
-    """The Monday (clinic-local) that starts the week of `at`."""
-    local = at.astimezone(tz).date()
-    return local - timedelta(days=local.weekday())
-
-
-@dataclass
-class Overview:
-    weeks: list[date]
-    enrolled: int
-    active: int
-    escalated: int
-    open_escalations: int
-    unacknowledged: int
-    unreachable: int
-    non_responders: int
-    response_rate: float | None  # over the whole window
-    answered: int
-    asked: int
-    failures: int
-    escalations_by_week: dict[date, Counter[str]]
-    response_by_week: dict[date, tuple[int, int]]  # (answered, asked)
-    failures_by_week: dict[date, int]
-    trend_by_week: dict[date, Counter[str]]
-    trends: list[tuple[Patient, list[tuple[datetime, str]]]]
-
-
-def overview(rt: Runtime, weeks: int = 8) -> Overview:
+def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
+    """The overview's figures over the last `weeks` clinic-local weeks (worked out by `core.figures`)."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
-    this_week = week_of(now, tz)
-    week_list = [this_week - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    week_list = weeks_to(now, tz, weeks)
     start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
     with rt.db.session() as s:
-        counts = dict(s.exec(select(Patient.status, func.count()).group_by(Patient.status)).all())
-        enrolled = s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one()
-        unreachable = s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()
-        esc_rows = s.exec(
-            select(Escalation.created_at, Escalation.tier, Escalation.status).where(Escalation.created_at >= start)
-        ).all()
-        open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(("open", "acknowledged")))).all()
-        checkins = s.exec(
-            select(Message.patient_id, Message.sent_at).where(
-                Message.kind == "checkin",
-                col(Message.status).in_((m.SENT, m.DELIVERED)),
-                col(Message.sent_at) >= start,
-                col(Message.sent_at) <= now - REPLY_WINDOW,
-            )
-        ).all()
-        failed = s.exec(
-            select(Message.updated_at).where(col(Message.status).in_(FAILED), Message.updated_at >= start)
-        ).all()
-        inbound = s.exec(
-            select(Inbound).where(col(Inbound.patient_id).is_not(None), Inbound.received_at >= start)
-        ).all()
-        silent = non_responders(s, now)
-        replies_by_patient: dict[int, list[datetime]] = {}
-        trend_points: dict[int, list[tuple[datetime, str]]] = {}
-        for i in inbound:
-            assert i.patient_id is not None
-            replies_by_patient.setdefault(i.patient_id, []).append(i.received_at)
-            trend = (i.meta or {}).get("trend")
-            if trend in ("better", "same", "worse"):
-                trend_points.setdefault(i.patient_id, []).append((i.received_at, trend))
-        patients = (
-            {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(list(trend_points)))).all()}
-            if trend_points
-            else {}
+        rows = _overview_rows(s, now, start)
+    return summarise(rows, week_list, tz)
+
+
+def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
+    counts = dict(s.exec(select(Patient.status, func.count()).group_by(Patient.status)).all())
+    enrolled = s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one()
+    unreachable = s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()
+    escalations = s.exec(select(Escalation.created_at, Escalation.tier).where(Escalation.created_at >= start)).all()
+    active = s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
+    checkins = s.exec(
+        select(Message.patient_id, Message.sent_at).where(
+            Message.kind == MessageKind.CHECKIN,
+            col(Message.status).in_(WENT_OUT),
+            col(Message.sent_at) >= start,
+            col(Message.sent_at) <= now - REPLY_WINDOW,
         )
-    by_week: dict[date, Counter[str]] = {w: Counter() for w in week_list}
-    for created, tier, _ in esc_rows:
-        by_week.setdefault(week_of(created, tz), Counter())[tier] += 1
-    response: dict[date, tuple[int, int]] = {w: (0, 0) for w in week_list}
-    for pid, sent_at in checkins:
-        if sent_at is None or pid is None:
-            continue
-        ok = any(sent_at < r <= sent_at + REPLY_WINDOW for r in replies_by_patient.get(pid, []))
-        wk = week_of(sent_at, tz)
-        a, n = response.get(wk, (0, 0))
-        response[wk] = (a + int(ok), n + 1)
-    fails: dict[date, int] = {w: 0 for w in week_list}
-    for at in failed:
-        wk = week_of(at, tz)
-        fails[wk] = fails.get(wk, 0) + 1
-    trend_week: dict[date, Counter[str]] = {w: Counter() for w in week_list}
-    for points in trend_points.values():
-        for at, t in points:
-            trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
-    answered = sum(a for a, _ in response.values())
-    asked = sum(n for _, n in response.values())
-    trends = sorted(
-        ((patients[pid], sorted(pts)) for pid, pts in trend_points.items() if pid in patients),
-        key=lambda x: x[1][-1][0],
-        reverse=True,
+    ).all()
+    failed = s.exec(
+        select(Message.updated_at).where(col(Message.status).in_(NOT_DELIVERED), Message.updated_at >= start)
+    ).all()
+    inbound = s.exec(
+        select(Inbound.patient_id, Inbound.received_at, Inbound.meta).where(
+            col(Inbound.patient_id).is_not(None), Inbound.received_at >= start
+        )
+    ).all()
+    replies = [(pid, at, trend_of(meta)) for pid, at, meta in inbound if pid is not None]
+    with_trend = {pid for pid, _, trend in replies if trend is not None}
+    patients = (
+        {
+            p.id: p
+            for p in s.exec(select(Patient).where(col(Patient.id).in_(list(with_trend)))).all()
+            if p.id is not None
+        }
+        if with_trend
+        else {}
     )
-    return Overview(
-        weeks=week_list,
+    return Rows(
+        status_counts={status: int(n) for status, n in counts.items()},
         enrolled=int(enrolled),
-        active=int(counts.get("active", 0)),
-        escalated=int(counts.get("escalated", 0)),
-        open_escalations=len(open_rows),
-        unacknowledged=sum(1 for st in open_rows if st == "open"),
         unreachable=int(unreachable),
-        non_responders=len(silent),
-        response_rate=answered / asked if asked else None,
-        answered=answered,
-        asked=asked,
-        failures=len(failed),
-        escalations_by_week={w: by_week[w] for w in week_list},
-        response_by_week={w: response[w] for w in week_list},
-        failures_by_week={w: fails[w] for w in week_list},
-        trend_by_week={w: trend_week[w] for w in week_list},
-        trends=trends[:30],
+        non_responders=len(non_responders(s, now)),
+        escalations=list(escalations),
+        active_statuses=list(active),
+        checkins=list(checkins),
+        failures=list(failed),
+        replies=replies,
+        patients=patients,
     )
 
 
@@ -266,7 +213,7 @@ def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
         rows = s.exec(
             select(Inbound.received_at, Inbound.meta).where(Inbound.patient_id == patient_id).order_by(col(Inbound.id))
         ).all()
-    return [(at, meta["trend"]) for at, meta in rows if (meta or {}).get("trend") in ("better", "same", "worse")]
+    return [(at, trend) for at, meta in rows if (trend := trend_of(meta)) is not None]
 
 
 def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:

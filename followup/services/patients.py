@@ -7,10 +7,19 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import col, func, select
 
-from followup import models as m
+from followup.core.vocab import (
+    ACTIVE_ESCALATION,
+    FOLLOWED_UP,
+    NOT_CLOSED,
+    OPEN_STATES,
+    EscalationStatus,
+    MessageState,
+    PatientStatus,
+)
 from followup.models import Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.services.escalation import has_active_escalation
 
 
 class NotFound(LookupError):
@@ -68,7 +77,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         by_msg.setdefault(e.message_id or 0, []).append({"status": e.status, "at": e.at, "error_code": e.error_code})
     timeline: list[dict[str, Any]] = []
     for x in msgs:
-        if x.status in m.OPEN_STATES:
+        if x.status in OPEN_STATES:
             continue
         timeline.append(
             {
@@ -103,17 +112,20 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
     return {
         "patient": p,
         "timeline": timeline,
-        "upcoming": [x for x in msgs if x.status in m.OPEN_STATES],
+        "upcoming": [x for x in msgs if x.status in OPEN_STATES],
         "escalations": escalations,
         "triages": triages,
         "consents": consents,
     }
 
 
-TRANSITIONS = {
-    "pause": ({"active", "escalated"}, "paused"),
-    "resume": ({"paused"}, "active"),
-    "unenroll": ({"active", "paused", "escalated", "completed"}, "unenrolled"),
+TRANSITIONS: dict[str, tuple[set[str], PatientStatus]] = {
+    "pause": (set(FOLLOWED_UP), PatientStatus.PAUSED),
+    "resume": ({PatientStatus.PAUSED}, PatientStatus.ACTIVE),
+    "unenroll": (
+        {PatientStatus.ACTIVE, PatientStatus.PAUSED, PatientStatus.ESCALATED, PatientStatus.COMPLETED},
+        PatientStatus.UNENROLLED,
+    ),
 }
 
 
@@ -128,16 +140,14 @@ def change_status(rt: Runtime, patient_id: int, action: str, actor: str) -> Pati
             raise Conflict(f"cannot {action} a patient who is {p.status}")
         before = p.status
         if action == "resume":
-            has_open = s.exec(
-                select(Escalation).where(
-                    Escalation.patient_id == patient_id, col(Escalation.status).in_(("open", "acknowledged"))
-                )
-            ).first()
-            target = "escalated" if has_open else "active"
+            has_open = has_active_escalation(s, patient_id)
+            target = PatientStatus.ESCALATED if has_open else PatientStatus.ACTIVE
         p.status, p.updated_at = target, now
         if action == "unenroll":
-            for msg in s.exec(select(Message).where(Message.patient_id == patient_id, Message.status == m.SCHEDULED)):
-                msg.status, msg.reason, msg.updated_at = m.CANCELLED, f"unenrolled by {actor}", now
+            for msg in s.exec(
+                select(Message).where(Message.patient_id == patient_id, Message.status == MessageState.SCHEDULED)
+            ):
+                msg.status, msg.reason, msg.updated_at = MessageState.CANCELLED, f"unenrolled by {actor}", now
         audit.record(s, now, actor, f"patient.{action}", f"patient:{patient_id}", was=before)
         s.commit()
         return p
@@ -147,7 +157,10 @@ def next_scheduled(rt: Runtime, limit: int) -> list[Message]:
     with rt.db.session() as s:
         return list(
             s.exec(
-                select(Message).where(col(Message.status) == m.SCHEDULED).order_by(col(Message.due_at)).limit(limit)
+                select(Message)
+                .where(col(Message.status) == MessageState.SCHEDULED)
+                .order_by(col(Message.due_at))
+                .limit(limit)
             ).all()
         )
 
@@ -168,10 +181,10 @@ def escalation(rt: Runtime, escalation_id: int) -> Escalation:
         return e
 
 
-ESC_TRANSITIONS = {
-    "acknowledge": ({"open"}, "acknowledged"),
-    "book": ({"open", "acknowledged"}, "booked"),
-    "close": ({"open", "acknowledged", "booked"}, "closed"),
+ESC_TRANSITIONS: dict[str, tuple[set[str], EscalationStatus]] = {
+    "acknowledge": ({EscalationStatus.OPEN}, EscalationStatus.ACKNOWLEDGED),
+    "book": (set(ACTIVE_ESCALATION), EscalationStatus.BOOKED),
+    "close": (set(NOT_CLOSED), EscalationStatus.CLOSED),
 }
 
 
@@ -191,17 +204,11 @@ def change_escalation(rt: Runtime, escalation_id: int, action: str, actor: str, 
             e.booked_at = now
         else:
             e.closed_at, e.closed_by, e.note = now, actor, note
-        if target in ("booked", "closed"):
+        if target in (EscalationStatus.BOOKED, EscalationStatus.CLOSED):
             p = s.get(Patient, e.patient_id)
-            others = s.exec(
-                select(Escalation).where(
-                    Escalation.patient_id == e.patient_id,
-                    Escalation.id != e.id,
-                    col(Escalation.status).in_(("open", "acknowledged")),
-                )
-            ).first()
-            if p is not None and p.status == "escalated" and others is None:
-                p.status, p.updated_at = "active", now
+            others = has_active_escalation(s, e.patient_id, besides=escalation_id)
+            if p is not None and p.status == PatientStatus.ESCALATED and not others:
+                p.status, p.updated_at = PatientStatus.ACTIVE, now
         audit.record(s, now, actor, f"escalation.{action}", f"escalation:{escalation_id}", was=before)
         s.commit()
         return e

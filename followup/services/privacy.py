@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from followup import models as m
+from followup.core.vocab import TERMINAL_STATES
 from followup.models import (
     Appointment,
     AuditLog,
@@ -32,7 +32,7 @@ from followup.models import (
     Triage,
 )
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 
 log = logging.getLogger("followup.privacy")
 PURGED = "[removed after the retention period]"
@@ -65,7 +65,7 @@ def _owned(s: Session, patient_id: int) -> _Owned:
                 col(Message.patient_id) == patient_id,
                 col(Message.escalation_id).in_(escalations),
                 # alerts that the patient cannot be reached carry only the patient's id, in the dedupe key
-                col(Message.dedupe_key).startswith(f"unreachable:{patient_id}:"),
+                col(Message.dedupe_key).startswith(drafts.unreachable_prefix(patient_id)),
             )
         )
     )
@@ -172,7 +172,7 @@ def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) 
             s.exec(
                 update(Message)
                 .where(
-                    col(Message.status).in_(m.TERMINAL_STATES),
+                    col(Message.status).in_(TERMINAL_STATES),
                     col(Message.created_at) < cutoff,
                     or_(col(Message.body).is_(None), col(Message.body) != PURGED),
                 )

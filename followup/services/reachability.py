@@ -10,25 +10,25 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from followup import models as m
+from followup.core.vocab import CHANNELS, Channel, MessageKind, MessageState
 from followup.models import Consent, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, drafts
 from followup.services.queue import queue
 from followup.transports.base import SendError
 
 OPTED_OUT_CODES = {"21610"}
-RESEND_ON_NEW_CHANNEL = ("welcome", "escalation", "checkin")
+RESEND_ON_NEW_CHANNEL = (MessageKind.WELCOME, MessageKind.ESCALATION, MessageKind.CHECKIN)
 INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
 
 
 def reachable_channel(patient: Patient, preferred: str | None = None) -> str | None:
     """The channel to use now: `preferred`, else the patient's own, else whichever still works; None if none."""
-    usable = {
-        "sms": bool(patient.phone) and patient.sms_state == "ok",
-        "email": bool(patient.email) and patient.email_state == "ok",
+    usable: dict[str, bool] = {
+        Channel.SMS: bool(patient.phone) and patient.sms_state == "ok",
+        Channel.EMAIL: bool(patient.email) and patient.email_state == "ok",
     }
-    for ch in (preferred, patient.channel, "sms", "email"):
+    for ch in (preferred, patient.channel, *CHANNELS):
         if ch and usable.get(ch):
             return ch
     return None
@@ -36,30 +36,15 @@ def reachable_channel(patient: Patient, preferred: str | None = None) -> str | N
 
 def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, now: datetime) -> None:
     patient = s.get(Patient, msg.patient_id) if msg.patient_id is not None else None
-    if patient is None or msg.channel != "sms":
+    if patient is None or msg.channel != Channel.SMS:
         return
     if err.code in OPTED_OUT_CODES:
-        set_channel_state(rt, s, patient, "sms", "opted_out", f"provider_{err.code}", now)
+        set_channel_state(rt, s, patient, Channel.SMS, "opted_out", f"provider_{err.code}", now)
     elif err.code in INVALID_CODES:
-        set_channel_state(rt, s, patient, "sms", "invalid", f"provider_{err.code}", now)
-        if patient.channel == "email" and msg.kind in RESEND_ON_NEW_CHANNEL:
+        set_channel_state(rt, s, patient, Channel.SMS, "invalid", f"provider_{err.code}", now)
+        if patient.channel == Channel.EMAIL and msg.kind in RESEND_ON_NEW_CHANNEL:
             # The safety net (welcome) and escalation advice must still reach the patient: send them by email.
-            queue(
-                s,
-                rt.settings,
-                now=now,
-                dedupe_key=f"{msg.dedupe_key}:email",
-                channel="email",
-                kind=msg.kind,
-                template=msg.template,
-                due_at=now,
-                patient_id=patient.id,
-                urgent=msg.urgent,
-                step_id=msg.step_id,
-                question_id=msg.question_id,
-                escalation_id=msg.escalation_id,
-                context=msg.context,
-            )
+            queue(s, rt.settings, drafts.resent_by_email(msg, now), now)
 
 
 def set_channel_state(
@@ -68,10 +53,10 @@ def set_channel_state(
     """Record a channel's new state, move scheduled messages to the other channel if it works, and tell the
     clinic when the patient can no longer be reached at all."""
     assert patient.id is not None
-    before = patient.sms_state if channel == "sms" else patient.email_state
+    before = patient.sms_state if channel == Channel.SMS else patient.email_state
     if before == state:
         return
-    if channel == "sms":
+    if channel == Channel.SMS:
         patient.sms_state = state
     else:
         patient.email_state = state
@@ -83,36 +68,23 @@ def set_channel_state(
     audit.record(s, now, source, f"channel.{state}", f"patient:{patient.id}", channel=channel, was=before)
     if state == "ok" or state == "opted_out":
         return  # an opt-out is the patient's choice for that channel: we do not move to another one
-    other = "email" if channel == "sms" else "sms"
+    other = Channel.EMAIL if channel == Channel.SMS else Channel.SMS
     other_ok = (
         (patient.email and patient.email_state == "ok")
-        if other == "email"
+        if other == Channel.EMAIL
         else (patient.phone and patient.sms_state == "ok")
     )
     if other_ok:
         patient.channel = other
         for msg in s.exec(
             select(Message).where(
-                Message.patient_id == patient.id, Message.status == m.SCHEDULED, Message.channel == channel
+                Message.patient_id == patient.id, Message.status == MessageState.SCHEDULED, Message.channel == channel
             )
         ):
             msg.channel, msg.updated_at = other, now
         return
     reason = f"{channel} {state.replace('_', ' ')}; no other working channel"
-    for ch, address in [("sms", n) for n in rt.settings.clinic.oncall_sms] + [
-        ("email", e) for e in rt.settings.clinic.oncall_email
-    ]:
-        queue(
-            s,
-            rt.settings,
-            now=now,
-            dedupe_key=f"unreachable:{patient.id}:{now:%Y%m%dT%H%M%S}:{ch}:{address}",
-            channel=ch,
-            kind="alert",
-            template="unreachable_alert",
-            due_at=now,
-            to=address,
-            urgent=True,
-            context={"patient_id": patient.id, "reason": reason, "patient_url": rt.links.patient(patient.id)},
-        )
+    context = {"patient_id": patient.id, "reason": reason, "patient_url": rt.links.patient(patient.id)}
+    for ch, address in drafts.oncall(rt.settings):
+        queue(s, rt.settings, drafts.unreachable_alert(patient.id, ch, address, context, now), now)
     audit.record(s, now, "system", "patient.unreachable", f"patient:{patient.id}", reason=reason)

@@ -9,14 +9,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
-from followup import models as m
 from followup.core.storable import storable
+from followup.core.vocab import CHANNELS, FINISHED, WENT_OUT, Channel, MessageKind, MessageState
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
 
 REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
-FINISHED = ("unenrolled", "completed")
 FILTERS = {
     "active": "Active",
     "paused": "Paused",
@@ -34,14 +33,14 @@ class RosterError(ValueError):
 
 
 def _usable(channel: str) -> ColumnElement[bool]:
-    if channel == "sms":
+    if channel == Channel.SMS:
         return and_(col(Patient.phone).is_not(None), col(Patient.sms_state) == "ok")
     return and_(col(Patient.email).is_not(None), col(Patient.email_state) == "ok")
 
 
 def unreachable_clause() -> ColumnElement[bool]:
     """Still followed up, but no channel works (opted out everywhere, invalid number, bounced email)."""
-    return and_(col(Patient.status).not_in(FINISHED), ~_usable("sms"), ~_usable("email"))
+    return and_(col(Patient.status).not_in(FINISHED), ~_usable(Channel.SMS), ~_usable(Channel.EMAIL))
 
 
 def opted_out_clause() -> ColumnElement[bool]:
@@ -62,8 +61,8 @@ def non_responders(s: Session, now: datetime) -> list[Silent]:
         select(Message.patient_id, Message.sent_at)
         .join(Patient, col(Patient.id) == Message.patient_id)
         .where(
-            Message.kind == "checkin",
-            col(Message.status).in_((m.SENT, m.DELIVERED)),
+            Message.kind == MessageKind.CHECKIN,
+            col(Message.status).in_(WENT_OUT),
             col(Message.sent_at).is_not(None),
             col(Message.sent_at) <= now - REPLY_GRACE,
             col(Patient.status).not_in(FINISHED),
@@ -123,14 +122,14 @@ def search(
 
 def change_channel(rt: Runtime, patient_id: int, channel: str, actor: str) -> Patient:
     """Move a patient's follow-up to the other channel (scheduled messages follow) when it can be used."""
-    if channel not in ("sms", "email"):
+    if channel not in CHANNELS:
         raise RosterError("channel must be sms or email")
     now = rt.clock.now()
     with rt.db.session() as s:
         p = s.get(Patient, patient_id)
         if p is None:
             raise LookupError(f"patient {patient_id}")
-        address, state = (p.phone, p.sms_state) if channel == "sms" else (p.email, p.email_state)
+        address, state = (p.phone, p.sms_state) if channel == Channel.SMS else (p.email, p.email_state)
         if not address:
             raise RosterError(f"the patient has no {'phone number' if channel == 'sms' else 'email address'}")
         if state != "ok":
@@ -140,7 +139,7 @@ def change_channel(rt: Runtime, patient_id: int, channel: str, actor: str) -> Pa
         before, p.channel, p.updated_at = p.channel, channel, now
         for msg in s.exec(
             select(Message).where(
-                Message.patient_id == patient_id, Message.status == m.SCHEDULED, Message.channel == before
+                Message.patient_id == patient_id, Message.status == MessageState.SCHEDULED, Message.channel == before
             )
         ):
             msg.channel, msg.updated_at = channel, now

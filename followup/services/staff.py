@@ -18,13 +18,14 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from followup.core.vocab import StaffRole
 from followup.models import StaffSession, StaffUser
 from followup.runtime import Runtime
 from followup.services import audit, passwords, throttle
 from followup.services.passwords import PasswordError
 from followup.services.signin import TooManyAttempts, WrongCredentials
 
-ROLES = ("clinician", "admin")
+ROLES: tuple[StaffRole, ...] = tuple(StaffRole)
 SESSION_FOR = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at is written at most this often
 
@@ -53,7 +54,7 @@ class Staff:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == StaffRole.ADMIN
 
 
 def _password(password: str, field: str = "password") -> None:
@@ -121,7 +122,7 @@ def disable(rt: Runtime, who: int | str, actor: str) -> StaffUser:
             return user
         if actor == f"staff:{user.id}":
             raise StaffError("account: you cannot disable your own account; ask another admin")
-        if user.role == "admin" and _active_admins(s) <= 1:
+        if user.role == StaffRole.ADMIN and _active_admins(s) <= 1:
             raise StaffError("account: the last active admin cannot be disabled; add or enable another admin first")
         user.disabled_at, user.updated_at = now, now
         ended = _end_sessions(s, user.id or 0, now)
@@ -143,7 +144,7 @@ def enable(rt: Runtime, who: int | str, actor: str) -> StaffUser:
 
 
 def _active_admins(s: Session) -> int:
-    rows = s.exec(select(StaffUser.id).where(StaffUser.role == "admin", col(StaffUser.disabled_at).is_(None)))
+    rows = s.exec(select(StaffUser.id).where(StaffUser.role == StaffRole.ADMIN, col(StaffUser.disabled_at).is_(None)))
     return len(rows.all())
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from followup.core import totp
+from followup.core.vocab import StaffRole
 from followup.models import StaffUser
 from followup.runtime import Runtime
 from followup.services import audit, throttle
@@ -28,7 +29,7 @@ class Enrolment:
 
 def required(settings: Settings, role: str) -> bool:
     """Whether an account of this role must have a second factor before doing anything else."""
-    return settings.security.environment == "production" and role == "admin"
+    return settings.security.environment == "production" and role == StaffRole.ADMIN
 
 
 def begin(rt: Runtime, staff: Staff) -> Enrolment:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from followup.core.triage import RED_FLAG_QUESTIONS
+
 # Zones on several continents; most observe DST, on different dates (US second Sunday of March, EU last Sunday
 # of March, Australia and New Zealand first Sunday of April), some never do (Phoenix, Kolkata, Tokyo).
 ZONES: tuple[tuple[str, int], ...] = (
@@ -145,14 +147,7 @@ class Cohort:
             # Twitching for 4 weeks or more escalates at triage (clinic/intake.toml): few enrolled patients have it.
             "onset_weeks": round(r.uniform(0.5, 3.5), 1),
             "locations": r.sample(["calf", "eyelid", "thigh", "arm", "foot"], r.randint(1, 2)),
-            "weakness": False,
-            "atrophy": False,
-            "daily_activities": False,
-            "speech_swallowing": False,
-            "breathing": False,
-            "numbness_tingling": False,
-            "balance": False,
-            "severe_cramps": False,
+            **dict.fromkeys(RED_FLAG_QUESTIONS, False),
             "caffeine_per_day": r.choice([0, 1, 2, 3, 4, 6]),
             "sleep_hours": r.choice([5, 6, 6.5, 7, 8]),
             "stress": r.randint(0, 10),

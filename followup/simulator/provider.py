@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 from followup.clock import FakeClock
 from followup.core.replies import Reply
+from followup.core.vocab import PROGRAM_KINDS  # never urgent: quiet hours apply
 from followup.simulator.cohort import Cohort, index_of, plan_reply
 from followup.transports.base import LookupUnavailable, Outgoing, RetryableSendError, Sent
 
-PROGRAM_KINDS = frozenset({"welcome", "tip", "checkin", "closing"})  # never urgent: quiet hours apply
 ACCOUNT_SID = "ACsimulator00000000000000000000000"
 
 

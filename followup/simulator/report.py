@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from followup import models as m
+from followup.core.vocab import OPEN_STATES, Level, MessageState
 from followup.models import Escalation, Inbound, Message
 from followup.runtime import Runtime
 
@@ -118,22 +118,20 @@ def _lost(rt: Runtime, end: datetime) -> tuple[int, dict[str, int], dict[str, in
     with rt.db.session() as s:
         by_status = dict(s.exec(select(Message.status, func.count()).group_by(Message.status)).all())
         open_due = s.exec(
-            select(func.count())
-            .select_from(Message)
-            .where(col(Message.status).in_(m.OPEN_STATES), Message.due_at <= end)
+            select(func.count()).select_from(Message).where(col(Message.status).in_(OPEN_STATES), Message.due_at <= end)
         ).one()
         unexplained = s.exec(
             select(func.count())
             .select_from(Message)
             .where(
-                col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)),
+                col(Message.status).in_((MessageState.EXPIRED, MessageState.CANCELLED, MessageState.FAILED)),
                 col(Message.reason).is_(None),
                 col(Message.error_code).is_(None),
             )
         ).one()
         reasons = s.exec(
             select(Message.status, Message.reason, func.count())
-            .where(col(Message.status).in_((m.EXPIRED, m.CANCELLED, m.FAILED)))
+            .where(col(Message.status).in_((MessageState.EXPIRED, MessageState.CANCELLED, MessageState.FAILED)))
             .group_by(col(Message.status), col(Message.reason))
             .order_by(func.count().desc())
             .limit(8)
@@ -151,7 +149,7 @@ def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], dict[str,
         criteria.update(found or [])
     benign: set[int] = set()
     for inbound_id, key in _stream(
-        rt, select(Inbound.id, Inbound.provider_key).where(col(Inbound.level).in_(("red_flag", "emergency")))
+        rt, select(Inbound.id, Inbound.provider_key).where(col(Inbound.level).in_((Level.RED_FLAG, Level.EMERGENCY)))
     ):
         if _label(key) == "ok":
             benign.add(inbound_id)

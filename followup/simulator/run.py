@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from followup import models as m
 from followup.clock import FakeClock
 from followup.core.triage import TriageIn
+from followup.core.vocab import MessageState
 from followup.db import upgrade
 from followup.jobs import JOB_ID, DispatchLoop
 from followup.models import Message, Patient
@@ -197,10 +197,10 @@ class _Loop:
 
     def _db_next(self) -> datetime | None:
         """The earliest due message or lease to run out (one round trip: it is asked at every step)."""
-        due = select(func.min(Message.due_at)).where(Message.status == m.SCHEDULED).scalar_subquery()
+        due = select(func.min(Message.due_at)).where(Message.status == MessageState.SCHEDULED).scalar_subquery()
         lease = (
             select(func.min(Message.lease_until))
-            .where(col(Message.status).in_((m.CLAIMED, m.SENDING)))
+            .where(col(Message.status).in_((MessageState.CLAIMED, MessageState.SENDING)))
             .scalar_subquery()
         )
         with self.rt.db.session() as s:

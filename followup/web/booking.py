@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from followup.content.dates import day_text, when_text
+from followup.core.vocab import ABOVE_ROUTINE
 from followup.runtime import Runtime
 from followup.services import audit, booking
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
@@ -127,7 +128,7 @@ def _form(
         token=token,
         view=view,
         days=list(days.items()),
-        urgent=view.tier in ("urgent", "emergency"),
+        urgent=view.tier in ABOVE_ROUTINE,
         appointment=when_text(appt.starts_at, tz, view.language) if appt else None,
         error=error,
         done=done if done in DONE else "",
