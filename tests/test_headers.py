@@ -9,7 +9,8 @@ import re
 from typing import Any
 
 import pytest
-from conftest import make_settings, triage_body
+from conftest import make_settings
+from factories import triage_body
 from fastapi.testclient import TestClient
 from test_access import concrete, every_route
 
