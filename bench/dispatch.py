@@ -34,6 +34,7 @@ def settings_for(url: str, api_base: str, concurrency: int, batch: int) -> Setti
             "intake_rules": ROOT / "clinic/intake.toml",
             "keywords": ROOT / "clinic/keywords.toml",
             "templates": ROOT / "templates",
+            "oncall_sms": ["+13105550199"],  # required once a provider is configured
         },
         twilio={"account_sid": DEV_TWILIO_ACCOUNT_SID, "from_number": FROM_NUMBER, "api_base": api_base},
         dispatch={"concurrency": concurrency, "batch_size": batch, "per_sender_per_second": 1e9},

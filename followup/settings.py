@@ -20,7 +20,16 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "FOLLOWUP_"
 SECRETS = {
@@ -42,15 +51,39 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    public_url: str = "http://127.0.0.1:8000"
+    # Empty: the address actually served, http://<host>:<port>, so `serve --port 8001` puts 8001 in booking links
+    # and signs webhooks for it (issue 12). Set it to the https address Twilio and SendGrid call in production.
+    public_url: str = ""
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    _public_url_derived: bool = PrivateAttr(default=False)
 
     @field_validator("public_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
+        if v and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("must be an http(s) URL such as https://followup.clinic.example")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _served_url(self) -> ServerSettings:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", served_url(self.host, self.port))
+            self._public_url_derived = True
+        return self
+
+    @property
+    def public_url_derived(self) -> bool:
+        """True when public_url was left empty and follows host and port."""
+        return self._public_url_derived
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL a browser on this machine uses to reach `host:port` (0.0.0.0 and :: listen everywhere)."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (names the wildcard, does not bind it)
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class DatabaseSettings(_Section):
@@ -317,7 +350,17 @@ class Settings(_Section):
                 raise ValueError("server.public_url: must be https:// in production")
         if self.twilio_configured and not self.twilio.from_number:
             raise ValueError("twilio.from_number: required when Twilio credentials are set")
+        if (self.twilio_configured or self.sendgrid_configured) and not self.oncall_configured:
+            # Patients who report a red flag are told the clinic has been alerted: with real providers someone must be.
+            raise ValueError(
+                "clinic.oncall_sms / clinic.oncall_email: at least one on-call contact is required once Twilio or "
+                "SendGrid is configured (FOLLOWUP_CLINIC__ONCALL_SMS='[\"+1...\"]' or FOLLOWUP_CLINIC__ONCALL_EMAIL)"
+            )
         return self
+
+    @property
+    def oncall_configured(self) -> bool:
+        return bool(self.clinic.oncall_sms or self.clinic.oncall_email)
 
     @property
     def twilio_configured(self) -> bool:
@@ -330,6 +373,8 @@ class Settings(_Section):
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, validated again (tests and the CLI use it)."""
         data = self.model_dump()
+        if self.server.public_url_derived:
+            data["server"]["public_url"] = ""  # keeps following host and port
         for section, values in sections.items():
             data[section] = {**data[section], **values}
         return Settings.model_validate(data)

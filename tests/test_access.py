@@ -63,7 +63,7 @@ VALUES = {
     "escalation_id": "{eid}",
     "token": "not-a-valid.booking-token",
     "staff_id": "1",
-    "name": "intake.js",
+    "name": "live-queue.js",
 }
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
 

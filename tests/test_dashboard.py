@@ -95,6 +95,8 @@ def rows(rt: Runtime, model: Any, *where: Any) -> list[Any]:
         "/dashboard/patients",
         "/dashboard/patients/1",
         "/dashboard/overview",
+        "/dashboard/visits",
+        "/dashboard/assets/live-queue.js",
         "/dashboard/audit",
         "/dashboard/staff",
         "/dashboard/phone",
@@ -108,7 +110,12 @@ def test_staff_pages_redirect_to_login_without_a_session(client: TestClient, pat
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/dashboard/api/queue"), ("POST", "/dashboard/escalations/1"), ("POST", "/dashboard/patients/1")],
+    [
+        ("GET", "/dashboard/api/queue"),
+        ("GET", "/dashboard/api/queue/rows"),
+        ("POST", "/dashboard/escalations/1"),
+        ("POST", "/dashboard/patients/1"),
+    ],
 )
 def test_staff_api_and_forms_refuse_without_a_session(client: TestClient, rt: Runtime, method: str, path: str) -> None:
     """The staff API answers 401 and staff forms change nothing without a session."""
@@ -264,24 +271,48 @@ def escalation(rt: Runtime, tier: str, minutes_ago: int, name: str, status: str 
         return e.id
 
 
-def test_queue_is_sorted_by_tier_then_age_with_clocks(clinician: TestClient, rt: Runtime) -> None:
-    """Emergency first, then urgent, then routine; oldest first within a tier; each with its SLA clock."""
+def test_queue_puts_the_overdue_first_then_open_by_tier_then_acknowledged(clinician: TestClient, rt: Runtime) -> None:
+    """Overdue first (even a routine one above an urgent one still in time), then open by tier and age, then the
+    acknowledged; each row says the red flag in words and links the patient's number; the title counts."""
     escalation(rt, "routine", 600, "Rita Routine")
     escalation(rt, "urgent", 30, "Una Newer")
     escalation(rt, "emergency", 20, "Emma Emergency")
     escalation(rt, "urgent", 300, "Ursula Older")
+    escalation(rt, "routine", 3000, "Otto Overdue")  # 50 h: past the 48 h routine clock
     escalation(rt, "urgent", 10, "Ack Already", status="acknowledged")
     escalation(rt, "routine", 5, "Bo Booked", status="booked")
     html = clinician.get("/dashboard").text
-    order = [n for n in re.findall(r"<td data-label=\"Patient\">([^<]+)</td>", html)]
-    assert order == ["Emma Emergency", "Ursula Older", "Una Newer", "Ack Already", "Rita Routine"]
+    order = re.findall(r'<td data-label="Patient"><span class="name">([^<]+)</span>', html)
+    # Issue 12 asked for this order (it was tier, then age, with acknowledged rows above overdue open ones).
+    assert order == ["Emma Emergency", "Ursula Older", "Otto Overdue", "Una Newer", "Rita Routine", "Ack Already"]
+    bands = re.findall(r'<th colspan="6" scope="colgroup">([^<]+)</th>', html)
+    assert bands == ["Overdue (3)", "Open (2)", "Acknowledged (1)"]
+    assert "<title>(5 open, 3 overdue) Escalations: " in html
     assert "overdue by 5 min" in html  # emergency: 15 minutes to acknowledge, 20 gone
     assert "overdue by 1 h 00 min" in html  # urgent: 4 hours, 5 gone
-    assert "due in 3 h 30 min" in html and "owned" in html
+    assert "due in 3 h 30 min" in html and ">acknowledged</span>" in html and "owned" not in html
+    assert html.count("Weakness or loss of function") == 6  # the criterion's clinician label, not "weakness"
+    assert len(re.findall(r'<a class="tel" href="tel:\+1310555\d{4}">\+1 310-555-\d{4}</a>', html)) == 6
     booked = clinician.get("/dashboard?status=booked").text
-    assert "Bo Booked" in booked and "Emma" not in booked
+    assert "Bo Booked" in booked and "Emma" not in booked and "booked, never acknowledged" in booked
     api = clinician.get("/dashboard/api/queue").json()
-    assert [x["tier"] for x in api] == ["emergency", "urgent", "urgent", "urgent", "routine"]
+    assert [x["tier"] for x in api] == ["emergency", "urgent", "routine", "urgent", "routine", "urgent"]
+    assert [x["overdue"] for x in api] == [True, True, True, False, False, False]
+
+
+def test_queue_rows_fragment_carries_the_count_for_the_title(clinician: TestClient, rt: Runtime) -> None:
+    """The live rows the open page fetches carry the new title; the page loads only our own script file."""
+    page = clinician.get("/dashboard")
+    assert '<script src="/dashboard/assets/live-queue.js" defer></script>' in page.text
+    assert "<script>" not in page.text and "script-src 'self'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+    escalation(rt, "emergency", 20, "Emma Emergency")
+    rows = clinician.get("/dashboard/api/queue/rows")
+    assert rows.status_code == 200 and rows.text.lstrip().startswith('<div id="queue-live"')
+    assert 'data-title="(1 open, 1 overdue) Escalations: ' in rows.text and "Emma Emergency" in rows.text
+    script = clinician.get("/dashboard/assets/live-queue.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert clinician.get("/dashboard/assets/..%2Fapp.py").status_code == 404
 
 
 def test_escalation_page_marks_evidence_and_suppressed_mentions(clinician: TestClient, rt: Runtime) -> None:
@@ -342,7 +373,8 @@ def test_reply_with_script_is_shown_as_text(clinician: TestClient, rt: Runtime, 
     page = clinician.get(f"/dashboard/escalations/{esc.id}")
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text and "<script>" not in page.text
     assert "<img src=x" not in page.text
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script at all
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "unsafe" not in csp.split("script-src")[1].split(";")[0]  # files only
     patient = clinician.get(f"/dashboard/patients/{esc.patient_id}")
     assert "&lt;script&gt;" in patient.text and "<script>" not in patient.text
 
@@ -525,9 +557,29 @@ def test_overview_draws_the_figures(clinician: TestClient, rt: Runtime, cohort: 
     assert "<svg" in html and "<script" not in html
     assert "Escalations per week, by tier" in html and "1 urgent" in html
     assert re.search(r"<b>6</b>enrolled", html)
-    assert "check-ins answered (1 of 4" in html  # two patients, two check-ins each, one answered
+    assert "check-ins answered within 3 days (1 of 4)" in html  # two patients, two check-ins each, one answered
     assert re.search(r'<b><a href="/dashboard/patients\?status=not_responding">1</a></b>', html)
-    assert "Alice Active" in html and "Answers over time" in html and "worse" in html
+    assert "Alice Active" in html and "Replies over time" in html and "latest: <strong>worse</strong>" in html
+
+
+def test_overview_counts_a_fresh_answer_in_the_tile_and_the_charts_alike(clinician: TestClient, rt: Runtime) -> None:
+    """A check-in answered yesterday counts at once in the tile, the response chart and the trend chart; an
+    unanswered one still inside its three days is shown as waiting, not as missed (issue 12: "0 of 0")."""
+    answered, waiting = patient(rt, "Ann Answered"), patient(rt, "Wes Waiting")
+    checkin(rt, answered, 1, 1)
+    reply(rt, answered, 0.5, "a bit better", "better")
+    checkin(rt, waiting, 1, 1)
+    html = clinician.get("/dashboard/overview").text
+    assert "check-ins answered within 3 days (1 of 1; 1 sent in the last 3 days, not answered yet)" in html
+    assert ": 1 of 1 (100%)</title>" in html and ": 1 better</title>" in html
+    assert re.search(r"<b>100%</b>", html)
+
+
+def test_overview_tiles_fill_whole_rows_and_charts_fill_their_cards(clinician: TestClient) -> None:
+    """Eight tiles in a four-column grid (no tile alone on a row); each chart's SVG takes its card's width."""
+    html = clinician.get("/dashboard/overview").text
+    assert html.count('<div class="tile">') == 8 and "grid-template-columns: repeat(4, 1fr)" in html
+    assert "max-width:560px" not in html and html.count('width="100%" style="display:block;height:auto"') == 4
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ def rows(
     active_statuses: Sequence[str] = (),
     checkins: Sequence[tuple[int | None, datetime | None]] = (),
     failures: Sequence[datetime] = (),
-    replies: Sequence[tuple[int, datetime, Trend | None]] = (),
+    replies: Sequence[tuple[int, datetime, str | None]] = (),
     patients: Mapping[int, str] | None = None,
 ) -> Rows[str]:
     """Rows with nothing in them but what a test names; patients are plain names."""
@@ -130,3 +130,31 @@ def test_trends_list_patients_latest_answer_first() -> None:
 def test_trend_of_reads_only_known_trends(meta: dict[str, str] | None, trend: Trend | None) -> None:
     """A reply's trend is read from its meta; anything but better / same / worse is no trend."""
     assert trend_of(meta) == trend
+
+
+@pytest.mark.parametrize(
+    ("sent_ago", "answered_after", "expected"),
+    [
+        (timedelta(days=1), timedelta(hours=2), (1, 1, 0)),  # answered yesterday: counts at once
+        (timedelta(days=1), None, (0, 0, 1)),  # still inside its three days: pending, not missed
+        (timedelta(days=4), None, (0, 1, 0)),  # past its three days: missed
+        (REPLY_WINDOW, None, (0, 1, 0)),  # exactly three days: missed
+    ],
+    ids=["fresh-answer", "waiting", "missed", "window-edge"],
+)
+def test_checkins_inside_their_window_are_pending_until_answered(
+    sent_ago: timedelta, answered_after: timedelta | None, expected: tuple[int, int, int]
+) -> None:
+    """(answered, asked, pending): an answer counts as soon as it comes; silence counts only once the window ends."""
+    sent = NOW - sent_ago
+    replies = [(7, sent + answered_after, "better")] if answered_after else []
+    o = summarise(rows(checkins=[(7, sent)], replies=replies, patients={7: "Ana"}), [LAST_WEEK, THIS_WEEK], LA, NOW)
+    assert (o.answered, o.asked, o.pending) == expected
+
+
+def test_red_flag_replies_mark_the_trend_but_not_the_answers_chart() -> None:
+    """A red-flag reply is the patient's latest mark, and the weekly better / same / worse chart ignores it."""
+    replies = [(7, NOW - timedelta(days=2), "better"), (7, NOW - timedelta(hours=1), "red_flag")]
+    o = summarise(rows(replies=replies, patients={7: "Ana"}), [THIS_WEEK], LA, NOW)
+    assert o.trends == [("Ana", [(NOW - timedelta(days=2), "better"), (NOW - timedelta(hours=1), "red_flag")])]
+    assert o.trend_by_week == {THIS_WEEK: {"better": 1}}

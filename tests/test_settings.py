@@ -114,6 +114,7 @@ def test_secrets_from_the_environment_are_accepted(tmp_path: Path) -> None:
         "FOLLOWUP_TWILIO__AUTH_TOKEN": "tok",
         "FOLLOWUP_TWILIO__FROM_NUMBER": "+13105550100",
         "FOLLOWUP_SENDGRID__API_KEY": "SG.key",
+        "FOLLOWUP_CLINIC__ONCALL_EMAIL": '["oncall@clinic.example"]',
     }
     s = load_settings(tmp_path / "missing.toml", env)
     assert s.twilio_configured and s.sendgrid_configured

@@ -89,6 +89,7 @@ class Workers:
             # Sends start only while the lease outlives the provider call (its timeout): keep it well under the lease.
             "FOLLOWUP_TWILIO__TIMEOUT_SECONDS": "2",
             "FOLLOWUP_SENDGRID__API_KEY": "",
+            "FOLLOWUP_CLINIC__ONCALL_SMS": '["+13105550199"]',  # required with a real provider
             "FOLLOWUP_DISPATCH__INTERVAL_SECONDS": "0.2",
             "FOLLOWUP_DISPATCH__BATCH_SIZE": "200",
             "FOLLOWUP_DISPATCH__LEASE_SECONDS": "5",

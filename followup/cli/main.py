@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from followup.cli._common import runtime_of, settings_of
+from followup.cli.serve import serve
 from followup.cli.staff import staff
 from followup.logs import setup_logging
 
@@ -28,44 +29,6 @@ def cli(ctx: click.Context, settings_path: Path | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["settings_path"] = settings_path
     setup_logging(verbose)
-
-
-@cli.command()
-@click.option("--host", default=None, help="Interface to listen on (default: server.host).")
-@click.option("--port", type=int, default=None, help="Port (default: server.port).")
-@click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
-@click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
-@click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool) -> None:
-    """Run the web app and the scheduler (dispatcher) in one process."""
-    import uvicorn
-
-    from followup.db import upgrade
-    from followup.web.app import create_app
-
-    settings = settings_of(ctx)
-    if not no_migrate:
-        upgrade(settings.database.url)
-    rt = runtime_of(settings)
-    host = host or settings.server.host
-    port = port or settings.server.port
-    app = create_app(runtime=rt, background=not no_dispatch)
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
-    sms = "Twilio" if settings.twilio_configured else "outbox (var/outbox/sms.jsonl)"
-    email = "SendGrid" if settings.sendgrid_configured else "outbox (var/outbox/email.jsonl)"
-    click.echo(f"followup {settings.security.environment}: database {settings.database.url.split('@')[-1]}")
-    click.echo(f"  SMS via {sms}; email via {email}")
-    click.echo(f"  intake page   {base}/intake")
-    click.echo(f"  dashboard     {base}/dashboard   (account: `followup staff add --email you@clinic --role admin`)")
-    click.echo(f"  API docs      {base}/docs   (API token: `followup token create`)")
-    click.echo(f"  health        {base}/healthz")
-    if not settings.clinic.oncall_sms and not settings.clinic.oncall_email:
-        click.echo(
-            "  WARNING: no on-call contacts (clinic.oncall_sms / clinic.oncall_email): escalations reach no one "
-            "but the dashboard",
-            err=True,
-        )
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @cli.command()
@@ -319,6 +282,7 @@ def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str)
     click.echo(f"patient {patient_id} erased: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
 
 
+cli.add_command(serve)
 cli.add_command(staff)
 
 

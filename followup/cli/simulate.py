@@ -85,23 +85,68 @@ def run_simulate_command(
     return 1 if bad else 0
 
 
+# What each invariant counts, printed beside it (the simulator's report module defines them).
+INVARIANT_MEANING = {
+    "quiet_hour_violations": "program messages sent outside the patient's local sending window",
+    "duplicate_sends": "messages the provider accepted twice, or a program step sent twice to one patient",
+    "missed_escalations": "red-flag replies that no escalation holds",
+    "lost_messages": "messages due by the end that were neither sent nor closed with a reason",
+}
+STATE_MEANING = {
+    "delivered": "the provider confirmed delivery",
+    "sent": "accepted by the provider, no delivery receipt yet",
+    "scheduled": "due after the simulated end",
+    "cancelled": "not needed any more: opted out, unenrolled, or replaced",
+    "expired": "too late to be useful (past its time to live)",
+    "undelivered": "the provider could not deliver it",
+    "failed": "refused by the provider",
+}
+
+
+def _counts(values: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in values.items()) or "none"
+
+
 def format_summary(s: dict[str, Any]) -> str:
+    """The summary as text: every counter with a word on what it counts (issue 12: "benign replies escalated: 50"
+    alone read as a bug)."""
+    labels = s.get("criteria_labels", {})
     lines = [
         f"{s['patients']} patients over {s['days']} days (seed {s['seed']}, {s['start']} to {s['end']}), "
         f"{s['wall_seconds']} s wall, peak {s['peak_rss_mb']} MB",
-        f"messages sent: {s['messages_sent']}",
+        f"messages sent: {s['messages_sent']} (accepted by the simulated provider: to patients, and alerts, digests "
+        "and notices to the clinic)",
     ]
     for channel, kinds in s["messages_by_channel_and_kind"].items():
-        lines.append(f"  {channel:<6} " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
-    lines.append("message states: " + ", ".join(f"{k} {n}" for k, n in sorted(s["message_status"].items())))
+        lines.append(f"  {channel:<6} " + _counts(kinds))
+    lines.append("message states at the end (every message scheduled, including those due later):")
+    for state, n in sorted(s["message_status"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {state:<12} {n:>6}  {STATE_MEANING.get(state, '')}".rstrip())
+    for reason, n in s.get("closed_reasons", {}).items():
+        lines.append(f"    {n:>6} {reason}")
     lines.append(
-        f"escalations: {s['escalations']} by tier "
-        + (", ".join(f"{k} {n}" for k, n in s["escalations_by_tier"].items()) or "-")
-        + f"; benign replies escalated: {s['benign_replies_escalated']}"
+        f"replies the synthetic patients sent: {_counts(s['replies'])} "
+        "(benign: lifestyle and how-are-you answers; red_flag: written to match a criterion; stop: STOP)"
     )
-    lines.append("replies: " + ", ".join(f"{k} {n}" for k, n in s["replies"].items()))
+    lines.append(
+        f"escalations opened: {s['escalations']}; by tier: {_counts(s['escalations_by_tier'])}; "
+        f"from: {_counts(s.get('escalations_by_source', {}))}"
+    )
+    benign = s["benign_replies_escalated"]
+    lines.append(
+        f"benign replies escalated: {benign} (replies written as benign that the detector escalated"
+        + (
+            ": not an error when the reason is persisting twitching, since twitching four or more weeks after the "
+            "onset recorded at triage is a routine referral in clinic/red_flags.toml; judge the rest)"
+            if benign
+            else ")"
+        )
+    )
+    for criterion, n in s.get("benign_replies_escalated_by_criterion", {}).items():
+        lines.append(f"  {n:>6} {labels.get(criterion, criterion)} ({criterion})")
     lines.append("invariants (must all be 0):")
     for k in INVARIANTS:
-        lines.append(f"  {k:<22} {s[k]}{'' if not s[k] else '   <-- VIOLATED'}")
+        flag = "   <-- VIOLATED" if s[k] else ""
+        lines.append(f"  {k:<22} {s[k]:>4}  {INVARIANT_MEANING.get(k, '')}{flag}")
     lines.extend(f"  e.g. {e}" for e in s["examples"])
     return "\n".join(lines)

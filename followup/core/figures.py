@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from followup.core.vocab import EscalationStatus, PatientStatus, Trend
+from followup.core.vocab import EscalationStatus, Level, PatientStatus, Trend
 
 P = TypeVar("P")  # the patient as the caller holds it (the overview's table row); only handed back
 REPLY_WINDOW = timedelta(hours=72)  # a check-in counts as answered by any reply within this
@@ -35,6 +35,18 @@ def trend_of(meta: Mapping[str, Any] | None) -> Trend | None:
     return Trend(value) if value in tuple(Trend) else None
 
 
+RED_FLAG_MARKS = (Level.EMERGENCY, Level.RED_FLAG)
+
+
+def reply_mark(level: str | None, meta: Mapping[str, Any] | None) -> str | None:
+    """How one assessed reply reads on a trend strip: a red flag (its level) outranks whatever better / same / worse
+    it also said (issue 12: a green "better" sat beside "I can't breathe"); None for a reply that says neither."""
+    if level in RED_FLAG_MARKS:
+        return str(level)
+    trend = trend_of(meta)
+    return str(trend) if trend is not None else None
+
+
 @dataclass(frozen=True)
 class Rows(Generic[P]):
     """What the overview reads, from the first of its weeks on (counts: over all time)."""
@@ -45,9 +57,9 @@ class Rows(Generic[P]):
     non_responders: int
     escalations: Sequence[tuple[datetime, str]]  # (created_at, tier)
     active_statuses: Sequence[str]  # the status of every escalation still to act on, whenever opened
-    checkins: Sequence[tuple[int | None, datetime | None]]  # (patient_id, sent_at), sent a reply window ago
+    checkins: Sequence[tuple[int | None, datetime | None]]  # (patient_id, sent_at), sent by now
     failures: Sequence[datetime]  # when each failed or undelivered message was last updated
-    replies: Sequence[tuple[int, datetime, Trend | None]]  # (patient_id, received_at, trend)
+    replies: Sequence[tuple[int, datetime, str | None]]  # (patient_id, received_at, reply_mark or None)
     patients: Mapping[int, P]  # at least every patient with a trend
 
 
@@ -65,6 +77,7 @@ class Overview(Generic[P]):
     answered: int
     asked: int
     failures: int
+    pending: int  # check-ins sent less than REPLY_WINDOW ago and not answered yet: neither answered nor missed
     escalations_by_week: dict[date, Counter[str]]
     response_by_week: dict[date, tuple[int, int]]  # (answered, asked)
     failures_by_week: dict[date, int]
@@ -72,9 +85,12 @@ class Overview(Generic[P]):
     trends: list[tuple[P, list[tuple[datetime, str]]]]  # most recent answer first
 
 
-def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo) -> Overview[P]:
+def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo, now: datetime | None = None) -> Overview[P]:
     """The figures over `weeks` (Mondays, oldest first). A check-in is answered by any reply within
-    REPLY_WINDOW after it; events are counted in their clinic-local week."""
+    REPLY_WINDOW after it; one sent less than REPLY_WINDOW before `now` and not answered yet is pending, counted
+    apart, so an answer counts at once and the tile agrees with the charts (issue 12: "0 of 0" beside a chart
+    counting an answer). Events are counted in their clinic-local week."""
+    pending = 0
     replies_by_patient: dict[int, list[datetime]] = {}
     trend_points: dict[int, list[tuple[datetime, str]]] = {}
     for pid, received_at, trend in rows.replies:
@@ -89,6 +105,9 @@ def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo) -> Overview[P]:
         if sent_at is None or asked_id is None:
             continue
         ok = any(sent_at < r <= sent_at + REPLY_WINDOW for r in replies_by_patient.get(asked_id, []))
+        if not ok and now is not None and sent_at > now - REPLY_WINDOW:
+            pending += 1
+            continue
         wk = week_of(sent_at, tz)
         a, n = response.get(wk, (0, 0))
         response[wk] = (a + int(ok), n + 1)
@@ -99,7 +118,8 @@ def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo) -> Overview[P]:
     trend_week: dict[date, Counter[str]] = {w: Counter() for w in weeks}
     for points in trend_points.values():
         for at, t in points:
-            trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
+            if t in tuple(Trend):  # the chart counts check-in answers; red flags are on the escalations chart
+                trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
     answered = sum(a for a, _ in response.values())
     asked = sum(n for _, n in response.values())
     trends = sorted(
@@ -120,6 +140,7 @@ def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo) -> Overview[P]:
         answered=answered,
         asked=asked,
         failures=len(rows.failures),
+        pending=pending,
         escalations_by_week={w: by_week[w] for w in weeks},
         response_by_week={w: response[w] for w in weeks},
         failures_by_week={w: fails[w] for w in weeks},

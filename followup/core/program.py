@@ -57,6 +57,11 @@ class Step:
     template: str
     when: tuple[Condition, ...] = ()
     question: str | None = None
+    label: str = ""  # what staff read for this step (clinic/program.toml); the id when the file gives none
+
+    @property
+    def title(self) -> str:
+        return self.label or self.id.replace("_", " ")
 
     def applies(self, answers: dict[str, Any]) -> bool:
         return all(c.holds(answers) for c in self.when)
@@ -74,6 +79,10 @@ class Program:
 
     def steps_for(self, answers: dict[str, Any]) -> list[Step]:
         return [s for s in self.steps if s.applies(answers)]
+
+    def step_title(self, step_id: str | None) -> str | None:
+        """The staff label of a step id (None for an id the program does not have, e.g. a removed step)."""
+        return next((s.title for s in self.steps if s.id == step_id), None)
 
 
 def parse_condition(text: str, fields: dict[str, type]) -> Condition:
@@ -123,7 +132,7 @@ def load_program(path: Path, fields: dict[str, type]) -> Program:
 
 
 def _step(raw: dict[str, Any], fields: dict[str, type]) -> Step:
-    unknown = set(raw) - {"id", "kind", "offset", "at", "template", "when", "question"}
+    unknown = set(raw) - {"id", "kind", "offset", "at", "template", "when", "question", "label"}
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
     sid = str(raw["id"])
@@ -147,7 +156,10 @@ def _step(raw: dict[str, Any], fields: dict[str, type]) -> Step:
         when = tuple(parse_condition(str(c), fields) for c in conditions)
     except ValueError as exc:
         raise ValueError(f"when: {exc}") from None
-    return Step(sid, kind, offset, at, str(raw["template"]), when, question)
+    label = raw.get("label", "")
+    if not isinstance(label, str) or len(label) > 80:
+        raise ValueError("label must be text of at most 80 characters")
+    return Step(sid, kind, offset, at, str(raw["template"]), when, question, label.strip())
 
 
 def _offset(raw: Any) -> timedelta:

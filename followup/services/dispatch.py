@@ -171,9 +171,9 @@ class Dispatcher:
         to = msg.to
         tz = ZoneInfo(patient.timezone if patient else self.rt.settings.clinic.timezone)
         if patient is not None:
-            held = _held(patient, msg)
-            if held is not None:
-                kind, reason = held
+            held_now = held(patient, msg)
+            if held_now is not None:
+                kind, reason = held_now
                 if kind == "cancel":
                     _finish(msg, MessageState.CANCELLED, reason)
                     report.cancelled += 1
@@ -420,7 +420,7 @@ class Dispatcher:
             _reschedule(msg, now, "not found at the provider after an interrupted send; retrying")
 
 
-def _held(patient: Patient, msg: Message) -> tuple[str, str] | None:
+def held(patient: Patient, msg: Message) -> tuple[str, str] | None:
     """Why a patient's message must not go now: ("cancel", why) or ("hold", why); None when it may go.
 
     Program messages follow the patient's status; answers to the patient (escalation advice, acknowledgements)

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, func, select
 
-from followup.core.figures import REPLY_WINDOW, Overview, Rows, summarise, trend_of, weeks_to
+from followup.core.attention import attention_key
+from followup.core.figures import Overview, Rows, reply_mark, summarise, weeks_to
 from followup.core.storable import storable
 from followup.core.vocab import (
     ACTIVE_ESCALATION,
@@ -19,7 +20,6 @@ from followup.core.vocab import (
     AppointmentStatus,
     EscalationStatus,
     MessageKind,
-    queue_rank,
 )
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
@@ -40,21 +40,33 @@ class QueueItem:
     age: timedelta
     clock: Clock
     appointment_at: datetime | None
+    phone: str | None = None
+    email: str | None = None
+    criteria: tuple[str, ...] = ()  # what was matched, in the clinician's words (clinic/red_flags.toml)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What the page title shows: open (nobody has acknowledged them yet), of which overdue."""
+
+    open: int
+    overdue: int
 
 
 def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> list[QueueItem]:
-    """Escalations with the given status, most serious tier first, then the oldest first."""
+    """Escalations with the given status: overdue first, then open by tier and age, then acknowledged
+    (core/attention.py)."""
     now = rt.clock.now()
     statuses = QUEUE_FILTERS.get(status, QUEUE_FILTERS["active"])
     with rt.db.session() as s:
         rows = s.exec(
-            select(Escalation, Patient.name)
+            select(Escalation, Patient.name, Patient.phone, Patient.email)
             .join(Patient, col(Patient.id) == Escalation.patient_id)
             .where(col(Escalation.status).in_(statuses))
             .order_by(col(Escalation.created_at).desc())
             .limit(limit)
         ).all()
-        ids = [e.id for e, _ in rows if e.id is not None]
+        ids = [row[0].id for row in rows if row[0].id is not None]
         booked = dict(
             s.exec(
                 select(Appointment.escalation_id, Appointment.starts_at).where(
@@ -62,14 +74,25 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
                 )
             ).all()
         )
-    state = alert_state(rt, [e for e, _ in rows])
+    state = alert_state(rt, [row[0] for row in rows])
+    mentioned = list(dict.fromkeys(c for row in rows for c in row[0].criteria))
+    labels = dict(zip(mentioned, criteria_labels(rt, mentioned), strict=True))
     items = []
-    for esc, name in rows:
+    for esc, name, phone, email in rows:
         assert esc.id is not None
         clock = ack_clock(rt.settings, esc, state[esc.id], now)
-        items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id)))
-    items.sort(key=lambda i: (queue_rank(i.escalation.tier), i.escalation.created_at))
+        criteria = tuple(labels.get(c, c) for c in esc.criteria)
+        items.append(QueueItem(esc, name, now - esc.created_at, clock, booked.get(esc.id), phone, email, criteria))
+    items.sort(
+        key=lambda i: attention_key(i.escalation.status, i.clock.overdue, i.escalation.tier, i.escalation.created_at)
+    )
     return items
+
+
+def queue_counts(items: list[QueueItem]) -> QueueCounts:
+    """The open and overdue escalations among the queue's items."""
+    waiting = [i for i in items if i.escalation.status == EscalationStatus.OPEN]
+    return QueueCounts(len(waiting), sum(1 for i in waiting if i.clock.overdue))
 
 
 @dataclass
@@ -101,7 +124,14 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
             if esc.inbound_ids
             else []
         )
-        triage = s.get(Triage, esc.triage_id) if esc.triage_id else None
+        # A reply-sourced escalation has no triage of its own: show the patient's latest one (issue 12).
+        triage = (
+            s.get(Triage, esc.triage_id)
+            if esc.triage_id
+            else s.exec(
+                select(Triage).where(Triage.patient_id == esc.patient_id).order_by(col(Triage.id).desc())
+            ).first()
+        )
         alerts = list(
             s.exec(
                 select(Message)
@@ -157,7 +187,7 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
     start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
     with rt.db.session() as s:
         rows = _overview_rows(s, now, start)
-    return summarise(rows, week_list, tz)
+    return summarise(rows, week_list, tz, now)
 
 
 def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
@@ -171,18 +201,18 @@ def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
             Message.kind == MessageKind.CHECKIN,
             col(Message.status).in_(WENT_OUT),
             col(Message.sent_at) >= start,
-            col(Message.sent_at) <= now - REPLY_WINDOW,
+            col(Message.sent_at) <= now,  # those still inside their reply window are told apart by summarise
         )
     ).all()
     failed = s.exec(
         select(Message.updated_at).where(col(Message.status).in_(NOT_DELIVERED), Message.updated_at >= start)
     ).all()
     inbound = s.exec(
-        select(Inbound.patient_id, Inbound.received_at, Inbound.meta).where(
+        select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
             col(Inbound.patient_id).is_not(None), Inbound.received_at >= start
         )
     ).all()
-    replies = [(pid, at, trend_of(meta)) for pid, at, meta in inbound if pid is not None]
+    replies = [(pid, at, reply_mark(level, meta)) for pid, at, level, meta in inbound if pid is not None]
     with_trend = {pid for pid, _, trend in replies if trend is not None}
     patients = (
         {
@@ -208,12 +238,15 @@ def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
 
 
 def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
-    """A patient's check-in answers read as better / same / worse, oldest first."""
+    """A patient's assessed replies, oldest first: better / same / worse, or red_flag / emergency. The last point
+    is the patient's current trend (core.figures.reply_mark)."""
     with rt.db.session() as s:
         rows = s.exec(
-            select(Inbound.received_at, Inbound.meta).where(Inbound.patient_id == patient_id).order_by(col(Inbound.id))
+            select(Inbound.received_at, Inbound.level, Inbound.meta)
+            .where(Inbound.patient_id == patient_id)
+            .order_by(col(Inbound.received_at), col(Inbound.id))
         ).all()
-    return [(at, trend) for at, meta in rows if (trend := trend_of(meta)) is not None]
+    return [(at, mark) for at, level, meta in rows if (mark := reply_mark(level, meta)) is not None]
 
 
 def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:

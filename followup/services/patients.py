@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_
@@ -19,6 +20,7 @@ from followup.core.vocab import (
 from followup.models import Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.services.dispatch import held
 from followup.services.escalation import has_active_escalation
 
 
@@ -28,6 +30,29 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+KIND_TITLES = {"escalation": "Advice after a red flag", "system": "Reply to the patient", "consent": "Consent"}
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One message still to go, as staff read it: the program's label for its step, and whether it is held."""
+
+    message: Message
+    title: str
+    state: str  # scheduled | held | will be cancelled
+    reason: str | None
+
+
+def schedule_row(rt: Runtime, patient: Patient, msg: Message) -> ScheduleRow:
+    """The program's label and the state the dispatcher would give the message now (dispatch.held decides)."""
+    title = rt.program.step_title(msg.step_id) or KIND_TITLES.get(msg.kind, msg.template.replace("_", " "))
+    verdict = held(patient, msg) if msg.status == MessageState.SCHEDULED else None
+    if verdict is None:
+        return ScheduleRow(msg, title, msg.status, msg.reason)
+    kind, reason = verdict
+    return ScheduleRow(msg, title, "held" if kind == "hold" else "will be cancelled", reason)
 
 
 def search(rt: Runtime, q: str | None, status: str | None, limit: int, offset: int) -> tuple[int, list[Patient]]:
@@ -86,6 +111,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
                 "message_id": x.id,
                 "kind": x.kind,
                 "step_id": x.step_id,
+                "title": rt.program.step_title(x.step_id) or KIND_TITLES.get(x.kind, x.kind),
                 "channel": x.channel,
                 "status": x.status,
                 "reason": x.reason,
@@ -113,6 +139,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         "patient": p,
         "timeline": timeline,
         "upcoming": [x for x in msgs if x.status in OPEN_STATES],
+        "schedule": [schedule_row(rt, p, x) for x in msgs if x.status in OPEN_STATES],
         "escalations": escalations,
         "triages": triages,
         "consents": consents,

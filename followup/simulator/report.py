@@ -42,7 +42,7 @@ def summarise(
     duplicate_steps = _duplicate_steps(rt, o.accepted)
     missed, red_flag_replies = _missed_escalations(rt)
     lost, by_status, reasons = _lost(rt, end)
-    tiers, sources, criteria, benign_escalated = _escalations(rt)
+    tiers, sources, criteria, benign_escalated, benign_criteria = _escalations(rt)
     summary: dict[str, Any] = {
         "patients": cfg.patients,
         "days": cfg.days,
@@ -61,6 +61,8 @@ def summarise(
         # Replies from the benign list that the detector escalated: mostly `persisting` (twitching for 4 weeks or
         # more is a routine referral in clinic/red_flags.toml), so expected, and shown for the clinic to judge.
         "benign_replies_escalated": benign_escalated,
+        "benign_replies_escalated_by_criterion": benign_criteria,
+        "criteria_labels": criteria_labels(rt, set(criteria) | set(benign_criteria)),
         "replies": dict(provider.replies),
         "red_flag_replies": red_flag_replies,
         "webhooks": {
@@ -140,7 +142,7 @@ def _lost(rt: Runtime, end: datetime) -> tuple[int, dict[str, int], dict[str, in
     return int(open_due) + int(unexplained), {k: int(v) for k, v in by_status.items()}, top
 
 
-def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], dict[str, int], int]:
+def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], dict[str, int], int, dict[str, int]]:
     with rt.db.session() as s:
         tiers = dict(s.exec(select(Escalation.tier, func.count()).group_by(Escalation.tier)).all())
         sources = dict(s.exec(select(Escalation.source, func.count()).group_by(Escalation.source)).all())
@@ -148,17 +150,29 @@ def _escalations(rt: Runtime) -> tuple[dict[str, int], dict[str, int], dict[str,
     for found in _stream(rt, select(Escalation.criteria)):
         criteria.update(found or [])
     benign: set[int] = set()
-    for inbound_id, key in _stream(
-        rt, select(Inbound.id, Inbound.provider_key).where(col(Inbound.level).in_((Level.RED_FLAG, Level.EMERGENCY)))
+    benign_criteria: Counter[str] = Counter()
+    for inbound_id, key, verdict in _stream(
+        rt,
+        select(Inbound.id, Inbound.provider_key, Inbound.verdict).where(
+            col(Inbound.level).in_((Level.RED_FLAG, Level.EMERGENCY))
+        ),
     ):
-        if _label(key) == "ok":
+        if _label(key) == "ok" and inbound_id not in benign:
             benign.add(inbound_id)
+            benign_criteria.update((verdict or {}).get("criteria") or ["(none recorded)"])
     return (
         {k: int(v) for k, v in tiers.items()},
         {k: int(v) for k, v in sources.items()},
         dict(criteria.most_common()),
         len(benign),
+        dict(benign_criteria.most_common()),
     )
+
+
+def criteria_labels(rt: Runtime, ids: Any) -> dict[str, str]:
+    """Clinician labels of red-flag criteria, for the text summary (ids where the file has none)."""
+    known = rt.detector.criteria
+    return {c: str(getattr(known.get(c), "clinician_label", c)) for c in ids}
 
 
 def _label(provider_key: str) -> str:

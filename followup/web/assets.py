@@ -1,6 +1,7 @@
 """Static files the pages load from this origin (scripts live here, never inline: see web/headers.py).
 
-Only the files in web/static/ at start are served, by name; anything else is 404. No directory listing, no path.
+Only the files named in PUBLIC are served, read once at start; anything else is 404. No directory listing, no path
+from the URL reaches the disk.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
 STATIC = Path(__file__).parent / "static"
-TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-FILES = {p.name: (p.read_bytes(), TYPES[p.suffix]) for p in sorted(STATIC.iterdir()) if p.suffix in TYPES}
+# The public pages' files only (the dashboard's own are served to staff by web/dashboard/assets.py).
+PUBLIC = {"intake.js": "text/javascript; charset=utf-8"}
+FILES = {name: ((STATIC / name).read_bytes(), media_type) for name, media_type in PUBLIC.items()}
 router = APIRouter(include_in_schema=False)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 560, 190, 34, 24, 10
 COLORS = {
     "emergency": "#b3261e",
-    "urgent": "#e8710a",
+    "urgent": "#a34a06",  # the urgent badge colour (white text on it passes WCAG AA contrast)
     "routine": "#1f5fa8",
     "better": "#2e7d32",
     "same": "#7a8594",

@@ -1,6 +1,5 @@
 """What every dashboard page shares: the templates, time formatting in the clinic's zone, and `render`, which adds
-the signed-in staff member, the CSRF token and the navigation (web/headers.py adds a CSP under which no script
-may run)."""
+the signed-in staff member, the CSRF token, the navigation and the dashboard's CSP (our own script files only)."""
 
 from __future__ import annotations
 
@@ -19,11 +18,18 @@ from followup.runtime import Runtime
 from followup.services.alerting import Clock
 from followup.services.staff import Staff
 from followup.settings import Settings
+from followup.web.dashboard import words
 from followup.web.signatures import dev_twilio_token
 from followup.web.staffauth import csrf_token
 
 pages = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "pages"))
 
+# Staff pages run only our own script files (the live queue count: /dashboard/assets/): no inline script and no
+# eval, so even a missed escape could not run a patient's "<script>".
+CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 DONE = {
     "acknowledge": "Acknowledged: the re-alert clock has stopped.",
     "book": "Marked as booked.",
@@ -81,10 +87,13 @@ def duration(td: timedelta) -> str:
     return f"{days} d {hours} h"
 
 
-def clock_text(clock: Clock, now: datetime) -> tuple[str, str]:
-    """(text, css class) for an acknowledgement clock."""
+def clock_text(clock: Clock, now: datetime, escalation: Any = None) -> tuple[str, str]:
+    """(text, css class) for an acknowledgement clock. A stopped clock says why: acknowledged, or booked or closed
+    without anyone acknowledging it (issue 12: "owned" showed for escalations nobody had taken)."""
     if clock.due_at is None:
-        return "owned", "ok"
+        if escalation is None or escalation.acknowledged_at is not None:
+            return "acknowledged", "ok"
+        return f"{escalation.status}, never acknowledged", "muted"
     if clock.overdue:
         return f"overdue by {duration(now - clock.due_at)}", "late"
     return f"due in {duration(clock.due_at - now)}", "soon"
@@ -97,6 +106,15 @@ def render(
 
     def local(dt: datetime | None, fmt: str = "%a %d %b %H:%M") -> str:
         return dt.astimezone(tz).strftime(fmt) if dt else ""
+
+    def patient_time(zone: str) -> str:
+        try:
+            return rt.clock.now().astimezone(ZoneInfo(zone)).strftime("%H:%M")
+        except (ValueError, KeyError):
+            return ""
+
+    def event_text(action: str, actor: str | None, detail: dict[str, Any], names: dict[str, str]) -> str:
+        return words.event_text(action, actor, detail or {}, names, local)
 
     done = request.query_params.get("done", "")
     response = pages.TemplateResponse(
@@ -112,12 +130,19 @@ def render(
             "duration": duration,
             "clock_text": clock_text,
             "linkify": linkify,
+            "phone_text": words.phone_text,
+            "answer_label": words.answer_label,
+            "answer_text": words.answer_text,
+            "actor_text": words.actor_text,
+            "event_text": event_text,
+            "patient_time": patient_time,
             "flash": DONE.get(done, ""),
             **context,
         },
         status_code=status_code,
     )
     response.headers["Cache-Control"] = "no-store"
-    # Staff pages need no JavaScript at all: web/headers.py's default CSP forbids it, so even a missed escape
-    # could not run a patient's "<script>"; it also forbids framing and sets nosniff and the referrer policy.
+    # Scripts from this origin only, never inline (see CSP above); web/headers.py adds nosniff, the referrer
+    # policy and X-Frame-Options.
+    response.headers["Content-Security-Policy"] = CSP
     return response

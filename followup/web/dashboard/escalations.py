@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from followup.core.attention import ACKNOWLEDGED, OPEN, OVERDUE, band
 from followup.core.storable import storable
 from followup.services import audit
 from followup.services import patients as patient_svc
-from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue, staff_names
+from followup.services.overview import QUEUE_FILTERS, case_file, escalation_queue, queue_counts, staff_names
 from followup.web.dashboard.common import clock_text, render
 from followup.web.dashboard.highlight import highlight
 from followup.web.deps import RowId, RuntimeDep
@@ -22,14 +24,41 @@ ACTIONS = {"acknowledge", "book", "close"}
 MAX_NOTE = 2000
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
-def queue_page(request: Request, rt: RuntimeDep, staff: StaffDep, status: str = "active") -> Response:
-    """Open escalations, emergency first, then urgent, then routine; the oldest first within a tier."""
+LIVE_SECONDS = 30  # how often an open queue page fetches its rows again (static/live-queue.js)
+
+
+BANDS = {OVERDUE: "Overdue", OPEN: "Open", ACKNOWLEDGED: "Acknowledged"}
+
+
+def _queue_context(rt: Any, status: str) -> dict[str, Any]:
     status = status if status in QUEUE_FILTERS else "active"
     items = escalation_queue(rt, status)
-    response = render(request, rt, staff, "queue.html", items=items, status=status, filters=list(QUEUE_FILTERS))
-    response.headers["Refresh"] = "60"  # the clocks move; no script needed
-    return response
+    counts = queue_counts(items if status in ("active", "open") else escalation_queue(rt, "open"))
+    groups = [
+        (BANDS.get(b, status.capitalize()), list(rows))
+        for b, rows in groupby(items, key=lambda i: band(i.escalation.status, i.clock.overdue))
+    ]
+    return {
+        "items": items,
+        "groups": groups,
+        "status": status,
+        "filters": list(QUEUE_FILTERS),
+        "counts": counts,
+        "every": LIVE_SECONDS,
+    }
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def queue_page(request: Request, rt: RuntimeDep, staff: StaffDep, status: str = "active") -> Response:
+    """Overdue first, then open escalations by tier and age, then acknowledged ones; the rows and the count in the
+    title refresh by themselves (static/live-queue.js; a meta refresh without JavaScript)."""
+    return render(request, rt, staff, "queue.html", **_queue_context(rt, status))
+
+
+@router.get("/dashboard/api/queue/rows", response_class=HTMLResponse)
+def queue_rows(request: Request, rt: RuntimeDep, staff: StaffDep, status: str = "active") -> Response:
+    """The queue's rows and title count alone, as HTML, for the open page to swap in; 401 without a session."""
+    return render(request, rt, staff, "_queue_live.html", **_queue_context(rt, status))
 
 
 @router.get("/dashboard/api/queue")
@@ -47,7 +76,9 @@ def queue_json(rt: RuntimeDep, staff: StaffDep, status: str = "active") -> list[
                 "patient_id": e.patient_id,
                 "created_at": e.created_at,
                 "ack_due_at": item.clock.due_at,
-                "clock": clock_text(item.clock, now)[0],
+                "overdue": item.clock.overdue,
+                "clock": clock_text(item.clock, now, e)[0],
+                "criteria": list(item.criteria),
                 "realert_rounds": item.clock.rounds,
                 "appointment_at": item.appointment_at,
             }

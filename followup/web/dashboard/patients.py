@@ -62,7 +62,7 @@ def _patient_page(
         status,
         p=d["patient"],
         timeline=d["timeline"],
-        upcoming=d["upcoming"],
+        schedule=d["schedule"],
         escalations=d["escalations"],
         triages=d["triages"],
         consents=d["consents"],
