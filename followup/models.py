@@ -177,12 +177,25 @@ class StaffUser(SQLModel, table=True):
     email: str = Field(unique=True, index=True)  # lower-cased
     role: str  # clinician | admin
     password_hash: str
-    failed_logins: int = 0  # consecutive failures; reset by a successful login
-    locked_until: datetime | None = None
     last_login_at: datetime | None = None
-    disabled_at: datetime | None = None
+    disabled_at: datetime | None = None  # set by `staff disable` or an admin; a disabled account cannot sign in
+    # The TOTP second factor (RFC 6238): the base32 secret, set when enrolment starts and kept only once a code
+    # confirmed it (totp_enabled_at); the last time step accepted, so a code cannot be used twice.
+    totp_secret: str | None = None
+    totp_enabled_at: datetime | None = None
+    totp_last_step: int | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class Throttle(SQLModel, table=True):
+    """Recent failures for one key (a client address, an account, a device, a webhook caller), for the back-off
+    in followup/core/throttle.py. The key is a keyed hash: no address or email is stored. Shared by every process
+    on the database, kept across restarts; rows are deleted once their count has decayed to nothing."""
+
+    key: str = Field(primary_key=True)
+    count: float
+    last_at: datetime = Field(index=True)
 
 
 class StaffSession(SQLModel, table=True):

@@ -17,6 +17,7 @@ from followup.content.templates import Templates, check_all
 from followup.core.intake_rules import IntakeRules, load_intake_rules
 from followup.core.keywords import Keywords, load_keywords
 from followup.core.program import Program, load_program
+from followup.core.throttle import Slots
 from followup.core.triage import answer_fields
 from followup.core.vocab import CHANNELS
 from followup.db import Database
@@ -61,6 +62,7 @@ class Runtime:
     intake: IntakeRules
     transports: dict[str, Transport]
     links: Links
+    password_slots: Slots  # argon2 work at once in this process (security.password_hash_slots)
     wake_dispatcher: list = field(default_factory=list)  # callables run after a commit that queued urgent sends
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -140,4 +142,5 @@ def build_runtime(
         intake=intake,
         transports=transports or build_transports(settings),
         links=Links(settings, secret_key(settings)),
+        password_slots=Slots(settings.security.password_hash_slots),
     )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -211,6 +213,9 @@ class SecuritySettings(_Section):
     secret_key: str = ""
     environment: Literal["development", "production"] = "development"
     booking_link_days: int = Field(14, ge=1, le=90)
+    # Password hashes (argon2id, 64 MiB each) computed at once by one process; a sign-in past it gets 503 at
+    # once (bench/login_flood.py: the memory bound is about this many times 64 MiB over the resting size).
+    password_hash_slots: int = Field(2, ge=1, le=32)
 
 
 class PrivacySettings(_Section):
@@ -336,8 +341,19 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _live(self) -> Settings:
         if self.security.environment == "production":
-            if len(self.security.secret_key) < 32:
+            if not self.security.secret_key:
                 raise ValueError("security.secret_key: set FOLLOWUP_SECURITY__SECRET_KEY to 32+ random characters")
+            # Secrets we choose ourselves must be strong; the Twilio token and SendGrid key are issued to us.
+            for (section, key), value in (
+                (("security", "secret_key"), self.security.secret_key),
+                (("sendgrid", "inbound_password"), self.sendgrid.inbound_password),
+            ):
+                problem = secret_problem(value) if value else None
+                if problem:
+                    raise ValueError(
+                        f"{section}.{key}: too weak for production: {problem}; generate one with "
+                        f"`openssl rand -hex 32` and set {ENV_PREFIX}{section.upper()}__{key.upper()}"
+                    )
             if not self.server.public_url.startswith("https://"):
                 raise ValueError("server.public_url: must be https:// in production")
         if self.twilio_configured and not self.twilio.from_number:
@@ -370,6 +386,33 @@ class Settings(_Section):
         for section, values in sections.items():
             data[section] = {**data[section], **values}
         return Settings.model_validate(data)
+
+
+MIN_SECRET = 32
+MIN_SECRET_BITS = 80
+PLACEHOLDERS = ("changeme", "changethis", "password", "secret", "example", "placeholder", "default")
+
+
+def secret_problem(value: str) -> str | None:
+    """What makes `value` a weak secret, or None. A rough estimate, tuned so that `openssl rand -hex 32`,
+    `-hex 16` and `secrets.token_urlsafe(32)` always pass (checked over 200,000 draws each), while short values,
+    placeholders, repeats ("aaaa...", "abcabc...") and runs ("abcdef...", "123456...") are refused."""
+    if len(value) < MIN_SECRET:
+        return f"{len(value)} characters, at least {MIN_SECRET} are needed"
+    lowered = value.lower()
+    for word in PLACEHOLDERS:
+        if word in lowered:
+            return f"it looks like a placeholder (it contains {word!r})"
+    if any(all(value[i] == value[i + p] for i in range(len(value) - p)) for p in range(1, len(value) // 2 + 1)):
+        return "it repeats a pattern"
+    neighbours = sum(1 for a, b in itertools.pairwise(value) if abs(ord(a) - ord(b)) <= 1)
+    if neighbours / (len(value) - 1) >= 0.75:
+        return "it is a run of neighbouring characters (like aaaa, abcd or 1234)"
+    counts = Counter(value).values()
+    bits = -sum(n * math.log2(n / len(value)) for n in counts)  # empirical entropy of the whole string
+    if bits < MIN_SECRET_BITS or len(counts) < 8:
+        return f"too little entropy (about {bits:.0f} bits estimated, at least {MIN_SECRET_BITS})"
+    return None
 
 
 def check_timezone(name: str) -> str:

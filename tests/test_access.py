@@ -31,6 +31,7 @@ from followup.web.deps import require_token
 from followup.web.staffauth import SESSION_COOKIE, current_staff, require_admin
 
 NAME, PHONE = "Ana Diaz", "+13105550142"
+PRODUCTION_KEY = "5f0c9e2a7b61d4839a0e3c5b7d2f8e1a6c4b9d0e2f7a3c1b8e5d6f0a9c2b4e7d"  # strong enough for production
 # Every route a stranger may use, and why. Anything else must refuse, and a new route fails this test until it is
 # put in a class below.
 PUBLIC = {
@@ -39,7 +40,9 @@ PUBLIC = {
     ("GET", "/intake"): "the patient intake form",
     ("POST", "/intake"): "the intake form itself (CSRF token, per-address rate limit)",
     ("GET", "/login"): "staff sign-in page",
-    ("POST", "/login"): "staff sign-in (CSRF token, account lockout)",
+    ("POST", "/login"): "staff sign-in (CSRF token, back-off per address and account, bounded hashing)",
+    ("POST", "/login/code"): "second-factor code, only after a right password (signed five-minute cookie)",
+    ("GET", "/static/{name}"): "the pages' own static scripts, by name from a fixed list",
     ("POST", "/logout"): "ending a session only ever makes things safer",
     # The schema describes routes, each of which checks its caller; the interactive pages run CDN scripts on this
     # origin and exist only in development (test_docs_pages_are_off_in_production).
@@ -59,6 +62,7 @@ VALUES = {
     "patient_id": "{pid}",
     "escalation_id": "{eid}",
     "token": "not-a-valid.booking-token",
+    "staff_id": "1",
     "name": "live-queue.js",
 }
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
@@ -247,7 +251,8 @@ def test_docs_pages_are_off_in_production(
     """In production the Swagger and ReDoc pages do not exist; the schema does, and the API still wants a token."""
     settings = webhook_settings(
         db_url,
-        security={"environment": "production", "secret_key": "p" * 40},
+        security={"environment": "production", "secret_key": PRODUCTION_KEY},
+        sendgrid={"inbound_password": PRODUCTION_KEY[::-1]},
         server={"public_url": "https://followup.clinic.example"},
     )
     runtime = build_runtime(settings, clock=clock, transports=dict(transports))

@@ -190,22 +190,6 @@ def test_login_never_redirects_off_the_dashboard(rt: Runtime, client: TestClient
     assert login(client, "nurse@clinic.example", nxt=nxt).headers["location"] == "/dashboard"
 
 
-def test_wrong_passwords_lock_the_account_for_a_while(rt: Runtime, client: TestClient, clock: FakeClock) -> None:
-    """Five wrong passwords lock the account (even the right one is refused); it opens again 15 minutes later."""
-    add_staff(rt, "nurse@clinic.example", "clinician", PASSWORD)
-    for _ in range(4):
-        r = login(client, "nurse@clinic.example", "wrong password!")
-        assert r.status_code == 401 and "Wrong email or password" in r.text
-    assert "locked" in login(client, "nurse@clinic.example", "wrong password!").text
-    r = login(client, "nurse@clinic.example")
-    assert r.status_code == 401 and "locked" in r.text
-    clock.advance(timedelta(minutes=16))
-    assert login(client, "nurse@clinic.example").status_code == 303
-    (user,) = rows(rt, StaffUser)
-    assert user.failed_logins == 0 and user.locked_until is None
-    assert len(rows(rt, AuditLog, AuditLog.action == "staff.login_failed")) == 5
-
-
 @pytest.mark.parametrize(
     ("email", "password", "csrf_ok", "status", "message"),
     [

@@ -105,6 +105,7 @@ class Hostile:
     name: str
     send: Send
     writes: bool = False  # a clean 2xx that stores the request (everything else must store nothing)
+    audited: bool = False  # a refusal that adds one audit row and nothing else (failed Inbound Parse credentials)
 
 
 def raw_sms(content: bytes | str, content_type: str = FORM, signed_fields: dict[str, str] | None = None) -> Send:
@@ -251,10 +252,11 @@ CORPUS = [
         writes=True,
     ),
     # inbound email
-    Hostile("email-no-credentials", inbound_email(email_fields(EMAIL, "hi", "<a@x>"), auth=False)),
+    Hostile("email-no-credentials", inbound_email(email_fields(EMAIL, "hi", "<a@x>"), auth=False), audited=True),
     Hostile(
         "email-wrong-password",
         inbound_email(email_fields(EMAIL, "hi", "<a@x>"), headers={"Authorization": "Basic Og=="}),
+        audited=True,
     ),
     Hostile(
         "email-json-instead-of-multipart",
@@ -335,7 +337,8 @@ def outcome(case: Hostile, client: TestClient, rt: Runtime) -> str:
         return f"half-written: {half_written(rt)}"
     if case.writes and not 200 <= r.status_code < 300:
         return f"expected a clean 2xx, got {r.status_code}: {r.text[:200]}"
-    if not case.writes and not (400 <= r.status_code < 500 and counts(rt) == before):
+    expected = {**before, "AuditLog": before["AuditLog"] + 1} if case.audited else before
+    if not case.writes and not (400 <= r.status_code < 500 and counts(rt) == expected):
         return f"expected a 4xx storing nothing, got {r.status_code}, rows {before} -> {counts(rt)}"
     return "ok"
 

@@ -6,14 +6,30 @@ environment is never read.
 
 from __future__ import annotations
 
+import secrets
 from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
 
-from followup.settings import SECRETS, Settings, SettingsError, load_settings
+from followup.settings import SECRETS, Settings, SettingsError, load_settings, secret_problem
 
 ROOT = Path(__file__).resolve().parent.parent
+
+STRONG = "9c1f4e7a2b8d5c03e6f1a9b4d7c2e5f8a3b6c9d0e1f2a7b4c5d8e9f0a1b2c3d4"  # `openssl rand -hex 32`-like
+PRODUCTION = {
+    "FOLLOWUP_SECURITY__ENVIRONMENT": "production",
+    "FOLLOWUP_SERVER__PUBLIC_URL": "https://followup.clinic.example",
+    "FOLLOWUP_SECURITY__SECRET_KEY": STRONG,
+}
+WEAK = {
+    "one character": ("x", "at least 32"),
+    "32 times a": ("a" * 32, "repeats a pattern"),
+    "a short phrase repeated": ("clinic42" * 5, "repeats a pattern"),
+    "a run of neighbours": ("abcdefghijklmnopqrstuvwxyz0123456789", "neighbouring characters"),
+    "a placeholder": ("changeme-" + STRONG[:30], "placeholder"),
+    "four letters shuffled": ("cegagecgcgacaeaegceacgcegegegceaecea", "too little entropy"),
+}
 
 
 @pytest.fixture
@@ -133,7 +149,7 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
         ("", {"FOLLOWUP_SECURITY__ENVIRONMENT": "production"}, "security.secret_key"),
         (
             '[server]\npublic_url = "http://clinic.example"\n[security]\nenvironment = "production"\n',
-            {"FOLLOWUP_SECURITY__SECRET_KEY": "k" * 40},
+            {"FOLLOWUP_SECURITY__SECRET_KEY": STRONG},
             "server.public_url",
         ),
         ("", {"FOLLOWUP_SERVER__PORT": "eighty"}, "server.port"),
@@ -169,6 +185,38 @@ def test_bad_values_raise_settings_error_naming_the_key(toml, file_text: str, en
     with pytest.raises(SettingsError) as info:
         load_settings(toml(file_text), env)
     assert names in str(info.value)
+
+
+@pytest.mark.parametrize("setting", ["security.secret_key", "sendgrid.inbound_password"])
+@pytest.mark.parametrize(("value", "why"), list(WEAK.values()), ids=list(WEAK))
+def test_weak_secrets_are_refused_in_production_naming_the_setting(
+    tmp_path: Path, setting: str, value: str, why: str
+) -> None:
+    """In production a secret we choose (the secret key, the Inbound Parse password) that is short, a placeholder,
+    a repeat, a run or low in entropy stops loading, naming the setting and its variable (never the value)."""
+    section, key = setting.split(".")
+    variable = f"FOLLOWUP_{section.upper()}__{key.upper()}"
+    with pytest.raises(SettingsError) as info:
+        load_settings(tmp_path / "missing.toml", {**PRODUCTION, variable: value})
+    msg = str(info.value)
+    assert setting in msg and variable in msg and why in msg
+    assert len(value) < 4 or value not in msg  # the secret itself is never echoed
+
+
+@pytest.mark.parametrize("value", ["x", "a" * 32])
+def test_weak_secrets_are_accepted_in_development(tmp_path: Path, value: str) -> None:
+    """Development keeps working with whatever a laptop has: the strength rule is for production."""
+    env = {"FOLLOWUP_SECURITY__SECRET_KEY": value, "FOLLOWUP_SENDGRID__INBOUND_PASSWORD": value}
+    assert load_settings(tmp_path / "missing.toml", env).security.secret_key == value
+
+
+def test_generated_secrets_pass_in_production(tmp_path: Path) -> None:
+    """What the README tells operators to generate (`openssl rand -hex 32`, Python's token_urlsafe) is accepted."""
+    for _ in range(2000):
+        for value in (secrets.token_hex(32), secrets.token_hex(16), secrets.token_urlsafe(32)):
+            assert secret_problem(value) is None, value
+    env = {**PRODUCTION, "FOLLOWUP_SENDGRID__INBOUND_PASSWORD": secrets.token_hex(32)}
+    assert load_settings(tmp_path / "missing.toml", env).security.environment == "production"
 
 
 def test_with_overrides_validates_again() -> None:

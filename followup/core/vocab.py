@@ -104,6 +104,14 @@ class AppointmentStatus(StrEnum):
     CANCELLED = "cancelled"  # kept for the record
 
 
+class StaffRole(StrEnum):
+    """What a staff account may do: admins also see the audit log, manage accounts, and in production must use a
+    second factor."""
+
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+
+
 class MessageKind(StrEnum):
     """Why a message is sent, which decides its time-to-live and whether a patient's status holds it."""
 

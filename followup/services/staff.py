@@ -1,5 +1,10 @@
-"""Staff accounts and their sign-in sessions: argon2 password hashes, lockout after repeated failures, and
-server-side sessions (the cookie holds a random token; only its sha256 is stored, so logging out ends it)."""
+"""Staff accounts and their sessions: adding, disabling and enabling an account, setting or changing a password,
+ending sessions; every change audited. Sessions are server-side (the cookie holds a random token; only its sha256
+is stored, so logging out, disabling or revoking ends it at once).
+
+Who may do what is decided by the callers: the CLI (an operator on the server) and the admin pages may act on any
+account; every user may change their own password. Signing in is in services/signin.py.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +14,39 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from followup.core.storable import storable
+from followup.core.vocab import StaffRole
 from followup.models import StaffSession, StaffUser
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, passwords, throttle
+from followup.services.passwords import PasswordError
+from followup.services.signin import TooManyAttempts, WrongCredentials
 
-ROLES = ("clinician", "admin")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte "password" is a denial of service
-FAILURES_BEFORE_LOCK = 5
-LOCK_FOR = timedelta(minutes=15)
+ROLES: tuple[StaffRole, ...] = tuple(StaffRole)
 SESSION_FOR = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at is written at most this often
 
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not-a-password-" + secrets.token_hex(8))
-
 
 class StaffError(ValueError):
-    """Bad input for a staff account (the message names the field)."""
+    """Bad input for a staff account, or a change that is not allowed (the message names the field)."""
 
 
-class LoginRefused(Exception):
-    """Wrong email or password, or a locked account; the message is safe to show."""
-
-    def __init__(self, message: str, locked_until: datetime | None = None) -> None:
-        super().__init__(message)
-        self.locked_until = locked_until
+class NoSuchStaff(StaffError):
+    """No staff account has this email or id."""
 
 
 @dataclass(frozen=True)
 class Staff:
-    """The signed-in staff member as the web layer sees it (no hash)."""
+    """The signed-in staff member as the web layer sees it (no hash, no secret)."""
 
     id: int
     email: str
     role: str
     session_id: int
+    totp: bool = False  # a second factor is set up
 
     @property
     def actor(self) -> str:
@@ -58,14 +54,14 @@ class Staff:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == StaffRole.ADMIN
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise StaffError(f"password: at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise StaffError(f"password: at most {MAX_PASSWORD} characters")
+def _password(password: str, field: str = "password") -> None:
+    try:
+        passwords.check_password(password, field)
+    except PasswordError as exc:
+        raise StaffError(str(exc)) from None
 
 
 def add_staff(rt: Runtime, email: str, role: str, password: str, actor: str = "cli") -> StaffUser:
@@ -75,9 +71,11 @@ def add_staff(rt: Runtime, email: str, role: str, password: str, actor: str = "c
         raise StaffError("email: not an email address")
     if role not in ROLES:
         raise StaffError(f"role: one of {', '.join(ROLES)}")
-    check_password(password)
+    _password(password)
     now = rt.clock.now()
-    user = StaffUser(email=email, role=role, password_hash=_hasher.hash(password), created_at=now, updated_at=now)
+    user = StaffUser(
+        email=email, role=role, password_hash=passwords.hash_password(rt, password), created_at=now, updated_at=now
+    )
     with rt.db.session() as s:
         s.add(user)
         try:
@@ -94,67 +92,159 @@ def list_staff(rt: Runtime) -> list[StaffUser]:
         return list(s.exec(select(StaffUser).order_by(StaffUser.email)).all())
 
 
-def unlock(rt: Runtime, email: str, actor: str) -> bool:
-    now = rt.clock.now()
-    with rt.db.session() as s:
-        user = s.exec(select(StaffUser).where(StaffUser.email == email.strip().lower())).first()
-        if user is None:
-            return False
-        user.failed_logins, user.locked_until, user.updated_at = 0, None, now
-        audit.record(s, now, actor, "staff.unlocked", f"staff:{user.id}")
-        s.commit()
-        return True
+def lookup(s: Session, who: int | str) -> StaffUser:
+    """The account with this id, or this email (any case), in the caller's session; raises NoSuchStaff."""
+    if isinstance(who, int):
+        user = s.get(StaffUser, who)
+    else:
+        user = s.exec(select(StaffUser).where(StaffUser.email == who.strip().lower())).first()
+    if user is None:
+        raise NoSuchStaff(f"no staff account {who}")
+    return user
 
 
-def authenticate(rt: Runtime, email: str, password: str) -> StaffUser:
-    """The account if the password matches. After FAILURES_BEFORE_LOCK failures in a row the account is locked
-    for LOCK_FOR, and each further failure starts the lock again; every attempt is in the audit log."""
+def _end_sessions(s: Session, staff_id: int, now: datetime, keep: int | None = None) -> int:
+    """End every open session of the account (but `keep`); returns how many."""
+    where = [col(StaffSession.staff_id) == staff_id, col(StaffSession.ended_at).is_(None)]
+    if keep is not None:
+        where.append(col(StaffSession.id) != keep)
+    ended = s.exec(update(StaffSession).where(*where).values(ended_at=now))
+    return int(ended.rowcount or 0)
+
+
+def disable(rt: Runtime, who: int | str, actor: str) -> StaffUser:
+    """Disable an account: it can no longer sign in, and its sessions end now. The last active admin cannot be
+    disabled (someone must be able to enable accounts from the dashboard)."""
     now = rt.clock.now()
-    email = storable(email).strip().lower()[:320]  # a NUL from the public form must not reach PostgreSQL
-    password = password[:MAX_PASSWORD]
     with rt.db.session() as s:
-        user = s.exec(select(StaffUser).where(StaffUser.email == email)).first()
-        if user is None or user.disabled_at is not None:
-            _verify(_DUMMY_HASH, password)  # the same work as for a real account: no timing oracle
-            audit.record(s, now, "anonymous", "staff.login_failed", "", reason="unknown account")
-            s.commit()
-            raise LoginRefused("Wrong email or password.")
-        if user.locked_until is not None and user.locked_until > now:
-            audit.record(s, now, f"staff:{user.id}", "staff.login_refused", f"staff:{user.id}", reason="locked")
-            s.commit()
-            raise LoginRefused("Too many failed attempts: this account is locked for a while.", user.locked_until)
-        if not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            user.updated_at = now
-            locked = user.failed_logins >= FAILURES_BEFORE_LOCK
-            if locked:
-                user.locked_until = now + LOCK_FOR
-            audit.record(
-                s, now, f"staff:{user.id}", "staff.login_failed", f"staff:{user.id}", failures=user.failed_logins
-            )
-            s.commit()
-            if locked:
-                raise LoginRefused("Too many failed attempts: this account is locked for a while.", user.locked_until)
-            raise LoginRefused("Wrong email or password.")
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-        user.failed_logins, user.locked_until, user.last_login_at, user.updated_at = 0, None, now, now
+        user = lookup(s, who)
+        if user.disabled_at is not None:
+            return user
+        if actor == f"staff:{user.id}":
+            raise StaffError("account: you cannot disable your own account; ask another admin")
+        if user.role == StaffRole.ADMIN and _active_admins(s) <= 1:
+            raise StaffError("account: the last active admin cannot be disabled; add or enable another admin first")
+        user.disabled_at, user.updated_at = now, now
+        ended = _end_sessions(s, user.id or 0, now)
+        audit.record(s, now, actor, "staff.disabled", f"staff:{user.id}", sessions_ended=ended)
         s.commit()
         return user
 
 
-def _verify(hashed: str, password: str) -> bool:
-    try:
-        return bool(_hasher.verify(hashed, password))
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+def enable(rt: Runtime, who: int | str, actor: str) -> StaffUser:
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        user = lookup(s, who)
+        if user.disabled_at is None:
+            return user
+        user.disabled_at, user.updated_at = None, now
+        audit.record(s, now, actor, "staff.enabled", f"staff:{user.id}")
+        s.commit()
+        return user
+
+
+def _active_admins(s: Session) -> int:
+    rows = s.exec(select(StaffUser.id).where(StaffUser.role == StaffRole.ADMIN, col(StaffUser.disabled_at).is_(None)))
+    return len(rows.all())
+
+
+def set_password(rt: Runtime, who: int | str, new: str, actor: str) -> StaffUser:
+    """Set an account's password (the CLI, or an admin for someone who forgot theirs). Every session of the
+    account ends, and its failure counts are cleared."""
+    _password(new)
+    hashed = passwords.hash_password(rt, new)
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        user = lookup(s, who)
+        user.password_hash, user.updated_at = hashed, now
+        ended = _end_sessions(s, user.id or 0, now)
+        audit.record(s, now, actor, "staff.password_set", f"staff:{user.id}", sessions_ended=ended)
+        s.commit()
+    throttle.clear(rt, [throttle.key(rt, "account", user.email)])
+    return user
+
+
+def change_own_password(rt: Runtime, staff: Staff, current: str, new: str, address: str) -> None:
+    """A signed-in user changes their password: the current one is checked (counted against the account and
+    the address like a sign-in, so a borrowed session cannot guess it), and their other sessions end. Raises
+    StaffError, WrongCredentials, TooManyAttempts or Busy."""
+    _password(new, "new_password")
+    keys = [throttle.key(rt, "address", address), throttle.key(rt, "account", staff.email)]
+    wait = throttle.retry_after(rt, keys)
+    if wait > timedelta(0):
+        raise TooManyAttempts(wait)
+    with rt.db.session() as s:
+        stored = lookup(s, staff.id).password_hash
+    ok, _ = passwords.verify(rt, stored, current)
+    if not ok:
+        throttle.failed(rt, keys)
+        audit.note(rt, staff.actor, "staff.password_change_failed", staff.actor)
+        raise WrongCredentials()
+    hashed = passwords.hash_password(rt, new)
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        user = lookup(s, staff.id)
+        user.password_hash, user.updated_at = hashed, now
+        ended = _end_sessions(s, staff.id, now, keep=staff.session_id)
+        audit.record(s, now, staff.actor, "staff.password_changed", staff.actor, other_sessions_ended=ended)
+        s.commit()
+
+
+def open_sessions(rt: Runtime, who: int | str) -> list[StaffSession]:
+    """The account's sessions that have neither ended nor expired, newest first."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        user = lookup(s, who)
+        rows = s.exec(
+            select(StaffSession)
+            .where(
+                StaffSession.staff_id == user.id,
+                col(StaffSession.ended_at).is_(None),
+                StaffSession.expires_at > now,
+            )
+            .order_by(col(StaffSession.created_at).desc())
+        )
+        return list(rows.all())
+
+
+def open_session_counts(rt: Runtime) -> dict[int, int]:
+    """For each account with any, how many sessions are open now (for the staff page)."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        rows = s.exec(
+            select(StaffSession.staff_id).where(col(StaffSession.ended_at).is_(None), StaffSession.expires_at > now)
+        ).all()
+    counts: dict[int, int] = {}
+    for staff_id in rows:
+        counts[staff_id] = counts.get(staff_id, 0) + 1
+    return counts
+
+
+def revoke_sessions(rt: Runtime, who: int | str, actor: str) -> int:
+    """End every session of the account now (a lost laptop, a shared computer); returns how many."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        user = lookup(s, who)
+        ended = _end_sessions(s, user.id or 0, now)
+        audit.record(s, now, actor, "staff.sessions_revoked", f"staff:{user.id}", sessions_ended=ended)
+        s.commit()
+        return ended
+
+
+def unlock(rt: Runtime, who: int | str, actor: str) -> StaffUser:
+    """Forget the account's recent sign-in and code failures, so its owner need not wait them out."""
+    with rt.db.session() as s:
+        user = lookup(s, who)
+    throttle.clear(rt, [throttle.key(rt, "account", user.email), throttle.key(rt, "code", str(user.id))])
+    audit.note(rt, actor, "staff.unlocked", f"staff:{user.id}")
+    return user
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(rt: Runtime, user: StaffUser) -> str:
+def start_session(rt: Runtime, user: StaffUser, second_factor: bool = False) -> str:
     """A new session for a user who just signed in; returns the raw token for the cookie."""
     assert user.id is not None
     now = rt.clock.now()
@@ -169,7 +259,8 @@ def start_session(rt: Runtime, user: StaffUser) -> str:
                 expires_at=now + SESSION_FOR,
             )
         )
-        audit.record(s, now, f"staff:{user.id}", "staff.login", f"staff:{user.id}")
+        s.exec(update(StaffUser).where(col(StaffUser.id) == user.id).values(last_login_at=now))
+        audit.record(s, now, f"staff:{user.id}", "staff.login", f"staff:{user.id}", second_factor=second_factor)
         s.commit()
     return token
 
@@ -194,7 +285,7 @@ def session_staff(rt: Runtime, token: str | None) -> Staff | None:
             sess.last_seen_at = now
             s.commit()
         assert user.id is not None and sess.id is not None
-        return Staff(user.id, user.email, user.role, sess.id)
+        return Staff(user.id, user.email, user.role, sess.id, totp=user.totp_enabled_at is not None)
 
 
 def end_session(rt: Runtime, token: str | None) -> None:

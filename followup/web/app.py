@@ -16,7 +16,7 @@ from followup.core.storable import storable_json
 from followup.runtime import Runtime, build_runtime
 from followup.services import health
 from followup.settings import Settings
-from followup.web import api, booking, dashboard, intake, limits, staffauth, webhooks
+from followup.web import api, assets, booking, dashboard, headers, intake, limits, signin, webhooks
 
 log = logging.getLogger("followup.web")
 
@@ -54,13 +54,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
     )
     app.state.runtime = rt
-    # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS.
+    # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS, and every
+    # answer (a 413 or 429 of the limits included) gets the security headers.
+    app.add_middleware(signin.BusyGate, rt=rt)
     app.add_middleware(limits.SenderLimits, rt=rt)
     app.add_middleware(
         limits.BodyLimit,
         default=rt.settings.server.max_body_bytes,
         per_path={limits.INBOUND_EMAIL: rt.settings.sendgrid.inbound_max_bytes},
     )
+    app.add_middleware(headers.SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -71,7 +74,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(webhooks.router)
     app.include_router(intake.router)
     app.include_router(booking.router)
-    app.include_router(staffauth.router)
+    app.include_router(signin.router)
+    app.include_router(assets.router)
     app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["health"])

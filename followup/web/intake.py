@@ -26,6 +26,7 @@ from followup.services.enrollment import TriageResult, submit_triage
 from followup.settings import check_timezone
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
+from followup.web.headers import CSP_WITH_SCRIPT
 from followup.web.patientpages import common, page_language, pages, switch, words
 
 router = APIRouter(tags=["intake"])
@@ -97,6 +98,7 @@ def _render(
         samesite="strict",
         secure=rt.settings.server.public_url.startswith("https://"),
     )
+    response.headers["Content-Security-Policy"] = CSP_WITH_SCRIPT  # /static/intake.js, nothing inline
     return response
 
 

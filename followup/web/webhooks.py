@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -14,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from followup.core.replies import Reply, normalise_sender
 from followup.core.storable import storable
 from followup.parsing.inbound_email import BadInbound, parse_sendgrid
-from followup.services import delivery, inbound
+from followup.services import delivery, inbound, inbound_auth
 from followup.transports.webhook_auth import twiml
 from followup.web.deps import RuntimeDep
+from followup.web.limits import client_key
 from followup.web.signatures import basic_auth_valid, sendgrid_valid, twilio_valid
 
 log = logging.getLogger("followup.webhooks")
@@ -89,8 +92,12 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
 async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object]:
     """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID."""
     cfg = rt.settings.sendgrid
+    address = client_key(request.scope)
+    wait = await run_in_threadpool(inbound_auth.retry_after, rt, address)
+    if wait > timedelta(0):  # too many failed credentials from this address: nothing is checked (SendGrid retries)
+        raise HTTPException(503, "too many failed credentials", headers={"Retry-After": str(_seconds(wait))})
     if not basic_auth_valid(request, cfg.inbound_username, cfg.inbound_password):
-        log.warning("inbound email refused: bad or missing credentials")
+        await run_in_threadpool(inbound_auth.failed, rt, address)
         raise HTTPException(401, "credentials required", headers={"WWW-Authenticate": 'Basic realm="inbound"'})
     try:
         form = await request.form(max_files=50, max_fields=200)
@@ -118,3 +125,7 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
     result = await run_in_threadpool(inbound.receive, rt, reply)
     log.info("inbound email %s: intent %s level %s", result.inbound_id, result.intent, result.level)
     return {"inbound_id": result.inbound_id, "duplicate": result.duplicate}
+
+
+def _seconds(wait: timedelta) -> int:
+    return max(1, math.ceil(wait.total_seconds()))

@@ -1,5 +1,5 @@
 """What every dashboard page shares: the templates, time formatting in the clinic's zone, and `render`, which adds
-the signed-in staff member, the CSRF token, the navigation and strict security headers (no script may run)."""
+the signed-in staff member, the CSRF token, the navigation and the dashboard's CSP (our own script files only)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ DONE = {
     "unenroll": "Patient unenrolled: scheduled messages cancelled.",
     "channel": "Channel changed: scheduled messages moved.",
     "replied": "Reply sent through the SMS webhook, as if from the patient's phone.",
+    "password": "Password changed. Your other sessions have ended.",
+    "totp_confirm": "Second factor on: you will be asked for a code when you sign in.",
+    "totp_remove": "Second factor off.",
+    "staff_disable": "Account disabled: its sessions have ended.",
+    "staff_enable": "Account enabled.",
+    "staff_revoke": "Every session of the account has ended.",
+    "staff_password": "Password set. The account's sessions have ended.",
+    "staff_totp_reset": "Second factor reset: they sign in with the password and set up a new one.",
+    "staff_unlock": "Failed sign-in counts cleared for the account.",
 }
 
 
@@ -133,7 +142,7 @@ def render(
         status_code=status_code,
     )
     response.headers["Cache-Control"] = "no-store"
+    # Scripts from this origin only, never inline (see CSP above); web/headers.py adds nosniff, the referrer
+    # policy and X-Frame-Options.
     response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
     return response
