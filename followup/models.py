@@ -60,6 +60,7 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_message_due", "status", "due_at"),
+        Index("ix_message_status_channel", "status", "channel"),  # /metrics counts by state and channel
         UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
     )
 
@@ -119,7 +120,7 @@ class Inbound(SQLModel, table=True):
     body: str
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = "received"  # received | processed | ignored
+    status: str = Field(default="received", index=True)  # received | processed | ignored
     intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
     level: str | None = None  # Level: emergency | red_flag | none
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -133,7 +134,7 @@ class Escalation(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patient.id", index=True)
     level: str  # Level: emergency | red_flag
     tier: str  # Tier: emergency | urgent | routine
-    status: str = EscalationStatus.OPEN  # EscalationStatus: open | acknowledged | booked | closed
+    status: str = Field(default=EscalationStatus.OPEN, index=True)  # EscalationStatus: open | acknowledged | ...
     source: str  # triage | reply
     criteria: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -258,3 +259,67 @@ class EscalationAlert(SQLModel, table=True):
     tier: str  # the escalation's tier at the time (emergency | urgent)
     recipients: int
     at: datetime
+
+
+# ---- integration and operations: outbound webhooks, phone calls, worker heartbeats ----------------------------
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: the transactional outbox of signed outbound webhooks. Written in the same
+    transaction as the change it announces, delivered at least once by the `webhooks` job with back-off; the
+    event id (the `webhook-id` header) is the same on every retry, so a receiver can drop repeats."""
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint", name="uq_webhookdelivery_event_endpoint"),
+        Index("ix_webhookdelivery_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str  # "evt_<32 hex>"
+    event_type: str  # escalation.opened | ... (settings.WEBHOOK_EVENTS)
+    endpoint: str  # the endpoint's name in settings
+    patient_id: int | None = Field(default=None, index=True)  # no foreign key: an erasure deletes these rows
+    body: str  # the exact JSON signed and sent; health details only for a trusted endpoint
+    status: str = "pending"  # pending | sending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    last_status: int | None = None  # the receiver's HTTP status
+    last_error: str | None = None
+    last_latency_ms: int | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class VoiceCall(SQLModel, table=True):
+    """A phone call to an on-call number for an emergency nobody acknowledged (followup/services/voice.py)."""
+
+    __table_args__ = (UniqueConstraint("escalation_id", "round", "to", name="uq_voicecall_round_to"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    round: int  # the re-alert round that placed it
+    tier_index: int  # whose phone: 0 clinic.oncall_sms, n alerts.escalation_tiers[n-1]
+    to: str
+    status: str = "queued"  # queued | calling | placed | acknowledged | declined | no_answer | failed
+    provider_id: str | None = Field(default=None, index=True)  # Twilio CallSid
+    digits: str | None = None
+    reason: str | None = None
+    placed_at: datetime | None = None
+    ended_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """A process running the scheduler: written after every dispatcher pass, read by /readyz and the dashboard."""
+
+    worker: str = Field(primary_key=True)  # "<host>:<pid>:<random>"
+    host: str
+    pid: int
+    started_at: datetime
+    last_pass_at: datetime = Field(index=True)
+    passes: int = 0
+    last_claimed: int = 0
+    last_sent: int = 0

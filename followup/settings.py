@@ -6,6 +6,8 @@ from the environment only: a secret found in the file is refused.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import itertools
 import json
 import math
@@ -324,6 +326,113 @@ def _contact(raw: str, tier: int) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+WEBHOOK_EVENTS = (
+    "escalation.opened",
+    "escalation.acknowledged",
+    "escalation.booked",
+    "escalation.closed",
+    "patient.opted_out",
+    "appointment.booked",
+)
+
+
+class WebhookEndpoint(_Section):
+    """One receiver of signed outbound webhooks (Standard Webhooks). Its secret comes from the environment:
+    FOLLOWUP_WEBHOOK_SECRET_<NAME> (upper case, `-` as `_`), never from settings.toml."""
+
+    name: str
+    url: str
+    secret: str = ""
+    trusted: bool = False  # only a trusted endpoint (the clinic's own EHR interface) gets health details
+    events: list[str] = list(WEBHOOK_EVENTS)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", v):
+            raise ValueError(f"{v!r}: a short lower-case name (letters, digits, - and _), e.g. pager")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        unknown = [e for e in v if e not in WEBHOOK_EVENTS]
+        if unknown or not v:
+            raise ValueError(f"unknown events {unknown or v}: choose from {', '.join(WEBHOOK_EVENTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebhookEndpoint:
+        env = webhook_secret_env(self.name)
+        if not self.secret:
+            raise ValueError(f"{self.name}: no signing secret; set {env} to whsec_ and base64 of 24+ random bytes")
+        if not self.secret.startswith("whsec_"):
+            raise ValueError(f"{self.name}: the secret ({env}) must start with whsec_")
+        try:
+            raw = base64.b64decode(self.secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise ValueError(f"{self.name}: the secret ({env}) is not whsec_ followed by base64") from None
+        if len(raw) < 24:
+            raise ValueError(f"{self.name}: the secret ({env}) is too short: 24 random bytes at least")
+        return self
+
+
+def webhook_secret_env(name: str) -> str:
+    return f"{ENV_PREFIX}WEBHOOK_SECRET_{name.upper().replace('-', '_')}"
+
+
+class WebhookSettings(_Section):
+    """Signed outbound webhooks (followup/services/webhooks_out.py)."""
+
+    endpoints: list[WebhookEndpoint] = []
+    check_seconds: float = Field(5.0, ge=0.5, le=3600)
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    max_attempts: int = Field(12, ge=1, le=50)
+    backoff_base_seconds: float = Field(10.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    lease_seconds: int = Field(120, ge=5)
+    batch_size: int = Field(50, ge=1, le=1000)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(cls, v: list[WebhookEndpoint]) -> list[WebhookEndpoint]:
+        names = [e.name for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError("two endpoints share a name")
+        return v
+
+
+class VoiceSettings(_Section):
+    """A phone call (Twilio Voice) for an emergency escalation nobody acknowledged (followup/services/voice.py)."""
+
+    enabled: bool = True  # needs Twilio configured; calls each phone number of the tier being re-alerted
+    gather_timeout_seconds: int = Field(10, ge=3, le=60)  # how long the call waits for a key
+
+
+class MetricsSettings(_Section):
+    """/metrics (Prometheus) and /readyz."""
+
+    allow_addresses: list[str] = []  # scrapers allowed without an API token, e.g. ["10.0.0.7"]
+    ready_max_age_seconds: float = Field(120.0, ge=5)  # /readyz fails when no dispatcher ran within this
+
+    @field_validator("allow_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for a in v:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address or network") from None
+        return v
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -337,6 +446,9 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     privacy: PrivacySettings = PrivacySettings()
     limits: LimitSettings = LimitSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    voice: VoiceSettings = VoiceSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _live(self) -> Settings:
@@ -442,6 +554,13 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
                 f"{section}.{key}: secrets come only from the environment; remove it from {path} "
                 f"and set {ENV_PREFIX}{section.upper()}__{key.upper()}"
             )
+    for endpoint in data.get("webhooks", {}).get("endpoints", []) or []:
+        if isinstance(endpoint, dict):
+            if endpoint.get("secret"):
+                raise SettingsError(
+                    f"webhooks.endpoints.secret: secrets come only from the environment; remove it from {path} and "
+                    f"set {webhook_secret_env(str(endpoint.get('name', '')))}"
+                )
     known = Settings.model_fields
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -452,6 +571,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
                 continue
             raise SettingsError(f"{name}: unknown section {section!r} (known: {', '.join(known)})")
         data.setdefault(section, {})[key] = _env_value(value)
+    for endpoint in data.get("webhooks", {}).get("endpoints", []) or []:
+        if isinstance(endpoint, dict) and not endpoint.get("secret"):
+            endpoint["secret"] = environ.get(webhook_secret_env(str(endpoint.get("name", ""))), "")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -30,6 +30,8 @@ from followup.models import (
     Message,
     Patient,
     Triage,
+    VoiceCall,
+    WebhookDelivery,
 )
 from followup.runtime import Runtime
 from followup.services import audit, drafts
@@ -146,6 +148,8 @@ def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
             ("messages", delete(Message).where(col(Message.id).in_(msgs))),
             ("appointments", delete(Appointment).where(col(Appointment.patient_id) == patient_id)),
             ("escalation_alerts", delete(EscalationAlert).where(col(EscalationAlert.escalation_id).in_(esc))),
+            ("voice_calls", delete(VoiceCall).where(col(VoiceCall.escalation_id).in_(esc))),
+            ("webhook_deliveries", delete(WebhookDelivery).where(col(WebhookDelivery.patient_id) == patient_id)),
             ("inbound", delete(Inbound).where(col(Inbound.id).in_(inb))),
             ("escalations", delete(Escalation).where(col(Escalation.id).in_(esc))),
             ("triages", delete(Triage).where(col(Triage.patient_id) == patient_id)),
