@@ -4,7 +4,9 @@ The schedule itself lives in the project's tables, so any number of processes ca
 (APScheduler's own job store could not). Each process runs:
 
 - `dispatch` (every `dispatch.interval_seconds`): retry stored replies not yet acted on, then a dispatcher pass;
-- `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations;
+- `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations, and
+  place the phone calls an emergency re-alert queued (followup/services/voice.py);
+- `webhooks` (every `webhooks.check_seconds`): deliver due signed outbound webhooks from the outbox;
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
 - `retention` (daily, first run five minutes after start): old message texts replaced by a marker.
 
@@ -25,7 +27,10 @@ from followup.services.alerting import run_realerts
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
 from followup.services.inbound import process_pending
+from followup.services.ops import heartbeat, worker_id
 from followup.services.privacy import purge_old_texts
+from followup.services.voice import place_queued
+from followup.services.webhooks_out import deliver_due
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
@@ -49,6 +54,8 @@ class DispatchLoop:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.dispatcher = Dispatcher(rt)
+        self.worker = worker_id()
+        self.started_at = rt.clock.now()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         settings = rt.settings
         self.scheduler.add_job(
@@ -62,13 +69,23 @@ class DispatchLoop:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            guarded("re-alert pass", lambda: run_realerts(rt)),
+            guarded("re-alert pass", self._realert),
             "interval",
             seconds=settings.alerts.check_seconds,
             id="realert",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=300,
+        )
+        self.scheduler.add_job(
+            guarded("webhook delivery", lambda: deliver_due(rt)),
+            "interval",
+            seconds=settings.webhooks.check_seconds,
+            id="webhooks",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=300,
+            next_run_time=datetime.now(UTC),
         )
         at = settings.alerts.digest_time
         self.scheduler.add_job(
@@ -97,6 +114,7 @@ class DispatchLoop:
     def _tick(self) -> None:
         guarded("retrying stored replies", lambda: process_pending(self.rt))()
         report = self.dispatcher.run_once()
+        guarded("heartbeat", lambda: heartbeat(self.rt, self.worker, self.started_at, report.claimed, report.sent))()
         if report.claimed or report.reconciled:
             log.info(
                 "dispatch: claimed %d sent %d retried %d failed %d expired %d deferred %d cancelled %d reconciled %d",
@@ -109,6 +127,10 @@ class DispatchLoop:
                 report.cancelled,
                 report.reconciled,
             )
+
+    def _realert(self) -> None:
+        run_realerts(self.rt)
+        place_queued(self.rt)  # also the calls a crash or a failed pass left queued
 
     def _purge(self) -> None:
         done = purge_old_texts(self.rt)

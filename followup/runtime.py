@@ -23,7 +23,9 @@ from followup.core.vocab import CHANNELS
 from followup.db import Database
 from followup.settings import Settings
 from followup.transports.base import Transport
-from followup.transports.factory import build_transports
+from followup.transports.factory import build_caller, build_transports
+from followup.transports.twilio_voice import Caller
+from followup.transports.webhook_http import HttpxPoster, WebhookPoster
 
 if TYPE_CHECKING:
     from followup.redflags import Detector
@@ -63,6 +65,8 @@ class Runtime:
     transports: dict[str, Transport]
     links: Links
     password_slots: Slots  # argon2 work at once in this process (security.password_hash_slots)
+    webhook_poster: WebhookPoster = field(default_factory=HttpxPoster)  # signed outbound webhooks
+    caller: Caller | None = None  # phone calls for unacknowledged emergencies (None: no calls)
     wake_dispatcher: list = field(default_factory=list)  # callables run after a commit that queued urgent sends
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,6 +105,8 @@ def build_runtime(
     clock: Clock | None = None,
     transports: dict[str, Transport] | None = None,
     db: Database | None = None,
+    webhook_poster: WebhookPoster | None = None,
+    caller: Caller | None = None,
 ) -> Runtime:
     """Load and check all content (program, templates, intake rules); refuse to start on any problem."""
     templates = Templates(settings.clinic.templates)
@@ -143,4 +149,6 @@ def build_runtime(
         transports=transports or build_transports(settings),
         links=Links(settings, secret_key(settings)),
         password_slots=Slots(settings.security.password_hash_slots),
+        webhook_poster=webhook_poster or HttpxPoster(settings.webhooks.timeout_seconds),
+        caller=caller if caller is not None else build_caller(settings),
     )

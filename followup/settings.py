@@ -555,12 +555,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
                 f"and set {ENV_PREFIX}{section.upper()}__{key.upper()}"
             )
     for endpoint in data.get("webhooks", {}).get("endpoints", []) or []:
-        if isinstance(endpoint, dict):
-            if endpoint.get("secret"):
-                raise SettingsError(
-                    f"webhooks.endpoints.secret: secrets come only from the environment; remove it from {path} and "
-                    f"set {webhook_secret_env(str(endpoint.get('name', '')))}"
-                )
+        if isinstance(endpoint, dict) and endpoint.get("secret"):
+            raise SettingsError(
+                f"webhooks.endpoints.secret: secrets come only from the environment; remove it from {path} and "
+                f"set {webhook_secret_env(str(endpoint.get('name', '')))}"
+            )
     known = Settings.model_fields
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:

@@ -13,6 +13,7 @@ class Links:
         self.max_age = settings.security.booking_link_days * 86400
         self.key = key
         self._booking = URLSafeTimedSerializer(self.key, salt="booking")
+        self._voice = URLSafeTimedSerializer(self.key, salt="voice-call")
 
     def booking(self, escalation_id: int) -> str:
         return f"{self.base}/book/{self._booking.dumps(escalation_id)}"
@@ -21,6 +22,19 @@ class Links:
         """The escalation a booking token is bound to, or None if tampered with or expired."""
         try:
             value = self._booking.loads(token, max_age=self.max_age)
+        except (BadSignature, SignatureExpired):
+            return None
+        return value if isinstance(value, int) else None
+
+    def voice(self, what: str, call_id: int) -> str:
+        """Our callback for one phone call (`gather` or `status`): a signed call id on top of Twilio's signature,
+        so a URL guessed for another call is refused even with a valid signature."""
+        return f"{self.base}/webhooks/twilio/voice/{what}?t={self._voice.dumps(call_id)}"
+
+    def voice_call(self, token: str) -> int | None:
+        """The call a voice callback token names, or None (tampered with, or older than a day)."""
+        try:
+            value = self._voice.loads(token, max_age=86400)
         except (BadSignature, SignatureExpired):
             return None
         return value if isinstance(value, int) else None

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from followup.core.vocab import ABOVE_ROUTINE, Channel, EscalationStatus, MessageKind, Tier
-from followup.models import Escalation, EscalationAlert, Message
+from followup.models import Escalation, EscalationAlert, Message, VoiceCall
 from followup.runtime import Runtime
 from followup.services import audit, drafts
 from followup.services.escalation import criteria_labels
@@ -137,7 +137,35 @@ def run_realerts(rt: Runtime) -> int:
     return sent
 
 
-def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int:
+def realert_now(rt: Runtime, escalation_id: int, after_round: int, why: str) -> int:
+    """Alert the next tier at once instead of after the SLA (a call went unanswered or no one pressed 1). Keyed on
+    the round that failed: two calls of one round going unanswered move one tier, not two."""
+    sent = _realert(rt, escalation_id, after_round + 1, rt.clock.now(), why=why)
+    if sent:
+        rt.wake()
+    return sent
+
+
+def _queue_calls(
+    rt: Runtime,
+    s: Session,
+    esc: Escalation,
+    round_: int,
+    index: int,
+    contacts: list[tuple[Channel, str]],
+    now: datetime,
+) -> int:
+    """An emergency re-alert also calls each phone number of the tier (followup/services/voice.py places them)."""
+    if esc.tier != Tier.EMERGENCY or rt.caller is None or not rt.settings.voice.enabled:
+        return 0
+    assert esc.id is not None
+    phones = list(dict.fromkeys(a for ch, a in contacts if ch == Channel.SMS))
+    for to in phones:
+        s.add(VoiceCall(escalation_id=esc.id, round=round_, tier_index=index, to=to, created_at=now, updated_at=now))
+    return len(phones)
+
+
+def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime, why: str = "sla") -> int:
     settings = rt.settings
     index = tier_index(settings, round_)
     contacts = contact_tiers(settings)[index]
@@ -167,6 +195,7 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
         }
         for channel, address in contacts:
             queue(s, settings, drafts.realert(esc, round_, channel, address, context, now), now)
+        calls = _queue_calls(rt, s, esc, round_, index, contacts, now)
         audit.record(
             s,
             now,
@@ -176,6 +205,8 @@ def _realert(rt: Runtime, escalation_id: int, round_: int, now: datetime) -> int
             round=round_,
             tier_index=index,
             recipients=len(contacts),
+            calls=calls,
+            why=why,
         )
         s.commit()
     log.info("escalation %s re-alerted (round %d, tier %d, %d contacts)", escalation_id, round_, index, len(contacts))

@@ -25,7 +25,7 @@ from followup.core.sms import gsm_safe
 from followup.core.vocab import NOT_CLOSED, AppointmentStatus, Channel, EscalationStatus, PatientStatus
 from followup.models import Appointment, Escalation, Patient
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, drafts, webhooks_out
 from followup.services.escalation import has_active_escalation
 from followup.services.queue import queue
 from followup.services.reachability import reachable_channel
@@ -182,6 +182,32 @@ def book(rt: Runtime, escalation_id: int, starts_at: datetime, actor: str | None
             moved_from=moved_from.isoformat() if moved_from else None,
         )
         event = "moved" if moved_from else "booked"
+        if not moved_from:
+            webhooks_out.emit(
+                rt,
+                s,
+                "escalation.booked",
+                now,
+                webhooks_out.escalation_data(rt, esc, by=actor),
+                webhooks_out.escalation_health(rt, esc),
+                patient_id=esc.patient_id,
+            )
+        webhooks_out.emit(
+            rt,
+            s,
+            "appointment.booked",
+            now,
+            {
+                "appointment_id": appt.id,
+                "escalation_id": escalation_id,
+                "patient_id": esc.patient_id,
+                "starts_at": starts_at.isoformat(),
+                "ends_at": appt.ends_at.isoformat(),
+                "moved_from": moved_from.isoformat() if moved_from else None,
+                "booked_by": actor,
+            },
+            patient_id=esc.patient_id,
+        )
         _notify(rt, s, patient, esc, appt, event, now)
         s.commit()
     rt.wake()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, bindparam, case, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
+from followup import metrics
 from followup import models as m
 from followup.content.templates import TemplateProblem
 from followup.core.schedule import Defer, Expire, Window, decide_send
@@ -248,13 +250,19 @@ class Dispatcher:
         self.pacer.wait(transport.sender)
         if job.send_by is not None and self.rt.clock.now() > job.send_by:
             return _Outcome(job, late=True)  # slow pacing or a stalled provider held it back: requeue, untried
+        channel = job.out.channel
+        started = time.perf_counter()
         try:
-            return _Outcome(job, sent=transport.send(job.out))
+            sent = transport.send(job.out)
         except SendError as exc:
+            metrics.MESSAGES_SENT.labels(channel, "retryable" if exc.retryable else "permanent").inc()
             return _Outcome(job, error=exc)
         except Exception as exc:  # a transport bug must not kill the pass; the lease makes it retry safely
             log.exception("message %s: transport %s raised unexpectedly", job.message_id, transport.name)
             return _Outcome(job, error=SendError(f"unexpected {type(exc).__name__}", ambiguous=True))
+        metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
+        metrics.MESSAGES_SENT.labels(channel, "sent").inc()
+        return _Outcome(job, sent=sent)
 
     def record(self, outcomes: Sequence[_Outcome], report: PassReport) -> None:
         """Write every outcome in one transaction. A delivery callback may already have moved a message past

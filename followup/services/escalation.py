@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from followup.core.vocab import ACTIVE_ESCALATION, FOLLOWED_UP, Level, PatientStatus, Tier, more_serious
 from followup.models import Escalation, Patient
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, drafts, webhooks_out
 from followup.services.queue import queue
 from followup.services.reachability import reachable_channel
 
@@ -99,6 +99,16 @@ def escalate(
         criteria=list(criteria),
         source=source,
     )
+    if action == "escalation.opened":
+        webhooks_out.emit(
+            rt,
+            s,
+            "escalation.opened",
+            now,
+            webhooks_out.escalation_data(rt, esc),
+            webhooks_out.escalation_health(rt, esc),
+            patient_id=patient.id,
+        )
     if alerted:
         _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
         _alert_clinic(rt, s, esc, now)

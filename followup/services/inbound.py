@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from followup import metrics
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
 from followup.core.sms import MAX_SEGMENTS, segments
@@ -176,7 +178,12 @@ def _act(
 
     question = _last_question(rt, s, patient, now)
     weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
+    started = time.perf_counter()
     verdict = rt.detector.assess(body, ReplyContext(weeks_since_onset=weeks, last_question=question))
+    metrics.DETECTOR_SECONDS.observe(time.perf_counter() - started)
+    # The layer that decided: the rule family of the most serious finding (phrase, answer, onset, duration...).
+    layer = verdict.findings[0].rule.split(":", 1)[0] if verdict.findings else "none"
+    metrics.VERDICTS.labels(str(verdict.level), layer).inc()
     inbound.verdict = {
         **verdict.to_dict(),
         "explanation": verdict.explanation(),

@@ -19,7 +19,7 @@ from followup.core.vocab import (
 )
 from followup.models import Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, webhooks_out
 from followup.services.dispatch import held
 from followup.services.escalation import has_active_escalation
 
@@ -237,5 +237,15 @@ def change_escalation(rt: Runtime, escalation_id: int, action: str, actor: str, 
             if p is not None and p.status == PatientStatus.ESCALATED and not others:
                 p.status, p.updated_at = PatientStatus.ACTIVE, now
         audit.record(s, now, actor, f"escalation.{action}", f"escalation:{escalation_id}", was=before)
+        webhooks_out.emit(
+            rt,
+            s,
+            f"escalation.{target}",
+            now,
+            webhooks_out.escalation_data(rt, e, by=actor),
+            # a closing note is free text: clinical, for trusted endpoints only
+            lambda: {**webhooks_out.escalation_health(rt, e)(), **({"note": note} if note else {})},
+            patient_id=e.patient_id,
+        )
         s.commit()
         return e

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from followup.core.vocab import CHANNELS, Channel, MessageKind, MessageState
 from followup.models import Consent, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, drafts, webhooks_out
 from followup.services.queue import queue
 from followup.transports.base import SendError
 
@@ -63,6 +63,14 @@ def set_channel_state(
     patient.updated_at = now
     if state == "opted_out":
         s.add(Consent(patient_id=patient.id, channel=channel, action="opt_out", source=source, at=now))
+        webhooks_out.emit(
+            rt,
+            s,
+            "patient.opted_out",
+            now,
+            {"patient_id": patient.id, "channel": channel, "source": source, "url": rt.links.patient(patient.id)},
+            patient_id=patient.id,
+        )
     elif state == "ok":
         s.add(Consent(patient_id=patient.id, channel=channel, action="opt_in", source=source, at=now))
     audit.record(s, now, source, f"channel.{state}", f"patient:{patient.id}", channel=channel, was=before)

@@ -9,6 +9,7 @@ from followup.transports.base import Transport
 from followup.transports.outbox import Outbox
 from followup.transports.sendgrid_email import SendgridEmail
 from followup.transports.twilio_sms import TwilioSms
+from followup.transports.twilio_voice import Caller, TwilioVoice
 
 
 def build_transports(settings: Settings, outbox_dir: Path = Path("var/outbox")) -> dict[str, Transport]:
@@ -32,3 +33,11 @@ def build_transports(settings: Settings, outbox_dir: Path = Path("var/outbox")) 
     else:
         email = Outbox("email", outbox_dir / "email.jsonl", sender=settings.sendgrid.from_email)
     return {"sms": sms, "email": email}
+
+
+def build_caller(settings: Settings) -> Caller | None:
+    """Twilio Voice when Twilio is configured and calls are on; otherwise no phone calls (SMS and email only)."""
+    if not (settings.twilio_configured and settings.voice.enabled):
+        return None
+    t = settings.twilio
+    return TwilioVoice(t.account_sid, t.auth_token, t.from_number, api_base=t.api_base, timeout=t.timeout_seconds)

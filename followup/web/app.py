@@ -16,7 +16,7 @@ from followup.core.storable import storable_json
 from followup.runtime import Runtime, build_runtime
 from followup.services import health
 from followup.settings import Settings
-from followup.web import api, assets, booking, dashboard, headers, intake, limits, signin, webhooks
+from followup.web import api, assets, booking, dashboard, headers, intake, limits, ops, signin, webhooks
 
 log = logging.getLogger("followup.web")
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         default=rt.settings.server.max_body_bytes,
         per_path={limits.INBOUND_EMAIL: rt.settings.sendgrid.inbound_max_bytes},
     )
+    app.add_middleware(ops.WebhookTimer)
     app.add_middleware(headers.SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(signin.router)
     app.include_router(assets.router)
     app.include_router(dashboard.router)
+    app.include_router(ops.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -13,10 +13,12 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from followup import metrics
 from followup.core.replies import Reply, normalise_sender
 from followup.core.storable import storable
 from followup.parsing.inbound_email import BadInbound, parse_sendgrid
-from followup.services import delivery, inbound, inbound_auth
+from followup.services import delivery, inbound, inbound_auth, voice
+from followup.transports.twilio_voice import say_twiml
 from followup.transports.webhook_auth import twiml
 from followup.web.deps import RuntimeDep
 from followup.web.limits import client_key
@@ -41,6 +43,7 @@ async def twilio_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
 async def twilio_status(request: Request, rt: RuntimeDep) -> Response:
     """Twilio status callback (signed). Our message id is in the callback URL (`mid`)."""
     fields = await twilio_form(request, rt)
+    metrics.CALLBACKS.labels("twilio_status").inc()
     mid = delivery.row_id(request.query_params.get("mid"))
     outcome = await run_in_threadpool(delivery.twilio_status, rt, fields, mid)
     log.info("twilio status for message %s: %s", mid, outcome)
@@ -60,6 +63,7 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
         raise HTTPException(400, "body is not JSON") from None
     if not isinstance(events, list):
         raise HTTPException(400, "body must be a JSON array of events")
+    metrics.CALLBACKS.labels("sendgrid_events").inc(len(events))
     counts = await run_in_threadpool(delivery.sendgrid_events, rt, events)
     log.info("sendgrid events: %s", counts)
     return counts
@@ -69,6 +73,7 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
 async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
     """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML."""
     fields = await twilio_form(request, rt)
+    metrics.CALLBACKS.labels("twilio_sms").inc()
     sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
     if not sid:
         raise HTTPException(400, "MessageSid is missing")
@@ -118,6 +123,7 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
                 }
             )
     await form.close()
+    metrics.CALLBACKS.labels("sendgrid_inbound").inc()
     try:
         reply = parse_sendgrid(fields, cfg.reply_domain, attachments)
     except BadInbound as exc:
@@ -125,6 +131,34 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
     result = await run_in_threadpool(inbound.receive, rt, reply)
     log.info("inbound email %s: intent %s level %s", result.inbound_id, result.intent, result.level)
     return {"inbound_id": result.inbound_id, "duplicate": result.duplicate}
+
+
+def _voice_call(request: Request, rt: RuntimeDep) -> int:
+    call_id = rt.links.voice_call(request.query_params.get("t", ""))
+    if call_id is None:
+        raise HTTPException(403, "invalid call token")
+    return call_id
+
+
+@router.post("/twilio/voice/gather")
+async def twilio_voice_gather(request: Request, rt: RuntimeDep) -> Response:
+    """The key pressed on an emergency call (signed; our signed call token in the URL): 1 acknowledges."""
+    fields = await twilio_form(request, rt)
+    call_id = _voice_call(request, rt)
+    metrics.CALLBACKS.labels("twilio_voice").inc()
+    spoken = await run_in_threadpool(voice.key_pressed, rt, call_id, fields.get("Digits", ""))
+    return Response(say_twiml(spoken.text, spoken.language), media_type="application/xml")
+
+
+@router.post("/twilio/voice/status")
+async def twilio_voice_status(request: Request, rt: RuntimeDep) -> Response:
+    """How an emergency call ended (signed): no answer, busy, failed or no key moves to the next tier."""
+    fields = await twilio_form(request, rt)
+    call_id = _voice_call(request, rt)
+    metrics.CALLBACKS.labels("twilio_voice").inc()
+    moved = await run_in_threadpool(voice.call_ended, rt, call_id, fields.get("CallStatus", ""))
+    log.info("voice call %s ended %s; next tier alerted: %s", call_id, fields.get("CallStatus", "")[:20], moved)
+    return Response(status_code=204)
 
 
 def _seconds(wait: timedelta) -> int:
