@@ -95,7 +95,7 @@ def exposition(figures: DbFigures) -> bytes:
     histograms, then the database's figures."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counted = CollectorRegistry()
-        multiprocess.MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(counted)
     else:
         counted = REGISTRY
     db = CollectorRegistry(auto_describe=False)

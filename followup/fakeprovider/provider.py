@@ -16,9 +16,11 @@ from followup.fakeprovider.sendgrid_api import SendGridApi, sendgrid_error
 from followup.fakeprovider.server import FakeHTTPServer
 from followup.fakeprovider.store import Store
 from followup.fakeprovider.twilio_api import TwilioApi, twilio_error
+from followup.fakeprovider.voice_api import VoiceApi
 from followup.fakeprovider.wire import Request, Response, json_response
 
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
+_CALLS = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Calls\.json$")
 _MESSAGE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json$")
 log = logging.getLogger("followup.fakeprovider")
 _INBOUND_TIMEOUT_S = 15.0  # how long Twilio waits for an incoming-message webhook
@@ -67,6 +69,7 @@ class FakeProvider:
             inbound_poster=Poster(_INBOUND_TIMEOUT_S),
             status_delay_s=status_delay_s,
         )
+        self.voice = VoiceApi(twilio_account_sid, twilio_auth_token, Poster(_INBOUND_TIMEOUT_S))
         self.sendgrid = SendGridApi(
             api_key=sendgrid_api_key,
             events_url=events_url,
@@ -147,6 +150,18 @@ class FakeProvider:
         """Inbound SMS simulated through `POST /_fake/sms/inbound`."""
         return self.store.inbound()
 
+    def calls(self) -> list[dict[str, Any]]:
+        """Voice calls placed (Calls.json), oldest first, with their TwiML, what they say and the callbacks posted."""
+        return self.voice.calls()
+
+    def press(self, sid: str, digits: str) -> dict[str, Any] | None:
+        """The callee pressed `digits`: the signed <Gather> callback is posted; returns what the service answered."""
+        return self.voice.press(sid, digits)
+
+    def end_call(self, sid: str, status: str = "completed") -> dict[str, Any] | None:
+        """The call ended with `status` (no-answer, busy, failed, completed): the signed status callback is posted."""
+        return self.voice.end(sid, status)
+
     def stats(self) -> dict[str, Any]:
         return self.store.stats()
 
@@ -160,6 +175,7 @@ class FakeProvider:
         """Forget messages, counters, opt-outs, pending webhooks and faults (the seed starts over)."""
         self.scheduler.clear()
         self.store.clear()
+        self.voice.clear()
         self.fault_plan.reset()
 
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
@@ -188,6 +204,17 @@ class FakeProvider:
         return resp
 
     def _twilio(self, req: Request) -> Response:
+        calls = _CALLS.match(req.path)
+        if calls is not None:
+            denied = self.twilio.check_auth(req, calls.group(1))
+            if denied:
+                return denied
+            if req.method != "POST":
+                return twilio_error(405, 20004)
+            verdict = self.fault_plan.decide()
+            if verdict.status:
+                return _twilio_fault(verdict)
+            return self.voice.create(req)
         one = _MESSAGE.match(req.path)
         many = None if one else _MESSAGES.match(req.path)
         match = one or many
@@ -250,6 +277,12 @@ class FakeProvider:
             return json_response(200, self.faults().to_dict())
         if route == ("POST", "/_fake/sms/inbound"):
             return self.twilio.simulate_inbound(req)
+        if route == ("GET", "/_fake/calls"):
+            return json_response(200, self.calls())
+        if route == ("POST", "/_fake/calls/press"):
+            return self.voice.control(req, "press")
+        if route == ("POST", "/_fake/calls/end"):
+            return self.voice.control(req, "end")
         if route == ("POST", "/_fake/reset"):
             self.reset()
             return json_response(200, {"reset": True})
