@@ -48,6 +48,13 @@ def guarded(what: str, fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+def realert_pass(rt: Runtime) -> None:
+    """The `realert` job: re-alert overdue escalations, then place the phone calls queued (by this pass, or left
+    queued by a crash)."""
+    run_realerts(rt)
+    place_queued(rt)
+
+
 class DispatchLoop:
     """The process's scheduler: the dispatch job and the clinic's jobs, started and stopped together."""
 
@@ -69,7 +76,7 @@ class DispatchLoop:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            guarded("re-alert pass", self._realert),
+            guarded("re-alert pass", lambda: realert_pass(rt)),
             "interval",
             seconds=settings.alerts.check_seconds,
             id="realert",
@@ -127,10 +134,6 @@ class DispatchLoop:
                 report.cancelled,
                 report.reconciled,
             )
-
-    def _realert(self) -> None:
-        run_realerts(self.rt)
-        place_queued(self.rt)  # also the calls a crash or a failed pass left queued
 
     def _purge(self) -> None:
         done = purge_old_texts(self.rt)
