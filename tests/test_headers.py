@@ -82,7 +82,7 @@ def test_every_page_has_the_headers_and_works_under_its_csp(admin: TestClient, r
         if path == "/book/{token}":
             url = rt.links.booking(ids["eid"]).removeprefix(rt.settings.server.public_url)
         r = admin.get(url, follow_redirects=False)
-        assert r.status_code < 500, url
+        assert r.status_code < 500 or path == "/readyz", url  # /readyz: 503 until a dispatcher has run
         if r.headers.get("content-type", "").startswith("text/html") and path not in DOCS:
             html_pages += 1
             check_html(admin, r, url)
