@@ -171,3 +171,24 @@ def test_multi_process_mode_sums_every_process(tmp_path: Path) -> None:
         for s in f.samples
     }
     assert samples[("followup_messages_sent_total", (("channel", "sms"), ("outcome", "sent")))] == 6
+
+
+def test_the_shipped_dashboard_and_alerts_use_only_metrics_we_expose(
+    client: TestClient, rt: Runtime, auth: dict
+) -> None:
+    """Every followup_* name in docs/grafana-dashboard.json and docs/prometheus-alerts.yml is one /metrics
+    exposes (a renamed metric would silently blank a panel or an alert); the alerts cover the three the clinic
+    needs."""
+    import re
+
+    heartbeat(rt, "host:1:abc", rt.clock.now(), claimed=0, sent=0)
+    text = client.get("/metrics", headers=auth).text
+    exposed = {re.sub(r"_total$", "", name) for name in re.findall(r"^# TYPE (\w+) ", text, re.M)}
+    used = set()
+    for doc in ("docs/grafana-dashboard.json", "docs/prometheus-alerts.yml"):
+        used |= set(re.findall(r"\bfollowup_\w+", (ROOT / doc).read_text()))
+    families = {re.sub(r"_(bucket|count|sum|total)$", "", name) for name in used}
+    assert used and families <= exposed, sorted(families - exposed)
+    alerts = (ROOT / "docs/prometheus-alerts.yml").read_text()
+    for name in ("FollowupDispatcherStalled", "FollowupBacklogGrowing", "FollowupEmergencyUnacknowledged"):
+        assert f"alert: {name}" in alerts
