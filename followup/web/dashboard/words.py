@@ -27,6 +27,8 @@ def actor_text(actor: str | None, names: Mapping[str, str]) -> str:
         return "the service"
     if actor.startswith("token:"):
         return "the clinic's system (API)"
+    if actor.startswith("oncall:tier"):  # a key pressed on the emergency phone call
+        return f"on-call tier {actor.removeprefix('oncall:tier')} (phone call)"
     return actor
 
 
@@ -58,9 +60,13 @@ EVENTS: dict[str, Callable[[Mapping[str, Any], Local], str]] = {
     "escalation.patient_unreachable": lambda d, _: "The patient could not be sent advice: no channel reaches them",
     "escalation.no_oncall_configured": lambda d, _: "No one was alerted: no on-call contact is configured",
     "escalation.realerted": lambda d, _: (
-        f"Not acknowledged in time: re-alert {d.get('round', '')} sent to "
-        f"{d.get('recipients', 0)} contact(s) of on-call tier {d.get('tier_index', '')}"
+        ("Not acknowledged on the phone call" if d.get("why", "sla") != "sla" else "Not acknowledged in time")
+        + f": re-alert {d.get('round', '')} sent to {d.get('recipients', 0)} contact(s) of on-call tier "
+        f"{d.get('tier_index', '')}" + (f", {d['calls']} called" if d.get("calls") else "")
     ),
+    "voice.call_placed": lambda d, _: f"Phone call placed to on-call tier {d.get('tier', '')}",
+    "voice.acknowledged": lambda d, _: "Acknowledged on the phone call (pressed 1)",
+    "voice.not_acknowledged": lambda d, _: f"Phone call not acknowledged ({d.get('why', '')})",
     "escalation.realert_nobody": lambda d, _: (
         f"Not acknowledged in time: re-alert {d.get('round', '')} reached no one (no contacts in that tier)"
     ),
