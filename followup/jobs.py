@@ -30,7 +30,7 @@ from followup.services.inbound import process_pending
 from followup.services.ops import heartbeat, worker_id
 from followup.services.privacy import purge_old_texts
 from followup.services.voice import place_queued
-from followup.services.webhooks_out import deliver_due
+from followup.services.webhooks_out import deliver_due, forget_old
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
@@ -137,6 +137,9 @@ class DispatchLoop:
 
     def _purge(self) -> None:
         done = purge_old_texts(self.rt)
+        forgotten = forget_old(self.rt)
+        if forgotten:
+            log.info("retention purge: %d finished webhook deliveries", forgotten)
         if done["messages"] or done["inbound"]:
             log.info("retention purge: %d messages and %d replies", done["messages"], done["inbound"])
 

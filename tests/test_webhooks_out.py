@@ -346,3 +346,16 @@ def test_events_are_only_written_for_subscribed_endpoints(
         assert deliveries(rt) == []
     finally:
         rt.db.dispose()
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention_period(
+    rt: Runtime, clock: FakeClock, pager: Receiver
+) -> None:
+    """Delivered and failed deliveries (a trusted endpoint's copy quotes the reply) are deleted after
+    privacy.retention_days; pending ones stay until delivered."""
+    pager.fail_next(1, 500)
+    open_escalation(rt)
+    webhooks_out.deliver_due(rt)  # ehr delivered, pager pending
+    clock.advance(timedelta(days=rt.settings.privacy.retention_days + 1))
+    assert webhooks_out.forget_old(rt) == 1
+    assert [(d.endpoint, d.status) for d in deliveries(rt)] == [("pager", "pending")]

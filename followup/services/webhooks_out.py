@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, func, or_, select, update
+from sqlmodel import Session, col, delete, func, or_, select, update
 
 from followup import metrics
 from followup.core import webhooks as wh
@@ -255,6 +255,23 @@ def counts(rt: Runtime) -> dict[str, int]:
     with rt.db.session() as s:
         rows = s.exec(select(WebhookDelivery.status, func.count()).group_by(col(WebhookDelivery.status))).all()
     return {status: int(n) for status, n in rows}
+
+
+def forget_old(rt: Runtime) -> int:
+    """Delete deliveries finished (delivered or failed) more than `privacy.retention_days` ago: a trusted
+    endpoint's copy holds the words of a reply, kept no longer than the reply itself. Returns rows deleted."""
+    days = rt.settings.privacy.retention_days
+    if days == 0:
+        return 0
+    cutoff = rt.clock.now() - timedelta(days=days)
+    with rt.db.session() as s:
+        gone = s.exec(
+            delete(WebhookDelivery).where(
+                col(WebhookDelivery.status).in_([DELIVERED, FAILED]), col(WebhookDelivery.created_at) < cutoff
+            )
+        ).rowcount
+        s.commit()
+    return int(gone or 0)
 
 
 def send_again(rt: Runtime, delivery_id: int, actor: str) -> None:
