@@ -421,6 +421,7 @@ class MetricsSettings(_Section):
 
     allow_addresses: list[str] = []  # scrapers allowed without an API token, e.g. ["10.0.0.7"]
     ready_max_age_seconds: float = Field(120.0, ge=5)  # /readyz fails when no dispatcher ran within this
+    figures_cache_seconds: float = Field(10.0, ge=0, le=300)  # database figures reused by scrapes this close
 
     @field_validator("allow_addresses")
     @classmethod

@@ -30,7 +30,7 @@ PHONE = "+13105550142"
 @pytest.fixture
 def rt(db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]) -> Iterator[Runtime]:
     runtime = build_runtime(
-        webhook_settings(db_url, metrics={"allow_addresses": ["10.1.2.0/24"]}),
+        webhook_settings(db_url, metrics={"allow_addresses": ["10.1.2.0/24"], "figures_cache_seconds": 0}),
         clock=clock,
         transports=dict(transports),
     )
@@ -192,3 +192,20 @@ def test_the_shipped_dashboard_and_alerts_use_only_metrics_we_expose(
     alerts = (ROOT / "docs/prometheus-alerts.yml").read_text()
     for name in ("FollowupDispatcherStalled", "FollowupBacklogGrowing", "FollowupEmergencyUnacknowledged"):
         assert f"alert: {name}" in alerts
+
+
+def test_scrapes_within_the_cache_window_share_one_count(
+    db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
+    """With metrics.figures_cache_seconds, a second scrape right after the first reuses its figures."""
+    from followup.services.ops import FigureCache
+
+    rt = build_runtime(webhook_settings(db_url), clock=clock, transports=dict(transports))
+    try:
+        cache = FigureCache(60)
+        first = cache.get(rt)
+        heartbeat(rt, "host:1:abc", clock.now(), claimed=0, sent=0)
+        assert cache.get(rt) is first and first.dispatcher_age_seconds is None
+        assert FigureCache(0).get(rt).dispatcher_age_seconds == 0
+    finally:
+        rt.db.dispose()

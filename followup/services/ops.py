@@ -7,8 +7,11 @@ indexed counts (message state and channel, the due index, escalation and reply s
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,6 +77,22 @@ def readiness(rt: Runtime) -> Readiness:
         return Readiness(False, "ok", "never", None)
     fresh = age <= rt.settings.metrics.ready_max_age_seconds
     return Readiness(fresh, "ok", "ok" if fresh else "stale", round(age, 1))
+
+
+class FigureCache:
+    """The last figures, reused for `max_age` seconds: several scrapers (an HA Prometheus pair) cost one count."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._at = -math.inf
+        self._value: DbFigures | None = None
+
+    def get(self, rt: Runtime) -> DbFigures:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.max_age:
+                self._value, self._at = figures(rt), time.monotonic()
+            return self._value
 
 
 def figures(rt: Runtime) -> DbFigures:

@@ -15,6 +15,7 @@ from followup import __version__
 from followup.core.storable import storable_json
 from followup.runtime import Runtime, build_runtime
 from followup.services import health
+from followup.services.ops import FigureCache
 from followup.settings import Settings
 from followup.web import api, assets, booking, dashboard, headers, intake, limits, ops, signin, webhooks
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
     )
     app.state.runtime = rt
+    app.state.figures_cache = FigureCache(rt.settings.metrics.figures_cache_seconds)
     # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS, and every
     # answer (a 413 or 429 of the limits included) gets the security headers.
     app.add_middleware(signin.BusyGate, rt=rt)

@@ -46,9 +46,10 @@ def scraper_allowed(
 
 
 @router.get("/metrics", dependencies=[Depends(scraper_allowed)], include_in_schema=False)
-async def metrics_page(rt: RuntimeDep) -> Response:
+async def metrics_page(request: Request, rt: RuntimeDep) -> Response:
     """Prometheus text: counters of this process (all processes in multi-process mode), then database figures."""
-    figures = await run_in_threadpool(ops.figures, rt)
+    cache: ops.FigureCache = request.app.state.figures_cache
+    figures = await run_in_threadpool(cache.get, rt)
     return Response(metrics.exposition(figures), media_type=metrics.CONTENT_TYPE)
 
 
