@@ -272,3 +272,33 @@ def test_a_failed_call_moves_to_the_next_tier(
         assert [c.status for c in voice.calls_for(rt, eid)] == ["failed", "placed"]
     finally:
         rt.db.dispose()
+
+
+def test_a_call_interrupted_by_a_crash_moves_to_the_next_tier(
+    db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
+    """A call left `calling` by a dead process (it may or may not have rung) is counted failed after two minutes
+    and the next tier is alerted and called: more alerts, never fewer."""
+    caller = RecordingCaller()
+    rt = build_runtime(
+        make_settings(db_url, alerts={"escalation_tiers": TIERS}),
+        clock=clock,
+        transports=dict(transports),
+        caller=caller,
+    )
+    try:
+        eid = open_escalation(rt)
+        clock.advance(timedelta(minutes=15))
+        run_realerts(rt)
+        with rt.db.session() as s:  # what a process dying right after taking the call leaves behind
+            (row,) = s.exec(select(VoiceCall)).all()
+            row.status = "calling"
+            s.add(row)
+            s.commit()
+        assert voice.place_queued(rt) == 0 and caller.calls == []
+        clock.advance(timedelta(minutes=3))
+        voice.place_queued(rt)
+        assert [c.to for c in caller.calls] == ["+13105550197"] and rounds(rt, eid) == [1, 2]
+        assert [c.status for c in voice.calls_for(rt, eid)] == ["failed", "placed"]
+    finally:
+        rt.db.dispose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select, update
 
@@ -30,6 +31,7 @@ log = logging.getLogger("followup.voice")
 
 # Twilio's final CallStatus values; "completed" with no key pressed is an unanswered alert too.
 ENDED = frozenset({"completed", "no-answer", "busy", "failed", "canceled"})
+INTERRUPTED_AFTER = timedelta(minutes=2)  # well past the SDK's timeout: a `calling` row this old was abandoned
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def place_queued(rt: Runtime, limit: int = 20) -> int:
     if rt.caller is None:
         return 0
     now = rt.clock.now()
+    _recover_interrupted(rt, now)
     with rt.db.session() as s:
         ids = list(
             s.exec(select(VoiceCall.id).where(VoiceCall.status == "queued").order_by(col(VoiceCall.id)).limit(limit))
@@ -75,6 +78,18 @@ def place_queued(rt: Runtime, limit: int = 20) -> int:
             continue
         placed += _place(rt, call, esc)
     return placed
+
+
+def _recover_interrupted(rt: Runtime, now: datetime) -> None:
+    """A process that died between taking a call and recording it left it `calling`: the call may or may not
+    have rung. Safe side: count it failed and alert the next tier (more alerts, never fewer)."""
+    stale = now - INTERRUPTED_AFTER
+    with rt.db.session() as s:
+        rows = list(s.exec(select(VoiceCall).where(VoiceCall.status == "calling", VoiceCall.updated_at < stale)))
+    for call in rows:
+        assert call.id is not None
+        if _settle(rt, call.id, "calling", "failed", reason="interrupted while calling"):
+            _next_tier(rt, call, "call interrupted")
 
 
 def _place(rt: Runtime, call: VoiceCall, esc: Escalation) -> int:
