@@ -1,7 +1,8 @@
-"""A fake Twilio (Messages API) and SendGrid (v3 mail send) on a real local HTTP server.
+"""A fake Twilio (Messages and Calls APIs) and SendGrid (v3 mail send) on a real local HTTP server.
 
 It lets the real SDKs run in tests, the demo and benchmarks, and sends the signed webhooks the real
-services send (SMS status callbacks, inbound SMS, SendGrid events). See `FakeProvider`.
+services send (SMS status callbacks, inbound SMS, SendGrid events, a callee's key press and how a call ended).
+See `FakeProvider`.
 """
 
 from followup.fakeprovider.cli import main
