@@ -302,3 +302,32 @@ def test_a_call_interrupted_by_a_crash_moves_to_the_next_tier(
         assert [c.status for c in voice.calls_for(rt, eid)] == ["failed", "placed"]
     finally:
         rt.db.dispose()
+
+
+def test_erasing_the_patient_removes_their_calls_and_webhook_deliveries(
+    db_url: str, clock: FakeClock, transports: dict[str, RecordingTransport]
+) -> None:
+    """`patient erase` also deletes the phone calls and the outbound webhook deliveries about the patient."""
+    from followup.models import WebhookDelivery
+    from followup.services.privacy import erase_patient
+    from followup.transports.webhook_http import RecordingPoster
+
+    hooks = {"endpoints": [{"name": "ehr", "url": "https://ehr.example/hook", "secret": "whsec_" + "A" * 40}]}
+    settings = make_settings(db_url, alerts={"escalation_tiers": TIERS}, webhooks=hooks)
+    rt = build_runtime(
+        settings, clock=clock, transports=dict(transports), caller=RecordingCaller(), webhook_poster=RecordingPoster()
+    )
+    try:
+        eid = open_escalation(rt)
+        clock.advance(timedelta(minutes=15))
+        run_realerts(rt)
+        voice.place_queued(rt)
+        pid = escalation(rt, eid).patient_id
+        with rt.db.session() as s:
+            assert len(s.exec(select(VoiceCall)).all()) == 1 and len(s.exec(select(WebhookDelivery)).all()) == 1
+        counts = erase_patient(rt, pid, "staff:1")
+        assert (counts["voice_calls"], counts["webhook_deliveries"]) == (1, 1)
+        with rt.db.session() as s:
+            assert s.exec(select(VoiceCall)).all() == [] and s.exec(select(WebhookDelivery)).all() == []
+    finally:
+        rt.db.dispose()
