@@ -53,7 +53,7 @@ async def metrics_page(request: Request, rt: RuntimeDep) -> Response:
     return Response(metrics.exposition(figures), media_type=metrics.CONTENT_TYPE)
 
 
-@router.get("/readyz")
+@router.get("/readyz", include_in_schema=False)  # for load balancers; 503 by design while not ready
 async def readyz(rt: RuntimeDep) -> JSONResponse:
     """Ready: the database answers and a dispatcher finished a pass recently (503 otherwise)."""
     r = await run_in_threadpool(ops.readiness, rt)
