@@ -164,7 +164,7 @@ def make_escalation(
 
 
 def token_path(rt: Runtime, escalation_id: int) -> str:
-    return rt.links.booking(escalation_id).removeprefix(rt.settings.server.public_url)
+    return booking.link(rt, escalation_id).removeprefix(rt.settings.server.public_url)
 
 
 def slots_on_page(html: str) -> list[str]:
