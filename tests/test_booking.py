@@ -140,6 +140,8 @@ def make_escalation(
             language=language,
             status="escalated",
             reply_token=f"p{abs(hash(name)) % 10**16:016x}",
+            sms_confirmed_at=now,
+            email_confirmed_at=now,
             created_at=now,
             updated_at=now,
         )

@@ -241,7 +241,8 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
     now = rt.clock.now()
     out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings)), "confirm": data.channel}
     if result.disposition != "escalated":
-        scheduled = [st.due_at for st in result.steps if st.status == "scheduled"]
+        # The program's first message (the confirmation request, a consent message, goes first and is not it).
+        scheduled = [st.due_at for st in result.steps if st.status == "scheduled" and st.kind != "consent"]
         if scheduled:
             key, fill = arrival(min(scheduled), now, ZoneInfo(data.timezone), lang)
             out["first"] = words(rt, lang)["done"][key].format(**fill)
