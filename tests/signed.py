@@ -100,4 +100,6 @@ def email_fields(sender: str, text: str, message_id: str, to: str = "followup@cl
         "headers": headers,
         "envelope": json.dumps({"to": [to], "from": sender}),
         "charsets": '{"text": "utf-8"}',
+        "SPF": "pass",  # SendGrid's own checks, passing for the sender's domain (a genuine mail)
+        "dkim": "{@" + sender.rpartition("@")[2].rstrip(">") + " : pass}",
     }

@@ -58,7 +58,7 @@ WEBHOOKS = {
     "/webhooks/sendgrid/events",
     "/webhooks/sendgrid/inbound",
 }
-BOOKING = re.compile(r"^/book/\{token\}")
+BOOKING = re.compile(r"^/(book|confirm)/\{token\}")  # secret links: a booking, an email confirmation
 VALUES = {
     "patient_id": "{pid}",
     "escalation_id": "{eid}",
@@ -127,7 +127,8 @@ def seeded(client: TestClient, auth: dict[str, str]) -> dict[str, int]:
 
 
 def test_every_route_is_classified_and_guarded(client: TestClient) -> None:
-    """Each route is public on purpose, a webhook, the booking link, or declares a token or staff dependency."""
+    """Each route is public on purpose, a webhook, a secret link (booking, email confirmation), or declares a token
+    or staff dependency."""
     unclassified = []
     for method, path, route in every_route(client.app):  # type: ignore[arg-type]
         if (method, path) in PUBLIC or path in WEBHOOKS or BOOKING.match(path):

@@ -127,6 +127,16 @@ def confirm(s: Session, patient: Patient, channel: str, how: str, now: datetime)
     return True
 
 
+def link_open(rt: Runtime, token: str) -> bool:
+    """Whether an email confirmation link is still good (known, unused, unexpired); changes nothing."""
+    if not token or len(token) > 100:
+        return False
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    with rt.db.session() as s:
+        row = s.exec(select(ContactConfirmation).where(ContactConfirmation.token_hash == digest)).first()
+    return row is not None and row.status == "pending" and _aware(row.expires_at) > rt.clock.now()
+
+
 def confirm_by_link(rt: Runtime, token: str) -> bool:
     """The email link: confirm the address it was sent to, once, before it expires. False: unknown, used or
     expired (the page says the same for all three)."""

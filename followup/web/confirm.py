@@ -31,8 +31,8 @@ def _page(request: Request, rt: Runtime, state: str, token: str = "", status: in
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, rt: RuntimeDep) -> HTMLResponse:
-    """The confirmation page: one button."""
-    if not token or len(token) > MAX_TOKEN:
+    """The confirmation page: one button (a link unknown, used or expired: 404 and one page for all three)."""
+    if len(token) > MAX_TOKEN or not confirmation.link_open(rt, token):
         return _page(request, rt, "expired", status=404)
     return _page(request, rt, "ask", token)
 
