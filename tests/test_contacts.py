@@ -112,7 +112,10 @@ def test_takeover_intake_with_the_victims_phone_and_an_attackers_email_changes_n
     ("known", "other"),
     [
         ({"email": VICTIM_EMAIL, "phone": "(310) 555-0188"}, {"email": "new@example.net", "phone": "(310) 555-0189"}),
-        ({"email": "x1@example.net", "phone": "(310) 555-0142"}, {"email": "x2@example.net", "phone": "(310) 555-0190"}),
+        (
+            {"email": "x1@example.net", "phone": "(310) 555-0142"},
+            {"email": "x2@example.net", "phone": "(310) 555-0190"},
+        ),
         ({"email": VICTIM_EMAIL, "phone": "(310) 555-0142"}, {"email": "x3@example.net", "phone": "(310) 555-0191"}),
     ],
     ids=["known-email", "known-phone", "both-known"],
