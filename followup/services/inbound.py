@@ -120,7 +120,7 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
             s.commit()
             return Received(inbound_id, False, "unknown_sender")
         inbound.patient_id = patient.id
-        if flood == "unread":
+        if flood == "unread" and not reply.provider_opt_out:  # a STOP Twilio already handled is still recorded
             inbound.status, inbound.processed_at = "flood", now
             inbound.reason = "over the sender's flood limit and reading budget: stored unread, for staff to read"
             s.commit()
