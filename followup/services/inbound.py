@@ -128,11 +128,23 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         # Only the owner of a number can text from it, and only the patient gets their reply-to address (or
         # passes SPF/DKIM for it): any such reply confirms the contact (double opt-in), before acting on it, so
         # that a red flag in this very reply is answered at once.
-        confirmation.confirm(s, patient, reply.channel, "reply", now)
+        confirmed_now = confirmation.confirm(s, patient, reply.channel, "reply", now)
         if verdict is None or reading is None or (reading.patient_id != patient.id):
             reading = _reading_context(rt, s, patient, now)  # the patient changed between the steps: read again
             verdict = rt.detector.assess(body, reading.context()) if body.strip() else None
-        result = _act(rt, s, inbound, patient, reply, body, now, verdict, reading, quiet=flood == "read")
+        result = _act(
+            rt,
+            s,
+            inbound,
+            patient,
+            reply,
+            body,
+            now,
+            verdict,
+            reading,
+            quiet=flood == "read",
+            confirmed_now=confirmed_now,
+        )
         inbound.processed_at = now
         s.commit()
     return result
@@ -237,9 +249,11 @@ def _act(
     verdict: Any,
     reading: _Reading,
     quiet: bool = False,
+    confirmed_now: bool = False,
 ) -> Received:
     """Act on a reply already read: escalate a red flag, else keywords, else thank. `quiet` (a flood): nothing is
-    sent back but escalation advice."""
+    sent back but escalation advice. `confirmed_now`: this reply confirmed the contact; its YES is answered by the
+    messages that waited for it, not by "welcome back"."""
     assert patient.id is not None and inbound.id is not None
     keywords: Keywords = rt.keywords
     word = keywords.keyword(body) if body.strip() else None
@@ -297,7 +311,7 @@ def _act(
         if mapped:
             return _opt(rt, s, inbound, patient, reply, mapped, now, provider_answered=True)
     if word is not None:
-        return _opt(rt, s, inbound, patient, reply, word, now, quiet)
+        return _opt(rt, s, inbound, patient, reply, word, now, quiet or (confirmed_now and word == "opt_in"))
     if keywords.opt_out_phrase(body):
         return _opt(rt, s, inbound, patient, reply, "opt_out", now, quiet)
     inbound.intent, inbound.status = "reply", "processed"
