@@ -16,7 +16,7 @@ from followup.web.booking import HEADERS
 from followup.web.deps import RuntimeDep
 from followup.web.patientpages import common, page_language, pages
 
-router = APIRouter(tags=["intake"])
+router = APIRouter(tags=["intake"], include_in_schema=False)  # a patient page, like booking links
 MAX_TOKEN = 100
 
 
