@@ -145,7 +145,7 @@ class Inbound(SQLModel, table=True):
     body: str
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = "received"  # received | processed | ignored
+    status: str = "received"  # received | processing | processed | ignored | flood (over the budget: stored unread)
     intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
     level: str | None = None  # Level: emergency | red_flag | none
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
