@@ -632,7 +632,7 @@ def test_sms_flood_from_one_number_is_cut_and_others_go_through(
         assert all(r.text.endswith("<Response/>") for r in answers[3:])
         assert post_sms(c, rt.settings, sms_fields("+13105550143", "fine today", "SMother")).status_code == 200
         with rt.db.session() as s:
-            stored = list(s.exec(select(m.Inbound)))
+            stored = list(s.exec(select(m.Inbound).order_by(m.Inbound.id)))
             alerts = s.exec(select(func.count()).select_from(m.Message).where(m.Message.kind == "alert")).one()
             escalations = s.exec(select(func.count()).select_from(m.Escalation)).one()
         senders = [i.sender for i in stored]
