@@ -106,7 +106,9 @@ def figures(rt: Runtime) -> DbFigures:
                 Message.status == MessageState.SCHEDULED, Message.due_at <= now
             )
         ).one()
-        waiting = s.exec(select(func.count()).select_from(Inbound).where(Inbound.status == "received")).one()
+        waiting = s.exec(
+            select(func.count()).select_from(Inbound).where(col(Inbound.status).in_(["received", "processing"]))
+        ).one()
         open_ = list(
             s.exec(
                 select(Escalation).where(

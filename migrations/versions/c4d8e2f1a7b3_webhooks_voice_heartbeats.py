@@ -1,12 +1,13 @@
 """integration and operations: outbound webhook outbox, voice calls, worker heartbeats, metric indexes
 
 Revision ID: c4d8e2f1a7b3
-Revises: b7e3c1d2a9f0
+Revises: c4e8a2d61f3b
 Create Date: 2026-12-02 11:00:00.000000
 
 `webhookdelivery` is the transactional outbox of signed outbound webhooks (one row per event and endpoint),
 `voicecall` the phone calls for unacknowledged emergencies, `workerheartbeat` one row per scheduler process
-(read by /readyz). The indexes keep /metrics' counts cheap at scrape time.
+(read by /readyz). The indexes keep /metrics' counts cheap at scrape time. The new tables with integer ids are
+AUTOINCREMENT on SQLite, like every other since c4e8a2d61f3b (ids never reused).
 """
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from alembic import op
 
 
 revision: str = 'c4d8e2f1a7b3'
-down_revision: str | None = 'b7e3c1d2a9f0'
+down_revision: str | None = 'c4e8a2d61f3b'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('event_id', 'endpoint', name='uq_webhookdelivery_event_endpoint'),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table('webhookdelivery', schema=None) as batch_op:
         batch_op.create_index('ix_webhookdelivery_due', ['status', 'next_attempt_at'], unique=False)
@@ -65,6 +67,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['escalation_id'], ['escalation.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('escalation_id', 'round', 'to', name='uq_voicecall_round_to'),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table('voicecall', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_voicecall_escalation_id'), ['escalation_id'], unique=False)
@@ -85,21 +88,15 @@ def upgrade() -> None:
     with op.batch_alter_table('workerheartbeat', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_workerheartbeat_last_pass_at'), ['last_pass_at'], unique=False)
 
-    with op.batch_alter_table('message', schema=None) as batch_op:
-        batch_op.create_index('ix_message_status_channel', ['status', 'channel'], unique=False)
-    with op.batch_alter_table('escalation', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_escalation_status'), ['status'], unique=False)
-    with op.batch_alter_table('inbound', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_inbound_status'), ['status'], unique=False)
+    op.create_index('ix_message_status_channel', 'message', ['status', 'channel'], unique=False)
+    op.create_index('ix_escalation_status', 'escalation', ['status'], unique=False)
+    op.create_index('ix_inbound_status', 'inbound', ['status'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('inbound', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_inbound_status'))
-    with op.batch_alter_table('escalation', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_escalation_status'))
-    with op.batch_alter_table('message', schema=None) as batch_op:
-        batch_op.drop_index('ix_message_status_channel')
+    op.drop_index('ix_inbound_status', table_name='inbound')
+    op.drop_index('ix_escalation_status', table_name='escalation')
+    op.drop_index('ix_message_status_channel', table_name='message')
     with op.batch_alter_table('workerheartbeat', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_workerheartbeat_last_pass_at'))
     op.drop_table('workerheartbeat')
