@@ -60,7 +60,7 @@ class Live:
         payload = {"url": f"{self.base}/webhooks/twilio/sms", "from": sender, "to": CLINIC_NUMBER, "body": body}
         if message_sid:
             payload["message_sid"] = message_sid
-        r = httpx.post(f"{self.fake.url}/_fake/sms/inbound", json=payload, timeout=10)
+        r = httpx.post(f"{self.fake.url}/_fake/sms/inbound", json=payload, timeout=60)
         r.raise_for_status()
         return dict(r.json())
 
@@ -115,7 +115,7 @@ def live_stack(db_url: str, **overrides: dict[str, Any]) -> Iterator[Live]:
     thread.start()
     eventually(lambda: server.started, "the app to start")
     token = create_token(rt, "e2e")[1]
-    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     try:
         yield Live(rt, fake, base, api, token)
     finally:

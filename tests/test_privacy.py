@@ -161,7 +161,7 @@ def test_whole_flow_logs_no_contact_details_names_or_texts(db_url: str, captured
             f"{live.base}/webhooks/sendgrid/inbound",
             headers={"Authorization": f"Basic {auth}"},
             data=email_fields(f"Zelda <{EMAIL}>", EMAIL_REPLY, "<privacy-1@example.org>"),
-            timeout=10,
+            timeout=60,  # a wait for a loaded machine (the detector may still be loading), not a timing claim
         )
         assert reply.status_code == 200, reply.text
         eventually(lambda: _events(live) >= {"twilio", "sendgrid"}, what="delivery callbacks from both providers")
