@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -54,7 +55,14 @@ class TriageResult:
     steps: list[ScheduledStep]
 
 
-def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> TriageResult:
+# Called inside the triage's transaction once its rows are written, before the commit: it may add rows of its own
+# (the FHIR link of a transaction Bundle) or raise to roll the whole triage back.
+Recorded = Callable[[Session, Patient, Triage], None]
+
+
+def submit_triage(
+    rt: Runtime, data: TriageIn, *, source: str, actor: str, on_recorded: Recorded | None = None
+) -> TriageResult:
     contact = check_contact(data, rt.settings.clinic.default_region)
     now = rt.clock.now()
     flags = rt.intake.red_flags(data.answers)
@@ -133,6 +141,8 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
             escalation_id = esc.id
         else:
             _enroll(rt, s, patient, data, now, replan=replan)
+        if on_recorded is not None:
+            on_recorded(s, patient, triage)
         s.commit()
         steps = upcoming(s, patient.id)
     rt.wake()

@@ -1,0 +1,97 @@
+"""FHIR R4 under /fhir, with the API's bearer tokens: the CapabilityStatement, the intake Questionnaire, a
+transaction Bundle that enrolls a patient, and reads and searches of what followup holds.
+
+Thin: parse, call one service, answer FHIR JSON; a refusal is an OperationOutcome naming the element at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from followup.fhir import JSON
+from followup.fhir.capability import SEARCHES
+from followup.fhir.outcome import FhirError, operation_outcome, refuse
+from followup.fhir.search import parse_search
+from followup.services import fhir_intake, fhir_read
+from followup.web.deps import RuntimeDep, TokenDep, actor
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+STATUS = {"structure": 400, "rule": 422, "not_found": 404, "conflict": 409}
+
+
+def fhir_json(data: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status, media_type=JSON)
+
+
+def refused(exc: FhirError) -> JSONResponse:
+    return fhir_json(operation_outcome(exc.issues), STATUS[exc.problem])
+
+
+@router.get("/metadata")
+def metadata(rt: RuntimeDep) -> JSONResponse:
+    """The CapabilityStatement. Public, as FHIR clients read it before they authenticate; it says nothing of
+    patients."""
+    return fhir_json(fhir_read.metadata(rt))
+
+
+@router.get("/Questionnaire/intake")
+def intake_questionnaire(rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
+    """The intake as a Questionnaire, built from the triage contract, pages.toml and clinic/intake.toml."""
+    return fhir_json(fhir_read.intake_questionnaire(rt))
+
+
+@router.get("/Questionnaire")
+def questionnaires(rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
+    """The one Questionnaire there is, as a searchset."""
+    q = fhir_read.intake_questionnaire(rt)
+    base = fhir_read.base_url(rt)
+    entry = [{"fullUrl": f"{base}/fhir/Questionnaire/{q['id']}", "resource": q, "search": {"mode": "match"}}]
+    return fhir_json({"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": entry})
+
+
+@router.post("")
+async def transaction(request: Request, rt: RuntimeDep, tok: TokenDep) -> JSONResponse:
+    """Enroll a patient: a transaction Bundle holding a Patient (with an identifier) and a QuestionnaireResponse
+    to Questionnaire/intake. Sent again, it enrolls no one twice and answers with the same resources."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return refused(refuse("structure", "Bundle", "the body is not JSON"))
+    try:
+        return fhir_json(await run_in_threadpool(fhir_intake.transaction, rt, body, actor(tok)))
+    except FhirError as exc:
+        return refused(exc)
+
+
+def _search_route(kind: str) -> Any:
+    def search(request: Request, rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
+        try:
+            q = parse_search(list(request.query_params.multi_items()), list(SEARCHES[kind]))
+        except FhirError as exc:
+            return refused(exc)
+        return fhir_json(fhir_read.search(rt, kind, q))
+
+    search.__doc__ = f"Search {kind}: {', '.join(SEARCHES[kind]) or 'no parameters'}, _count; paged by next links."
+    return search
+
+
+def _read_route(kind: str) -> Any:
+    def read(rid: str, rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
+        try:
+            return fhir_json(fhir_read.read(rt, kind, rid))
+        except fhir_read.NotFound:
+            return refused(refuse("not_found", kind, f"no {kind} with id {rid[:64]!r}", "not-found"))
+
+    read.__doc__ = f"Read one {kind}."
+    return read
+
+
+for _kind in fhir_read.TABLES:
+    router.add_api_route(f"/{_kind}", _search_route(_kind), methods=["GET"], name=f"search_{_kind}")
+    router.add_api_route(f"/{_kind}/{{rid}}", _read_route(_kind), methods=["GET"], name=f"read_{_kind}")
