@@ -46,6 +46,7 @@ PUBLIC = {
     ("POST", "/logout"): "ending a session only ever makes things safer",
     # The schema describes routes, each of which checks its caller; the interactive pages run CDN scripts on this
     # origin and exist only in development (test_docs_pages_are_off_in_production).
+    ("GET", "/fhir/metadata"): "the FHIR CapabilityStatement, read by clients before they authenticate; no patient data",
     ("GET", "/openapi.json"): "API schema, for integrators and schemathesis",
     ("GET", "/docs"): "Swagger UI, development only",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper, development only",
@@ -64,6 +65,7 @@ VALUES = {
     "token": "not-a-valid.booking-token",
     "staff_id": "1",
     "name": "live-queue.js",
+    "rid": "{pid}",
 }
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
 
@@ -131,7 +133,7 @@ def test_every_route_is_classified_and_guarded(client: TestClient) -> None:
     for method, path, route in every_route(client.app):  # type: ignore[arg-type]
         if (method, path) in PUBLIC or path in WEBHOOKS or BOOKING.match(path):
             continue
-        if path.startswith("/api/") and "token" in guards(route):
+        if path.startswith(("/api/", "/fhir")) and "token" in guards(route):
             continue
         if path.startswith("/dashboard") and guards(route) & {"staff", "admin"}:
             continue

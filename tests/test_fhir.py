@@ -32,9 +32,9 @@ from followup.content.pages import page_texts
 from followup.core.intake_rules import load_intake_rules
 from followup.core.replies import Reply
 from followup.core.triage import Answers
+from followup.fhir.outcome import FhirError
 from followup.fhir.questionnaire import questionnaire, read_answers
 from followup.fhir.search import Key, cut, parse_search
-from followup.fhir.outcome import FhirError
 from followup.runtime import Runtime
 from followup.services import booking, inbound
 from followup.services.dispatch import Dispatcher
@@ -77,7 +77,9 @@ def bundle(mrn: str = "1001", phone: str = "+1 310 555 0142", email: str | None 
         "identifier": [{"system": MRN, "value": mrn}],
         "name": [{"given": ["Ana"], "family": "Diaz"}],
         "telecom": telecom,
-        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en-US"}]}, "preferred": True}],
+        "communication": [
+            {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en-US"}]}, "preferred": True}
+        ],
         "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "America/Los_Angeles"}],
     }
     response = {
@@ -142,6 +144,7 @@ def test_a_transaction_enrolls_exactly_as_the_api_triage_does(
         "/api/triage", json=triage_body(phone="+1 310 555 0143", email="bo@example.org"), headers=auth
     ).json()
     with rt.db.session() as s:
+
         def plan(patient_id: int) -> list[tuple[Any, ...]]:
             rows = s.exec(select(m.Message).where(m.Message.patient_id == patient_id).order_by(m.Message.id)).all()
             return [(x.step_id, x.kind, x.channel, x.due_at, x.status) for x in rows]
@@ -229,7 +232,11 @@ INVALID = {  # what is wrong: (the change, the status, the element the Operation
     ),
     "a batch, not a transaction": (_set("type", "batch"), 400, "Bundle.type"),
     "no record number": (_set(f"{P}/identifier", DELETE), 422, "Bundle.entry[0].resource.identifier"),
-    "a required question left out": (_set(f"{Q}/item/{{i}}", DELETE, "breathing"), 422, "Bundle.entry[1].resource.item"),
+    "a required question left out": (
+        _set(f"{Q}/item/{{i}}", DELETE, "breathing"),
+        422,
+        "Bundle.entry[1].resource.item",
+    ),
     "a question the intake does not ask": (
         _set(f"{Q}/item/{{i}}/linkId", "favourite_colour", "stress"),
         422,
@@ -252,7 +259,11 @@ INVALID = {  # what is wrong: (the change, the status, the element the Operation
         "Bundle.entry[1].resource.item[{i}].answer[0]",
     ),
     "a resource other than the two": (_set(f"{Q}/resourceType", "Observation"), 422, "Bundle.entry[1].resource"),
-    "another questionnaire": (_set(f"{Q}/questionnaire", "Questionnaire/phq9"), 422, "Bundle.entry[1].resource.questionnaire"),
+    "another questionnaire": (
+        _set(f"{Q}/questionnaire", "Questionnaire/phq9"),
+        422,
+        "Bundle.entry[1].resource.questionnaire",
+    ),
 }
 
 
@@ -415,7 +426,9 @@ def test_fhir_wants_an_api_token_except_for_metadata(client: TestClient, auth: d
     for route in routes:
         url = route.path.replace("{rid}", "1")
         for headers in ({}, {"Authorization": "Bearer fu_wrong"}):
-            r = client.request(sorted(route.methods)[0], url, headers=headers, json={} if "POST" in route.methods else None)
+            r = client.request(
+                sorted(route.methods)[0], url, headers=headers, json={} if "POST" in route.methods else None
+            )
             assert r.status_code == (200 if url == "/fhir/metadata" else 401), (url, headers)
     cs = CapabilityStatement.model_validate(client.get("/fhir/metadata").json())
     assert cs.fhirVersion == "4.0.1" and cs.rest[0].interaction[0].code == "transaction"

@@ -48,7 +48,10 @@ def capability_statement(base_url: str, software_version: str, now: datetime) ->
         "date": instant(now),
         "kind": "instance",
         "software": {"name": "followup", "version": software_version},
-        "implementation": {"description": "followup: twitching follow-up and red-flag escalation", "url": f"{base_url}/fhir"},
+        "implementation": {
+            "description": "followup: twitching follow-up and red-flag escalation",
+            "url": f"{base_url}/fhir",
+        },
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
         "instantiates": [],

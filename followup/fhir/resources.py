@@ -72,7 +72,9 @@ def _ref(kind: str, rid: int | str | None) -> dict[str, str]:
 def patient(row: PatientRow, identifiers: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     telecom = []
     if row.phone:
-        telecom.append({"system": "phone", "value": row.phone, "use": "mobile", "rank": 1 if row.channel == "sms" else 2})
+        telecom.append(
+            {"system": "phone", "value": row.phone, "use": "mobile", "rank": 1 if row.channel == "sms" else 2}
+        )
     if row.email:
         telecom.append({"system": "email", "value": row.email, "rank": 1 if row.channel == "email" else 2})
     data = {
@@ -83,8 +85,9 @@ def patient(row: PatientRow, identifiers: Sequence[tuple[str, str]] = ()) -> dic
         "active": row.status != PatientStatus.UNENROLLED,
         "name": [{"text": row.name}],
         "telecom": telecom,
-        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": row.language}]},
-                           "preferred": True}],
+        "communication": [
+            {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": row.language}]}, "preferred": True}
+        ],
         "extension": [{"url": TIMEZONE, "valueCode": row.timezone}],
     }
     return dump(Patient.model_validate(data))
@@ -101,6 +104,7 @@ def questionnaire_response(row: TriageRow, base_url: str) -> dict[str, Any]:
         if it.link_id not in answers or answers[it.link_id] is None:
             continue
         value = answers[it.link_id]
+        given: list[dict[str, Any]]
         if it.type == "choice":
             given = [{"valueCoding": {"system": location_system(base_url), "code": v}} for v in value]
         elif it.type == "boolean":
@@ -135,7 +139,8 @@ def communication_out(row: MessageRow) -> dict[str, Any]:
         "category": [{"text": row.kind}],
         "medium": [{"coding": [MEDIUM[row.channel]]}] if row.channel in MEDIUM else None,
         "sender": {"display": "followup"},
-        "recipient": [{"display": "the clinic's on-call staff"}] if to_clinic or row.patient_id is None
+        "recipient": [{"display": "the clinic's on-call staff"}]
+        if to_clinic or row.patient_id is None
         else [_ref("Patient", row.patient_id)],
         "sent": instant(row.sent_at) if row.sent_at else None,
         "received": instant(row.delivered_at) if row.delivered_at else None,
@@ -212,7 +217,10 @@ def task(row: EscalationRow, base_url: str, appointment_id: int | None = None) -
         "for": _ref("Patient", row.patient_id),
         "authoredOn": instant(row.created_at),
         "lastModified": instant(row.updated_at),
-        "executionPeriod": {"start": instant(row.created_at), **({"end": instant(row.closed_at)} if row.closed_at else {})},
+        "executionPeriod": {
+            "start": instant(row.created_at),
+            **({"end": instant(row.closed_at)} if row.closed_at else {}),
+        },
         "reasonCode": _codes(row, base_url),
     }
     if row.acknowledged_by:

@@ -45,7 +45,9 @@ class Key:
             at, rank, rid = raw.split("|")
             return cls(utc(datetime.fromisoformat(at.replace("Z", "+00:00"))), int(rank), int(rid))
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise refuse("structure", "_cursor", "is not a cursor this server gave (follow the next link as is)") from None
+            raise refuse(
+                "structure", "_cursor", "is not a cursor this server gave (follow the next link as is)"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def parse_search(params: Sequence[tuple[str, str]], allowed: Sequence[str]) -> S
 
 def _patient(value: str) -> int:
     rid = value.rstrip("/").rsplit("/", 1)[-1]
-    if not value.startswith(("Patient/", "http")) and "/" in value or not rid.isdigit() or len(rid) > 9:
+    if (not value.startswith(("Patient/", "http")) and "/" in value) or not rid.isdigit() or len(rid) > 9:
         raise refuse("structure", "patient", "must be a Patient id, Patient/<id> or its full URL")
     return int(rid)
 
@@ -160,4 +162,3 @@ def searchset(
 
 def _cursor(after: Key | None) -> list[tuple[str, str]]:
     return [("_cursor", after.encode())] if after else []
-

@@ -62,7 +62,7 @@ def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission
     found: dict[str, tuple[int, Any]] = {}
     for i, entry in enumerate(bundle.entry or []):
         res = entry.resource
-        kind = res.get_resource_type() if res is not None else None
+        kind = str(res.get_resource_type()) if res is not None else ""
         if kind in found:
             raise refuse("rule", f"Bundle.entry[{i}].resource", f"a second {kind}: one patient per transaction")
         if entry.request is None or entry.request.method not in ("POST", "PUT"):
@@ -70,8 +70,12 @@ def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission
         found[kind] = (i, entry)
     for kind in ("Patient", "QuestionnaireResponse"):
         if kind not in found:
-            raise refuse("rule", "Bundle.entry", f"no {kind}: the transaction holds a Patient and a "
-                         "QuestionnaireResponse", "required")
+            raise refuse(
+                "rule",
+                "Bundle.entry",
+                f"no {kind}: the transaction holds a Patient and a QuestionnaireResponse",
+                "required",
+            )
     pi, pentry = found["Patient"]
     qi, qentry = found["QuestionnaireResponse"]
     patient: Patient = pentry.resource
@@ -93,12 +97,12 @@ def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission
     except ValidationError as exc:
         raise FhirError("rule", from_validation(exc, "Bundle", paths)) from None
     try:
-        contact = check_contact(triage, region)
+        normalised = check_contact(triage, region)
     except InputError as exc:
         where = paths.get(exc.field) or paths.get(exc.field.split(".")[0]) or "Bundle"
         raise refuse("rule", where, f"{exc.field}: {exc.message}", "value") from None
     # The digest is of what the triage will store: "+1 310 555 0142" and "+13105550142" are one submission.
-    normal = triage.model_copy(update={"phone": contact.phone, "email": contact.email})
+    normal = triage.model_copy(update={"phone": normalised.phone, "email": normalised.email})
     canonical = json.dumps(normal.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     order = ("Patient", "QuestionnaireResponse") if pi < qi else ("QuestionnaireResponse", "Patient")
@@ -119,15 +123,18 @@ def transaction_response(
             "lastModified": res["meta"]["lastUpdated"],
         }
         if kind == "QuestionnaireResponse":
-            response["outcome"] = operation_outcome([Issue("QuestionnaireResponse", outcome, "informational")],
-                                                    "information")
+            response["outcome"] = operation_outcome(
+                [Issue("QuestionnaireResponse", outcome, "informational")], "information"
+            )
         entries.append({"fullUrl": f"{base_url}/fhir/{kind}/{res['id']}", "resource": res, "response": response})
     return dump(Bundle.model_validate({"resourceType": "Bundle", "type": "transaction-response", "entry": entries}))
 
 
 def _check_response(qr: QuestionnaireResponse, at: str, patient_url: str | None, issues: list[Issue]) -> None:
     if not str(qr.questionnaire or "").rstrip("/").endswith(f"Questionnaire/{QUESTIONNAIRE_ID}"):
-        issues.append(Issue(f"{at}.questionnaire", f"must be Questionnaire/{QUESTIONNAIRE_ID} (GET /fhir/Questionnaire)"))
+        issues.append(
+            Issue(f"{at}.questionnaire", f"must be Questionnaire/{QUESTIONNAIRE_ID} (GET /fhir/Questionnaire)")
+        )
     if qr.status != "completed":
         issues.append(Issue(f"{at}.status", f"must be 'completed', not {qr.status!r}", "value"))
     subject = qr.subject.reference if qr.subject is not None else None
@@ -139,8 +146,14 @@ def _identifier(patient: Patient, at: str, issues: list[Issue]) -> tuple[str, st
     for i, ident in enumerate(patient.identifier or []):
         if ident.system and ident.value:
             return str(ident.system), str(ident.value), f"{at}.identifier[{i}]"
-    issues.append(Issue(f"{at}.identifier", "needs an identifier with system and value (the clinic's record "
-                        "number): it makes the transaction safe to repeat", "required"))
+    issues.append(
+        Issue(
+            f"{at}.identifier",
+            "needs an identifier with system and value (the clinic's record "
+            "number): it makes the transaction safe to repeat",
+            "required",
+        )
+    )
     return "", "", f"{at}.identifier"
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
 
 from followup import __version__
+from followup.content.pages import page_texts
 from followup.core.vocab import AppointmentStatus
 from followup.fhir import resources as fr
 from followup.fhir.capability import capability_statement
@@ -22,7 +23,6 @@ from followup.fhir.questionnaire import questionnaire
 from followup.fhir.search import Key, Search, cut, searchset
 from followup.models import Appointment, Escalation, FhirLink, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.content.pages import page_texts
 
 
 class NotFound(LookupError):
