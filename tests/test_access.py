@@ -46,7 +46,7 @@ PUBLIC = {
     ("POST", "/logout"): "ending a session only ever makes things safer",
     # The schema describes routes, each of which checks its caller; the interactive pages run CDN scripts on this
     # origin and exist only in development (test_docs_pages_are_off_in_production).
-    ("GET", "/fhir/metadata"): "the FHIR CapabilityStatement, read by clients before they authenticate; no patient data",
+    ("GET", "/fhir/metadata"): "the FHIR CapabilityStatement, read before authenticating; no patient data",
     ("GET", "/openapi.json"): "API schema, for integrators and schemathesis",
     ("GET", "/docs"): "Swagger UI, development only",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper, development only",

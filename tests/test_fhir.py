@@ -5,6 +5,7 @@ at fault, the API's tokens, and keyset-paged searches. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,31 @@ def test_a_body_that_is_not_json_gets_an_operation_outcome(client: TestClient, a
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["Bundle"]
 
 
+def _raw(b: dict[str, Any], old: str, new: str) -> bytes:
+    return json.dumps(b).replace(old, new).encode()
+
+
+HOSTILE = {  # a body no generator builds: (the bytes, the status: the FHIR models refuse lone surrogates)
+    "a NUL in the name": (lambda: _raw(bundle(), '"Ana"', '"An\\u0000a"'), 422),
+    "a lone surrogate in the name": (lambda: _raw(bundle(), '"Ana"', '"An\\ud800a"'), 400),
+    "a lone surrogate in the record number": (lambda: _raw(bundle(), '"1001"', '"10\\udfff01"'), 400),
+    "a surrogate in a question's id": (lambda: _raw(bundle(), '"stress"', '"str\\ud800ess"'), 400),
+    "JSON nested ten thousand deep": (lambda: b"[" * 10_000 + b"]" * 10_000, 400),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_bodies_get_a_4xx_and_write_nothing(
+    client: TestClient, auth: dict[str, str], rt: Runtime, case: str
+) -> None:
+    """NUL, lone surrogates and absurd nesting are refused with an OperationOutcome, never a 500."""
+    make, status = HOSTILE[case]
+    r = client.post("/fhir", content=make(), headers={**auth, "Content-Type": "application/fhir+json"})
+    assert r.status_code == status, r.text
+    assert OperationOutcome.model_validate(r.json()).issue
+    assert count(rt, m.Patient) == 0
+
+
 # ---- reading back --------------------------------------------------------------------------------------------
 
 
@@ -509,7 +535,5 @@ def test_a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() -> None:
 
 def test_the_shipped_bundle_example_is_valid() -> None:
     """docs/example-fhir-transaction.json, the README's worked example, is a valid R4 transaction Bundle."""
-    import json
-
     data = json.loads((ROOT / "docs/example-fhir-transaction.json").read_text())
     assert Bundle.model_validate(copy.deepcopy(data)).type == "transaction"

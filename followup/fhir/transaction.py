@@ -17,6 +17,7 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
+from followup.core.storable import storable
 from followup.core.triage import InputError, TriageIn, check_contact
 from followup.fhir.outcome import FhirError, Issue, dump, from_validation, operation_outcome, refuse
 from followup.fhir.questionnaire import QUESTIONNAIRE_ID, read_answers
@@ -145,7 +146,10 @@ def _check_response(qr: QuestionnaireResponse, at: str, patient_url: str | None,
 def _identifier(patient: Patient, at: str, issues: list[Issue]) -> tuple[str, str, str]:
     for i, ident in enumerate(patient.identifier or []):
         if ident.system and ident.value:
-            return str(ident.system), str(ident.value), f"{at}.identifier[{i}]"
+            system, value = str(ident.system), str(ident.value)
+            if storable(system) != system or storable(value) != value or len(system) + len(value) > 1000:
+                issues.append(Issue(f"{at}.identifier[{i}]", "holds characters no record number has", "value"))
+            return system, value, f"{at}.identifier[{i}]"
     issues.append(
         Issue(
             f"{at}.identifier",

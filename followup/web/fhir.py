@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from followup.core.storable import storable_json
 from followup.fhir import JSON
 from followup.fhir.capability import SEARCHES
 from followup.fhir.outcome import FhirError, operation_outcome, refuse
@@ -20,13 +21,21 @@ from followup.fhir.search import parse_search
 from followup.services import fhir_intake, fhir_read
 from followup.web.deps import RuntimeDep, TokenDep, actor
 
-router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+class FhirResponse(JSONResponse):
+    media_type = JSON
+
 
 STATUS = {"structure": 400, "rule": 422, "not_found": 404, "conflict": 409}
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    code: {"description": "OperationOutcome", "content": {JSON: {}}} for code in sorted(set(STATUS.values()))
+}
+router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirResponse, responses=REFUSALS)
 
 
 def fhir_json(data: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, media_type=JSON)
+    # An OperationOutcome may quote what was sent, and JSON's "\ud800" cannot be encoded: made storable first.
+    return FhirResponse(storable_json(data), status_code=status)
 
 
 def refused(exc: FhirError) -> JSONResponse:
@@ -61,8 +70,8 @@ async def transaction(request: Request, rt: RuntimeDep, tok: TokenDep) -> JSONRe
     to Questionnaire/intake. Sent again, it enrolls no one twice and answers with the same resources."""
     try:
         body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        return refused(refuse("structure", "Bundle", "the body is not JSON"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return refused(refuse("structure", "Bundle", "the body is not JSON (or is nested past reason)"))
     try:
         return fhir_json(await run_in_threadpool(fhir_intake.transaction, rt, body, actor(tok)))
     except FhirError as exc:
