@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from followup.fhir.outcome import FhirError
 from followup.fhir.questionnaire import questionnaire, read_answers
 from followup.fhir.search import Key, cut, parse_search
 from followup.runtime import Runtime
-from followup.services import booking, inbound
+from followup.services import booking, fhir_intake, inbound
 from followup.services.dispatch import Dispatcher
 
 MRN = "urn:oid:2.16.840.1.113883.3.4711.1"  # the clinic's record numbers
@@ -533,7 +534,32 @@ def test_a_cursor_survives_its_round_trip_and_a_forged_one_is_refused() -> None:
     assert exc.value.issues[0].expression == "_cursor"
 
 
-def test_the_shipped_bundle_example_is_valid() -> None:
-    """docs/example-fhir-transaction.json, the README's worked example, is a valid R4 transaction Bundle."""
+def test_the_readme_example_enrolls_once(client: TestClient, auth: dict[str, str]) -> None:
+    """docs/example-fhir-transaction.json, the README's worked example, enrolls its patient (201) and, sent again,
+    answers 200 with the same resources."""
     data = json.loads((ROOT / "docs/example-fhir-transaction.json").read_text())
     assert Bundle.model_validate(copy.deepcopy(data)).type == "transaction"
+    first, again = post(client, auth, data), post(client, auth, data)
+    assert [e["response"]["status"] for e in first.json()["entry"]] == ["201 Created"] * 2
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 2
+    assert first.json()["entry"][0]["resource"] == again.json()["entry"][0]["resource"]
+
+
+def test_two_copies_racing_enroll_one_patient_once(rt: Runtime) -> None:
+    """The same Bundle posted twice at the same moment (a retrying interface engine): one triage, one link, and
+    both answers name the same Patient and QuestionnaireResponse."""
+    barrier = threading.Barrier(2)
+    answers_: list[dict[str, Any]] = []
+
+    def send() -> None:
+        barrier.wait()
+        answers_.append(fhir_intake.transaction(rt, bundle(), "token:1"))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    locations = {tuple(e["response"]["location"] for e in a["entry"]) for a in answers_}
+    assert len(answers_) == 2 and len(locations) == 1
+    assert count(rt, m.Patient) == 1 and count(rt, m.Triage) == 1 and count(rt, m.FhirLink) == 1
