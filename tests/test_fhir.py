@@ -425,6 +425,24 @@ def test_search_by_patient_returns_only_theirs(client: TestClient, auth: dict[st
             assert {r[field]["reference"] for r in found} == {f"Patient/{a}"}, kind
 
 
+NOT_FOUND = [
+    "/fhir/Patient/999",
+    "/fhir/Communication/out-999",
+    "/fhir/Communication/7",
+    "/fhir/Flag/abc",
+    "/fhir/Task/99999999999",
+    "/fhir/Slot/-1",
+]
+
+
+def test_reading_what_is_not_there_is_a_404_operation_outcome(client: TestClient, auth: dict[str, str]) -> None:
+    """An id that is not there, or is no id of ours, answers 404 with an OperationOutcome, never a 500."""
+    got = {url: client.get(url, headers=auth) for url in NOT_FOUND}
+    assert {url: (r.status_code, r.json()["issue"][0]["code"]) for url, r in got.items()} == {
+        url: (404, "not-found") for url in NOT_FOUND
+    }
+
+
 SEARCH_REFUSALS = {
     "/fhir/Flag?patinet=1": "patinet",  # a typo must not answer with everyone
     "/fhir/Slot?patient=1": "patient",
@@ -469,6 +487,8 @@ def test_the_questionnaire_is_the_intake_in_both_languages(client: TestClient, a
     assert [i.linkId for i in q.item] == [*Answers.model_fields, "consent"]
     coded = {i.linkId: i.code[0].code for i in q.item if i.code}
     assert coded["weakness"] == "weakness" and coded["atrophy"] == "wasting" and coded["onset_weeks"] == "persisting"
+    found, _ = every_page(client, auth, "/fhir/Questionnaire")
+    assert [r["id"] for r in found] == ["intake"]
     weakness = next(i for i in q.item if i.linkId == "weakness")
     spanish = weakness.text__ext.extension[0].extension[1].valueString
     assert spanish == page_texts(ROOT / "templates", "es")["intake"]["questions"]["weakness"]

@@ -81,6 +81,11 @@ def intake_questionnaire(rt: Runtime) -> dict[str, Any]:
     return questionnaire(base_url(rt), pages, rt.intake, __version__)
 
 
+def questionnaires(rt: Runtime) -> dict[str, Any]:
+    """Questionnaire search: the intake, the one there is."""
+    return searchset(base_url(rt), "Questionnaire", Search(), [intake_questionnaire(rt)], None)
+
+
 def read(rt: Runtime, kind: str, rid: str) -> dict[str, Any]:
     """One resource by type and id, or NotFound."""
     table = TABLES[kind][0]

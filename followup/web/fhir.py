@@ -58,10 +58,7 @@ def intake_questionnaire(rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
 @router.get("/Questionnaire")
 def questionnaires(rt: RuntimeDep, _tok: TokenDep) -> JSONResponse:
     """The one Questionnaire there is, as a searchset."""
-    q = fhir_read.intake_questionnaire(rt)
-    base = fhir_read.base_url(rt)
-    entry = [{"fullUrl": f"{base}/fhir/Questionnaire/{q['id']}", "resource": q, "search": {"mode": "match"}}]
-    return fhir_json({"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": entry})
+    return fhir_json(fhir_read.questionnaires(rt))
 
 
 @router.post("")
