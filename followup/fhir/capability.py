@@ -8,7 +8,7 @@ from typing import Any
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from followup.fhir import FHIR_VERSION
-from followup.fhir.outcome import dump
+from followup.fhir.outcome import checked
 from followup.fhir.questionnaire import canonical
 from followup.fhir.rows import instant
 
@@ -70,4 +70,4 @@ def capability_statement(base_url: str, software_version: str, now: datetime) ->
         ],
     }
     data.pop("instantiates")
-    return dump(CapabilityStatement.model_validate(data))
+    return checked(CapabilityStatement, data)

@@ -45,7 +45,25 @@ def operation_outcome(issues: Sequence[Issue], severity: str = "error") -> dict[
             for i in issues
         ],
     }
-    return dump(OperationOutcome.model_validate(data))
+    return checked(OperationOutcome, data)
+
+
+def checked(model: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without empty elements (FHIR JSON has no nulls, empty arrays or empty objects), once `model` (a
+    `fhir.resources` class) has validated it. The validated dict is returned rather than the model's own dump,
+    which costs twice the validation (1.1 ms a resource against 0.6, bench/fhir_api.py)."""
+    clean = _prune(data)
+    model.model_validate(clean)
+    return clean
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != [] and v != {}}
+    if isinstance(value, list):
+        return [v for v in (_prune(v) for v in value) if v is not None and v != {}]
+    return value
 
 
 def dump(model: Any) -> dict[str, Any]:

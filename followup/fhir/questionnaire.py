@@ -19,7 +19,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from followup.core.intake_rules import IntakeRules
 from followup.core.triage import Answers
-from followup.fhir.outcome import Issue, dump
+from followup.fhir.outcome import Issue, checked, dump
 
 QUESTIONNAIRE_ID = "intake"
 CONSENT = "consent"  # the item that records the patient's agreement (not an answer of the triage itself)
@@ -135,7 +135,7 @@ def questionnaire(
     }
     if title_ext:
         data["_title"] = title_ext
-    return dump(Questionnaire.model_validate(data))
+    return checked(Questionnaire, data)
 
 
 def canonical(base_url: str) -> str:

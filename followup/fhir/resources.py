@@ -19,7 +19,7 @@ from fhir.resources.R4B.slot import Slot
 from fhir.resources.R4B.task import Task
 
 from followup.core.vocab import EscalationStatus, Level, MessageState, PatientStatus, Tier
-from followup.fhir.outcome import dump
+from followup.fhir.outcome import checked
 from followup.fhir.questionnaire import CONSENT, canonical, items, location_system, red_flag_system
 from followup.fhir.rows import (
     AppointmentRow,
@@ -90,7 +90,7 @@ def patient(row: PatientRow, identifiers: Sequence[tuple[str, str]] = ()) -> dic
         ],
         "extension": [{"url": TIMEZONE, "valueCode": row.timezone}],
     }
-    return dump(Patient.model_validate(data))
+    return checked(Patient, data)
 
 
 def questionnaire_response(row: TriageRow, base_url: str) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def questionnaire_response(row: TriageRow, base_url: str) -> dict[str, Any]:
         "authored": instant(row.created_at),
         "item": out,
     }
-    return dump(QuestionnaireResponse.model_validate(data))
+    return checked(QuestionnaireResponse, data)
 
 
 def communication_out(row: MessageRow) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def communication_out(row: MessageRow) -> dict[str, Any]:
         data["subject"] = _ref("Patient", row.patient_id)
     if row.escalation_id is not None:
         data["about"] = [_ref("Flag", row.escalation_id)]
-    return dump(Communication.model_validate({k: v for k, v in data.items() if v is not None}))
+    return checked(Communication, data)
 
 
 def communication_in(row: InboundRow) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def communication_in(row: InboundRow) -> dict[str, Any]:
     }
     if row.patient_id is not None:
         data["subject"] = data["sender"] = _ref("Patient", row.patient_id)
-    return dump(Communication.model_validate({k: v for k, v in data.items() if v is not None}))
+    return checked(Communication, data)
 
 
 def _codes(row: EscalationRow, base_url: str) -> dict[str, Any]:
@@ -198,7 +198,7 @@ def flag(row: EscalationRow, base_url: str) -> dict[str, Any]:
         "subject": _ref("Patient", row.patient_id),
         "period": period,
     }
-    return dump(Flag.model_validate(data))
+    return checked(Flag, data)
 
 
 def task(row: EscalationRow, base_url: str, appointment_id: int | None = None) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def task(row: EscalationRow, base_url: str, appointment_id: int | None = None) -
         data["note"] = [{"text": row.note}]
     if appointment_id is not None:
         data["output"] = [{"type": {"text": "appointment"}, "valueReference": _ref("Appointment", appointment_id)}]
-    return dump(Task.model_validate({k: v for k, v in data.items() if v is not None}))
+    return checked(Task, data)
 
 
 def appointment(row: AppointmentRow) -> dict[str, Any]:
@@ -246,7 +246,7 @@ def appointment(row: AppointmentRow) -> dict[str, Any]:
         "supportingInformation": [_ref("Flag", row.escalation_id)],
         "participant": [{"actor": _ref("Patient", row.patient_id), "status": "accepted"}],
     }
-    return dump(Appointment.model_validate(data))
+    return checked(Appointment, data)
 
 
 def slot(row: AppointmentRow) -> dict[str, Any]:
@@ -260,4 +260,4 @@ def slot(row: AppointmentRow) -> dict[str, Any]:
         "start": instant(row.starts_at),
         "end": instant(row.ends_at),
     }
-    return dump(Slot.model_validate(data))
+    return checked(Slot, data)

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from fhir.resources.R4B.bundle import Bundle
 
-from followup.fhir.outcome import dump, refuse
+from followup.fhir.outcome import checked, refuse
 from followup.fhir.rows import instant, utc
 
 DEFAULT_COUNT = 20
@@ -148,16 +148,13 @@ def searchset(
     links = [{"relation": "self", "url": f"{fhir}/{kind}?{urlencode(query + _cursor(search.after))}"}]
     if last is not None:
         links.append({"relation": "next", "url": f"{fhir}/{kind}?{urlencode([*query, ('_cursor', last.encode())])}"})
-    data = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": [
-            {"fullUrl": f"{fhir}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in resources
-        ],
-    }
-    return dump(Bundle.model_validate(data))
+    entries = [{"fullUrl": f"{fhir}/{r['resourceType']}/{r['id']}", "search": {"mode": "match"}} for r in resources]
+    # The envelope is validated here; each resource already was, by the mapper that made it (validating it again
+    # inside the Bundle would double the cost of a page).
+    data = checked(Bundle, {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries})
+    for entry, res in zip(data.get("entry", []), resources, strict=True):
+        entry["resource"] = res
+    return data
 
 
 def _cursor(after: Key | None) -> list[tuple[str, str]]:

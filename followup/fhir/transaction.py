@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from followup.core.storable import storable
 from followup.core.triage import InputError, TriageIn, check_contact
-from followup.fhir.outcome import FhirError, Issue, dump, from_validation, operation_outcome, refuse
+from followup.fhir.outcome import FhirError, Issue, checked, dump, from_validation, operation_outcome, refuse
 from followup.fhir.questionnaire import QUESTIONNAIRE_ID, read_answers
 
 TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"  # IANA zone of the patient (valueCode)
@@ -128,7 +128,7 @@ def transaction_response(
                 [Issue("QuestionnaireResponse", outcome, "informational")], "information"
             )
         entries.append({"fullUrl": f"{base_url}/fhir/{kind}/{res['id']}", "resource": res, "response": response})
-    return dump(Bundle.model_validate({"resourceType": "Bundle", "type": "transaction-response", "entry": entries}))
+    return checked(Bundle, {"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 
 
 def _check_response(qr: QuestionnaireResponse, at: str, patient_url: str | None, issues: list[Issue]) -> None:
