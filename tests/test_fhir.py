@@ -328,7 +328,7 @@ def test_resources_round_trip_through_the_fhir_models(client: TestClient, auth: 
     patient = Patient.model_validate(client.get(f"/fhir/Patient/{pid}", headers=auth).json())
     qr = QuestionnaireResponse.model_validate(client.get(f"/fhir/QuestionnaireResponse/{tid}", headers=auth).json())
     assert patient.identifier[0].value == "1001" and patient.name[0].text == "Ana Diaz"
-    read, problems = read_answers(qr, "QuestionnaireResponse")
+    read, problems = read_answers(qr.model_dump(mode="json", by_alias=True, exclude_none=True), "QuestionnaireResponse")
     assert problems == [] and Answers.model_validate(read.answers) == Answers.model_validate(answers())
     echo = bundle()
     echo["entry"][0]["resource"] = patient.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -15,11 +15,10 @@ from typing import Any
 
 import annotated_types
 from fhir.resources.R4B.questionnaire import Questionnaire
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from followup.core.intake_rules import IntakeRules
 from followup.core.triage import Answers
-from followup.fhir.outcome import Issue, checked, dump
+from followup.fhir.outcome import Issue, checked
 
 QUESTIONNAIRE_ID = "intake"
 CONSENT = "consent"  # the item that records the patient's agreement (not an answer of the triage itself)
@@ -164,12 +163,12 @@ class ReadAnswers:
 VALUE_KEYS = {"boolean": ("valueBoolean",), "integer": ("valueInteger",), "decimal": ("valueDecimal", "valueInteger")}
 
 
-def read_answers(qr: QuestionnaireResponse, at: str) -> tuple[ReadAnswers, list[Issue]]:
-    """The answers in a validated QuestionnaireResponse found at `at` (its FHIRPath in the request). Returns them
+def read_answers(raw: Mapping[str, Any], at: str) -> tuple[ReadAnswers, list[Issue]]:
+    """The answers in a QuestionnaireResponse (as FHIR JSON, which its model has validated) found at `at` (its
+    FHIRPath in the request). Returns them
     with every problem found, each naming its element: an unknown or repeated question, a wrong kind of answer, a
     required question left out."""
     known = {it.link_id: it for it in items()}
-    raw = dump(qr)
     answers: dict[str, Any] = {}
     paths: dict[str, str] = {}
     issues: list[Issue] = []

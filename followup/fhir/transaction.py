@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from followup.core.storable import storable
 from followup.core.triage import InputError, TriageIn, check_contact
-from followup.fhir.outcome import FhirError, Issue, checked, dump, from_validation, operation_outcome, refuse
+from followup.fhir.outcome import FhirError, Issue, checked, from_validation, operation_outcome, refuse
 from followup.fhir.questionnaire import QUESTIONNAIRE_ID, read_answers
 
 TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"  # IANA zone of the patient (valueCode)
@@ -85,9 +85,10 @@ def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission
     issues: list[Issue] = []
     _check_response(qr, q_at, pentry.fullUrl, issues)
     system, value, identifier_at = _identifier(patient, p_at, issues)
-    contact, paths = _contact(patient, p_at, clinic_timezone, issues)
+    # The answers and the contact are read from the JSON as sent, which the models have just validated.
+    contact, paths = _contact(body["entry"][pi]["resource"], p_at, clinic_timezone, issues)
     paths["identifier"] = identifier_at
-    read, answer_issues = read_answers(qr, q_at)
+    read, answer_issues = read_answers(body["entry"][qi]["resource"], q_at)
     issues += answer_issues
     if issues:
         raise FhirError("rule", issues)
@@ -127,8 +128,12 @@ def transaction_response(
             response["outcome"] = operation_outcome(
                 [Issue("QuestionnaireResponse", outcome, "informational")], "information"
             )
-        entries.append({"fullUrl": f"{base_url}/fhir/{kind}/{res['id']}", "resource": res, "response": response})
-    return checked(Bundle, {"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+        entries.append({"fullUrl": f"{base_url}/fhir/{kind}/{res['id']}", "response": response})
+    # The envelope is validated here; the two resources were, when they were made.
+    data = checked(Bundle, {"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+    for entry, kind in zip(data["entry"], sub.order, strict=True):
+        entry["resource"] = made[kind]
+    return data
 
 
 def _check_response(qr: QuestionnaireResponse, at: str, patient_url: str | None, issues: list[Issue]) -> None:
@@ -161,8 +166,11 @@ def _identifier(patient: Patient, at: str, issues: list[Issue]) -> tuple[str, st
     return "", "", f"{at}.identifier"
 
 
-def _contact(patient: Patient, at: str, clinic_tz: str, issues: list[Issue]) -> tuple[dict[str, Any], dict[str, str]]:
-    raw = dump(patient)
+def _contact(
+    raw: dict[str, Any], at: str, clinic_tz: str, issues: list[Issue]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    raw: dict[str, Any], at: str, clinic_tz: str, issues: list[Issue]
+) -> tuple[dict[str, Any], dict[str, str]]:
     paths: dict[str, str] = {"name": f"{at}.name", "timezone": f"{at}.extension", "language": f"{at}.communication"}
     name = None
     for i, n in enumerate(raw.get("name", [])):
