@@ -169,8 +169,6 @@ def _identifier(patient: Patient, at: str, issues: list[Issue]) -> tuple[str, st
 def _contact(
     raw: dict[str, Any], at: str, clinic_tz: str, issues: list[Issue]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    raw: dict[str, Any], at: str, clinic_tz: str, issues: list[Issue]
-) -> tuple[dict[str, Any], dict[str, str]]:
     paths: dict[str, str] = {"name": f"{at}.name", "timezone": f"{at}.extension", "language": f"{at}.communication"}
     name = None
     for i, n in enumerate(raw.get("name", [])):
