@@ -443,6 +443,15 @@ def test_reading_what_is_not_there_is_a_404_operation_outcome(client: TestClient
     }
 
 
+def test_a_patient_is_found_by_the_record_number_that_enrolled_them(client: TestClient, auth: dict[str, str]) -> None:
+    """`identifier=system|value` finds the one patient a transaction enrolled with it, and no one for another."""
+    made = post(client, auth, bundle(mrn="77")).json()["entry"][0]["resource"]["id"]
+    post(client, auth, bundle(mrn="78", phone="+1 310 555 0160", email=None))
+    found, _ = every_page(client, auth, f"/fhir/Patient?identifier={MRN}|77")
+    assert [p["id"] for p in found] == [made]
+    assert every_page(client, auth, f"/fhir/Patient?identifier={MRN}|79")[0] == []
+
+
 SEARCH_REFUSALS = {
     "/fhir/Flag?patinet=1": "patinet",  # a typo must not answer with everyone
     "/fhir/Slot?patient=1": "patient",
@@ -450,6 +459,8 @@ SEARCH_REFUSALS = {
     "/fhir/Task?_count=0": "_count",
     "/fhir/Task?_cursor=bm90LWEtY3Vyc29y": "_cursor",
     "/fhir/Task?patient=Observation/1": "patient",
+    "/fhir/Patient?identifier=MRN-1001": "identifier",
+    "/fhir/Flag?identifier=a|b": "identifier",
 }
 
 

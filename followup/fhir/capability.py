@@ -14,7 +14,10 @@ from followup.fhir.rows import instant
 
 # Resource type -> the search parameters it takes (besides _count), and what each is.
 SEARCHES: dict[str, dict[str, tuple[str, str]]] = {
-    "Patient": {"_lastUpdated": ("date", "when the patient's record last changed")},
+    "Patient": {
+        "identifier": ("token", "system|value: the record number a transaction enrolled the patient with"),
+        "_lastUpdated": ("date", "when the patient's record last changed"),
+    },
     "QuestionnaireResponse": {
         "patient": ("reference", "the patient who answered"),
         "_lastUpdated": ("date", "when the triage was recorded"),

@@ -57,12 +57,13 @@ class Search:
     until: datetime | None = None  # lastUpdated < until
     count: int = DEFAULT_COUNT
     after: Key | None = None
+    identifier: tuple[str, str] | None = None  # Patient only: system|value, as a transaction gave it
     given: list[tuple[str, str]] = field(default_factory=list)  # the parameters, for the links
 
 
 def parse_search(params: Sequence[tuple[str, str]], allowed: Sequence[str]) -> Search:
     """Read a search's query parameters; `allowed` are the search parameters the resource type supports here."""
-    patient_id = since = until = after = None
+    patient_id = since = until = after = identifier = None
     count = DEFAULT_COUNT
     kept = []
     for name, value in params:
@@ -82,11 +83,16 @@ def parse_search(params: Sequence[tuple[str, str]], allowed: Sequence[str]) -> S
         kept.append((name, value))
         if name == "patient":
             patient_id = _patient(value)
+        elif name == "identifier":
+            system, bar, ident = value.partition("|")
+            if not bar or not system or not ident:
+                raise refuse("structure", "identifier", "must be system|value, e.g. urn:oid:1.2.3|MRN-1001")
+            identifier = (system, ident)
         elif name == "_lastUpdated":
             lo, hi = _date_range(value)
             since = lo if since is None or (lo is not None and lo > since) else since
             until = hi if until is None or (hi is not None and hi < until) else until
-    return Search(patient_id, since, until, count, after, kept)
+    return Search(patient_id, since, until, count, after, identifier, kept)
 
 
 def _patient(value: str) -> int:

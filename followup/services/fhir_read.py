@@ -119,6 +119,10 @@ def _page(s: Session, table: Table, q: Search) -> list[tuple[Key, Table, Any]]:
     conds: list[ColumnElement[bool]] = []
     if q.patient_id is not None:
         conds.append(table.patient() == q.patient_id)
+    if q.identifier is not None:
+        system, value = q.identifier
+        linked = select(FhirLink.patient_id).where(FhirLink.system == system, FhirLink.value == value)
+        conds.append(table.patient().in_(linked))
     if q.since is not None:
         conds.append(updated >= q.since)
     if q.until is not None:
