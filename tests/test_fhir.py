@@ -38,7 +38,7 @@ from followup.fhir.outcome import FhirError
 from followup.fhir.questionnaire import questionnaire, read_answers
 from followup.fhir.search import Key, cut, parse_search
 from followup.runtime import Runtime
-from followup.services import booking, fhir_intake, inbound
+from followup.services import booking, fhir_intake, inbound, privacy
 from followup.services.dispatch import Dispatcher
 
 MRN = "urn:oid:2.16.840.1.113883.3.4711.1"  # the clinic's record numbers
@@ -199,6 +199,18 @@ def test_an_identifier_cannot_move_to_another_patient(client: TestClient, auth: 
     issue = OperationOutcome.model_validate(r.json()).issue[0]
     assert issue.expression == ["Bundle.entry[0].resource.identifier[0]"] and issue.code == "conflict"
     assert count(rt, m.Patient) == 1 and count(rt, m.Triage) == 1
+
+
+def test_erasing_a_patient_erases_their_record_number_link(
+    client: TestClient, auth: dict[str, str], rt: Runtime
+) -> None:
+    """`patient erase` deletes the FHIR link with the rest (no foreign key stops it); the same Bundle sent after
+    the erasure enrolls the patient anew, as a stranger."""
+    pid = int(post(client, auth, bundle()).json()["entry"][0]["resource"]["id"])
+    counts = privacy.erase_patient(rt, pid, "staff:1")
+    assert counts["fhir_links"] == 1 and count(rt, m.FhirLink) == 0 and count(rt, m.Patient) == 0
+    again = post(client, auth, bundle()).json()
+    assert again["entry"][0]["response"]["status"] == "201 Created" and count(rt, m.FhirLink) == 1
 
 
 def _item(b: dict[str, Any], link_id: str) -> int:
