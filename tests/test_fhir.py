@@ -380,6 +380,65 @@ def test_escalation_reads_as_flag_and_task_in_step_with_staff_actions(
     assert state() == ("inactive", "completed", priority)
 
 
+def test_the_clinics_system_moves_the_task_and_the_escalation_follows(
+    client: TestClient, auth: dict[str, str], rt: Runtime
+) -> None:
+    """PUT back a Task as accepted, in-progress, then completed with a note: the escalation is acknowledged,
+    booked, closed with that note, each step audited under the token; the Flag ends."""
+    post(client, auth, bundle(answers={"breathing": True}))
+    (esc,) = client.get("/api/escalations", headers=auth).json()
+    url = f"/fhir/Task/{esc['id']}"
+    for status, escalation in (("accepted", "acknowledged"), ("in-progress", "booked"), ("completed", "closed")):
+        task = client.get(url, headers=auth).json()
+        task["status"] = status
+        if status == "completed":
+            task["note"] = [{"text": "called back, seen in clinic"}]
+        r = client.put(url, json=task, headers=auth)
+        assert r.status_code == 200 and r.json()["status"] == status, r.text
+        assert client.get(f"/api/escalations/{esc['id']}", headers=auth).json()["status"] == escalation
+    assert client.get(f"/api/escalations/{esc['id']}", headers=auth).json()["note"] == "called back, seen in clinic"
+    assert client.get(f"/fhir/Flag/{esc['id']}", headers=auth).json()["status"] == "inactive"
+    with rt.db.session() as s:
+        actions = s.exec(select(m.AuditLog.action).where(m.AuditLog.actor.startswith("token:"))).all()
+    assert {"escalation.acknowledge", "escalation.book", "escalation.close"} <= set(actions)
+
+
+TASK_REFUSALS = {  # what the Task sent back says: (status, element named)
+    "cancelled": (422, "Task.status"),
+    "requested": (422, "Task.status"),  # back to open: not a status staff set
+    "wrong id": (422, "Task.id"),
+    "not a Task": (400, "Task"),
+    "bad date": (400, "Task.authoredOn"),
+}
+
+
+def test_a_task_sent_back_wrong_changes_nothing(client: TestClient, auth: dict[str, str]) -> None:
+    """A status staff cannot set, another Task's id, an invalid Task, or a step a closed escalation cannot take:
+    an OperationOutcome naming the element, and the escalation as it was."""
+    post(client, auth, bundle(answers={"breathing": True}))
+    (esc,) = client.get("/api/escalations", headers=auth).json()
+    url = f"/fhir/Task/{esc['id']}"
+    client.put(url, json={**client.get(url, headers=auth).json(), "status": "accepted"}, headers=auth)
+    got = {}
+    for case in TASK_REFUSALS:
+        task = client.get(url, headers=auth).json()
+        if case == "wrong id":
+            task["id"] = "999"
+        elif case == "not a Task":
+            task["resourceType"] = "Flag"
+        elif case == "bad date":
+            task["authoredOn"] = "yesterday"
+        else:
+            task["status"] = case
+        r = client.put(url, json=task, headers=auth)
+        got[case] = (r.status_code, r.json()["issue"][0]["expression"][0])
+    assert got == TASK_REFUSALS
+    assert client.get(f"/api/escalations/{esc['id']}", headers=auth).json()["status"] == "acknowledged"
+    client.post(f"/api/escalations/{esc['id']}/close", json={"note": "done"}, headers=auth)
+    r = client.put(url, json={**client.get(url, headers=auth).json(), "status": "accepted"}, headers=auth)
+    assert r.status_code == 409 and r.json()["issue"][0]["expression"] == ["Task.status"]  # a closed one stays so
+
+
 def test_messages_in_and_out_read_as_communications(
     client: TestClient, auth: dict[str, str], rt: Runtime, clock: FakeClock
 ) -> None:

@@ -42,6 +42,8 @@ def capability_statement(base_url: str, software_version: str, now: datetime) ->
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": [{"name": n, "type": t, "documentation": d} for n, (t, d) in params.items()],
         }
+        if kind == "Task":  # PUT with status accepted, in-progress or completed: acknowledge, book, close
+            entry["interaction"].append({"code": "update"})
         if kind == "Patient":
             entry["conditionalCreate"] = True  # in a transaction, on the identifier: a repeat enrolls no one twice
         resources.append(entry)

@@ -17,9 +17,10 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.slot import Slot
 from fhir.resources.R4B.task import Task
+from pydantic import ValidationError
 
 from followup.core.vocab import EscalationStatus, Level, MessageState, PatientStatus, Tier
-from followup.fhir.outcome import checked
+from followup.fhir.outcome import FhirError, checked, from_validation, refuse
 from followup.fhir.questionnaire import CONSENT, canonical, items, location_system, red_flag_system
 from followup.fhir.rows import (
     AppointmentRow,
@@ -261,3 +262,32 @@ def slot(row: AppointmentRow) -> dict[str, Any]:
         "end": instant(row.ends_at),
     }
     return checked(Slot, data)
+
+
+# A Task PUT back with one of these statuses asks for the escalation action that gives it.
+TASK_ACTIONS: dict[str, str] = {"accepted": "acknowledge", "in-progress": "book", "completed": "close"}
+
+
+def task_action(current: dict[str, Any], sent: Any) -> tuple[str | None, str | None]:
+    """What a Task sent back (PUT) asks of its escalation: the action (None: no change of status) and the note.
+    Raises FhirError naming the element for a Task that is not valid, not this one, or asks for a status staff
+    cannot set."""
+    if not isinstance(sent, dict) or sent.get("resourceType") != "Task":
+        raise refuse("structure", "Task", "PUT a Task")
+    try:
+        Task.model_validate(sent)
+    except ValidationError as exc:
+        raise FhirError("structure", from_validation(exc, "Task")) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise refuse("structure", "Task", f"is not a valid FHIR Task ({type(exc).__name__})") from None
+    if sent.get("id") != current["id"]:
+        raise refuse("rule", "Task.id", f"must be {current['id']}, the Task at this address")
+    status = sent["status"]
+    notes = [n.get("text", "") for n in sent.get("note", []) if n.get("text")]
+    note = notes[-1] if notes else None
+    if status == current["status"]:
+        return None, note
+    if status not in TASK_ACTIONS:
+        allowed = ", ".join(TASK_ACTIONS)
+        raise refuse("rule", "Task.status", f"staff set {allowed} (acknowledge, book, close), not {status!r}", "value")
+    return TASK_ACTIONS[status], note

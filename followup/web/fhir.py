@@ -18,7 +18,7 @@ from followup.fhir import JSON
 from followup.fhir.capability import SEARCHES
 from followup.fhir.outcome import FhirError, operation_outcome, refuse
 from followup.fhir.search import parse_search
-from followup.services import fhir_intake, fhir_read
+from followup.services import fhir_intake, fhir_read, fhir_tasks
 from followup.web.deps import RuntimeDep, TokenDep, actor
 
 
@@ -71,6 +71,20 @@ async def transaction(request: Request, rt: RuntimeDep, tok: TokenDep) -> JSONRe
         return refused(refuse("structure", "Bundle", "the body is not JSON (or is nested past reason)"))
     try:
         return fhir_json(await run_in_threadpool(fhir_intake.transaction, rt, body, actor(tok)))
+    except FhirError as exc:
+        return refused(exc)
+
+
+@router.put("/Task/{rid}")
+async def update_task(rid: str, request: Request, rt: RuntimeDep, tok: TokenDep) -> JSONResponse:
+    """Acknowledge, book or close an escalation from the clinic's system: PUT its Task with status accepted,
+    in-progress or completed (a note on a completed Task is the closing note)."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return refused(refuse("structure", "Task", "the body is not JSON"))
+    try:
+        return fhir_json(await run_in_threadpool(fhir_tasks.update_task, rt, rid, body, actor(tok)))
     except FhirError as exc:
         return refused(exc)
 
