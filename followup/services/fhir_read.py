@@ -88,10 +88,10 @@ def questionnaires(rt: Runtime) -> dict[str, Any]:
 
 def read(rt: Runtime, kind: str, rid: str) -> dict[str, Any]:
     """One resource by type and id, or NotFound."""
-    table = TABLES[kind][0]
-    if kind == "Communication":
+    table: Table | None = TABLES[kind][0]
+    if kind == "Communication":  # out-<message id> or in-<inbound id>
         prefix, _, rid = rid.partition("-")
-        table = {"out": MESSAGE, "in": INBOUND}.get(prefix, table) if prefix in ("out", "in") else None  # type: ignore[assignment]
+        table = {"out": MESSAGE, "in": INBOUND}.get(prefix)
     if table is None or not rid.isdigit() or len(rid) > 9:
         raise NotFound(f"{kind}/{rid}")
     with rt.db.session() as s:
