@@ -27,6 +27,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.slot import Slot
 from fhir.resources.R4B.task import Task
 from sqlmodel import func, select
+from test_access import every_route
 
 from followup import models as m
 from followup.clock import FakeClock
@@ -549,14 +550,14 @@ def test_bad_search_parameters_are_refused_by_name(client: TestClient, auth: dic
 def test_fhir_wants_an_api_token_except_for_metadata(client: TestClient, auth: dict[str, str]) -> None:
     """Every /fhir route but /fhir/metadata answers 401 without a token or with a wrong one; metadata is a valid
     CapabilityStatement for R4 that declares the transaction."""
-    routes = [r for r in client.app.routes if getattr(r, "path", "").startswith("/fhir")]  # type: ignore[attr-defined]
-    for route in routes:
-        url = route.path.replace("{rid}", "1")
+    routes = [(method, path) for method, path, _ in every_route(client.app) if path.startswith("/fhir")]  # type: ignore[arg-type]
+    assert len(routes) == 1 + 2 + 1 + 1 + 2 * 7  # metadata, Questionnaire (2), transaction, Task PUT, read+search x7
+    got = {}
+    for method, path in routes:
+        url = path.replace("{rid}", "1")
         for headers in ({}, {"Authorization": "Bearer fu_wrong"}):
-            r = client.request(
-                sorted(route.methods)[0], url, headers=headers, json={} if "POST" in route.methods else None
-            )
-            assert r.status_code == (200 if url == "/fhir/metadata" else 401), (url, headers)
+            got[(method, url, bool(headers))] = client.request(method, url, headers=headers, json={}).status_code
+    assert got == {key: 200 if key[1] == "/fhir/metadata" else 401 for key in got}
     cs = CapabilityStatement.model_validate(client.get("/fhir/metadata").json())
     assert cs.fhirVersion == "4.0.1" and cs.rest[0].interaction[0].code == "transaction"
     assert {r.type for r in cs.rest[0].resource} >= set(MODELS)
