@@ -9,6 +9,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -35,6 +36,8 @@ from followup.content.pages import page_texts
 from followup.core.intake_rules import load_intake_rules
 from followup.core.replies import Reply
 from followup.core.triage import Answers
+from followup.core.vocab import EscalationStatus, MessageState, Tier
+from followup.fhir import resources as fr
 from followup.fhir.outcome import FhirError
 from followup.fhir.questionnaire import questionnaire, read_answers
 from followup.fhir.search import Key, cut, parse_search
@@ -585,6 +588,38 @@ def test_the_questionnaire_follows_clinic_intake_toml(tmp_path: Path) -> None:
     q = questionnaire("https://c.example", pages, load_intake_rules(rules), "1")
     coded = {i["linkId"]: i["code"][0] for i in q["item"] if "code" in i}
     assert set(coded) == {"breathing", "onset_weeks"} and "8 weeks" in coded["onset_weeks"]["display"]
+
+
+def test_every_state_the_service_stores_has_a_fhir_status() -> None:
+    """A message state, escalation status or tier added to core/vocab.py without a FHIR mapping fails here."""
+    assert set(fr.COMMUNICATION_STATUS) == set(MessageState)
+    assert set(fr.TASK_STATUS) == set(EscalationStatus)
+    assert set(fr.TASK_PRIORITY) == set(Tier)
+
+
+@pytest.mark.parametrize("state", list(MessageState))
+def test_a_message_in_any_state_is_a_valid_communication(state: MessageState) -> None:
+    """Each state maps to its event status, and the resource survives a round trip through the R4B model."""
+    row = SimpleNamespace(
+        id=3,
+        patient_id=2,
+        escalation_id=1,
+        channel="email",
+        to=None,
+        kind="tip",
+        status=state,
+        subject="Sleep",
+        body="Try a fixed bedtime.",
+        reason=None,
+        due_at=AT,
+        sent_at=AT,
+        delivered_at=None,
+        updated_at=AT,
+    )
+    res = fr.communication_out(row)
+    again = Communication.model_validate(res).model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert again["status"] == fr.COMMUNICATION_STATUS[state] and again["about"] == [{"reference": "Flag/1"}]
+    assert again["payload"] == res["payload"] and again["subject"] == {"reference": "Patient/2"}
 
 
 # ---- the pure parts: search parameters and the keyset ----------------------------------------------------------
