@@ -265,6 +265,11 @@ INVALID = {  # what is wrong: (the change, the status, the element the Operation
         422,
         "Bundle.entry[1].resource.item[{i}].answer[0]",
     ),
+    "a place the intake does not list": (
+        _set(f"{Q}/item/{{i}}/answer/1/valueCoding/code", "elbow", "locations"),
+        422,
+        "Bundle.entry[1].resource.item[{i}].answer[1]",
+    ),
     "a number that is not a phone": (_set(f"{P}/telecom/0/value", "12"), 422, "Bundle.entry[0].resource.telecom[0]"),
     "a language messages are not written in": (
         _set(f"{P}/communication/0/language/coding/0/code", "fr"),

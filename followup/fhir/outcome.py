@@ -85,6 +85,20 @@ def fhirpath(root: str, loc: Sequence[str | int]) -> str:
     return out
 
 
+def _mapped(paths: dict[str, str], loc: Sequence[str | int], root: str) -> str:
+    """The element a field was read from, by the longest dotted prefix of its location that `paths` knows; an
+    index just past it picks that answer (`answers.locations.1` -> `...item[1].answer[1]`)."""
+    for n in range(len(loc), 0, -1):
+        found = paths.get(".".join(str(p) for p in loc[:n]))
+        if found is None:
+            continue
+        rest = loc[n:]
+        if rest and isinstance(rest[0], int) and found.endswith(".answer[0]"):
+            return f"{found.removesuffix('[0]')}[{rest[0]}]"
+        return found
+    return root
+
+
 def from_validation(exc: ValidationError, root: str, paths: dict[str, str] | None = None) -> list[Issue]:
     """One issue per pydantic error. `paths` maps a dotted field of our own model (`answers.sleep_hours`) to the
     element it was read from; without it the location is taken as a path under `root`."""
@@ -92,10 +106,7 @@ def from_validation(exc: ValidationError, root: str, paths: dict[str, str] | Non
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         dotted = ".".join(str(p) for p in loc)
-        if paths is not None:
-            expression = paths.get(dotted) or paths.get(str(loc[0]) if loc else "", root)
-        else:
-            expression = fhirpath(root, loc)
+        expression = _mapped(paths, loc, root) if paths is not None else fhirpath(root, loc)
         kind = "required" if err["type"] == "missing" else "value" if paths is not None else "invalid"
         issues.append(Issue(expression, f"{dotted or root}: {err['msg']}", kind))
     return issues
