@@ -135,25 +135,33 @@ def every_page(client: TestClient, auth: dict[str, str], url: str) -> tuple[list
 # ---- the transaction ---------------------------------------------------------------------------------------
 
 
+AS_THE_API = {"no red flag": {}, "weakness": {"weakness": True}, "an emergency": {"breathing": True}}
+
+
+@pytest.mark.parametrize("case", list(AS_THE_API))
 def test_a_transaction_enrolls_exactly_as_the_api_triage_does(
-    client: TestClient, auth: dict[str, str], rt: Runtime
+    client: TestClient, auth: dict[str, str], rt: Runtime, case: str
 ) -> None:
-    """The same answers through /fhir and through /api/triage give the same schedule, the same consent record
-    and the same triage source (a clinic-entered contact); the response is a transaction-response of 201s."""
-    r = post(client, auth, bundle())
+    """The same answers through /fhir and through /api/triage give the same messages (program steps, or the
+    escalation's advice and the clinic's alerts), the same consent record and the same triage source (a
+    clinic-entered contact); the response is a transaction-response of 201s."""
+    given = AS_THE_API[case]
+    r = post(client, auth, bundle(answers=given))
     assert r.status_code == 200, r.text
     reply = Bundle.model_validate(r.json())
     assert reply.type == "transaction-response"
     assert [e.response.status for e in reply.entry] == ["201 Created", "201 Created"]
     pid = int(reply.entry[0].resource.id)
     api = client.post(
-        "/api/triage", json=triage_body(phone="+1 310 555 0143", email="bo@example.org"), headers=auth
+        "/api/triage", json=triage_body(phone="+1 310 555 0143", email="bo@example.org", answers=given), headers=auth
     ).json()
     with rt.db.session() as s:
 
         def plan(patient_id: int) -> list[tuple[Any, ...]]:
-            rows = s.exec(select(m.Message).where(m.Message.patient_id == patient_id).order_by(m.Message.id)).all()
-            return [(x.step_id, x.kind, x.channel, x.due_at, x.status) for x in rows]
+            esc = s.exec(select(m.Escalation.id).where(m.Escalation.patient_id == patient_id)).all()
+            mine = (m.Message.patient_id == patient_id) | m.Message.escalation_id.in_(esc)  # type: ignore[union-attr]
+            rows = s.exec(select(m.Message).where(mine).order_by(m.Message.id)).all()
+            return [(x.step_id, x.kind, x.channel, x.template, x.to, x.due_at, x.status) for x in rows]
 
         def consents(patient_id: int) -> list[tuple[str, str, str]]:
             rows = s.exec(select(m.Consent).where(m.Consent.patient_id == patient_id)).all()
@@ -162,7 +170,8 @@ def test_a_transaction_enrolls_exactly_as_the_api_triage_does(
         assert plan(pid) and plan(pid) == plan(api["patient_id"])
         assert consents(pid) == consents(api["patient_id"])
         (triage,) = s.exec(select(m.Triage).where(m.Triage.patient_id == pid)).all()
-        assert triage.source == "api" and triage.answers == Answers.model_validate(answers()).model_dump()
+        assert triage.source == "api" and triage.answers == Answers.model_validate(answers(**given)).model_dump()
+        assert triage.disposition == ("escalated" if given else "enrolled")
         patient = s.get(m.Patient, pid)
         assert patient is not None and (patient.name, patient.phone) == ("Ana Diaz", "+13105550142")
 
