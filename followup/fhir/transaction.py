@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,9 @@ class Submission:
         return self.paths.get(field) or self.paths.get(field.split(".")[0]) or "Bundle"
 
 
-def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission:
-    """The submission in a transaction Bundle, checked whole; `region` reads national phone numbers."""
+def read_transaction(body: Any, clinic_timezone: str, region: str, texting: Sequence[str] = ()) -> Submission:
+    """The submission in a transaction Bundle, checked whole; `region` reads national phone numbers, `texting`
+    are the regions patients may be texted in (empty: any), as for the API's triage."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise refuse("structure", "Bundle", "POST a Bundle of type transaction to /fhir")
     entries = body.get("entry")
@@ -99,7 +101,7 @@ def read_transaction(body: Any, clinic_timezone: str, region: str) -> Submission
     except ValidationError as exc:
         raise FhirError("rule", from_validation(exc, "Bundle", paths)) from None
     try:
-        normalised = check_contact(triage, region)
+        normalised = check_contact(triage, region, texting)
     except InputError as exc:
         where = paths.get(exc.field) or paths.get(exc.field.split(".")[0]) or "Bundle"
         raise refuse("rule", where, f"{exc.field}: {exc.message}", "value") from None

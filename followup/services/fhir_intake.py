@@ -56,7 +56,7 @@ def enroll(rt: Runtime, sub: Submission, actor: str) -> Enrolled:
                 sub.triage,
                 source="api",  # a clinic's record system, as the authenticated API: contacts entered by the clinic
                 actor=actor,
-                on_recorded=lambda s, patient, triage: _link(s, sub, patient, triage, actor, rt.clock.now()),
+                on_recorded=lambda s, patient, triage_id: _link(s, sub, patient, triage_id, actor, rt.clock.now()),
             )
         except _Replayed:
             continue
@@ -99,8 +99,8 @@ def replayed(rt: Runtime, sub: Submission) -> Enrolled | None:
         )
 
 
-def _link(s: Session, sub: Submission, patient: Patient, triage: Triage, actor: str, now: datetime) -> None:
-    assert patient.id is not None and triage.id is not None
+def _link(s: Session, sub: Submission, patient: Patient, triage_id: int, actor: str, now: datetime) -> None:
+    assert patient.id is not None
     stmt = select(FhirLink).where(FhirLink.system == sub.system, FhirLink.value == sub.value).with_for_update()
     link = s.exec(stmt).first()
     if link is None:
@@ -109,7 +109,7 @@ def _link(s: Session, sub: Submission, patient: Patient, triage: Triage, actor: 
                 system=sub.system,
                 value=sub.value,
                 patient_id=patient.id,
-                triage_id=triage.id,
+                triage_id=triage_id,
                 digest=sub.digest,
                 created_at=now,
                 updated_at=now,
@@ -120,14 +120,16 @@ def _link(s: Session, sub: Submission, patient: Patient, triage: Triage, actor: 
     elif link.digest == sub.digest:
         raise _Replayed
     else:
-        link.triage_id, link.digest, link.updated_at = triage.id, sub.digest, now
-    audit.record(s, now, actor, "fhir.transaction", f"patient:{patient.id}", triage_id=triage.id, system=sub.system)
+        link.triage_id, link.digest, link.updated_at = triage_id, sub.digest, now
+    audit.record(s, now, actor, "fhir.transaction", f"patient:{patient.id}", triage_id=triage_id, system=sub.system)
 
 
 def transaction(rt: Runtime, body: Any, actor: str) -> dict[str, Any]:
     """A transaction Bundle in, its transaction-response out. Raises FhirError (naming the element at fault) for
     anything refused; nothing is written then."""
-    sub = read_transaction(body, rt.settings.clinic.timezone, rt.settings.clinic.default_region)
+    sub = read_transaction(
+        body, rt.settings.clinic.timezone, rt.settings.clinic.default_region, rt.settings.texting_regions
+    )
     try:
         done = enroll(rt, sub, actor)
     except InputError as exc:

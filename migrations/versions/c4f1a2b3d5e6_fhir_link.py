@@ -1,7 +1,7 @@
 """fhir: the Patient identifiers that FHIR transactions enrolled
 
 Revision ID: c4f1a2b3d5e6
-Revises: b7e3c1d2a9f0
+Revises: c4e8a2d61f3b
 Create Date: 2026-12-02 10:45:00.000000
 
 A transaction Bundle posted to /fhir is idempotent on its Patient's identifier: `fhirlink` keeps each identifier
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = 'c4f1a2b3d5e6'
-down_revision: str | None = 'b7e3c1d2a9f0'
+down_revision: str | None = 'c4e8a2d61f3b'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['triage_id'], ['triage.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('system', 'value', name='uq_fhirlink_identifier'),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table('fhirlink', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_fhirlink_patient_id'), ['patient_id'], unique=False)
