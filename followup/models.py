@@ -301,6 +301,23 @@ class EscalationAlert(SQLModel, table=True):
     at: datetime
 
 
+class FhirLink(SQLModel, table=True):
+    """A Patient identifier from a clinic's FHIR system, the patient it enrolled and the triage its last
+    transaction recorded. The unique identifier makes a replayed transaction a no-op; `digest` (SHA-256 of the
+    normalised submission) tells a replay from a re-triage."""
+
+    __table_args__ = (UniqueConstraint("system", "value", name="uq_fhirlink_identifier"), NEVER_REUSED)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str
+    value: str
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    triage_id: int = Field(foreign_key="triage.id")
+    digest: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class ContactConfirmation(SQLModel, table=True):
     """One request to confirm a contact given on the public form: "reply YES" by SMS, a link by email. The
     address is kept only as a keyed hash (`address_ref`), which also counts requests per number for the limit."""

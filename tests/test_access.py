@@ -49,6 +49,7 @@ PUBLIC = {
     ("POST", "/logout"): "ending a session only ever makes things safer",
     # The schema describes routes, each of which checks its caller; the interactive pages run CDN scripts on this
     # origin and exist only in development (test_docs_pages_are_off_in_production).
+    ("GET", "/fhir/metadata"): "the FHIR CapabilityStatement, read before authenticating; no patient data",
     ("GET", "/openapi.json"): "API schema, for integrators and schemathesis",
     ("GET", "/docs"): "Swagger UI, development only",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper, development only",
@@ -72,6 +73,7 @@ VALUES = {
     "staff_id": "1",
     "delivery_id": "1",
     "name": "live-queue.js",
+    "rid": "{pid}",
 }
 ACTIONS = {"/api/patients/": "pause", "/api/escalations/": "acknowledge"}
 
@@ -146,7 +148,7 @@ def test_every_route_is_classified_and_guarded(client: TestClient) -> None:
     for method, path, route in every_route(client.app):  # type: ignore[arg-type]
         if (method, path) in PUBLIC or path in WEBHOOKS or BOOKING.match(path):
             continue
-        if (path.startswith("/api/") or path == "/metrics") and "token" in guards(route):
+        if (path.startswith(("/api/", "/fhir")) or path == "/metrics") and "token" in guards(route):
             continue
         if path.startswith("/dashboard") and guards(route) & {"staff", "admin"}:
             continue

@@ -4,6 +4,7 @@ commit. The public form's self-enrolment is `services.intake`, which shares `rec
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -55,10 +56,17 @@ class TriageResult:
     steps: list[ScheduledStep]
 
 
-def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> TriageResult:
-    """The clinic's triage (the authenticated API, an import): match the patient by phone or email, update them,
-    and count the contacts as confirmed (the clinic vouches for them). The public form goes through
-    `services.intake.submit_public`, which never touches an existing patient."""
+# Called inside the triage's transaction once its rows are written, before the commit, with the triage's id: it
+# may add rows of its own (the FHIR link of a transaction Bundle) or raise to roll the whole triage back.
+Recorded = Callable[[Session, Patient, int], None]
+
+
+def submit_triage(
+    rt: Runtime, data: TriageIn, *, source: str, actor: str, on_recorded: Recorded | None = None
+) -> TriageResult:
+    """The clinic's triage (the authenticated API, an import, a FHIR transaction): match the patient by phone or
+    email, update them, and count the contacts as confirmed (the clinic vouches for them). The public form goes
+    through `services.intake.submit_public`, which never touches an existing patient."""
     contact = check_contact(data, rt.settings.clinic.default_region, rt.settings.texting_regions)
     now = rt.clock.now()
     replan = False  # a patient who moved to another time zone has their scheduled steps planned again
@@ -89,6 +97,8 @@ def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> Tr
         outcome = record_triage(rt, s, patient, data, contact, source=source, actor=actor, now=now, created=created)
         if not outcome.escalation_id:
             _enroll(rt, s, patient, data, now, replan=replan)
+        if on_recorded is not None:
+            on_recorded(s, patient, outcome.triage_id)
         s.commit()
         assert patient.id is not None
         steps = upcoming(s, patient.id)

@@ -28,6 +28,7 @@ from followup.models import (
     DeliveryEvent,
     Escalation,
     EscalationAlert,
+    FhirLink,
     Inbound,
     Message,
     Patient,
@@ -130,6 +131,7 @@ def export_patient(rt: Runtime, patient_id: int) -> dict[str, Any]:
             "escalations": _rows(s, Escalation, col(Escalation.id).in_(owned.escalations)),
             "escalation_alerts": _rows(s, EscalationAlert, col(EscalationAlert.escalation_id).in_(owned.escalations)),
             "appointments": _rows(s, Appointment, Appointment.patient_id == patient_id),
+            "fhir_links": _rows(s, FhirLink, FhirLink.patient_id == patient_id),
             "messages": _rows(s, Message, col(Message.id).in_(owned.messages)),
             "delivery_events": _rows(s, DeliveryEvent, col(DeliveryEvent.message_id).in_(owned.messages)),
             "inbound": _rows(s, Inbound, col(Inbound.id).in_(owned.inbound)),
@@ -154,6 +156,7 @@ def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
             ("webhook_deliveries", delete(WebhookDelivery).where(col(WebhookDelivery.patient_id) == patient_id)),
             ("inbound", delete(Inbound).where(col(Inbound.id).in_(inb))),
             ("escalations", delete(Escalation).where(col(Escalation.id).in_(esc))),
+            ("fhir_links", delete(FhirLink).where(col(FhirLink.patient_id) == patient_id)),
             ("triages", delete(Triage).where(col(Triage.patient_id) == patient_id)),
             ("consents", delete(Consent).where(col(Consent.patient_id) == patient_id)),
             (

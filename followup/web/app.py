@@ -17,7 +17,7 @@ from followup.runtime import Runtime, build_runtime
 from followup.services import health
 from followup.services.ops import FigureCache
 from followup.settings import Settings
-from followup.web import api, assets, booking, confirm, dashboard, headers, intake, limits, ops, signin, webhooks
+from followup.web import api, assets, booking, confirm, dashboard, fhir, headers, intake, limits, ops, signin, webhooks
 
 log = logging.getLogger("followup.web")
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return JSONResponse({"detail": storable_json(jsonable_encoder(exc.errors()))}, status_code=422)
 
     app.include_router(api.router)
+    app.include_router(fhir.router)
     app.include_router(webhooks.router)
     app.include_router(intake.router)
     app.include_router(booking.router)
