@@ -26,7 +26,7 @@ from followup.transports.base import Transport
 from followup.transports.factory import build_transports
 
 if TYPE_CHECKING:
-    from followup.redflags import Detector
+    from followup.redflags import Screen
 
 
 DEV_KEY_FILE = Path("var/secret_key")
@@ -67,7 +67,7 @@ class Runtime:
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
-    def detector(self) -> Detector:
+    def detector(self) -> Screen:
         with self._detector_lock:
             return load_detector(self.settings.clinic.red_flags)
 
@@ -80,18 +80,19 @@ class Runtime:
             fn()
 
 
-_DETECTORS: dict[tuple[str, float], Detector] = {}
+_DETECTORS: dict[tuple[str, float], Screen] = {}
 _DETECTORS_LOCK = threading.Lock()
 
 
-def load_detector(path: Path) -> Detector:
-    """The detector for a criteria file, built once per process (medspaCy takes about a second to load)."""
-    from followup.redflags import Detector
+def load_detector(path: Path) -> Screen:
+    """The detector (rules and learned layer) for a criteria file, built once per process (medspaCy and the
+    sentence encoder take a few seconds to load); a model artefact whose sha256 is not the pinned one stops it."""
+    from followup.redflags import Screen
 
     key = (str(path.resolve()), path.stat().st_mtime)
     with _DETECTORS_LOCK:
         if key not in _DETECTORS:
-            _DETECTORS[key] = Detector.from_file(path)
+            _DETECTORS[key] = Screen.from_file(path)
         return _DETECTORS[key]
 
 

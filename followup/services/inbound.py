@@ -193,6 +193,19 @@ def _act(
             {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound.id}
             for f in verdict.findings
         ]
+        if verdict.learned is not None and verdict.layer in ("learned", "language"):
+            r = verdict.learned
+            evidence.append(
+                {
+                    "text": r.clause,
+                    "criterion": r.criterion if not verdict.review else None,
+                    "tier": verdict.tier,
+                    "rule": f"learned layer p={r.probability:.2f}"
+                    + (" (needs review)" if verdict.review else "")
+                    + (f", language {verdict.language}" if verdict.review_reason == "language" else ""),
+                    "inbound_id": inbound.id,
+                }
+            )
         assert verdict.tier is not None
         esc, _alerted = escalate(
             rt,
@@ -206,6 +219,7 @@ def _act(
             now=now,
             channel=reply.channel,
             inbound_id=inbound.id,
+            review=verdict.review,
         )
         phrase = keywords.opt_out_phrase(body) or (word if word == "opt_out" else None)
         if phrase:
