@@ -1,7 +1,7 @@
 """`followup redflags`: train the learned layer from the labelled corpus, and evaluate the detector on a file.
 
-    followup redflags train                 # writes the artefact and its sha256 into clinic/red_flags.toml
-    followup redflags eval FILE.jsonl       # recall, emergency recall, specificity per language, tier, criterion
+followup redflags train                 # writes the artefact and its sha256 into clinic/red_flags.toml
+followup redflags eval FILE.jsonl       # recall, emergency recall, specificity per language, tier, criterion
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def redflags() -> None:
 @click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds (0: none).")
 @click.option("--criteria", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.pass_context
-def train(ctx: click.Context, corpus: Path, cases: tuple[Path, ...], seed: int, folds: int, criteria: Path | None) -> None:
+def train(
+    ctx: click.Context, corpus: Path, cases: tuple[Path, ...], seed: int, folds: int, criteria: Path | None
+) -> None:
     """Train the learned layer from the corpus (and the labelled test cases), print cross-validated figures per
     language, write the artefact named in [learned] artefact and pin its sha256 in the criteria file."""
     import tomllib
@@ -124,7 +126,9 @@ def evaluate(ctx: click.Context, file: Path, rules_only: bool, criteria: Path | 
         click.echo(f"{name:<32} {_figures(groups[name])}")
     click.echo(f"{'all':<32} {_figures(results)}")
     layers = Counter(str(v.layer) for _, v in results)
-    click.echo("layers: " + ", ".join(f"{k} {n}" for k, n in sorted(layers.items())) + f"; {len(rows) / elapsed:.0f} replies/s")
+    click.echo(
+        "layers: " + ", ".join(f"{k} {n}" for k, n in sorted(layers.items())) + f"; {len(rows) / elapsed:.0f} replies/s"
+    )
     for row, verdict in results:
         if verdict.level not in _accept(row):
             label = row.get("id") or row.get("source") or ""

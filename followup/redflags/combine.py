@@ -63,7 +63,9 @@ def combine(
     if flag and criterion is not None:
         tier = tiers[criterion]
         level = Level.EMERGENCY if tier == Tier.EMERGENCY else Level.RED_FLAG
-        return replace(rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept)
+        return replace(
+            rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
+        )
     if prediction.p_any >= settings.review_at:
         return _review(rules, code, kept, "learned")
     return replace(rules, language=code, learned=kept)

@@ -231,7 +231,7 @@ class Verdict:
         if r is not None and (self.layer in ("learned", "both") or self.review):
             what = self.labels.get(r.criterion or "", r.criterion or "a red flag")
             lines.append(
-                f'Learned layer: p={r.probability:.2f} (flag at {r.flag_at:.2f}, review at {r.review_at:.2f}; '
+                f"Learned layer: p={r.probability:.2f} (flag at {r.flag_at:.2f}, review at {r.review_at:.2f}; "
                 f'emergency p={r.p_emergency:.2f}, at {r.emergency_at:.2f}), closest to {what}, driven by "{r.clause}".'
             )
             if r.not_read:

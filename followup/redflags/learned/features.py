@@ -47,7 +47,8 @@ def pieces(text: str, parts: Sequence[Clause]) -> list[str]:
 
 def pooled(embeddings: Matrix) -> npt.NDArray[np.float32]:
     """The feature vector: the max over every clause and the whole (a flag anywhere shows), then the whole."""
-    return np.concatenate([embeddings.max(axis=0), embeddings[-1]]).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.concatenate([embeddings.max(axis=0), embeddings[-1]]).astype(np.float32)
+    return out
 
 
 def reply_features(encoder: Encoder, texts: Sequence[str], batch: int = 256) -> tuple[Matrix, Matrix]:

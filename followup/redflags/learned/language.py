@@ -23,9 +23,7 @@ class LanguageReader:
     `min_confidence`) that it is in a language outside `read`, and it has at least `min_letters` letters
     ("ok", "2", "gracias" are read whatever lingua guesses; Spanglish splits its votes and stays read)."""
 
-    def __init__(
-        self, detect: tuple[str, ...], read: tuple[str, ...], min_letters: int, min_confidence: float
-    ) -> None:
+    def __init__(self, detect: tuple[str, ...], read: tuple[str, ...], min_letters: int, min_confidence: float) -> None:
         languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in detect]
         # Low accuracy mode: trigram models only, loaded lazily (0.5 s on first use instead of 6 s at start);
         # it is as accurate as the full mode on texts of a sentence or more, which is all we act on.
