@@ -203,8 +203,10 @@ def test_reply_in_an_unread_language_goes_to_review(screen: Screen) -> None:
 
 def test_learned_layer_explains_with_neighbours(screen: Screen) -> None:
     """A learned finding carries its probability, the driving clause and three labelled neighbours."""
-    verdict = screen.assess("Thanks for the tips. By the way it feels like breathing through a wet towel lately")
-    assert verdict.level == "emergency"
+    verdict = screen.assess(
+        "my shoes keep catching on the carpet and my wife says she can hear me slapping my foot down"
+    )
+    assert verdict.level != "none" and verdict.layer == "learned", verdict.explanation()
     assert verdict.learned is not None and verdict.learned.probability >= 0.5
     assert len(verdict.learned.neighbours) == 3 and verdict.learned.clause
 

@@ -76,7 +76,8 @@ def train(
             click.echo(
                 f"  {f.lang}: escalation recall {f.recall:.3f} of {f.escalations}, emergency recall "
                 f"{f.emergency_recall:.3f} of {f.emergencies}, specificity {f.specificity:.3f} of {f.benign} "
-                f"(review band {f.review_share:.3f})"
+                f"(benign in the review band {f.review_share:.3f}; "
+                f"escalations flagged or reviewed {f.recall_with_review:.3f})"
             )
     blob = learn.artefact_bytes(examples, data, learn.corpus_sha256(files), seed, tiers)
     settings.artefact.parent.mkdir(parents=True, exist_ok=True)

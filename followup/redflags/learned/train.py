@@ -162,6 +162,7 @@ class Figures:
     emergency_recall: float
     specificity: float
     review_share: float  # benign replies that would land in the review band
+    recall_with_review: float  # escalations escalated or sent to review
 
 
 def cross_validate(
@@ -175,7 +176,8 @@ def cross_validate(
     review_at: float = 0.2,
     emergency_at: float = 0.3,
 ) -> list[Figures]:
-    """Stratified k-fold figures per language, for the learned layer alone (no rules, no gating)."""
+    """Stratified k-fold figures per language, for the learned layer alone (no rules, no gating), with the
+    combination's thresholds: flagged at p >= flag_at, or an emergency at p(emergency) >= emergency_at."""
     from sklearn.model_selection import StratifiedKFold
 
     p_any = np.zeros(len(examples))
@@ -195,16 +197,19 @@ def cross_validate(
         esc = [i for i in idx if examples[i].level != NONE]
         em = [i for i in idx if examples[i].level == "emergency"]
         ok = [i for i in idx if examples[i].level == NONE]
+        emergency_of = [bool(p_em[i] >= emergency_at and p_any[i] >= review_at) for i in range(len(examples))]
+        flagged = [bool(p_any[i] >= flag_at) or emergency_of[i] for i in range(len(examples))]
         out.append(
             Figures(
                 lang,
                 len(esc),
                 len(em),
                 len(ok),
-                _share(p_any[i] >= flag_at for i in esc),
-                _share(p_any[i] >= flag_at and p_em[i] >= emergency_at for i in em),
-                _share(p_any[i] < flag_at for i in ok),
-                _share(review_at <= p_any[i] < flag_at for i in ok),
+                _share(flagged[i] for i in esc),
+                _share(emergency_of[i] for i in em),
+                _share(not flagged[i] for i in ok),
+                _share(not flagged[i] and p_any[i] >= review_at for i in ok),
+                _share(p_any[i] >= review_at for i in esc),
             )
         )
     return out
