@@ -6,6 +6,8 @@
 - No rule fired: p(any red flag) >= flag_at escalates ("learned"), an emergency when p(emergency criteria) >=
   emergency_at; p >= emergency_at alone is enough for an emergency (a possible emergency is not left to a review
   queue); review_at <= p < flag_at is a staff review item, level red_flag, tier routine, `review` true.
+- Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
+  `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
 - The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
   else, hypothetical, ...): `Screen` leaves those clauses out before asking it, so a clear negation holds.
 """
@@ -50,8 +52,11 @@ def combine(
 ) -> Verdict:
     """The one verdict for a reply, from the rules' verdict, the learned layer's prediction and its language."""
     code = language.code if language else None
-    if prediction is None:
+    if prediction is None:  # too short for the learned layer: the rules alone (and the language, if any)
+        if rules.level == Level.NONE and language is not None and not language.readable:
+            return _review(rules, code, None, "language")
         return replace(rules, language=code, layer="rules" if rules.level != Level.NONE else None)
+    prediction = _without(prediction, settings.rules_only, tiers)
     emergency = prediction.p_emergency >= settings.emergency_at and prediction.p_any >= settings.review_at
     flag = prediction.p_any >= settings.flag_at or emergency
     criterion = _criterion(prediction, tiers, emergency)
@@ -80,7 +85,24 @@ def _criterion(prediction: Prediction, tiers: Mapping[str, Tier], emergency: boo
     return prediction.criterion
 
 
-def _review(rules: Verdict, code: str | None, kept: LearnedReading, why: str) -> Verdict:
+def _without(prediction: Prediction, criteria: tuple[str, ...], tiers: Mapping[str, Tier]) -> Prediction:
+    """The prediction with the mass of `criteria` (those only the rules may decide) moved to "none"."""
+    if not criteria:
+        return prediction
+    moved = sum(p for cid, p in prediction.ranked if cid in criteria)
+    moved_em = sum(p for cid, p in prediction.ranked if cid in criteria and tiers.get(cid) == Tier.EMERGENCY)
+    ranked = tuple((cid, p) for cid, p in prediction.ranked if cid not in criteria)
+    return replace(
+        prediction,
+        p_any=round(max(0.0, prediction.p_any - moved), 4),
+        p_emergency=round(max(0.0, prediction.p_emergency - moved_em), 4),
+        ranked=ranked,
+        criterion=ranked[0][0] if ranked else None,
+        p_criterion=ranked[0][1] if ranked else 0.0,
+    )
+
+
+def _review(rules: Verdict, code: str | None, kept: LearnedReading | None, why: str) -> Verdict:
     assert why in ("learned", "language")
     return replace(
         rules,

@@ -8,6 +8,7 @@ reply's language, combined by `combine.combine`. This is what the service and `f
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,9 @@ from followup.redflags.learned.language import LanguageReader
 from followup.redflags.learned.model import LearnedModel
 from followup.redflags.load import load_rulebook
 from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
+
+
+_WORD = re.compile(r"\w+")
 
 
 class Screen:
@@ -74,7 +78,8 @@ class Screen:
         if self.settings is None or self.model is None or self.languages is None or not isinstance(text, str):
             return verdict if verdict.level == "none" else _with_layer(verdict)
         gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
-        prediction = self.model.predict(text, gated)
+        short = len(_WORD.findall(text)) < self.settings.min_words
+        prediction = None if short else self.model.predict(text, gated)
         language = self.languages.read(text)
         return combine(verdict, prediction, language, self.settings, self._tiers)
 

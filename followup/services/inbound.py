@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -177,9 +177,16 @@ def _act(
     question = _last_question(rt, s, patient, now)
     weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
     verdict = rt.detector.assess(body, ReplyContext(weeks_since_onset=weeks, last_question=question))
+    overridden = False
+    if verdict.review and verdict.layer == "learned" and (word is not None or keywords.opt_out_phrase(body)):
+        # A keyword or an opt-out phrase ("please stop texting me") is what it says: a learned layer's doubt,
+        # which no rule shares, does not hold up an opt-out. A rule's finding still does (see below).
+        overridden = True
+        verdict = replace(verdict, level=Level.NONE, tier=None, review=False, review_reason=None, layer=None)
     inbound.verdict = {
         **verdict.to_dict(),
         "explanation": verdict.explanation(),
+        **({"keyword_over_review": True} if overridden else {}),
         "context": {
             "weeks_since_onset": round(weeks, 1) if weeks is not None else None,
             "last_question": question.id if question else None,

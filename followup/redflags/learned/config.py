@@ -30,6 +30,8 @@ class LearnedSettings:
     language_min_confidence: float = 0.6
     neighbours: int = 3
     enabled: bool = True
+    min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
+    rules_only: tuple[str, ...] = ("persisting",)  # criteria that need context the model lacks (weeks since onset)
 
 
 def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
@@ -55,7 +57,7 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise CriteriaError(f"{where}.{key}: must be a number from 0 to 1; got {value!r}")
             values[key] = float(value)
-    for key in ("language_min_letters", "neighbours"):
+    for key in ("language_min_letters", "neighbours", "min_words"):
         if key in data:
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
                 raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
@@ -70,6 +72,11 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if not isinstance(langs, list) or not all(isinstance(x, str) and _LANG.match(x) for x in langs):
                 raise CriteriaError(f"{where}.{key}: must be a list of two-letter language codes")
             values[key] = tuple(langs)
+    if "rules_only" in data:
+        ids = data["rules_only"]
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            raise CriteriaError(f"{where}.rules_only: must be a list of criterion ids")
+        values["rules_only"] = tuple(ids)
     if "gated_by" in data:
         reasons = data["gated_by"]
         if not isinstance(reasons, list) or any(r not in REASONS for r in reasons):
