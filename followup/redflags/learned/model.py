@@ -111,7 +111,9 @@ class LearnedModel:
         if k == 0 or not len(self._bank):
             return ()
         sims = self._bank @ (vector / max(float(np.linalg.norm(vector)), 1e-9))
-        best = np.argsort(-sims, kind="stable")[:k]
+        k = min(k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]  # the k best without sorting all of them
+        best = top[np.argsort(-sims[top], kind="stable")]
         return tuple(Neighbour(self._bank_texts[i], self._bank_labels[i], round(float(sims[i]), 3)) for i in best)
 
 
