@@ -96,6 +96,26 @@ def load_detector(path: Path) -> Screen:
         return _DETECTORS[key]
 
 
+def _check_model_pin(path: Path, learned: object) -> None:
+    """The learned layer's artefact is the pinned one (a 4 MB hash, cheap): the service does not start with a
+    stale or altered model. Loading it (seconds) waits for the first reply, or the app's warm-up."""
+    from followup.redflags.learned.artefact import ArtefactError, sha256_of
+    from followup.redflags.learned.config import parse_learned
+
+    settings = parse_learned(learned, path)
+    if settings is None or not settings.enabled:
+        return
+    try:
+        actual = sha256_of(settings.artefact)
+    except OSError as exc:
+        raise ArtefactError(f"{settings.artefact}: cannot read the model artefact ({exc.strerror})") from exc
+    if actual != settings.sha256:
+        raise ArtefactError(
+            f"{settings.artefact}: sha256 {actual} is not the {settings.sha256} pinned in {path} [learned]: "
+            "retrain with `followup redflags train`, or restore the committed artefact"
+        )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -126,7 +146,9 @@ def build_runtime(
         raise StartupError("templates refused:\n  " + "\n  ".join(problems))
     try:
         intake = load_intake_rules(settings.clinic.intake_rules)
-        known = set(tomllib.loads(settings.clinic.red_flags.read_text(encoding="utf-8")).get("criteria", {}))
+        red_flags = tomllib.loads(settings.clinic.red_flags.read_text(encoding="utf-8"))
+        known = set(red_flags.get("criteria", {}))
+        _check_model_pin(settings.clinic.red_flags, red_flags.get("learned"))
     except Exception as exc:
         raise StartupError(str(exc)) from exc
     unknown = sorted(({f.criterion for f in intake.flags} | {intake.persisting_criterion}) - known)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,13 @@ from followup.web import api, assets, booking, dashboard, headers, intake, limit
 log = logging.getLogger("followup.web")
 
 
+def _warm(rt: Runtime) -> None:
+    try:
+        rt.detector  # noqa: B018 - a cached property: this loads it
+    except Exception:  # the first reply will raise it again, where it is handled and logged
+        log.exception("red-flag detector failed to load")
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """`background=False` leaves the dispatcher off (tests drive it by hand; `followup worker` runs it apart)."""
     if runtime is None:
@@ -36,6 +44,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
             loop = DispatchLoop(rt)
             loop.start()
+        if background:
+            # Load the red-flag detector (rules, sentence encoder, language models: seconds) now, not inside the
+            # first patient's webhook, where the provider's timeout may be shorter than the load.
+            threading.Thread(target=_warm, args=(rt,), name="detector-warm-up", daemon=True).start()
         try:
             yield
         finally:
