@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,9 +45,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             loop = DispatchLoop(rt)
             loop.start()
         if background:
-            # Load the red-flag detector (rules, sentence encoder, language models: seconds) now, not inside the
-            # first patient's webhook, where the provider's timeout may be shorter than the load.
-            threading.Thread(target=_warm, args=(rt,), name="detector-warm-up", daemon=True).start()
+            # Load the red-flag detector (rules, sentence encoder, language models: seconds) before taking traffic,
+            # not inside the first patient's webhook, where the provider's timeout may be shorter than the load.
+            await asyncio.to_thread(_warm, rt)
         try:
             yield
         finally:
