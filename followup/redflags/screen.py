@@ -25,6 +25,7 @@ from followup.redflags.load import load_rulebook
 from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
 
 _WORD = re.compile(r"\w+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class Screen:
@@ -78,6 +79,8 @@ class Screen:
         verdict = self.rules.assess(text, context)
         if self.settings is None or self.model is None or self.languages is None or not isinstance(text, str):
             return verdict if verdict.level == "none" else _with_layer(verdict)
+        # A lone surrogate (a JSON "\ud800") cannot reach the tokenizer or lingua's Rust; one for one keeps offsets.
+        text = _SURROGATE.sub("\ufffd", text)
         gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
         short = len(_WORD.findall(text)) < self.settings.min_words
         prediction = None if short else self.model.predict(text, gated)
