@@ -2,10 +2,14 @@
 
 Status, tier, kind, channel and level columns are plain strings; their values are the StrEnums of
 `followup.core.vocab`, which compare equal to what is stored.
+
+Ids are never reused (issue 11, finding 4): SQLite tables are AUTOINCREMENT (`NEVER_REUSED`), PostgreSQL ids come
+from sequences. An erased escalation's id given to the next one would open the new one's booking to an old link.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +18,16 @@ from sqlmodel import Field, SQLModel
 
 from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
+NEVER_REUSED = {"sqlite_autoincrement": True}  # SQLite: an id is never handed out again, even after a delete
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
+
 
 class Patient(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     name: str
     phone: str | None = Field(default=None, unique=True, index=True)  # E.164
@@ -26,6 +38,11 @@ class Patient(SQLModel, table=True):
     status: str = PatientStatus.ACTIVE  # PatientStatus: active | paused | escalated | unenrolled | completed
     sms_state: str = "ok"  # ok | opted_out | invalid
     email_state: str = "ok"  # ok | opted_out | suppressed
+    # When the contact was confirmed as the patient's: at once when the clinic entered it (API, dashboard), on
+    # the owner's answer to the confirmation when given on the public form. Unconfirmed: only the confirmation
+    # request goes to it (followup/services/confirmation.py).
+    sms_confirmed_at: datetime | None = None
+    email_confirmed_at: datetime | None = None
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
@@ -34,6 +51,8 @@ class Patient(SQLModel, table=True):
 
 
 class Triage(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     source: str  # api | intake
@@ -45,6 +64,8 @@ class Triage(SQLModel, table=True):
 
 class Consent(SQLModel, table=True):
     """The consent ledger: every opt-in and opt-out per channel, with where it came from."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -61,6 +82,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         Index("ix_message_due", "status", "due_at"),
         UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -99,6 +121,8 @@ class Message(SQLModel, table=True):
 class DeliveryEvent(SQLModel, table=True):
     """A provider callback, stored once (the unique key makes a retried webhook a no-op)."""
 
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True)  # sendgrid sg_event_id, or twilio "<sid>:<status>"
     message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
@@ -111,6 +135,8 @@ class DeliveryEvent(SQLModel, table=True):
 class Inbound(SQLModel, table=True):
     """A reply (SMS or email) as received; kept even when nothing can be done with it."""
 
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     provider_key: str = Field(unique=True)  # "twilio:<MessageSid>" or "email:<Message-ID>"
     channel: str
@@ -119,7 +145,7 @@ class Inbound(SQLModel, table=True):
     body: str
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = "received"  # received | processed | ignored
+    status: str = "received"  # received | processing | processed | ignored | flood (over the budget: stored unread)
     intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
     level: str | None = None  # Level: emergency | red_flag | none
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -129,6 +155,8 @@ class Inbound(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     level: str  # Level: emergency | red_flag
@@ -145,11 +173,15 @@ class Escalation(SQLModel, table=True):
     closed_at: datetime | None = None
     closed_by: str | None = None
     note: str | None = None
+    # Random, this escalation's alone: a booking token binds it, so no link outlives the escalation it was for.
+    nonce: str = Field(default_factory=new_nonce)
     created_at: datetime
     updated_at: datetime
 
 
 class ApiToken(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     name: str
     token_hash: str = Field(unique=True)  # sha256 hex; the token itself is shown once
@@ -159,6 +191,8 @@ class ApiToken(SQLModel, table=True):
 
 
 class AuditLog(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(index=True)
     actor: str  # "token:3", "system", "patient:12", "provider:twilio"
@@ -172,6 +206,8 @@ class AuditLog(SQLModel, table=True):
 
 class StaffUser(SQLModel, table=True):
     """A clinic staff member who signs in to the dashboard; the password is kept only as an argon2 hash."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True)  # lower-cased
@@ -200,6 +236,8 @@ class Throttle(SQLModel, table=True):
 
 class StaffSession(SQLModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so logout is real."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True)
@@ -232,6 +270,7 @@ class Appointment(SQLModel, table=True):
             postgresql_where=BOOKED_ONLY,
             sqlite_where=BOOKED_ONLY,
         ),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -249,7 +288,7 @@ class Appointment(SQLModel, table=True):
 class EscalationAlert(SQLModel, table=True):
     """One re-alert round of an unacknowledged escalation; the unique round makes a second worker a no-op."""
 
-    __table_args__ = (UniqueConstraint("escalation_id", "round", name="uq_escalationalert_round"),)
+    __table_args__ = (UniqueConstraint("escalation_id", "round", name="uq_escalationalert_round"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     escalation_id: int = Field(foreign_key="escalation.id", index=True)
@@ -258,3 +297,20 @@ class EscalationAlert(SQLModel, table=True):
     tier: str  # the escalation's tier at the time (emergency | urgent)
     recipients: int
     at: datetime
+
+
+class ContactConfirmation(SQLModel, table=True):
+    """One request to confirm a contact given on the public form: "reply YES" by SMS, a link by email. The
+    address is kept only as a keyed hash (`address_ref`), which also counts requests per number for the limit."""
+
+    __table_args__ = NEVER_REUSED
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    channel: str  # sms | email
+    address_ref: str = Field(index=True)  # keyed hash of the number or address
+    token_hash: str | None = Field(default=None, unique=True)  # sha256 of the email link's token
+    status: str = "pending"  # pending | confirmed | expired | limited
+    requested_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None = None

@@ -164,6 +164,8 @@ class Verdict:
     review_reason: ReviewReason | None = None
     language: str | None = None  # the language read (None: too short to tell, or not detected)
     learned: LearnedReading | None = None
+    # Where reading stopped in a reply too long to read whole (the detector's token cap); None: read to the end.
+    unread_from: int | None = None
 
     @classmethod
     def of(cls, findings: list[Finding], suppressed: list[Suppressed], labels: dict[str, str] | None = None) -> Verdict:
@@ -214,6 +216,7 @@ class Verdict:
                 for n in (self.learned.neighbours if self.learned else ())
             ],
             "learned": self.learned.to_dict() if self.learned else None,
+            **({"unread_from": self.unread_from} if self.unread_from is not None else {}),
         }
 
     def explanation(self) -> str:
@@ -238,6 +241,8 @@ class Verdict:
                 lines.append(f"Learned layer did not read {len(r.not_read)} clause(s) the rules discounted.")
             for n in r.neighbours:
                 lines.append(f'  closest example ({n.label}, {n.similarity:.2f}): "{n.text}"')
+        if self.unread_from is not None:
+            lines.append(f"Read only up to character {self.unread_from}: the rest is past the detector's limit.")
         if not lines:
             return "No red-flag criterion mentioned."
         return "\n".join(lines)
