@@ -1,14 +1,18 @@
-"""Red-flag detection: start-up time (a fresh process importing and loading the detector, then reading one reply)
-and throughput on patient-style replies (the simulator's labelled phrasings plus longer mixed ones).
+"""Red-flag detection: start-up time (a fresh process importing and loading both layers, then reading one reply)
+and throughput on patient-style replies (the simulator's labelled phrasings plus longer mixed ones), for the
+combined detector and for the learned layer alone, with its load time and the process's peak memory.
 
     .venv/bin/python bench/redflags.py [--count 3000]
 
-Prints one JSON line, last: startup_s (median of 3 cold starts), replies_per_s, p50/p99 per reply.
+Prints one JSON line, last: startup_s (median of 3 cold starts, both layers), rules_startup_s, replies_per_s
+(both layers), learned_replies_per_s (the learned layer alone: embeddings, classifier, neighbours), learned_load_s
+(artefact read and checked, encoder loaded), p50/p99 per reply, peak_rss_mb.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,17 +33,39 @@ LONGER = (
 )
 COLD_START = (
     "import time; t = time.perf_counter();"
-    "from followup.redflags import Detector;"
-    "d = Detector.from_file('clinic/red_flags.toml'); d.assess('my arm feels weaker');"
+    "from followup.redflags import Screen;"
+    "d = Screen.from_file('clinic/red_flags.toml', learned={learned}); d.assess('my arm feels weaker');"
     "print(time.perf_counter() - t)"
 )
 
 
-def cold_start() -> float:
+def cold_start(learned: bool = True) -> float:
     out = subprocess.run(  # noqa: S603 - our own code, fixed arguments
-        [sys.executable, "-c", COLD_START], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", COLD_START.format(learned=learned)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def learned_layer(texts: list[str], count: int) -> tuple[float, float]:
+    """Load time of the learned layer (artefact checked and read, encoder loaded, one reply) and its replies/s."""
+    from followup.redflags.learned import LearnedModel
+    from followup.redflags.learned.config import parse_learned
+    from followup.redflags.load import load_rulebook
+
+    path = ROOT / "clinic/red_flags.toml"
+    import tomllib
+
+    settings = parse_learned(tomllib.loads(path.read_text(encoding="utf-8"))["learned"], path)
+    assert settings is not None
+    tiers = {cid: c.tier for cid, c in load_rulebook(path).criteria.items()}
+    t0 = time.perf_counter()
+    model = LearnedModel.load(settings, tiers)
+    model.predict("my arm feels weaker")
+    load_s = time.perf_counter() - t0
+    started = time.perf_counter()
+    for i in range(count):
+        model.predict(texts[i % len(texts)])
+    return load_s, count / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -47,6 +73,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=3000)
     args = p.parse_args()
     startups = [cold_start() for _ in range(3)]
+    rules_startups = [cold_start(learned=False) for _ in range(3)]
     detector = load_detector(ROOT / "clinic/red_flags.toml")
     texts = [*BENIGN_REPLIES, *RED_FLAG_REPLIES, *LONGER]
     for t in texts:
@@ -59,6 +86,7 @@ def main() -> None:
         per.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
     q = statistics.quantiles(per, n=100)
+    learned_load_s, learned_rate = learned_layer(texts, args.count)
     emit(
         {
             "bench": "redflags",
@@ -69,6 +97,10 @@ def main() -> None:
             "replies_per_s": round(args.count / elapsed, 1),
             "p50_ms": round(1000 * q[49], 2),
             "p99_ms": round(1000 * q[98], 2),
+            "rules_startup_s": round(statistics.median(rules_startups), 2),
+            "learned_load_s": round(learned_load_s, 2),
+            "learned_replies_per_s": round(learned_rate, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
     )
 

@@ -28,7 +28,7 @@ from followup.transports.twilio_voice import Caller
 from followup.transports.webhook_http import HttpxPoster, WebhookPoster
 
 if TYPE_CHECKING:
-    from followup.redflags import Detector
+    from followup.redflags import Screen
 
 
 DEV_KEY_FILE = Path("var/secret_key")
@@ -71,7 +71,7 @@ class Runtime:
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
-    def detector(self) -> Detector:
+    def detector(self) -> Screen:
         with self._detector_lock:
             return load_detector(self.settings.clinic.red_flags)
 
@@ -84,19 +84,40 @@ class Runtime:
             fn()
 
 
-_DETECTORS: dict[tuple[str, float], Detector] = {}
+_DETECTORS: dict[tuple[str, float], Screen] = {}
 _DETECTORS_LOCK = threading.Lock()
 
 
-def load_detector(path: Path) -> Detector:
-    """The detector for a criteria file, built once per process (medspaCy takes about a second to load)."""
-    from followup.redflags import Detector
+def load_detector(path: Path) -> Screen:
+    """The detector (rules and learned layer) for a criteria file, built once per process (medspaCy and the
+    sentence encoder take a few seconds to load); a model artefact whose sha256 is not the pinned one stops it."""
+    from followup.redflags import Screen
 
     key = (str(path.resolve()), path.stat().st_mtime)
     with _DETECTORS_LOCK:
         if key not in _DETECTORS:
-            _DETECTORS[key] = Detector.from_file(path)
+            _DETECTORS[key] = Screen.from_file(path)
         return _DETECTORS[key]
+
+
+def _check_model_pin(path: Path, learned: object) -> None:
+    """The learned layer's artefact is the pinned one (a 4 MB hash, cheap): the service does not start with a
+    stale or altered model. Loading it (seconds) waits for the first reply, or the app's warm-up."""
+    from followup.redflags.learned.artefact import ArtefactError, sha256_of
+    from followup.redflags.learned.config import parse_learned
+
+    settings = parse_learned(learned, path)
+    if settings is None or not settings.enabled:
+        return
+    try:
+        actual = sha256_of(settings.artefact)
+    except OSError as exc:
+        raise ArtefactError(f"{settings.artefact}: cannot read the model artefact ({exc.strerror})") from exc
+    if actual != settings.sha256:
+        raise ArtefactError(
+            f"{settings.artefact}: sha256 {actual} is not the {settings.sha256} pinned in {path} [learned]: "
+            "retrain with `followup redflags train`, or restore the committed artefact"
+        )
 
 
 def build_runtime(
@@ -131,7 +152,9 @@ def build_runtime(
         raise StartupError("templates refused:\n  " + "\n  ".join(problems))
     try:
         intake = load_intake_rules(settings.clinic.intake_rules)
-        known = set(tomllib.loads(settings.clinic.red_flags.read_text(encoding="utf-8")).get("criteria", {}))
+        red_flags = tomllib.loads(settings.clinic.red_flags.read_text(encoding="utf-8"))
+        known = set(red_flags.get("criteria", {}))
+        _check_model_pin(settings.clinic.red_flags, red_flags.get("learned"))
     except Exception as exc:
         raise StartupError(str(exc)) from exc
     unknown = sorted(({f.criterion for f in intake.flags} | {intake.persisting_criterion}) - known)

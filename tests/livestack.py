@@ -113,7 +113,9 @@ def live_stack(db_url: str, **overrides: dict[str, Any]) -> Iterator[Live]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    eventually(lambda: server.started, "the app to start")
+    # The app loads the red-flag detector (rules and learned layer, seconds; far more on a loaded machine) before it
+    # takes traffic.
+    eventually(lambda: server.started, "the app to start", timeout=90)
     token = create_token(rt, "e2e")[1]
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     try:

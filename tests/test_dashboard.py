@@ -317,6 +317,59 @@ def test_queue_rows_fragment_carries_the_count_for_the_title(clinician: TestClie
     assert clinician.get("/dashboard/assets/..%2Fapp.py").status_code == 404
 
 
+def test_escalation_page_explains_a_learned_layer_finding(clinician: TestClient, rt: Runtime) -> None:
+    """A reply flagged by the learned layer shows its probability and threshold, the clause, the ConText checks and
+    the closest labelled examples."""
+    eid = escalation(rt, "urgent", 5, "Lena Learned")
+    body = "my shoes keep catching on the carpet"
+    verdict = {
+        "level": "red_flag",
+        "tier": "urgent",
+        "criteria": ["weakness"],
+        "findings": [],
+        "suppressed": [],
+        "layer": "learned",
+        "review": False,
+        "language": "en",
+        "learned": {
+            "probability": 0.73,
+            "p_emergency": 0.02,
+            "criterion": "weakness",
+            "clause": body,
+            "start": 0,
+            "end": len(body),
+            "thresholds": {"flag": 0.5, "review": 0.2, "emergency": 0.3},
+            "checked": ["negated", "other_person"],
+            "not_read": [],
+            "neighbours": [{"text": "I keep tripping over my own foot", "label": "weakness", "similarity": 0.81}],
+        },
+    }
+    with rt.db.session() as s:
+        e = s.get(Escalation, eid)
+        assert e is not None
+        i = Inbound(
+            provider_key="twilio:SMlearned",
+            channel="sms",
+            patient_id=e.patient_id,
+            sender="+1",
+            body=body,
+            status="processed",
+            intent="reply",
+            level="red_flag",
+            verdict=verdict,
+            received_at=T0,
+        )
+        s.add(i)
+        s.flush()
+        assert i.id is not None
+        e.inbound_ids = [i.id]
+        s.commit()
+    html = clinician.get(f"/dashboard/escalations/{eid}").text
+    assert 'data-source="learned"' in html and "Flagged by the learned layer:</strong> p=0.73" in html
+    assert "escalates at 0.50" in html and "negated, other person" in html
+    assert "I keep tripping over my own foot" in html and "similarity 0.81" in html
+
+
 def test_escalation_page_marks_evidence_and_suppressed_mentions(clinician: TestClient, rt: Runtime) -> None:
     """The reply is shown with what counted and what was only mentioned marked, and the reasons listed."""
     eid = escalation(rt, "urgent", 5, "Eve Evidence")

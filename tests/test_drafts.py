@@ -110,6 +110,7 @@ CASES: list[tuple[Draft, str, str, str, bool, str | None]] = [
         None,
     ),
     (drafts.reply_ack(2, "email", NOW), "ack:2:20261125T180005", "system", "reply_ack", True, None),
+    (drafts.review_ack(escalation(), 2, "sms", NOW), "esc:5:review:patient", "system", "review_ack", True, None),
     (
         drafts.booking_confirmation(APPT, escalation(), "moved", 2, "sms", CTX, NOW),
         "appt:9:moved:patient",

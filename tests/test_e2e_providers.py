@@ -93,7 +93,7 @@ def stack(db_url: str) -> Iterator[Stack]:
     server = uvicorn.Server(uvicorn.Config(create_app(runtime=rt), log_config=None, access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    eventually(lambda: server.started, "the app server to start")
+    eventually(lambda: server.started, "the app server to start", timeout=90)  # it loads the detector first
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {create_token(rt, 'e2e')[1]}"}, timeout=10)
     try:
         yield Stack(rt, fake, api)

@@ -455,7 +455,7 @@ def serving(rt: Runtime) -> Iterator[int]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    eventually(lambda: server.started, what="the app to start")
+    eventually(lambda: server.started, what="the app to start", timeout=90)  # it loads the detector first
     try:
         yield port
     finally:

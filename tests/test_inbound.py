@@ -271,3 +271,29 @@ def test_odd_bodies_are_stored_and_answered(phone: Phone, rt: Runtime, enrolled:
     """Empty, emoji-only, very long and HTML bodies get a 200 and are kept."""
     assert phone.send(body).status_code == 200
     assert count(rt, Inbound) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("no more cramps", "learned"),  # the learned layer's review band (p between 0.2 and 0.5), no rule
+        ("Bonjour, je ne sais pas si c'est grave mais depuis hier soir j'ai du mal à respirer", "language"),
+    ],
+)
+def test_review_reply_opens_a_routine_review_item_and_tells_the_patient_we_read_it_today(
+    phone: Phone, rt: Runtime, enrolled: int, transports: dict[str, RecordingTransport], body: str, reason: str
+) -> None:
+    """A reply for staff review opens a routine escalation with the learned evidence; the patient gets the routine
+    answer with "we will read it today", never the red-flag message nor silence."""
+    phone.send(body)
+    (esc,) = escalations(rt)
+    assert (esc.level, esc.tier, esc.criteria) == ("red_flag", "routine", [])
+    assert any("learned layer" in str(e.get("rule")) for e in esc.evidence)
+    with rt.db.session() as s:
+        (reply,) = s.exec(select(Inbound)).all()
+        assert reply.verdict["review"] is True and reply.verdict["review_reason"] == reason
+    Dispatcher(rt).run_once()
+    to_patient = [m.body for m in transports["sms"].sent if m.to == PHONE]
+    assert any("read it today" in b for b in to_patient)
+    assert not any("/book/" in b for b in to_patient)
+    assert count(rt, Message, Message.kind == "alert") == 2  # the clinic's routine alert, SMS and email

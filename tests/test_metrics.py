@@ -112,7 +112,7 @@ def test_counters_and_figures_move_with_a_scripted_flow(
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("followup_callbacks_received_total", source="twilio_sms") == 1
-    assert moved("followup_verdicts_total", level="emergency", layer="inability") == 1
+    assert sum(moved("followup_verdicts_total", level="emergency", layer=layer) for layer in ("rules", "both")) == 1
     assert moved("followup_detector_seconds_count") == 1
     assert moved("followup_webhook_request_seconds_count", route="/webhooks/twilio/sms") == 1
     assert value(after, "followup_escalations_open", tier="emergency") == 1

@@ -64,14 +64,26 @@ def test_cases_cover_every_criterion() -> None:
 
 
 @pytest.mark.skipif(not DEV_SET.exists(), reason="shared development set not present")
-def test_development_set(detector: Detector) -> None:
-    """Every case of the shared development set is answered with one of its accepted levels."""
+def test_development_set() -> None:
+    """With both layers on (rules and learned), the shared development set scores escalation recall 1.0,
+    emergency recall >= 0.95 and specificity >= 0.90 (review items count as escalations)."""
     from followup.parsing.mailtext import extract_reply
+    from followup.redflags import Screen
 
-    for line in DEV_SET.read_text(encoding="utf-8").splitlines():
-        case = json.loads(line)
+    screen = Screen.from_file(CRITERIA)
+    cases = [json.loads(line) for line in DEV_SET.read_text(encoding="utf-8").splitlines() if line.strip()]
+    got = {}
+    for case in cases:
         text = extract_reply(case["text"]) if case.get("channel") == "email" else case["text"]
-        assert detector.assess(text).level in case["accept"], case["id"]
+        got[case["id"]] = screen.assess(text).level
+    escalations = [c for c in cases if c["gold"] in ("emergency", "red_flag")]
+    emergencies = [c for c in cases if c["gold"] == "emergency"]
+    benign = [c for c in cases if c["gold"] == "none"]
+    missed = [c["id"] for c in escalations if got[c["id"]] == "none"]
+    assert not missed, f"escalations answered none: {missed}"
+    assert sum(got[c["id"]] in c["accept"] for c in emergencies) >= 0.95 * len(emergencies)
+    alarmed = [c["id"] for c in benign if got[c["id"]] not in c["accept"]]
+    assert len(alarmed) <= 0.10 * len(benign), f"benign replies escalated: {alarmed}"
 
 
 # --- the verdict's shape ----------------------------------------------------------------------------------

@@ -85,8 +85,14 @@ def parse_line(line: str, detector: _Detector) -> tuple[str, ReplyContext]:
 def format_verdict(verdict: Verdict) -> str:
     """A short human-readable verdict: the level, the criteria, then one line per reason."""
     head = _LEVEL_WORDS[verdict.level]
-    if verdict.tier:
+    if verdict.review:
+        head = "NEEDS REVIEW (routine)"
+    elif verdict.tier:
         head += f" ({verdict.tier}): {', '.join(verdict.criteria)}"
+    if verdict.layer:
+        head += f" [{verdict.layer}]"
+    if verdict.language:
+        head += f" language {verdict.language}"
     return head + "\n" + "\n".join(f"  - {line}" for line in verdict.explanation().splitlines())
 
 
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m followup.cli.check [--jsonl | TEXT] [--criteria PATH]` (until the CLI wires it in)."""
     from pathlib import Path
 
-    from followup.redflags import Detector
+    from followup.redflags import Screen
 
     args = list(sys.argv[1:] if argv is None else argv)
     path = Path("clinic/red_flags.toml")
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         i = args.index("--criteria")
         path = Path(args[i + 1])
         del args[i : i + 2]
-    detector = Detector.from_file(path)
+    detector = Screen.from_file(path)
     if args == ["--jsonl"]:
         return run_check(sys.stdin, sys.stdout, detector)
     print(format_verdict(detector.assess(" ".join(args))))

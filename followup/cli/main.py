@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from followup.cli._common import runtime_of, settings_of
+from followup.cli.redflags import redflags
 from followup.cli.serve import serve
 from followup.cli.staff import staff
 from followup.logs import setup_logging
@@ -235,10 +236,13 @@ def check(ctx: click.Context, text: str | None, jsonl: bool, channel: str) -> No
     """Red-flag verdict for a reply: `followup check "my arm feels weaker"` or `followup check --jsonl`."""
     from followup.cli.check import format_verdict, run_check
     from followup.parsing.mailtext import extract_reply
-    from followup.redflags import Detector
+    from followup.redflags import ArtefactError, CriteriaError, Screen
 
     settings = settings_of(ctx)
-    detector = Detector.from_file(settings.clinic.red_flags)
+    try:
+        detector = Screen.from_file(settings.clinic.red_flags)
+    except (ArtefactError, CriteriaError) as exc:
+        raise click.ClickException(str(exc)) from None
     if jsonl:
         sys.exit(run_check(sys.stdin, sys.stdout, detector))
     if text is None:
@@ -296,6 +300,7 @@ def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str)
     click.echo(f"patient {patient_id} erased: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
 
 
+cli.add_command(redflags)
 cli.add_command(serve)
 cli.add_command(staff)
 

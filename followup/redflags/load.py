@@ -114,6 +114,7 @@ def load_rulebook(path: Path | str) -> RuleBook:
     if unprompted is not None and unprompted not in book.questions:
         raise CriteriaError(f"{path}: answers.unprompted_question: no question called {unprompted!r}")
     _compile(book, _words(top.table("words", {})))
+    top.get("learned", dict, {}, "a table")  # the learned layer's settings: read by followup.redflags.learned.config
     top.done()
     return book
 

@@ -99,6 +99,56 @@ class Suppressed:
     reason: Reason
 
 
+Layer = Literal["rules", "learned", "both", "language"]
+ReviewReason = Literal["learned", "language"]
+_REVIEW_WORDS: dict[str, str] = {
+    "learned": "the learned layer finds it somewhat concerning and no rule explains it",
+    "language": "it is written in a language the clinic does not read",
+}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A labelled example of the training corpus close to the reply (cosine similarity of whole replies)."""
+
+    text: str
+    label: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class LearnedReading:
+    """What the learned layer read: its probabilities, the clause that drove them, the thresholds it was held to,
+    the ConText modifiers whose clauses it left out, and the closest labelled examples."""
+
+    probability: float  # p(any red flag)
+    p_emergency: float
+    criterion: str | None  # the criterion it points to (for a review, its best guess)
+    clause: str
+    start: int
+    end: int
+    flag_at: float
+    review_at: float
+    emergency_at: float
+    checked: tuple[str, ...]  # the ConText reasons that, found by the rules, keep a clause out of its reading
+    not_read: tuple[str, ...] = ()  # the clauses left out because the rules discounted what they say
+    neighbours: tuple[Neighbour, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "probability": self.probability,
+            "p_emergency": self.p_emergency,
+            "criterion": self.criterion,
+            "clause": self.clause,
+            "start": self.start,
+            "end": self.end,
+            "thresholds": {"flag": self.flag_at, "review": self.review_at, "emergency": self.emergency_at},
+            "checked": list(self.checked),
+            "not_read": list(self.not_read),
+            "neighbours": [{"text": n.text, "label": n.label, "similarity": n.similarity} for n in self.neighbours],
+        }
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The detector's answer for one reply."""
@@ -109,6 +159,11 @@ class Verdict:
     findings: tuple[Finding, ...]
     suppressed: tuple[Suppressed, ...]
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    layer: Layer | None = None  # which layer escalated: None for "none" (and for a rules-only detector's "none")
+    review: bool = False  # a staff review item, not an alarm: the patient gets the routine answer
+    review_reason: ReviewReason | None = None
+    language: str | None = None  # the language read (None: too short to tell, or not detected)
+    learned: LearnedReading | None = None
     # Where reading stopped in a reply too long to read whole (the detector's token cap); None: read to the end.
     unread_from: int | None = None
 
@@ -151,6 +206,16 @@ class Verdict:
                 {"criterion": s.criterion, "text": s.text, "start": s.start, "end": s.end, "reason": s.reason}
                 for s in self.suppressed
             ],
+            "layer": self.layer,
+            "probability": self.learned.probability if self.learned else None,
+            "review": self.review,
+            "review_reason": self.review_reason,
+            "language": self.language,
+            "neighbours": [
+                {"text": n.text, "label": n.label, "similarity": n.similarity}
+                for n in (self.learned.neighbours if self.learned else ())
+            ],
+            "learned": self.learned.to_dict() if self.learned else None,
             **({"unread_from": self.unread_from} if self.unread_from is not None else {}),
         }
 
@@ -163,6 +228,19 @@ class Verdict:
         for s in self.suppressed:
             label = self.labels.get(s.criterion, s.criterion)
             lines.append(f'Not counted as {label}: "{s.text}", because {_REASON_WORDS[s.reason]}.')
+        if self.review and self.review_reason:
+            lines.append(f"Needs review: {_REVIEW_WORDS[self.review_reason]}.")
+        r = self.learned
+        if r is not None and (self.layer in ("learned", "both") or self.review):
+            what = self.labels.get(r.criterion or "", r.criterion or "a red flag")
+            lines.append(
+                f"Learned layer: p={r.probability:.2f} (flag at {r.flag_at:.2f}, review at {r.review_at:.2f}; "
+                f'emergency p={r.p_emergency:.2f}, at {r.emergency_at:.2f}), closest to {what}, driven by "{r.clause}".'
+            )
+            if r.not_read:
+                lines.append(f"Learned layer did not read {len(r.not_read)} clause(s) the rules discounted.")
+            for n in r.neighbours:
+                lines.append(f'  closest example ({n.label}, {n.similarity:.2f}): "{n.text}"')
         if self.unread_from is not None:
             lines.append(f"Read only up to character {self.unread_from}: the rest is past the detector's limit.")
         if not lines:

@@ -20,6 +20,7 @@ from followup.settings import Settings
 CRISIS_CRITERIA_PREFIX = "self_harm"
 OVERDOSE_CRITERIA_PREFIX = "overdose"  # Poison Control first (its message also gives 988 if it was on purpose)
 REPLY_ACK = "reply_ack"  # the template of the thank-you for a reply (sent at most once a day)
+REVIEW_ACK = "review_ack"  # the thank-you for a reply staff will review today (the "needs review" band)
 DIGEST = "digest"  # the template of the daily digest
 
 
@@ -146,6 +147,22 @@ def reply_ack(patient_id: int, channel: str, now: datetime) -> Draft:
         due_at=now,
         patient_id=patient_id,
         urgent=True,
+    )
+
+
+def review_ack(esc: Escalation, patient_id: int, channel: str, now: datetime) -> Draft:
+    """The routine thank-you plus "we will read your message today": a reply gone to staff review. Once per
+    review item (a second reply added to it gets no second one)."""
+    assert esc.id is not None
+    return Draft(
+        dedupe_key=f"esc:{esc.id}:review:patient",
+        channel=channel,
+        kind=MessageKind.SYSTEM,
+        template=REVIEW_ACK,
+        due_at=now,
+        patient_id=patient_id,
+        urgent=True,
+        escalation_id=esc.id,
     )
 
 

@@ -53,9 +53,13 @@ def escalate(
     channel: str | None = None,
     triage_id: int | None = None,
     inbound_id: int | None = None,
+    review: bool = False,
 ) -> tuple[Escalation, bool]:
     """Open an escalation or add to the open one. Returns it and whether patient and clinic were alerted
-    (a new escalation, or one that moved up a tier)."""
+    (a new escalation, or one that moved up a tier). A `review` (a reply the learned layer finds somewhat
+    concerning, or in a language the clinic does not read) is a routine item: the clinic is told as for any
+    routine escalation, and the patient gets the routine answer with "we will read it today", not the red-flag
+    message."""
     assert patient.id is not None
     esc = open_escalation(s, patient.id)
     alerted = True
@@ -109,7 +113,12 @@ def escalate(
             webhooks_out.escalation_health(rt, esc),
             patient_id=patient.id,
         )
-    if alerted:
+    if alerted and review:
+        chosen = reachable_channel(patient, channel)
+        if chosen is not None:
+            queue(s, rt.settings, drafts.review_ack(esc, patient.id, chosen, now), now)
+        _alert_clinic(rt, s, esc, now)
+    elif alerted:
         _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
         _alert_clinic(rt, s, esc, now)
     return esc, alerted

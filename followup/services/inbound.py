@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -275,12 +275,19 @@ def _act(
     if verdict is None:  # an empty reply: nothing to read
         verdict = _assess(rt, "", reading.context())
     weeks, question = reading.weeks, reading.question
-    # The layer that decided: the rule family of the most serious finding (inability, answer, onset, duration...).
-    layer = verdict.findings[0].rule.split(":", 1)[0] if verdict.findings else "none"
+    overridden = False
+    if verdict.review and verdict.layer == "learned" and (word is not None or keywords.opt_out_phrase(body)):
+        # A keyword or an opt-out phrase ("please stop texting me") is what it says: a learned layer's doubt,
+        # which no rule shares, does not hold up an opt-out. A rule's finding still does (see below).
+        overridden = True
+        verdict = replace(verdict, level=Level.NONE, tier=None, review=False, review_reason=None, layer=None)
+    # The layer that decided: rules, learned or both (the learned layer only adds to the rules).
+    layer = verdict.layer or ("rules" if verdict.findings else "none")
     metrics.VERDICTS.labels(str(verdict.level), layer).inc()
     inbound.verdict = {
         **verdict.to_dict(),
         "explanation": verdict.explanation(),
+        **({"keyword_over_review": True} if overridden else {}),
         "context": {
             "weeks_since_onset": round(weeks, 1) if weeks is not None else None,
             "last_question": question.id if question else None,
@@ -294,6 +301,19 @@ def _act(
             {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound.id}
             for f in verdict.findings
         ]
+        if verdict.learned is not None and verdict.layer in ("learned", "language"):
+            r = verdict.learned
+            evidence.append(
+                {
+                    "text": r.clause,
+                    "criterion": r.criterion if not verdict.review else None,
+                    "tier": verdict.tier,
+                    "rule": f"learned layer p={r.probability:.2f}"
+                    + (" (needs review)" if verdict.review else "")
+                    + (f", language {verdict.language}" if verdict.review_reason == "language" else ""),
+                    "inbound_id": inbound.id,
+                }
+            )
         assert verdict.tier is not None
         esc, _alerted = escalate(
             rt,
@@ -307,6 +327,7 @@ def _act(
             now=now,
             channel=reply.channel,
             inbound_id=inbound.id,
+            review=verdict.review,
         )
         phrase = keywords.opt_out_phrase(body) or (word if word == "opt_out" else None)
         if phrase:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,13 @@ from followup.web import api, assets, booking, confirm, dashboard, fhir, headers
 log = logging.getLogger("followup.web")
 
 
+def _warm(rt: Runtime) -> None:
+    try:
+        rt.detector  # noqa: B018 - a cached property: this loads it
+    except Exception:  # the first reply will raise it again, where it is handled and logged
+        log.exception("red-flag detector failed to load")
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """`background=False` leaves the dispatcher off (tests drive it by hand; `followup worker` runs it apart)."""
     if runtime is None:
@@ -37,6 +45,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
             loop = DispatchLoop(rt)
             loop.start()
+        if background:
+            # Load the red-flag detector (rules, sentence encoder, language models: seconds) before taking traffic,
+            # not inside the first patient's webhook, where the provider's timeout may be shorter than the load.
+            await asyncio.to_thread(_warm, rt)
         try:
             yield
         finally:

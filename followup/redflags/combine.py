@@ -1,0 +1,117 @@
+"""How the rule layer and the learned layer make one verdict. Pure: values in, a verdict out.
+
+- Rules that fire always win: their level, tier and criteria stand; the learned layer only adds (layer "both"
+  when it agrees, and its reading is kept beside the rules' for the clinician).
+- No rule fired, and the reply is in a language the clinic does not read: staff review (never "none").
+- No rule fired: p(any red flag) >= flag_at escalates ("learned"), an emergency when p(emergency criteria) >=
+  emergency_at; p >= emergency_at alone is enough for an emergency (a possible emergency is not left to a review
+  queue); review_at <= p < flag_at is a staff review item, level red_flag, tier routine, `review` true.
+- Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
+  `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
+- The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
+  else, hypothetical, ...): `Screen` leaves those clauses out before asking it, so a clear negation holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from followup.core.vocab import Level, Tier
+from followup.redflags.learned.config import LearnedSettings
+from followup.redflags.learned.language import LanguageRead
+from followup.redflags.learned.model import Prediction
+from followup.redflags.verdict import LearnedReading, Verdict
+
+
+def reading(prediction: Prediction, settings: LearnedSettings, criterion: str | None) -> LearnedReading:
+    """The learned layer's reading as the verdict keeps it."""
+    clause = prediction.clause
+    return LearnedReading(
+        probability=prediction.p_any,
+        p_emergency=prediction.p_emergency,
+        criterion=criterion,
+        clause=clause.text if clause else "",
+        start=clause.start if clause else 0,
+        end=clause.end if clause else 0,
+        flag_at=settings.flag_at,
+        review_at=settings.review_at,
+        emergency_at=settings.emergency_at,
+        checked=tuple(settings.gated_by),
+        not_read=tuple(c.text for c in prediction.gated),
+        neighbours=prediction.neighbours,
+    )
+
+
+def combine(
+    rules: Verdict,
+    prediction: Prediction | None,
+    language: LanguageRead | None,
+    settings: LearnedSettings,
+    tiers: Mapping[str, Tier],
+) -> Verdict:
+    """The one verdict for a reply, from the rules' verdict, the learned layer's prediction and its language."""
+    code = language.code if language else None
+    if prediction is None:  # too short for the learned layer: the rules alone (and the language, if any)
+        if rules.level == Level.NONE and language is not None and not language.readable:
+            return _review(rules, code, None, "language")
+        return replace(rules, language=code, layer="rules" if rules.level != Level.NONE else None)
+    prediction = _without(prediction, settings.rules_only, tiers)
+    emergency = prediction.p_emergency >= settings.emergency_at and prediction.p_any >= settings.review_at
+    flag = prediction.p_any >= settings.flag_at or emergency
+    criterion = _criterion(prediction, tiers, emergency)
+    kept = reading(prediction, settings, criterion)
+    if rules.level != Level.NONE:
+        return replace(rules, language=code, layer="both" if flag else "rules", learned=kept)
+    if language is not None and not language.readable:
+        return _review(rules, code, kept, "language")
+    if flag and criterion is not None:
+        tier = tiers[criterion]
+        level = Level.EMERGENCY if tier == Tier.EMERGENCY else Level.RED_FLAG
+        return replace(
+            rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
+        )
+    if prediction.p_any >= settings.review_at:
+        return _review(rules, code, kept, "learned")
+    return replace(rules, language=code, learned=kept)
+
+
+def _criterion(prediction: Prediction, tiers: Mapping[str, Tier], emergency: bool) -> str | None:
+    """The most likely emergency criterion for an emergency, else the most likely criterion of a lower tier
+    (so the tier agrees with the level); the most likely criterion when the model ranks nothing else."""
+    for cid, _p in prediction.ranked:
+        if (tiers.get(cid) == Tier.EMERGENCY) == emergency:
+            return cid
+    return prediction.criterion
+
+
+def _without(prediction: Prediction, criteria: tuple[str, ...], tiers: Mapping[str, Tier]) -> Prediction:
+    """The prediction with the mass of `criteria` (those only the rules may decide) moved to "none"."""
+    if not criteria:
+        return prediction
+    moved = sum(p for cid, p in prediction.ranked if cid in criteria)
+    moved_em = sum(p for cid, p in prediction.ranked if cid in criteria and tiers.get(cid) == Tier.EMERGENCY)
+    ranked = tuple((cid, p) for cid, p in prediction.ranked if cid not in criteria)
+    return replace(
+        prediction,
+        p_any=round(max(0.0, prediction.p_any - moved), 4),
+        p_emergency=round(max(0.0, prediction.p_emergency - moved_em), 4),
+        ranked=ranked,
+        criterion=ranked[0][0] if ranked else None,
+        p_criterion=ranked[0][1] if ranked else 0.0,
+    )
+
+
+def _review(rules: Verdict, code: str | None, kept: LearnedReading | None, why: str) -> Verdict:
+    assert why in ("learned", "language")
+    return replace(
+        rules,
+        level=Level.RED_FLAG,
+        tier=Tier.ROUTINE,
+        criteria=(),
+        language=code,
+        layer="language" if why == "language" else "learned",
+        review=True,
+        review_reason="language" if why == "language" else "learned",
+        learned=kept,
+    )

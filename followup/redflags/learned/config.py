@@ -1,0 +1,90 @@
+"""The [learned] table of clinic/red_flags.toml: where the model is, its pinned hash, thresholds, languages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from followup.redflags.rulebook import CriteriaError
+from followup.redflags.verdict import REASONS, Reason
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_LANG = re.compile(r"^[a-z]{2}$")
+
+
+@dataclass(frozen=True)
+class LearnedSettings:
+    """How the learned layer is loaded and how its probabilities become a verdict."""
+
+    artefact: Path
+    sha256: str
+    flag_at: float = 0.5  # p(any red flag) at or above this escalates
+    review_at: float = 0.2  # p(any red flag) at or above this (and below flag_at) goes to staff review
+    emergency_at: float = 0.3  # p(emergency criteria) at or above this makes the escalation an emergency
+    gated_by: tuple[Reason, ...] = REASONS  # a clause the rules discounted for one of these is not read
+    read_languages: tuple[str, ...] = ("en", "es")
+    detect_languages: tuple[str, ...] = ("en", "es")
+    language_min_letters: int = 20  # shorter replies are too short to tell a language: they are read
+    language_min_confidence: float = 0.6
+    neighbours: int = 3
+    enabled: bool = True
+    min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
+    rules_only: tuple[str, ...] = ("persisting",)  # criteria that need context the model lacks (weeks since onset)
+
+
+def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
+    """The checked [learned] table, or None when the file has none (rules only)."""
+    if data is None:
+        return None
+    where = f"{path}: learned"
+    if not isinstance(data, dict):
+        raise CriteriaError(f"{where}: must be a table")
+    known = set(LearnedSettings.__dataclass_fields__)
+    for key in data:
+        if key not in known:
+            raise CriteriaError(f"{where}.{key}: unknown key (check the spelling)")
+    for key in ("artefact", "sha256"):
+        if not isinstance(data.get(key), str):
+            raise CriteriaError(f"{where}.{key}: is missing or not a string")
+    if not _SHA.match(data["sha256"]):
+        raise CriteriaError(f"{where}.sha256: must be 64 lowercase hex digits")
+    values: dict[str, Any] = {"artefact": (path.parent / data["artefact"]).resolve(), "sha256": data["sha256"]}
+    for key in ("flag_at", "review_at", "emergency_at", "language_min_confidence"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise CriteriaError(f"{where}.{key}: must be a number from 0 to 1; got {value!r}")
+            values[key] = float(value)
+    for key in ("language_min_letters", "neighbours", "min_words"):
+        if key in data:
+            if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
+                raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
+            values[key] = data[key]
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise CriteriaError(f"{where}.enabled: must be true or false")
+        values["enabled"] = data["enabled"]
+    for key in ("read_languages", "detect_languages"):
+        if key in data:
+            langs = data[key]
+            if not isinstance(langs, list) or not all(isinstance(x, str) and _LANG.match(x) for x in langs):
+                raise CriteriaError(f"{where}.{key}: must be a list of two-letter language codes")
+            values[key] = tuple(langs)
+    if "rules_only" in data:
+        ids = data["rules_only"]
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            raise CriteriaError(f"{where}.rules_only: must be a list of criterion ids")
+        values["rules_only"] = tuple(ids)
+    if "gated_by" in data:
+        reasons = data["gated_by"]
+        if not isinstance(reasons, list) or any(r not in REASONS for r in reasons):
+            raise CriteriaError(f"{where}.gated_by: must list reasons among {', '.join(REASONS)}")
+        values["gated_by"] = tuple(reasons)
+    settings = LearnedSettings(**values)
+    if not settings.review_at <= settings.flag_at:
+        raise CriteriaError(f"{where}.review_at: must not be above flag_at")
+    if not set(settings.read_languages) <= set(settings.detect_languages):
+        raise CriteriaError(f"{where}.detect_languages: must include every language of read_languages")
+    return settings

@@ -1,0 +1,92 @@
+"""Both layers behind the detector's interface: the rules (medspaCy) first, then the learned layer and the
+reply's language, combined by `combine.combine`. This is what the service and `followup check` use.
+
+    screen = Screen.from_file(Path("clinic/red_flags.toml"))   # loads the model if the file has [learned]
+    verdict = screen.assess("feels like breathing through a straw")
+    verdict.level, verdict.layer, verdict.learned.probability, verdict.learned.neighbours
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from followup.core.vocab import Tier
+from followup.redflags.combine import combine
+from followup.redflags.detector import Detector
+from followup.redflags.learned.config import LearnedSettings, parse_learned
+from followup.redflags.learned.features import Encoder
+from followup.redflags.learned.language import LanguageReader
+from followup.redflags.learned.model import LearnedModel
+from followup.redflags.load import load_rulebook
+from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
+
+_WORD = re.compile(r"\w+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class Screen:
+    """Assess replies with the rules and, when configured, the learned layer. `assess` is thread-safe."""
+
+    def __init__(
+        self,
+        rules: Detector,
+        settings: LearnedSettings | None = None,
+        model: LearnedModel | None = None,
+        languages: LanguageReader | None = None,
+    ) -> None:
+        self.rules = rules
+        self.settings = settings
+        self.model = model
+        self.languages = languages
+        self.criteria: Mapping[str, Criterion] = rules.criteria
+        self._tiers: dict[str, Tier] = {cid: c.tier for cid, c in rules.criteria.items()}
+
+    @classmethod
+    def from_file(cls, path: Path | str, *, learned: bool = True, encoder: Encoder | None = None) -> Screen:
+        """Load the rules and, if the file has an enabled [learned] table and `learned`, the pinned model.
+        Raises CriteriaError or ArtefactError naming the problem: the service must not start half-armed."""
+        path = Path(path)
+        book = load_rulebook(path)
+        rules = Detector(book)
+        data = tomllib.loads(path.read_text(encoding="utf-8")).get("learned")
+        settings = parse_learned(data, path)
+        if settings is None or not settings.enabled or not learned:
+            return cls(rules)
+        tiers = {cid: c.tier for cid, c in book.criteria.items()}
+        model = LearnedModel.load(settings, tiers, encoder)
+        model.predict("loaded and ready")  # the encoder loads its weights lazily: at start, not on a patient's reply
+        languages = LanguageReader(
+            settings.detect_languages,
+            settings.read_languages,
+            settings.language_min_letters,
+            settings.language_min_confidence,
+        )
+        return cls(rules, settings, model, languages)
+
+    def question(self, qid: str) -> Question:
+        return self.rules.question(qid)
+
+    @property
+    def questions(self) -> Mapping[str, Question]:
+        return self.rules.questions
+
+    def assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
+        """The combined verdict for one reply (for email, pass the reply with quoted history removed)."""
+        verdict = self.rules.assess(text, context)
+        if self.settings is None or self.model is None or self.languages is None or not isinstance(text, str):
+            return verdict if verdict.level == "none" else _with_layer(verdict)
+        # A lone surrogate (a JSON "\ud800") cannot reach the tokenizer or lingua's Rust; one for one keeps offsets.
+        text = _SURROGATE.sub("\ufffd", text)
+        gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
+        short = len(_WORD.findall(text)) < self.settings.min_words
+        prediction = None if short else self.model.predict(text, gated)
+        language = self.languages.read(text)
+        return combine(verdict, prediction, language, self.settings, self._tiers)
+
+
+def _with_layer(verdict: Verdict) -> Verdict:
+    return replace(verdict, layer="rules")
