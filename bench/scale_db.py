@@ -68,6 +68,7 @@ def libpq(url: Any) -> str:
 class Ids:
     def __init__(self) -> None:
         self.n: dict[str, int] = {}
+        self.slots: set[datetime] = set()
 
     def next(self, table: str) -> int:
         self.n[table] = self.n.get(table, 0) + 1
@@ -215,6 +216,9 @@ def patient_history(i: int, rnd: random.Random, ids: Ids, steps: list[Any], year
         if st == "booked":
             start = created + timedelta(days=rnd.randint(1, 20), hours=rnd.randint(0, 400))
             start = start.replace(minute=0, second=0, microsecond=0)
+            while start in ids.slots:  # one booking per slot (uq_appointment_slot_booked)
+                start += timedelta(minutes=30)
+            ids.slots.add(start)
             out["appointment"].append(
                 (ids.next("appointment"), eid, pid, start, start + timedelta(minutes=30), "booked", f"patient:{pid}",
                  created, created)
