@@ -6,7 +6,9 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - `dispatch` (every `dispatch.interval_seconds`): retry stored replies not yet acted on, then a dispatcher pass;
 - `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations;
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
-- `retention` (daily, first run five minutes after start): old message texts replaced by a marker.
+- `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
+- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the count of patients
+  enrolled (services/rollup.py), so that no page view reads eight weeks of messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """
@@ -26,9 +28,11 @@ from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
 from followup.services.inbound import process_pending
 from followup.services.privacy import purge_old_texts
+from followup.services.rollup import refresh as refresh_overview
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
+OVERVIEW_MINUTES = 10  # how stale the overview's "enrolled" count may be; its other figures are read at each view
 
 
 def guarded(what: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -81,6 +85,16 @@ class DispatchLoop:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=3600,
+        )
+        self.scheduler.add_job(
+            guarded("overview rollup", lambda: refresh_overview(rt)),
+            "interval",
+            minutes=OVERVIEW_MINUTES,
+            id="overview",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=600,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
         )
         if settings.privacy.retention_days:  # 0 keeps texts for ever
             self.scheduler.add_job(

@@ -4,25 +4,25 @@ Read-only: nothing here writes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, func, select
 
 from followup.core.attention import attention_key
-from followup.core.figures import Overview, Rows, reply_mark, summarise, weeks_to
+from followup.core.figures import TRENDS_SHOWN, Counts, Overview, by_week, overview_of, reply_mark, trend_list, weeks_to
 from followup.core.storable import storable
 from followup.core.vocab import (
     ACTIVE_ESCALATION,
-    NOT_DELIVERED,
-    WENT_OUT,
+    FOLLOWED_UP,
     AppointmentStatus,
     EscalationStatus,
     MessageKind,
 )
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
+from followup.services import rollup
 from followup.services.alerting import Clock, ack_clock, alert_state
 from followup.services.escalation import criteria_labels
 from followup.services.roster import non_responders, unreachable_clause
@@ -179,62 +179,59 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
 # ---- the overview page ----------------------------------------------------------------------------------------
 
 
+TREND_SCAN = 2000  # the latest replies read to find the patients with the most recent trend
+
+
 def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
-    """The overview's figures over the last `weeks` clinic-local weeks (worked out by `core.figures`)."""
+    """The overview's figures over the last `weeks` clinic-local weeks: the days from the rollup
+    (services/rollup.py), the counts from indexed reads of what is still open; never a scan of all messages."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     week_list = weeks_to(now, tz, weeks)
+    days = rollup.figures_for(rt, week_list[0], now)
     start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
     with rt.db.session() as s:
-        rows = _overview_rows(s, now, start)
-    return summarise(rows, week_list, tz, now)
-
-
-def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
-    counts = dict(s.exec(select(Patient.status, func.count()).group_by(Patient.status)).all())
-    enrolled = s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one()
-    unreachable = s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()
-    escalations = s.exec(select(Escalation.created_at, Escalation.tier).where(Escalation.created_at >= start)).all()
-    active = s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
-    checkins = s.exec(
-        select(Message.patient_id, Message.sent_at).where(
-            Message.kind == MessageKind.CHECKIN,
-            col(Message.status).in_(WENT_OUT),
-            col(Message.sent_at) >= start,
-            col(Message.sent_at) <= now,  # those still inside their reply window are told apart by summarise
+        counts = Counts(
+            status_counts={
+                st: int(n)
+                for st, n in s.exec(
+                    select(Patient.status, func.count())
+                    .where(col(Patient.status).in_(FOLLOWED_UP))
+                    .group_by(Patient.status)
+                ).all()
+            },
+            enrolled=0,
+            unreachable=int(s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()),
+            non_responders=len(non_responders(s, now)),
+            active_statuses=list(
+                s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
+            ),
         )
+        trends = _recent_trends(s, start)
+    counts = replace(counts, enrolled=rollup.enrolled(rt))
+    return overview_of(week_list, by_week(days), counts, trends)
+
+
+def _recent_trends(s: Session, start: datetime) -> list[tuple[Patient, list[tuple[datetime, str]]]]:
+    """The patients whose latest replies say how they are, with their marks since `start`: read from the latest
+    TREND_SCAN replies (an index on received_at), then those patients' own replies."""
+    latest = s.exec(
+        select(Inbound.patient_id, Inbound.level, Inbound.meta)
+        .where(col(Inbound.received_at) >= start, col(Inbound.patient_id).is_not(None))
+        .order_by(col(Inbound.received_at).desc())
+        .limit(TREND_SCAN)
     ).all()
-    failed = s.exec(
-        select(Message.updated_at).where(col(Message.status).in_(NOT_DELIVERED), Message.updated_at >= start)
-    ).all()
-    inbound = s.exec(
+    pids = list(dict.fromkeys(pid for pid, level, meta in latest if pid and reply_mark(level, meta)))[:TRENDS_SHOWN]
+    if not pids:
+        return []
+    rows = s.exec(
         select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
-            col(Inbound.patient_id).is_not(None), Inbound.received_at >= start
+            col(Inbound.patient_id).in_(pids), col(Inbound.received_at) >= start
         )
     ).all()
-    replies = [(pid, at, reply_mark(level, meta)) for pid, at, level, meta in inbound if pid is not None]
-    with_trend = {pid for pid, _, trend in replies if trend is not None}
-    patients = (
-        {
-            p.id: p
-            for p in s.exec(select(Patient).where(col(Patient.id).in_(list(with_trend)))).all()
-            if p.id is not None
-        }
-        if with_trend
-        else {}
-    )
-    return Rows(
-        status_counts={status: int(n) for status, n in counts.items()},
-        enrolled=int(enrolled),
-        unreachable=int(unreachable),
-        non_responders=len(non_responders(s, now)),
-        escalations=list(escalations),
-        active_statuses=list(active),
-        checkins=list(checkins),
-        failures=list(failed),
-        replies=replies,
-        patients=patients,
-    )
+    replies = [(pid, at, reply_mark(level, meta)) for pid, at, level, meta in rows if pid is not None]
+    patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all() if p.id is not None}
+    return trend_list(replies, patients)
 
 
 def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
 from followup.core.storable import storable
-from followup.core.vocab import CHANNELS, FINISHED, WENT_OUT, Channel, MessageKind, MessageState
+from followup.core.vocab import CHANNELS, NOT_FINISHED, WENT_OUT, Channel, MessageKind, MessageState
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
@@ -40,7 +40,7 @@ def _usable(channel: str) -> ColumnElement[bool]:
 
 def unreachable_clause() -> ColumnElement[bool]:
     """Still followed up, but no channel works (opted out everywhere, invalid number, bounced email)."""
-    return and_(col(Patient.status).not_in(FINISHED), ~_usable(Channel.SMS), ~_usable(Channel.EMAIL))
+    return and_(col(Patient.status).in_(NOT_FINISHED), ~_usable(Channel.SMS), ~_usable(Channel.EMAIL))
 
 
 def opted_out_clause() -> ColumnElement[bool]:
@@ -65,7 +65,7 @@ def non_responders(s: Session, now: datetime) -> list[Silent]:
             col(Message.status).in_(WENT_OUT),
             col(Message.sent_at).is_not(None),
             col(Message.sent_at) <= now - REPLY_GRACE,
-            col(Patient.status).not_in(FINISHED),
+            col(Patient.status).in_(NOT_FINISHED),  # not `not_in(FINISHED)`: the status index serves an IN
         )
         .order_by(col(Message.patient_id), col(Message.sent_at))
     ).all()
