@@ -316,7 +316,7 @@ def measure(url: str, patients: int, samples: int, plans_path: str | None) -> di
     from followup.clock import FakeClock
     from followup.core.replies import Reply
     from followup.runtime import build_runtime
-    from followup.services import delivery, digest, inbound, overview, privacy, roster, visits
+    from followup.services import delivery, digest, inbound, overview, privacy, roster, rollup, visits
     from followup.services import patients as api
     from followup.services.alerting import run_realerts
     from followup.services.dispatch import Dispatcher
@@ -391,6 +391,7 @@ def measure(url: str, patients: int, samples: int, plans_path: str | None) -> di
             lambda: (api.detail(rt, (p := rnd.choice(any_patient))), overview.patient_trend(rt, p)),
             None,
         ),
+        ("job: overview rollup (first run: 8 weeks; then what is new)", lambda: rollup.refresh(rt), None),
         ("page: overview", lambda: overview.overview(rt), None),
         ("page: upcoming visits", lambda: visits.upcoming_visits(rt), None),
         ("api: GET /api/patients", lambda: api.search(rt, None, None, 50, 0), None),
@@ -420,6 +421,7 @@ def measure(url: str, patients: int, samples: int, plans_path: str | None) -> di
         results[name] = {
             "p50_ms": round(1000 * statistics.median(times), 1),
             "p95_ms": round(1000 * pct(times, 0.95), 1),
+            "max_ms": round(1000 * max(times), 1),
             "n": len(times),
             "statements": round(cap.count / len(times), 1),
         }

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select
 
 from followup.core.attention import attention_key
 from followup.core.figures import TRENDS_SHOWN, Counts, Overview, by_week, overview_of, reply_mark, trend_list, weeks_to
+from followup.core.paging import Page, cut
 from followup.core.storable import storable
 from followup.core.vocab import (
     ACTIVE_ESCALATION,
@@ -59,13 +60,23 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
     now = rt.clock.now()
     statuses = QUEUE_FILTERS.get(status, QUEUE_FILTERS["active"])
     with rt.db.session() as s:
-        rows = s.exec(
-            select(Escalation, Patient.name, Patient.phone, Patient.email)
-            .join(Patient, col(Patient.id) == Escalation.patient_id)
+        # The escalations first (ix_escalation_status_created), then only their patients: a join let the planner
+        # hash the whole patient table (bench/README.md).
+        found = s.exec(
+            select(Escalation)
             .where(col(Escalation.status).in_(statuses))
             .order_by(col(Escalation.created_at).desc())
             .limit(limit)
         ).all()
+        people = {
+            pid: (name, phone, email)
+            for pid, name, phone, email in s.exec(
+                select(Patient.id, Patient.name, Patient.phone, Patient.email).where(
+                    col(Patient.id).in_({e.patient_id for e in found})
+                )
+            ).all()
+        }
+        rows = [(e, *people[e.patient_id]) for e in found if e.patient_id in people]
         ids = [row[0].id for row in rows if row[0].id is not None]
         booked = dict(
             s.exec(
@@ -246,12 +257,15 @@ def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
     return [(at, mark) for at, level, meta in rows if (mark := reply_mark(level, meta)) is not None]
 
 
-def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:
+def audit_page(rt: Runtime, limit: int = 200, before: int | None = None, actor: str | None = None) -> Page[AuditLog]:
+    """The audit log newest first, a page below `before` (keyset: core/paging.py)."""
     with rt.db.session() as s:
         stmt = select(AuditLog)
         if actor:
             stmt = stmt.where(AuditLog.actor == storable(actor))
-        return list(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit).offset(offset)).all())
+        if before is not None:
+            stmt = stmt.where(col(AuditLog.id) < before)
+        return cut(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit + 1)).all(), limit, lambda a: a.id)
 
 
 def staff_names(rt: Runtime) -> dict[str, str]:
