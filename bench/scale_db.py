@@ -319,7 +319,7 @@ def measure(url: str, patients: int, samples: int, plans_path: str | None) -> di
     from followup.clock import FakeClock
     from followup.core.replies import Reply
     from followup.runtime import build_runtime
-    from followup.services import delivery, digest, inbound, overview, privacy, rollup, roster, visits
+    from followup.services import delivery, digest, inbound, overview, privacy, roster, visits
     from followup.services import patients as api
     from followup.services.alerting import run_realerts
     from followup.services.dispatch import Dispatcher
