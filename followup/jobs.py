@@ -7,8 +7,8 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations;
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
 - `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
-- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the count of patients
-  enrolled (services/rollup.py), so that no page view reads eight weeks of messages.
+- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the counts of patients
+  enrolled and not responding (services/rollup.py), so that no page view reads eight weeks of messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """
@@ -32,7 +32,8 @@ from followup.services.rollup import refresh as refresh_overview
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
-OVERVIEW_MINUTES = 10  # how stale the overview's "enrolled" count may be; its other figures are read at each view
+# How stale the overview's enrolled and non-responder counts may be; the rest is read at each view.
+OVERVIEW_MINUTES = 10
 
 
 def guarded(what: str, fn: Callable[[], object]) -> Callable[[], None]:

@@ -26,7 +26,7 @@ from followup.runtime import Runtime
 from followup.services import rollup
 from followup.services.alerting import Clock, ack_clock, alert_state
 from followup.services.escalation import criteria_labels
-from followup.services.roster import non_responders, unreachable_clause
+from followup.services.roster import unreachable_clause
 
 QUEUE_FILTERS: dict[str, tuple[EscalationStatus, ...]] = {
     "active": ACTIVE_ESCALATION,
@@ -213,13 +213,13 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
             },
             enrolled=0,
             unreachable=int(s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()),
-            non_responders=len(non_responders(s, now)),
+            non_responders=0,
             active_statuses=list(
                 s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
             ),
         )
         trends = _recent_trends(s, start)
-    counts = replace(counts, enrolled=rollup.enrolled(rt))
+    counts = replace(counts, enrolled=rollup.enrolled(rt), non_responders=rollup.silent(rt))
     return overview_of(week_list, by_week(days), counts, trends)
 
 

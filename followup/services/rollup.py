@@ -4,7 +4,8 @@ dozen rows instead of every message, reply and escalation of eight weeks.
 A day is computed once it is closed (its last check-in's reply window is over: nothing can change its figures any
 more) and kept; the days still open (the last four or so) are worked out at each view from their own rows, which
 indexed range scans find. The `overview` job (followup/jobs.py) computes closed days ahead of the first view and
-refreshes the number of patients ever enrolled; a page view also stores any closed day it had to compute.
+refreshes the counts kept whole (patients ever enrolled, non-responders); a page view also stores any closed day it
+had to compute.
 The rules are core.figures.tally's, the same as the page used before (tests/test_rollup.py compares the two).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,11 +26,12 @@ from followup.core.figures import REPLY_WINDOW, Rows, Tally, day_of, reply_mark,
 from followup.core.vocab import WENT_OUT
 from followup.models import Escalation, Inbound, Message, OverviewDay, Patient
 from followup.runtime import Runtime
+from followup.services.roster import non_responders
 
 log = logging.getLogger("followup.rollup")
 CLOSED = "closed"  # the figure that marks a day as final
 TOTALS = date(1970, 1, 1)  # the row day of the figures that are not by day (`enrolled`)
-ENROLLED = "enrolled"
+ENROLLED, SILENT = "enrolled", "non_responders"
 # The partial indexes' predicates, as literals (models.partial): see ix_message_checkin_sent and ix_message_failed.
 CHECKIN: ColumnClause[str] = literal_column("'checkin'")
 FAILED: tuple[ColumnClause[str], ...] = (literal_column("'failed'"), literal_column("'undelivered'"))
@@ -122,22 +124,34 @@ def figures_for(rt: Runtime, first: date, now: datetime) -> Tally:
 
 def enrolled(rt: Runtime) -> int:
     """Patients ever enrolled, as the job last counted them (counted now if it has not run yet)."""
-    with rt.db.session() as s:
-        row = s.get(OverviewDay, (TOTALS, ENROLLED))
-        if row is not None:
-            return row.n
-    return refresh_enrolled(rt)
+    return _total(rt, ENROLLED, _count_enrolled)
 
 
-def refresh_enrolled(rt: Runtime) -> int:
-    """Count the patients ever enrolled; written only when the count changed (the job runs often, the simulator's
-    every ten virtual minutes: a commit each time was a tenth of its run)."""
+def silent(rt: Runtime) -> int:
+    """Patients who did not answer their last two check-ins, as the job last counted them (now if it has not run):
+    the count reads every followed-up patient's check-ins, too much for each view at a large cohort."""
+    return _total(rt, SILENT, lambda s: len(non_responders(s, rt.clock.now())))
+
+
+def _count_enrolled(s: Session) -> int:
+    return int(s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one())
+
+
+def _total(rt: Runtime, figure: str, count: Callable[[Session], int]) -> int:
     with rt.db.session() as s:
-        n = int(s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one())
-        kept = s.exec(select(OverviewDay.n).where(OverviewDay.day == TOTALS, OverviewDay.figure == ENROLLED)).first()
+        kept = s.exec(select(OverviewDay.n).where(OverviewDay.day == TOTALS, OverviewDay.figure == figure)).first()
+    return kept if kept is not None else refresh_total(rt, figure, count)
+
+
+def refresh_total(rt: Runtime, figure: str, count: Callable[[Session], int]) -> int:
+    """Count one of the TOTALS; written only when it changed (the job runs often, the simulator's every ten
+    virtual minutes: a commit each time was a tenth of its run)."""
+    with rt.db.session() as s:
+        n = count(s)
+        kept = s.exec(select(OverviewDay.n).where(OverviewDay.day == TOTALS, OverviewDay.figure == figure)).first()
         if kept == n:
             return n
-        row = s.get(OverviewDay, (TOTALS, ENROLLED)) or OverviewDay(day=TOTALS, figure=ENROLLED, n=n)
+        row = s.get(OverviewDay, (TOTALS, figure)) or OverviewDay(day=TOTALS, figure=figure, n=n)
         row.n = n
         s.add(row)
         with contextlib.suppress(IntegrityError):  # another process counted at the same moment
@@ -168,5 +182,6 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         missing = [first + timedelta(days=i) for i in range((today - first).days + 1)]
         missing = [d for d in missing if d not in kept and closed(d, tz, now)]
         fresh = compute_days(s, missing, tz, now)
-    refresh_enrolled(rt)
+    refresh_total(rt, ENROLLED, _count_enrolled)
+    refresh_total(rt, SILENT, lambda s: len(non_responders(s, now)))
     return store_closed(rt, fresh, tz, now)
