@@ -13,6 +13,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from followup.files import create_private
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
 
@@ -22,8 +24,8 @@ def make_engine(url: str, **kw: Any) -> Engine:
     u = make_url(url)
     kw.setdefault("hide_parameters", True)  # a logged SQL error must not carry patients' numbers or messages
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            create_private(Path(u.database))  # 0600: the database is the health record
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
 
         @event.listens_for(engine, "connect")

@@ -2,10 +2,14 @@
 
 Status, tier, kind, channel and level columns are plain strings; their values are the StrEnums of
 `followup.core.vocab`, which compare equal to what is stored.
+
+Ids are never reused (issue 11, finding 4): SQLite tables are AUTOINCREMENT (`NEVER_REUSED`), PostgreSQL ids come
+from sequences. An erased escalation's id given to the next one would open the new one's booking to an old link.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from typing import Any
 
@@ -14,7 +18,12 @@ from sqlmodel import Field, SQLModel
 
 from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
+NEVER_REUSED = {"sqlite_autoincrement": True}  # SQLite: an id is never handed out again, even after a delete
 PURGED_SQL = "'[removed after the retention period]'"  # services.privacy.PURGED, as partial indexes spell it
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
 
 
 def partial(table: str, name: str, columns: list[str], where: str) -> tuple[Index]:
@@ -24,7 +33,7 @@ def partial(table: str, name: str, columns: list[str], where: str) -> tuple[Inde
 
 class Patient(SQLModel, table=True):
     # On PostgreSQL the search also has trigram indexes on lower(name), email and phone (migration d1a5c0e2f3b4).
-    __table_args__ = (Index("ix_patient_status", "status"),)
+    __table_args__ = (Index("ix_patient_status", "status"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -36,6 +45,11 @@ class Patient(SQLModel, table=True):
     status: str = PatientStatus.ACTIVE  # PatientStatus: active | paused | escalated | unenrolled | completed
     sms_state: str = "ok"  # ok | opted_out | invalid
     email_state: str = "ok"  # ok | opted_out | suppressed
+    # When the contact was confirmed as the patient's: at once when the clinic entered it (API, dashboard), on
+    # the owner's answer to the confirmation when given on the public form. Unconfirmed: only the confirmation
+    # request goes to it (followup/services/confirmation.py).
+    sms_confirmed_at: datetime | None = None
+    email_confirmed_at: datetime | None = None
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
@@ -44,6 +58,8 @@ class Patient(SQLModel, table=True):
 
 
 class Triage(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     source: str  # api | intake
@@ -55,6 +71,8 @@ class Triage(SQLModel, table=True):
 
 class Consent(SQLModel, table=True):
     """The consent ledger: every opt-in and opt-out per channel, with where it came from."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -75,6 +93,7 @@ class Message(SQLModel, table=True):
         *partial("message", "clinic", ["template", "created_at"], "patient_id IS NULL AND escalation_id IS NULL"),
         *partial("message", "checkin_sent", ["sent_at"], "kind = 'checkin'"),
         *partial("message", "failed", ["updated_at"], "status IN ('failed', 'undelivered')"),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -113,6 +132,8 @@ class Message(SQLModel, table=True):
 class DeliveryEvent(SQLModel, table=True):
     """A provider callback, stored once (the unique key makes a retried webhook a no-op)."""
 
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True)  # sendgrid sg_event_id, or twilio "<sid>:<status>"
     message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
@@ -130,6 +151,7 @@ class Inbound(SQLModel, table=True):
         *partial("inbound", "pending", ["received_at"], "status = 'received'"),
         *partial("inbound", "unpurged", ["received_at"], f"body <> {PURGED_SQL}"),
         *partial("inbound", "unmatched_sender", ["sender"], "patient_id IS NULL"),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,7 +162,7 @@ class Inbound(SQLModel, table=True):
     body: str
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = "received"  # received | processed | ignored
+    status: str = "received"  # received | processing | processed | ignored | flood (over the budget: stored unread)
     intent: str | None = None  # reply | opt_out | opt_in | help | unknown_sender
     level: str | None = None  # Level: emergency | red_flag | none
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -153,6 +175,7 @@ class Escalation(SQLModel, table=True):
     __table_args__ = (
         Index("ix_escalation_status_created", "status", "created_at"),
         Index("ix_escalation_created_at", "created_at"),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -171,11 +194,15 @@ class Escalation(SQLModel, table=True):
     closed_at: datetime | None = None
     closed_by: str | None = None
     note: str | None = None
+    # Random, this escalation's alone: a booking token binds it, so no link outlives the escalation it was for.
+    nonce: str = Field(default_factory=new_nonce)
     created_at: datetime
     updated_at: datetime
 
 
 class ApiToken(SQLModel, table=True):
+    __table_args__ = NEVER_REUSED
+
     id: int | None = Field(default=None, primary_key=True)
     name: str
     token_hash: str = Field(unique=True)  # sha256 hex; the token itself is shown once
@@ -185,7 +212,11 @@ class ApiToken(SQLModel, table=True):
 
 
 class AuditLog(SQLModel, table=True):
-    __table_args__ = (Index("ix_auditlog_subject", "subject"), Index("ix_auditlog_actor_id", "actor", "id"))
+    __table_args__ = (
+        Index("ix_auditlog_subject", "subject"),
+        Index("ix_auditlog_actor_id", "actor", "id"),
+        NEVER_REUSED,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(index=True)
@@ -201,7 +232,7 @@ class AuditLog(SQLModel, table=True):
 class OverviewDay(SQLModel, table=True):
     """The overview's rollup: one figure of one clinic-local day (escalations by tier, check-ins asked and answered,
     failures, trends), written by the `overview` job (services/rollup.py), so a page view reads weeks of these
-    instead of every message. Figure names are core.figures.FIGURES."""
+    instead of every message. The figure names are in core/figures.py (ESCALATION, ASKED, ...)."""
 
     day: date = Field(primary_key=True)
     figure: str = Field(primary_key=True)
@@ -210,6 +241,8 @@ class OverviewDay(SQLModel, table=True):
 
 class StaffUser(SQLModel, table=True):
     """A clinic staff member who signs in to the dashboard; the password is kept only as an argon2 hash."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True)  # lower-cased
@@ -238,6 +271,8 @@ class Throttle(SQLModel, table=True):
 
 class StaffSession(SQLModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so logout is real."""
+
+    __table_args__ = NEVER_REUSED
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True)
@@ -270,6 +305,7 @@ class Appointment(SQLModel, table=True):
             postgresql_where=BOOKED_ONLY,
             sqlite_where=BOOKED_ONLY,
         ),
+        NEVER_REUSED,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -287,7 +323,7 @@ class Appointment(SQLModel, table=True):
 class EscalationAlert(SQLModel, table=True):
     """One re-alert round of an unacknowledged escalation; the unique round makes a second worker a no-op."""
 
-    __table_args__ = (UniqueConstraint("escalation_id", "round", name="uq_escalationalert_round"),)
+    __table_args__ = (UniqueConstraint("escalation_id", "round", name="uq_escalationalert_round"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     escalation_id: int = Field(foreign_key="escalation.id", index=True)
@@ -296,3 +332,20 @@ class EscalationAlert(SQLModel, table=True):
     tier: str  # the escalation's tier at the time (emergency | urgent)
     recipients: int
     at: datetime
+
+
+class ContactConfirmation(SQLModel, table=True):
+    """One request to confirm a contact given on the public form: "reply YES" by SMS, a link by email. The
+    address is kept only as a keyed hash (`address_ref`), which also counts requests per number for the limit."""
+
+    __table_args__ = NEVER_REUSED
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    channel: str  # sms | email
+    address_ref: str = Field(index=True)  # keyed hash of the number or address
+    token_hash: str | None = Field(default=None, unique=True)  # sha256 of the email link's token
+    status: str = "pending"  # pending | confirmed | expired | limited
+    requested_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None = None

@@ -218,6 +218,24 @@ class SecuritySettings(_Section):
     password_hash_slots: int = Field(2, ge=1, le=32)
 
 
+class ContactSettings(_Section):
+    """Contacts a patient gives on the public form are confirmed before use (double opt-in, followup/services/
+    confirmation.py); where the clinic may text at all."""
+
+    # Regions (ISO codes) whose numbers may be texted; empty: the clinic's own (clinic.default_region).
+    allowed_regions: list[str] = []
+    confirm_hours: int = Field(default=72, ge=1, le=24 * 30)  # a confirmation request expires after this
+    confirm_per_day: int = Field(default=3, ge=1, le=100)  # confirmation requests one number or address may get
+
+    @field_validator("allowed_regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if code.upper() not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"{code!r} is not a region code phonenumbers knows (e.g. US, GB, DE)")
+        return [c.upper() for c in v]
+
+
 class PrivacySettings(_Section):
     """How long message texts are kept (see followup/services/privacy.py)."""
 
@@ -230,6 +248,9 @@ class LimitSettings(_Section):
 
     inbound_sms_per_minute: int = Field(default=10, ge=1, le=10_000)
     intake_per_minute: int = Field(default=10, ge=1, le=10_000)
+    # Inbound SMS over the per-minute limit are still stored (marked as a flood) and read for red flags, at most
+    # this many an hour per number; past that they are stored unread, for staff to see.
+    flood_reads_per_hour: int = Field(default=30, ge=1, le=10_000)
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -337,6 +358,7 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     privacy: PrivacySettings = PrivacySettings()
     limits: LimitSettings = LimitSettings()
+    contacts: ContactSettings = ContactSettings()
 
     @model_validator(mode="after")
     def _live(self) -> Settings:
@@ -365,6 +387,16 @@ class Settings(_Section):
                 "SendGrid is configured (FOLLOWUP_CLINIC__ONCALL_SMS='[\"+1...\"]' or FOLLOWUP_CLINIC__ONCALL_EMAIL)"
             )
         return self
+
+    @property
+    def texting_regions(self) -> list[str]:
+        """The regions whose numbers may be texted: contacts.allowed_regions, else the clinic's own."""
+        return self.contacts.allowed_regions or [self.clinic.default_region]
+
+    @property
+    def outbox_mode(self) -> bool:
+        """No real provider: messages go to the outbox files and the patient-phone demo exists."""
+        return not self.twilio_configured and not self.sendgrid_configured and self.security.environment != "production"
 
     @property
     def oncall_configured(self) -> bool:

@@ -132,7 +132,9 @@ def rt(settings: Settings, clock: FakeClock, transports: dict[str, RecordingTran
 
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=rt, background=False)) as c:
+    # From loopback, as the outbox demo's own signed posts are: the published development Twilio token is accepted
+    # from nowhere else (issue 11, finding 10; tests/test_reply_auth.py posts from elsewhere).
+    with TestClient(create_app(runtime=rt, background=False), client=("127.0.0.1", 50000)) as c:
         yield c
 
 

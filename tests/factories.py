@@ -113,6 +113,7 @@ def patient_rows(n: int, now: datetime, *, start: int = 0) -> list[dict[str, Any
             "sms_state": "ok",
             "email_state": "ok",
             "reply_token": f"t{i}",
+            "sms_confirmed_at": now,  # entered by the clinic: confirmed
             "created_at": now,
             "updated_at": now,
         }

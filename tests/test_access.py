@@ -24,6 +24,7 @@ from followup import models as m
 from followup.cli.main import cli
 from followup.clock import FakeClock
 from followup.runtime import Runtime, build_runtime
+from followup.services import booking as booking_svc
 from followup.services.staff import add_staff, start_session
 from followup.transports.recording import RecordingTransport
 from followup.web.app import create_app
@@ -57,7 +58,7 @@ WEBHOOKS = {
     "/webhooks/sendgrid/events",
     "/webhooks/sendgrid/inbound",
 }
-BOOKING = re.compile(r"^/book/\{token\}")
+BOOKING = re.compile(r"^/(book|confirm)/\{token\}")  # secret links: a booking, an email confirmation
 VALUES = {
     "patient_id": "{pid}",
     "escalation_id": "{eid}",
@@ -126,7 +127,8 @@ def seeded(client: TestClient, auth: dict[str, str]) -> dict[str, int]:
 
 
 def test_every_route_is_classified_and_guarded(client: TestClient) -> None:
-    """Each route is public on purpose, a webhook, the booking link, or declares a token or staff dependency."""
+    """Each route is public on purpose, a webhook, a secret link (booking, email confirmation), or declares a token
+    or staff dependency."""
     unclassified = []
     for method, path, route in every_route(client.app):  # type: ignore[arg-type]
         if (method, path) in PUBLIC or path in WEBHOOKS or BOOKING.match(path):
@@ -224,7 +226,7 @@ def test_roles_are_enforced_on_every_staff_route(client: TestClient, rt: Runtime
 
 def test_booking_link_opens_only_its_own_escalation(client: TestClient, rt: Runtime, seeded: dict[str, int]) -> None:
     """A valid signed link opens the booking page; one signed with another key, or for a tampered id, does not."""
-    good = rt.links.booking(seeded["eid"]).removeprefix(rt.settings.server.public_url)
+    good = booking_svc.link(rt, seeded["eid"]).removeprefix(rt.settings.server.public_url)
     assert client.get(good).status_code == 200
     payload, _, signature = good.removeprefix("/book/").rpartition(".")
     assert client.get(f"/book/{payload}.{signature[::-1]}").status_code == 404

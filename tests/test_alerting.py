@@ -43,6 +43,8 @@ def patient(rt: Runtime, name: str, phone: str, **fields: object) -> int:
             timezone="America/Los_Angeles",
             reply_token=f"p{int(phone[-8:]):016x}",
             enrolled_at=now,
+            sms_confirmed_at=now,
+            email_confirmed_at=now,
             created_at=now,
             updated_at=now,
             **fields,

@@ -140,6 +140,8 @@ def make_escalation(
             language=language,
             status="escalated",
             reply_token=f"p{abs(hash(name)) % 10**16:016x}",
+            sms_confirmed_at=now,
+            email_confirmed_at=now,
             created_at=now,
             updated_at=now,
         )
@@ -164,7 +166,7 @@ def make_escalation(
 
 
 def token_path(rt: Runtime, escalation_id: int) -> str:
-    return rt.links.booking(escalation_id).removeprefix(rt.settings.server.public_url)
+    return booking.link(rt, escalation_id).removeprefix(rt.settings.server.public_url)
 
 
 def slots_on_page(html: str) -> list[str]:

@@ -249,6 +249,8 @@ def escalation(rt: Runtime, tier: str, minutes_ago: int, name: str, status: str 
             timezone="America/Los_Angeles",
             status="escalated",
             reply_token=f"p{serial:016x}",
+            sms_confirmed_at=now,
+            email_confirmed_at=now,
             created_at=now,
             updated_at=now,
         )
@@ -433,6 +435,8 @@ def patient(
             email_state=email_state,
             reply_token=f"p{abs(hash(name)):016x}"[:17],
             enrolled_at=now,
+            sms_confirmed_at=now,
+            email_confirmed_at=now,
             created_at=now,
             updated_at=now,
         )

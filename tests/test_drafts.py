@@ -24,7 +24,9 @@ CTX: dict[str, Any] = {"any": "context"}
 
 
 def escalation(level: str = "red_flag", tier: str = "urgent") -> Escalation:
-    return Escalation(id=5, patient_id=2, level=level, tier=tier, source="reply", created_at=NOW, updated_at=NOW)
+    return Escalation(
+        id=5, patient_id=2, level=level, tier=tier, source="reply", nonce="n5", created_at=NOW, updated_at=NOW
+    )
 
 
 APPT = Appointment(
@@ -186,7 +188,7 @@ def test_each_kind_of_message_has_its_key_template_urgency_and_addressee(
 def test_only_red_flag_advice_carries_a_booking_link() -> None:
     """Red-flag advice links to booking for its escalation; emergency advice has no link to book."""
     red_flag = drafts.escalation_reply(escalation(), 2, "sms", ["swallowing"], LINKS, NOW)
-    assert LINKS.booking_escalation(red_flag.context["booking_url"].rsplit("/", 1)[-1]) == 5
+    assert LINKS.booking_escalation(red_flag.context["booking_url"].rsplit("/", 1)[-1]) == (5, "n5")
     emergency = drafts.escalation_reply(escalation("emergency", "emergency"), 2, "sms", [], LINKS, NOW)
     assert "booking_url" not in emergency.context
 

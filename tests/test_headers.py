@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from test_access import concrete, every_route
 
 from followup.runtime import Runtime, build_runtime
+from followup.services import booking as booking_svc
 from followup.services.staff import add_staff
 from followup.web.app import create_app
 
@@ -80,7 +81,7 @@ def test_every_page_has_the_headers_and_works_under_its_csp(admin: TestClient, r
             continue
         url = concrete(path, ids)
         if path == "/book/{token}":
-            url = rt.links.booking(ids["eid"]).removeprefix(rt.settings.server.public_url)
+            url = booking_svc.link(rt, ids["eid"]).removeprefix(rt.settings.server.public_url)
         r = admin.get(url, follow_redirects=False)
         assert r.status_code < 500, url
         if r.headers.get("content-type", "").startswith("text/html") and path not in DOCS:
@@ -98,7 +99,7 @@ def test_every_page_has_the_headers_and_works_under_its_csp(admin: TestClient, r
 def test_booking_keeps_its_stricter_referrer_policy(client: TestClient, rt: Runtime, auth: dict) -> None:
     """The booking page's URL is a token: it keeps no-referrer (the default would be same-origin)."""
     r = client.post("/api/triage", json=triage_body(answers={"weakness": True}), headers=auth)
-    page = client.get(rt.links.booking(r.json()["escalation_id"]).removeprefix(rt.settings.server.public_url))
+    page = client.get(booking_svc.link(rt, r.json()["escalation_id"]).removeprefix(rt.settings.server.public_url))
     assert page.status_code == 200 and page.headers["referrer-policy"] == "no-referrer"
 
 

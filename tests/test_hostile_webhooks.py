@@ -615,9 +615,10 @@ def audit_actions(rt: Runtime) -> list[m.AuditLog]:
 def test_sms_flood_from_one_number_is_cut_and_others_go_through(
     limited: Runtime, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Past 3 signed SMS a minute one number's texts get an empty TwiML answer and are dropped (one escalation,
-    one set of alerts, however long it goes on); another patient's text still goes through; the flood is audited
-    and logged once each way by a hash, never the number; a minute later the number is heard again."""
+    """Past 3 signed SMS a minute one number's texts get an empty TwiML answer and are stored marked as a flood,
+    never dropped (one escalation, one set of alerts, however long it goes on); another patient's text still goes
+    through; the flood is audited and logged once each way by a hash, never the number; a minute later the number
+    is heard again."""
     from followup.services.tokens import create_token
 
     rt = limited
@@ -631,10 +632,12 @@ def test_sms_flood_from_one_number_is_cut_and_others_go_through(
         assert all(r.text.endswith("<Response/>") for r in answers[3:])
         assert post_sms(c, rt.settings, sms_fields("+13105550143", "fine today", "SMother")).status_code == 200
         with rt.db.session() as s:
-            senders = [i.sender for i in s.exec(select(m.Inbound))]
+            stored = list(s.exec(select(m.Inbound).order_by(m.Inbound.id)))
             alerts = s.exec(select(func.count()).select_from(m.Message).where(m.Message.kind == "alert")).one()
             escalations = s.exec(select(func.count()).select_from(m.Escalation)).one()
-        assert senders.count(PHONE) == 3 and "+13105550143" in senders
+        senders = [i.sender for i in stored]
+        assert senders.count(PHONE) == 8 and "+13105550143" in senders
+        assert [i.meta.get("flood") for i in stored if i.sender == PHONE] == [None] * 3 + ["read"] * 5
         assert escalations == 1 and alerts == 2
         clock.advance(timedelta(minutes=1))
         assert post_sms(c, rt.settings, sms_fields(PHONE, "still weaker", "SMlater")).status_code == 200

@@ -207,7 +207,7 @@ def test_red_flag_on_the_form_asks_for_a_visit(client: TestClient, rt: Runtime, 
     with rt.db.session() as s:
         (esc,) = s.exec(select(m.Escalation)).all()
         kinds = {x.kind for x in s.exec(select(m.Message)).all()}
-    assert esc.source == "triage" and kinds == {"escalation", "alert"}
+    assert esc.source == "triage" and kinds == {"escalation", "alert", "consent"}  # consent: "reply YES to start"
 
 
 @pytest.mark.parametrize(

@@ -274,13 +274,26 @@ TIERS = [
 ]
 
 
+CONFIRM = {"en": ("Reply YES", "YES"), "es": ("Responda SI", "SI")}
+
+
+def confirmed_texts(live: Live, number: str, lang: str) -> list[dict[str, Any]]:
+    """A number from the form first gets "reply YES" (double opt-in); the patient answers it, and the texts that
+    waited for the confirmation follow."""
+    asks, answer = CONFIRM[lang]
+    first = eventually(lambda: live.sent_to(e164(number)), what="the confirmation request")
+    assert len(first) == 1 and asks in first[0]["body"]
+    assert live.sms_from_patient(e164(number), answer)["status"] == 200
+    return eventually(lambda: live.sent_to(e164(number))[1:], what="the texts that waited for YES")
+
+
 @pytest.mark.parametrize(("tier", "yes", "en", "es"), TIERS, ids=[t[0] for t in TIERS])
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_thank_you_page_of_each_tier(
     phone: Any, live: Live, shots: Path, lang: str, tier: str, yes: tuple[str, ...], en: str, es: str
 ) -> None:
     """Each tier's page, in each language, passes axe; an emergency's first heading says to call 911 in large type
-    with a tap-to-call button, as the SMS the patient gets at the same time says."""
+    with a tap-to-call button, as the SMS the patient gets once they reply YES to the confirmation says."""
     page = phone(lang)
     page.goto("/intake")
     number = new_phone()
@@ -295,11 +308,11 @@ def test_thank_you_page_of_each_tier(
         assert call.get_attribute("href") == "tel:911" and call.bounding_box()["height"] >= 48
         box = call.bounding_box()
         assert box["y"] + box["height"] <= PHONE_SCREEN["height"]  # on the first screen, no scrolling
-        sms = eventually(lambda: live.sent_to(e164(number)), what="the emergency SMS")
+        sms = confirmed_texts(live, number, lang)
         said = {"en": "call 911", "es": "Llame al 911"}[lang]
         assert said in sms[0]["body"]
     if tier in ("urgent", "routine"):
-        sms = eventually(lambda: live.sent_to(e164(number)), what="the booking SMS")
+        sms = confirmed_texts(live, number, lang)
         assert "/book/" in sms[0]["body"]
         opening = {"en": "thanks for filling in our form", "es": "gracias por llenar nuestro formulario"}[lang]
         assert opening in sms[0]["body"] and "reply" not in sms[0]["body"]
@@ -358,7 +371,8 @@ def book_by_keyboard(page: Any) -> str:
 
 
 def test_the_whole_spanish_journey(phone: Any, live: Live, shots: Path) -> None:
-    """A Spanish-speaking patient: the form in Spanish (from her browser), the Spanish welcome SMS at the provider,
+    """A Spanish-speaking patient: the form in Spanish (from her browser), the Spanish "responda SI" and her SI, the
+    Spanish welcome SMS at the provider,
     a Spanish check-in and her answer, the Spanish booking SMS, the booking page in Spanish (<html lang="es">)
     booked from the keyboard, the Spanish confirmation, and a calendar file in Spanish."""
     page = phone("es")
@@ -372,7 +386,7 @@ def test_the_whole_spanish_journey(phone: Any, live: Live, shots: Path) -> None:
     assert "Su primer mensaje de texto llegará en unos minutos" in page.get_by_test_id("first-message").inner_text()
     page.screenshot(path=str(shots / "journey-1-done-es.png"), full_page=True)
 
-    welcome = eventually(lambda: live.sent_to(e164(number)), what="the Spanish welcome SMS")[0]["body"]
+    welcome = confirmed_texts(live, number, "es")[0]["body"]  # after her "SI" to the confirmation
     assert welcome.startswith("Hola Lucia") and "BAJA" in welcome and "STOP" not in welcome
     checkin_now(live, e164(number))
     question = eventually(
@@ -417,6 +431,7 @@ def test_english_booking_from_the_keyboard_and_the_expired_link(phone: Any, live
     number = new_phone()
     fill_intake(page, name="Sam Park", phone=number, yes=("weakness",))
     page.locator("#intake-form button[type=submit]").click()
+    confirmed_texts(live, number, "en")
     sms = eventually(lambda: [x for x in live.sent_to(e164(number)) if "/book/" in x["body"]], what="booking SMS")
     link = re.search(r"https?://\S+/book/\S+", sms[0]["body"])
     assert link is not None

@@ -49,7 +49,7 @@ def test_public_url_follows_the_address_served_unless_set(
     """Booking links and webhook signatures use the host and port served, unless server.public_url is set."""
     settings = served_settings(Settings().with_overrides(server=server) if server else Settings(), host, port)
     assert settings.server.public_url == expected
-    assert Links(settings, "k" * 32).booking(7).startswith(expected + "/book/")
+    assert Links(settings, "k" * 32).booking(7, "n0nce").startswith(expected + "/book/")
 
 
 def test_shipped_settings_leave_the_public_url_to_follow_the_port() -> None:

@@ -254,7 +254,7 @@ def test_schedule_lists_next_messages_in_order(client: TestClient, auth: dict) -
     client.post("/api/triage", json=triage_body(), headers=auth)
     client.post(
         "/api/triage",
-        json=triage_body(name="Raj", phone="+919876543210", email=None, timezone="Asia/Kolkata"),
+        json=triage_body(name="Raj", phone="+13105550177", email=None, timezone="Asia/Kolkata"),
         headers=auth,
     )
     rows = client.get("/api/schedule?limit=5", headers=auth).json()

@@ -254,18 +254,26 @@ def patient() -> None:
 
 @patient.command("export")
 @click.argument("patient_id", type=int)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (created 0600).")
 @click.pass_context
-def patient_export(ctx: click.Context, patient_id: int) -> None:
+def patient_export(ctx: click.Context, patient_id: int, out: Path | None) -> None:
     """Print everything held on one patient as JSON (records, messages in and out, escalations, audit)."""
     import json
 
+    from followup.files import open_private
     from followup.services.privacy import NotFound, export_patient
 
     try:
         data = export_patient(runtime_of(settings_of(ctx)), patient_id)
     except NotFound:
         raise click.ClickException(f"no patient {patient_id}") from None
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out is None:
+        click.echo(text)
+        return
+    with open_private(out, append=False) as fh:  # 0600: the export is the patient's whole record
+        fh.write(text + "\n")
+    click.echo(f"patient {patient_id} written to {out} (mode 0600)", err=True)
 
 
 @patient.command("erase")

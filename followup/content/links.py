@@ -14,16 +14,31 @@ class Links:
         self.key = key
         self._booking = URLSafeTimedSerializer(self.key, salt="booking")
 
-    def booking(self, escalation_id: int) -> str:
-        return f"{self.base}/book/{self._booking.dumps(escalation_id)}"
+    def booking(self, escalation_id: int, nonce: str) -> str:
+        """The patient's booking link: signed, expiring, bound to the escalation's id and its random nonce (an id
+        alone could name another escalation some day; the nonce is that one escalation's only)."""
+        return f"{self.base}/book/{self._booking.dumps([escalation_id, nonce])}"
 
-    def booking_escalation(self, token: str) -> int | None:
-        """The escalation a booking token is bound to, or None if tampered with or expired."""
+    def booking_escalation(self, token: str) -> tuple[int, str] | None:
+        """The escalation id and nonce a booking token is bound to, or None if tampered with or expired. The
+        caller checks the nonce against the escalation's own."""
         try:
             value = self._booking.loads(token, max_age=self.max_age)
         except (BadSignature, SignatureExpired):
             return None
-        return value if isinstance(value, int) else None
+        if (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], int)
+            and not isinstance(value[0], bool)
+            and isinstance(value[1], str)
+        ):
+            return value[0], value[1]
+        return None  # a token from before nonces (a bare id) opens nothing
+
+    def confirm(self, token: str) -> str:
+        """The link that confirms a patient's email address (double opt-in)."""
+        return f"{self.base}/confirm/{token}"
 
     def escalation(self, escalation_id: int) -> str:
         return f"{self.base}/dashboard/escalations/{escalation_id}"

@@ -145,6 +145,7 @@ def sample_context(clinic_name: str = "Achilles Neurology Clinic", clinic_phone:
             "event": "moved",
         },
         "manage_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ",
+        "confirm_url": "https://followup.clinic.example/confirm/Zm9sbG93dXAtY29uZmlybS10b2tlbi1zYW1wbGU",
         "ics_url": "https://followup.clinic.example/book/eyJlIjo0Mn0.ZmFrZXNpZ25hdHVyZQ/calendar.ics",
         "realert": {"round": 12, "minutes": 2880},
         "digest": {

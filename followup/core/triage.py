@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,8 +151,9 @@ class Contact:
     email: str | None
 
 
-def check_contact(t: TriageIn, region: str) -> Contact:
-    """Consent and contact rules across fields; InputError names the field at fault."""
+def check_contact(t: TriageIn, region: str, allowed: Sequence[str] = ()) -> Contact:
+    """Consent and contact rules across fields; InputError names the field at fault. `allowed`: the regions
+    patients may be texted in (empty: any)."""
     if not t.consent:
         raise InputError("consent", "the patient must agree to receive messages")
     if not t.phone and not t.email:
@@ -165,12 +167,12 @@ def check_contact(t: TriageIn, region: str) -> Contact:
         email = t.email.strip().lower()
         if not EMAIL.match(email):
             raise InputError("email", "is not an email address")
-    phone = normalise_phone(t.phone, region) if t.phone else None
+    phone = normalise_phone(t.phone, region, allowed) if t.phone else None
     return Contact(phone, email)
 
 
-def normalise_phone(raw: str, region: str) -> str:
-    """E.164 for a mobile-capable number, or InputError('phone')."""
+def normalise_phone(raw: str, region: str, allowed: Sequence[str] = ()) -> str:
+    """E.164 for a mobile-capable number in one of the `allowed` regions (empty: any), or InputError('phone')."""
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
@@ -184,6 +186,11 @@ def normalise_phone(raw: str, region: str) -> str:
         phonenumbers.PhoneNumberType.UNKNOWN,
     ):
         raise InputError("phone", "cannot receive text messages (not a mobile number)", "not_mobile")
+    where = phonenumbers.region_code_for_number(parsed)
+    if allowed and where not in allowed:
+        # The clinic texts only where it may (carrier rules, costs, the law): a number elsewhere is refused.
+        only = ", ".join(allowed)
+        raise InputError("phone", f"is a number in {where}; the clinic texts numbers in {only} only", "region")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

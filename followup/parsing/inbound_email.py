@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from email import message_from_string, policy
 from email.message import EmailMessage
 from email.parser import HeaderParser
@@ -19,6 +20,35 @@ from followup.core.replies import Reply
 from followup.parsing.mailtext import extract_reply, html_to_text
 
 TOKEN = re.compile(r"^(p[0-9a-f]{16})$")
+DKIM_RESULT = re.compile(r"@([A-Za-z0-9.-]+)\s*:\s*([A-Za-z]+)")  # SendGrid's "{@example.com : pass, @x.net : fail}"
+
+
+def sender_verified(sender: str, spf: str, envelope_from: str, dkim: str) -> bool:
+    """Whether SendGrid's checks vouch for the From address's domain: DKIM passed for exactly that domain, or SPF
+    passed for an envelope sender in that domain. A From header alone is anyone's to write (issue 11, finding 5)."""
+    domain = sender.rpartition("@")[2].lower()
+    if not domain or "@" not in sender:
+        return False
+    if any(d.lower() == domain and r.lower() == "pass" for d, r in DKIM_RESULT.findall(dkim or "")):
+        return True
+    return (spf or "").strip().lower() == "pass" and envelope_from.rpartition("@")[2].lower() == domain
+
+
+def _auth(fields: dict[str, str], sender: str) -> dict[str, Any]:
+    """What SendGrid's SPF and DKIM checks said, as kept with the reply, and whether they vouch for the sender."""
+    envelope_from = ""
+    try:
+        env = json.loads(fields.get("envelope") or "{}")
+        if isinstance(env, dict) and isinstance(env.get("from"), str):
+            envelope_from = env["from"].strip().lower()
+    except json.JSONDecodeError:
+        pass
+    spf, dkim = fields.get("SPF", ""), fields.get("dkim", "")
+    return {
+        "spf": spf[:40],
+        "dkim_pass": sorted({d.lower() for d, r in DKIM_RESULT.findall(dkim) if r.lower() == "pass"})[:10],
+        "sender_verified": sender_verified(sender, spf, envelope_from, dkim),
+    }
 
 
 class BadInbound(ValueError):
@@ -44,7 +74,8 @@ def parse_sendgrid(fields: dict[str, str], reply_domain: str, attachments: list[
     except json.JSONDecodeError:
         pass
     if fields.get("email"):
-        return _from_raw(fields["email"], reply_domain, attachments)
+        raw = _from_raw(fields["email"], reply_domain, attachments)
+        return replace(raw, meta={**(raw.meta or {}), **_auth(fields, raw.sender)})
     headers = HeaderParser(policy=policy.default).parsestr(fields.get("headers", ""))
     sender = _address(fields.get("from") or str(headers.get("From", "")))
     if not sender:
@@ -54,7 +85,8 @@ def parse_sendgrid(fields: dict[str, str], reply_domain: str, attachments: list[
     subject = _recode(fields.get("subject", ""), charsets.get("subject"))[:500]
     recipients = _recipients(fields.get("to", ""), fields.get("envelope", ""), str(headers.get("To", "")))
     message_id = str(headers.get("Message-ID", "") or "").strip()
-    return _reply(sender, subject, text, html, recipients, message_id, reply_domain, attachments, "parsed")
+    reply = _reply(sender, subject, text, html, recipients, message_id, reply_domain, attachments, "parsed")
+    return replace(reply, meta={**(reply.meta or {}), **_auth(fields, sender)})
 
 
 def _from_raw(raw: str, reply_domain: str, attachments: list[dict[str, Any]]) -> Reply:
@@ -68,8 +100,10 @@ def _from_raw(raw: str, reply_domain: str, attachments: list[dict[str, Any]]) ->
     for part in msg.walk():
         if part.is_multipart():
             continue
-        if part.get_content_disposition() == "attachment":
-            attachments.append({"filename": part.get_filename() or "", "type": part.get_content_type()})
+        kind = part.get_content_type()
+        if part.get_content_disposition() == "attachment" or kind not in ("text/plain", "text/html"):
+            # Only text is read: a photo (attached or inline) is recorded, never decoded (finding 8).
+            attachments.append({"filename": part.get_filename() or "", "type": kind})
             continue
         try:
             content = part.get_content()

@@ -99,24 +99,42 @@ class Detector:
         """The verdict for one reply (for email, pass the reply with quoted history removed).
 
         A long reply is read in windows cut at sentence ends: ConText's cost grows with the square of the text,
-        and no modifier reaches across a sentence end anyway. Offsets stay those of the whole text."""
+        and no modifier reaches across a sentence end anyway. Offsets stay those of the whole text.
+        Detection is bounded per reply: at most MAX_TOKENS tokens are read (the first ones; a 20,000-emoji email
+        is 20,000 tokens), and the verdict says where reading stopped (`unread_from`)."""
         if isinstance(text, str) and len(text) > WINDOW_CHARS:
             findings: list[Finding] = []
             suppressed: list[Suppressed] = []
+            read, unread_from = 0, None
             for start, chunk in windows(text, WINDOW_CHARS):
-                part = self._assess(chunk, context)
+                if read >= MAX_TOKENS:
+                    unread_from = start
+                    break
+                part, count = self._read(chunk, context, MAX_TOKENS - read)
+                read += count
                 findings += [replace(f, start=f.start + start, end=f.end + start) for f in part.findings]
                 suppressed += [replace(x, start=x.start + start, end=x.end + start) for x in part.suppressed]
-            return Verdict.of(findings, suppressed, self._labels)
-        return self._assess(text, context)
+                if part.unread_from is not None:
+                    unread_from = start + part.unread_from
+                    break
+            return replace(Verdict.of(findings, suppressed, self._labels), unread_from=unread_from)
+        return self._read(text, context, MAX_TOKENS)[0]
 
     def _assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
+        return self._read(text, context, MAX_TOKENS)[0]
+
+    def _read(self, text: str, context: ReplyContext | None, budget: int) -> tuple[Verdict, int]:
+        """The verdict for one window and the tokens it read: at most `budget` (the rest is left unread)."""
         context = context or ReplyContext()
         # spaCy cannot hash a lone surrogate (a JSON "\ud800", undecodable argv bytes); one for one keeps offsets.
         text = _SURROGATE.sub("\ufffd", text) if isinstance(text, str) else ""
         tokens = self._book.normaliser.tokens(text)
+        unread_from = None
+        if len(tokens) > budget:
+            unread_from = tokens[budget].start
+            text, tokens = text[:unread_from], tokens[:budget]
         if not tokens:
-            return Verdict.of([], [], self._labels)
+            return replace(Verdict.of([], [], self._labels), unread_from=unread_from), 0
         doc = Doc(self._vocab, words=[t.text for t in tokens], sent_starts=[t.sent_start for t in tokens])
         with self._lock:  # spaCy matchers are not documented as thread-safe
             cues = [rules.Cue(self._vocab.strings[k], s, e) for k, s, e in self._cues(doc)]
@@ -128,7 +146,7 @@ class Detector:
         evidence = rules.Evidence(text, offsets)
         findings, suppressed = rules.evaluate(self._book, doc, mentions, cues, context, evidence)
         findings += answer_findings(self._book, tokens, context, text)
-        return Verdict.of(findings, suppressed, self._labels)
+        return replace(Verdict.of(findings, suppressed, self._labels), unread_from=unread_from), len(tokens)
 
     def _target_rules(self) -> list[TargetRule]:
         book = self._book
@@ -233,6 +251,7 @@ def _mention(span: Span) -> rules.Mention:
 
 
 WINDOW_CHARS = 1500
+MAX_TOKENS = 6000  # per reply: bounds the detector's time on one reply (issue 11, finding 7); about 25,000 characters
 
 
 def windows(text: str, size: int) -> list[tuple[int, str]]:

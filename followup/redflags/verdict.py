@@ -109,6 +109,8 @@ class Verdict:
     findings: tuple[Finding, ...]
     suppressed: tuple[Suppressed, ...]
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # Where reading stopped in a reply too long to read whole (the detector's token cap); None: read to the end.
+    unread_from: int | None = None
 
     @classmethod
     def of(cls, findings: list[Finding], suppressed: list[Suppressed], labels: dict[str, str] | None = None) -> Verdict:
@@ -149,6 +151,7 @@ class Verdict:
                 {"criterion": s.criterion, "text": s.text, "start": s.start, "end": s.end, "reason": s.reason}
                 for s in self.suppressed
             ],
+            **({"unread_from": self.unread_from} if self.unread_from is not None else {}),
         }
 
     def explanation(self) -> str:
@@ -160,6 +163,8 @@ class Verdict:
         for s in self.suppressed:
             label = self.labels.get(s.criterion, s.criterion)
             lines.append(f'Not counted as {label}: "{s.text}", because {_REASON_WORDS[s.reason]}.')
+        if self.unread_from is not None:
+            lines.append(f"Read only up to character {self.unread_from}: the rest is past the detector's limit.")
         if not lines:
             return "No red-flag criterion mentioned."
         return "\n".join(lines)

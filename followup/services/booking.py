@@ -8,6 +8,7 @@ takes its row lock (PostgreSQL) or the write lock (SQLite), so two submits from 
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,29 @@ class BookingView:
     appointment: Appointment | None
     slots: list[datetime]
     reserve_until: datetime  # slots before this are the urgent reserve
+
+
+def link(rt: Runtime, escalation_id: int) -> str:
+    """The patient's booking link for an escalation (as its messages carry it)."""
+    with rt.db.session() as s:
+        esc = s.get(Escalation, escalation_id)
+    if esc is None:
+        raise NoSuchEscalation("no such escalation")
+    return rt.links.booking(escalation_id, esc.nonce)
+
+
+def escalation_for_token(rt: Runtime, token: str) -> int | None:
+    """The escalation a booking link opens: a valid, unexpired signature over its id and its own nonce, so a link
+    whose escalation was erased opens nothing, whichever escalation holds that id now (issue 11, finding 4)."""
+    bound = rt.links.booking_escalation(token) if len(token) <= 200 else None
+    if bound is None:
+        return None
+    escalation_id, nonce = bound
+    with rt.db.session() as s:
+        esc = s.get(Escalation, escalation_id)
+    if esc is None or not hmac.compare_digest(esc.nonce, nonce):
+        return None
+    return escalation_id
 
 
 def view(rt: Runtime, escalation_id: int) -> BookingView:
@@ -241,7 +265,7 @@ def _notify(
     """Tell the patient (their channel, at once: they just acted) and the clinic (within its sending window)."""
     assert esc.id is not None and appt.id is not None and patient.id is not None
     tz = ZoneInfo(rt.settings.clinic.timezone)
-    manage = rt.links.booking(esc.id)
+    manage = rt.links.booking(esc.id, esc.nonce)
     starts = _utc(appt.starts_at)
     channel = reachable_channel(patient)
     if channel is not None:

@@ -27,6 +27,7 @@ from followup.core.schedule import Defer, Expire, Window, decide_send
 from followup.core.vocab import FINISHED, Channel, MessageKind, MessageState, PatientStatus
 from followup.models import Message, Patient
 from followup.runtime import Runtime
+from followup.services.confirmation import HOLD_UNCONFIRMED, confirmed
 from followup.services.context import message_context
 from followup.services.pacing import SenderPacer
 from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
@@ -424,7 +425,8 @@ def held(patient: Patient, msg: Message) -> tuple[str, str] | None:
     """Why a patient's message must not go now: ("cancel", why) or ("hold", why); None when it may go.
 
     Program messages follow the patient's status; answers to the patient (escalation advice, acknowledgements)
-    do not. Every kind respects the channel's consent, except the confirmation of an opt-out or opt-in itself.
+    do not. Every kind respects the channel's consent and waits for the contact to be confirmed, except consent
+    messages themselves (the confirmation request, the answer to STOP, START or HELP).
     """
     if msg.kind == MessageKind.CONSENT:
         return None
@@ -439,6 +441,10 @@ def held(patient: Patient, msg: Message) -> tuple[str, str] | None:
     state = patient.sms_state if msg.channel == Channel.SMS else patient.email_state
     if state != "ok":
         return "cancel", f"{msg.channel} {state.replace('_', ' ')}"
+    if not confirmed(patient, msg.channel):
+        # Double opt-in: a contact from the public form gets its confirmation request and nothing else until its
+        # owner answers; confirming it releases what waited (confirmation.confirm).
+        return "hold", HOLD_UNCONFIRMED
     return None
 
 

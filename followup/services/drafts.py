@@ -91,7 +91,7 @@ def escalation_reply(
         template = "escalation_overdose" if overdose else "escalation_selfharm" if crisis else "escalation_emergency"
     else:
         template = "escalation_red_flag"
-        context["booking_url"] = links.booking(esc.id)
+        context["booking_url"] = links.booking(esc.id, esc.nonce)
     return Draft(
         dedupe_key=f"esc:{esc.id}:{esc.tier}:patient",
         channel=channel,
@@ -115,6 +115,26 @@ def consent_reply(inbound_id: int, patient_id: int, channel: str, template: str,
         due_at=now,
         patient_id=patient_id,
         urgent=True,
+    )
+
+
+# "Reply YES to start" / the email link: the one message an unconfirmed contact gets (double opt-in).
+CONFIRM_REQUEST = "confirm_request"
+
+
+def confirm_request(
+    confirmation_id: int, patient_id: int, channel: str, confirm_url: str | None, now: datetime
+) -> Draft:
+    """The double opt-in: ask the owner of a contact given on the public form to confirm it."""
+    return Draft(
+        dedupe_key=f"confirm:{confirmation_id}",
+        channel=channel,
+        kind=MessageKind.CONSENT,
+        template=CONFIRM_REQUEST,
+        due_at=now,
+        patient_id=patient_id,
+        urgent=False,
+        context={"confirm_url": confirm_url} if confirm_url else {},
     )
 
 

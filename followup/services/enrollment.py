@@ -1,16 +1,17 @@
-"""Triage: match or create the patient, record consent and answers, then escalate or enroll. One commit."""
+"""Triage from the clinic: match or create the patient, record consent and answers, then escalate or enroll. One
+commit. The public form's self-enrolment is `services.intake`, which shares `record_triage` and `enroll`."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from followup.core.schedule import Window, planned_send
-from followup.core.triage import InputError, TriageIn, check_contact
+from followup.core.triage import Contact, InputError, TriageIn, check_contact
 from followup.core.vocab import (
     FINISHED,
     PROGRAM_KINDS,
@@ -24,7 +25,7 @@ from followup.core.vocab import (
 )
 from followup.models import Consent, Message, Patient, Triage
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, confirmation, drafts
 from followup.services.escalation import escalate
 from followup.services.queue import queue, ttl_for
 
@@ -55,89 +56,122 @@ class TriageResult:
 
 
 def submit_triage(rt: Runtime, data: TriageIn, *, source: str, actor: str) -> TriageResult:
-    contact = check_contact(data, rt.settings.clinic.default_region)
+    """The clinic's triage (the authenticated API, an import): match the patient by phone or email, update them,
+    and count the contacts as confirmed (the clinic vouches for them). The public form goes through
+    `services.intake.submit_public`, which never touches an existing patient."""
+    contact = check_contact(data, rt.settings.clinic.default_region, rt.settings.texting_regions)
     now = rt.clock.now()
-    flags = rt.intake.red_flags(data.answers)
     replan = False  # a patient who moved to another time zone has their scheduled steps planned again
     with rt.db.session() as s:
         patient, created = _match_patient(s, contact.phone, contact.email)
         if patient is None:
-            patient = Patient(
-                name=data.name,
-                phone=contact.phone,
-                email=contact.email,
-                channel=data.channel,
-                timezone=data.timezone,
-                language=data.language,
-                reply_token=_reply_token(),
-                created_at=now,
-                updated_at=now,
-            )
+            patient = new_patient(data, contact.phone, contact.email, now)
             s.add(patient)
         else:
             replan = patient.timezone != data.timezone
             patient.name, patient.channel, patient.timezone = data.name, data.channel, data.timezone
             patient.language, patient.updated_at = data.language, now
-            if contact.phone and contact.phone != patient.phone and patient.sms_state == "invalid":
-                patient.sms_state = "ok"  # a new number is not the one the provider refused
-            if contact.email and contact.email != patient.email and patient.email_state == "suppressed":
-                patient.email_state = "ok"  # nor is a new address the one that bounced
+            if contact.phone and contact.phone != patient.phone:
+                patient.sms_confirmed_at = None  # vouched for again below, as the number it now is
+                if patient.sms_state == "invalid":
+                    patient.sms_state = "ok"  # a new number is not the one the provider refused
+            if contact.email and contact.email != patient.email:
+                patient.email_confirmed_at = None
+                if patient.email_state == "suppressed":
+                    patient.email_state = "ok"  # nor is a new address the one that bounced
             patient.phone = contact.phone or patient.phone
             patient.email = contact.email or patient.email
             if patient.status in FINISHED:
                 patient.status, patient.enrolled_at = PatientStatus.ACTIVE, None
-        patient.onset_at = now - timedelta(weeks=data.answers.onset_weeks)
-        s.flush()
-        assert patient.id is not None
-        _record_consent(s, patient, data, contact.phone, contact.email, source, now)
-        triage = Triage(
-            patient_id=patient.id,
-            source=source,
-            answers=data.answers.model_dump(),
-            red_flags=[f.criterion for f in flags],
-            disposition="escalated" if flags else "enrolled",
-            created_at=now,
-        )
-        s.add(triage)
-        s.flush()
-        assert triage.id is not None
-        audit.record(
-            s,
-            now,
-            actor,
-            "triage.submitted",
-            f"patient:{patient.id}",
-            triage_id=triage.id,
-            created=created,
-            red_flags=triage.red_flags,
-        )
-        escalation_id = None
-        if flags:
-            _cancel_program(s, patient.id, now, "red flag at triage")
-            level, tier = _level_and_tier(rt, [f.criterion for f in flags])
-            evidence = [
-                {"text": f.evidence, "criterion": f.criterion, "source": f"triage.answers.{f.answer}"} for f in flags
-            ]
-            esc, _ = escalate(
-                rt,
-                s,
-                patient,
-                level=level,
-                tier=tier,
-                criteria=[f.criterion for f in flags],
-                evidence=evidence,
-                source="triage",
-                now=now,
-                triage_id=triage.id,
-            )
-            escalation_id = esc.id
-        else:
+        for channel, address in ((Channel.SMS, contact.phone), (Channel.EMAIL, contact.email)):
+            if address:
+                confirmation.vouch(patient, channel, now)
+        outcome = record_triage(rt, s, patient, data, contact, source=source, actor=actor, now=now, created=created)
+        if not outcome.escalation_id:
             _enroll(rt, s, patient, data, now, replan=replan)
         s.commit()
+        assert patient.id is not None
         steps = upcoming(s, patient.id)
     rt.wake()
+    return replace(outcome, steps=steps)
+
+
+def new_patient(data: TriageIn, phone: str | None, email: str | None, now: datetime) -> Patient:
+    return Patient(
+        name=data.name,
+        phone=phone,
+        email=email,
+        channel=data.channel,
+        timezone=data.timezone,
+        language=data.language,
+        reply_token=_reply_token(),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def record_triage(
+    rt: Runtime,
+    s: Session,
+    patient: Patient,
+    data: TriageIn,
+    contact: Contact,
+    *,
+    source: str,
+    actor: str,
+    now: datetime,
+    created: bool,
+) -> TriageResult:
+    """Record consent and answers, and escalate red flags (the caller enrolls when there are none). No commit;
+    the result's steps are filled in by the caller after the commit."""
+    flags = rt.intake.red_flags(data.answers)
+    patient.onset_at = now - timedelta(weeks=data.answers.onset_weeks)
+    s.flush()
+    assert patient.id is not None
+    _record_consent(s, patient, data, contact.phone, contact.email, source, now)
+    triage = Triage(
+        patient_id=patient.id,
+        source=source,
+        answers=data.answers.model_dump(),
+        red_flags=[f.criterion for f in flags],
+        disposition="escalated" if flags else "enrolled",
+        created_at=now,
+    )
+    s.add(triage)
+    s.flush()
+    assert triage.id is not None
+    audit.record(
+        s,
+        now,
+        actor,
+        "triage.submitted",
+        f"patient:{patient.id}",
+        triage_id=triage.id,
+        created=created,
+        red_flags=triage.red_flags,
+    )
+    escalation_id = None
+    if flags:
+        _cancel_program(s, patient.id, now, "red flag at triage")
+        level, tier = _level_and_tier(rt, [f.criterion for f in flags])
+        evidence = [
+            {"text": f.evidence, "criterion": f.criterion, "source": f"triage.answers.{f.answer}"} for f in flags
+        ]
+        esc, _ = escalate(
+            rt,
+            s,
+            patient,
+            level=level,
+            tier=tier,
+            criteria=[f.criterion for f in flags],
+            evidence=evidence,
+            source="triage",
+            now=now,
+            triage_id=triage.id,
+        )
+        escalation_id = esc.id
     return TriageResult(
-        patient.id, triage.id, triage.disposition, created, escalation_id, [f.criterion for f in flags], steps
+        patient.id, triage.id, triage.disposition, created, escalation_id, [f.criterion for f in flags], []
     )
 
 
@@ -177,6 +211,11 @@ def _record_consent(
 def _level_and_tier(rt: Runtime, criteria: list[str]) -> tuple[Level, Tier]:
     tier = most_serious(rt.detector.criteria[c].tier if c in rt.detector.criteria else Tier.ROUTINE for c in criteria)
     return level_of(tier), tier
+
+
+def enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime) -> None:
+    """Schedule the program for a patient whose triage raised nothing (no commit)."""
+    _enroll(rt, s, patient, data, now)
 
 
 def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: datetime, *, replan: bool = False) -> None:

@@ -23,7 +23,7 @@ from followup.core.sms import MAX_SEGMENTS, segments
 from followup.core.vocab import WENT_OUT, Channel, Level, Trend
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, confirmation, drafts
 from followup.services.context import clinic_context
 from followup.services.escalation import escalate
 from followup.services.queue import queue
@@ -73,10 +73,24 @@ def receive(rt: Runtime, reply: Reply) -> Received:
 
 
 def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:
-    """Act on one stored reply, once. The first statement is a conditional update that takes the row (and on
-    SQLite the write lock) inside this transaction: a concurrent attempt waits, then finds nothing to do; a
-    failure rolls the row back to `received` for a later retry."""
+    """Act on one stored reply, once, in three steps so that no transaction is open while the detector reads:
+
+    1. read the reply, its patient and what the verdict depends on (a read: no write lock);
+    2. read it for red flags, with no transaction open (bounded: `Detector.assess` reads at most MAX_TOKENS);
+    3. one short write transaction whose first statement takes the row (`received` -> `processing`): a concurrent
+       attempt finds nothing to do and its verdict is dropped; a failure rolls the row back to `received` for a
+       later retry. Reading twice is harmless; acting twice cannot happen (issue 11, finding 7)."""
     now = rt.clock.now()
+    with rt.db.session() as s:
+        inbound = s.get(Inbound, inbound_id)
+        if inbound is None or inbound.status != "received":
+            return Received(inbound_id, True)
+        reply = reply or _reply_of(inbound)
+        body = inbound.body
+        patient = _match(s, reply)
+        flood = (reply.meta or {}).get("flood")
+        reading = _reading_context(rt, s, patient, now) if patient is not None and flood != "unread" else None
+    verdict = rt.detector.assess(body, reading.context()) if reading is not None and body.strip() else None
     with rt.db.session() as s:
         taken = s.exec(
             update(Inbound)
@@ -87,28 +101,87 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
             return Received(inbound_id, True)
         inbound = s.get(Inbound, inbound_id)
         assert inbound is not None
-        if reply is None:
-            reply = Reply(
-                channel=inbound.channel,
-                provider_key=inbound.provider_key,
-                sender=inbound.sender,
-                body=inbound.body,
-                subject=inbound.subject,
-                reply_token=(inbound.meta or {}).get("reply_token"),
-                provider_opt_out=(inbound.meta or {}).get("provider_opt_out"),
-            )
         patient = _match(s, reply)
         if patient is None:
+            unverified = (
+                reply.channel == Channel.EMAIL
+                and s.exec(select(Patient.id).where(Patient.email == reply.sender)).first() is not None
+            )
             inbound.intent, inbound.status = "unknown_sender", "ignored"
-            inbound.reason, inbound.processed_at = "sender is not an enrolled patient; kept for audit", now
-            audit.record(s, now, f"{reply.channel}:unknown", "inbound.unknown_sender", f"inbound:{inbound_id}")
+            inbound.reason = (
+                "sender's address is a patient's, but no reply token and no passing SPF or DKIM: not trusted; kept"
+                " for audit"
+                if unverified
+                else "sender is not an enrolled patient; kept for audit"
+            )
+            inbound.processed_at = now
+            action = "inbound.unverified_sender" if unverified else "inbound.unknown_sender"
+            audit.record(s, now, f"{reply.channel}:unknown", action, f"inbound:{inbound_id}")
             s.commit()
             return Received(inbound_id, False, "unknown_sender")
         inbound.patient_id = patient.id
-        result = _act(rt, s, inbound, patient, reply, inbound.body, now)
+        if flood == "unread" and not reply.provider_opt_out:  # a STOP Twilio already handled is still recorded
+            inbound.status, inbound.processed_at = "flood", now
+            inbound.reason = "over the sender's flood limit and reading budget: stored unread, for staff to read"
+            s.commit()
+            return Received(inbound_id, False, "flood")
+        # Only the owner of a number can text from it, and only the patient gets their reply-to address (or
+        # passes SPF/DKIM for it): any such reply confirms the contact (double opt-in), before acting on it, so
+        # that a red flag in this very reply is answered at once.
+        confirmed_now = confirmation.confirm(s, patient, reply.channel, "reply", now)
+        if verdict is None or reading is None or (reading.patient_id != patient.id):
+            reading = _reading_context(rt, s, patient, now)  # the patient changed between the steps: read again
+            verdict = rt.detector.assess(body, reading.context()) if body.strip() else None
+        result = _act(
+            rt,
+            s,
+            inbound,
+            patient,
+            reply,
+            body,
+            now,
+            verdict,
+            reading,
+            quiet=flood == "read",
+            confirmed_now=confirmed_now,
+        )
         inbound.processed_at = now
         s.commit()
     return result
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What a verdict depends on besides the text, read before the detector runs."""
+
+    patient_id: int | None
+    weeks: float | None
+    question: Any
+
+    def context(self) -> Any:
+        from followup.redflags import ReplyContext
+
+        return ReplyContext(weeks_since_onset=self.weeks, last_question=self.question)
+
+
+def _reading_context(rt: Runtime, s: Session, patient: Patient, now: datetime) -> _Reading:
+    question = _last_question(rt, s, patient, now)
+    weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
+    return _Reading(patient.id, weeks, question)
+
+
+def _reply_of(inbound: Inbound) -> Reply:
+    meta = dict(inbound.meta or {})
+    return Reply(
+        channel=inbound.channel,
+        provider_key=inbound.provider_key,
+        sender=inbound.sender,
+        body=inbound.body,
+        subject=inbound.subject,
+        reply_token=meta.get("reply_token"),
+        provider_opt_out=meta.get("provider_opt_out"),
+        meta=meta,
+    )
 
 
 def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), limit: int = 50) -> int:
@@ -151,18 +224,36 @@ def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | No
 
 
 def _match(s: Session, reply: Reply) -> Patient | None:
+    """The patient a reply is from. SMS: by the number (Twilio's signature vouches for it). Email: by the per-patient
+    reply-to token, else by the sender's address only when SendGrid's SPF or DKIM check passed for its domain
+    (`sender_verified`, set by parsing.inbound_email): a From header alone is anyone's to write (finding 5)."""
     if reply.channel == Channel.SMS:
         return s.exec(select(Patient).where(Patient.phone == reply.sender)).first()
     if reply.reply_token:
         found = s.exec(select(Patient).where(Patient.reply_token == reply.reply_token)).first()
         if found is not None:
             return found
+    if not (reply.meta or {}).get("sender_verified"):
+        return None
     return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
 
 
 def _act(
-    rt: Runtime, s: Session, inbound: Inbound, patient: Patient, reply: Reply, body: str, now: datetime
+    rt: Runtime,
+    s: Session,
+    inbound: Inbound,
+    patient: Patient,
+    reply: Reply,
+    body: str,
+    now: datetime,
+    verdict: Any,
+    reading: _Reading,
+    quiet: bool = False,
+    confirmed_now: bool = False,
 ) -> Received:
+    """Act on a reply already read: escalate a red flag, else keywords, else thank. `quiet` (a flood): nothing is
+    sent back but escalation advice. `confirmed_now`: this reply confirmed the contact; its YES is answered by the
+    messages that waited for it, not by "welcome back"."""
     assert patient.id is not None and inbound.id is not None
     keywords: Keywords = rt.keywords
     word = keywords.keyword(body) if body.strip() else None
@@ -170,13 +261,10 @@ def _act(
         word = keywords.keyword(reply.subject) if not body.strip() else None
     state = patient.sms_state if reply.channel == Channel.SMS else patient.email_state
     if word == "opt_in" and state == "opted_out":
-        return _opt(rt, s, inbound, patient, reply, "opt_in", now)  # "YES" after STOP means opt back in
-
-    from followup.redflags import ReplyContext
-
-    question = _last_question(rt, s, patient, now)
-    weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
-    verdict = rt.detector.assess(body, ReplyContext(weeks_since_onset=weeks, last_question=question))
+        return _opt(rt, s, inbound, patient, reply, "opt_in", now, quiet)  # "YES" after STOP means opt back in
+    if verdict is None:  # an empty reply: nothing to read
+        verdict = rt.detector.assess("", reading.context())
+    weeks, question = reading.weeks, reading.question
     inbound.verdict = {
         **verdict.to_dict(),
         "explanation": verdict.explanation(),
@@ -223,11 +311,12 @@ def _act(
         if mapped:
             return _opt(rt, s, inbound, patient, reply, mapped, now, provider_answered=True)
     if word is not None:
-        return _opt(rt, s, inbound, patient, reply, word, now)
+        return _opt(rt, s, inbound, patient, reply, word, now, quiet or (confirmed_now and word == "opt_in"))
     if keywords.opt_out_phrase(body):
-        return _opt(rt, s, inbound, patient, reply, "opt_out", now)
+        return _opt(rt, s, inbound, patient, reply, "opt_out", now, quiet)
     inbound.intent, inbound.status = "reply", "processed"
-    _ack(rt, s, patient, reply.channel, now)
+    if not quiet:
+        _ack(rt, s, patient, reply.channel, now)
     return Received(inbound.id, False, "reply", Level.NONE)
 
 

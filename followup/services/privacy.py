@@ -4,8 +4,9 @@ purge old message texts.
 What belongs to a patient: their row; their triages, consents, escalations (with re-alert rounds and booked
 visits), messages to them and the clinic's alerts about them (an alert quotes their words), the delivery events
 of those messages, and their replies (also those that came before they were enrolled, from their number or
-address). The audit log is kept whole on erasure: it holds ids and actions, never contact details or texts, and
-the erasure itself is recorded there.
+address). On erasure the audit log keeps what was done, by whom and when, but its rows about the patient lose
+their details (criteria, tiers, appointment times: health data, issue 11 finding 14); the erasure itself is
+recorded there with counts only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from followup.models import (
     Appointment,
     AuditLog,
     Consent,
+    ContactConfirmation,
     DeliveryEvent,
     Escalation,
     EscalationAlert,
@@ -161,7 +163,22 @@ def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
             ("escalations", delete(Escalation).where(col(Escalation.id).in_(esc))),
             ("triages", delete(Triage).where(col(Triage.patient_id) == patient_id)),
             ("consents", delete(Consent).where(col(Consent.patient_id) == patient_id)),
+            (
+                "confirmations",
+                delete(ContactConfirmation).where(col(ContactConfirmation.patient_id) == patient_id),
+            ),
             ("patients", delete(Patient).where(col(Patient.id) == patient_id)),
+            (
+                "audit_details_removed",
+                update(AuditLog)
+                .where(
+                    or_(
+                        col(AuditLog.subject).in_(_subjects(owned)),
+                        AuditLog.detail["patient_id"].as_integer() == patient_id,
+                    )
+                )
+                .values(detail={"erased": True}),
+            ),
         ]
         counts: dict[str, int] = {}
         for name, stmt in steps:

@@ -23,15 +23,15 @@ INVALID_CODES = {"21211", "21614", "21612", "30005", "30006", "21408"}
 
 
 def reachable_channel(patient: Patient, preferred: str | None = None) -> str | None:
-    """The channel to use now: `preferred`, else the patient's own, else whichever still works; None if none."""
+    """The channel to use now: `preferred`, else the patient's own, else whichever still works, a confirmed contact
+    before an unconfirmed one (whose messages wait for its owner's answer); None if none."""
     usable: dict[str, bool] = {
         Channel.SMS: bool(patient.phone) and patient.sms_state == "ok",
         Channel.EMAIL: bool(patient.email) and patient.email_state == "ok",
     }
-    for ch in (preferred, patient.channel, *CHANNELS):
-        if ch and usable.get(ch):
-            return ch
-    return None
+    order = [ch for ch in (preferred, patient.channel, *CHANNELS) if ch and usable.get(ch)]
+    sure = [ch for ch in order if (patient.sms_confirmed_at if ch == Channel.SMS else patient.email_confirmed_at)]
+    return next(iter(sure or order), None)
 
 
 def on_permanent_failure(rt: Runtime, s: Session, msg: Message, err: SendError, now: datetime) -> None:

@@ -191,6 +191,8 @@ class SimProvider:
                 sender=msg.to,
                 body=body,
                 subject="Re: check-in",
+                # A reply goes to the patient's reply-to address (their token), as a mail client sends it.
+                reply_token=msg.reply_to.partition("@")[0] if msg.reply_to else None,
             )
         at = now + plan.delay
         self.push(at, "reply", (reply, plan.label))

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from followup.files import open_private
 from followup.transports.base import Outgoing, Sent
 
 log = logging.getLogger("followup.outbox")
@@ -36,8 +37,7 @@ class Outbox:
             "at": datetime.now(UTC).isoformat(),
         }
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
+            with open_private(self.path) as fh:  # 0600: message texts
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             self._sent[msg.message_id] = provider_id
         log.info("outbox recorded message %s (%s, %d chars)", msg.message_id, msg.channel, len(msg.body))

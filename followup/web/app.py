@@ -16,7 +16,7 @@ from followup.core.storable import storable_json
 from followup.runtime import Runtime, build_runtime
 from followup.services import health
 from followup.settings import Settings
-from followup.web import api, assets, booking, dashboard, headers, intake, limits, signin, webhooks
+from followup.web import api, assets, booking, confirm, dashboard, headers, intake, limits, signin, webhooks
 
 log = logging.getLogger("followup.web")
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(webhooks.router)
     app.include_router(intake.router)
     app.include_router(booking.router)
+    app.include_router(confirm.router)
     app.include_router(signin.router)
     app.include_router(assets.router)
     app.include_router(dashboard.router)

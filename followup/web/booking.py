@@ -110,7 +110,7 @@ def _form(
 
 
 def _escalation(rt: Runtime, token: str) -> int | None:
-    return rt.links.booking_escalation(token) if len(token) <= 200 else None
+    return booking.escalation_for_token(rt, token)
 
 
 @router.get("/book/{token}", response_class=HTMLResponse)
@@ -134,7 +134,7 @@ def booking_page(request: Request, token: str, rt: RuntimeDep, done: str = "", l
 @router.post("/book/{token}", response_class=HTMLResponse)
 async def booking_submit(request: Request, token: str, rt: RuntimeDep) -> Response:
     """Book (or move to) a slot, or cancel. A slot someone else just took gets "pick another" and fresh slots."""
-    escalation_id = _escalation(rt, token)
+    escalation_id = await run_in_threadpool(_escalation, rt, token)
     if escalation_id is None or rt.settings.booking.external_url:
         return _expired(request, rt)
     form = await request.form()

@@ -22,7 +22,8 @@ from followup.core.triage import EMAIL, Answers, InputError, TriageIn, normalise
 from followup.core.vocab import Tier, most_serious
 from followup.runtime import Runtime
 from followup.services.drafts import CRISIS_CRITERIA_PREFIX, oncall
-from followup.services.enrollment import TriageResult, submit_triage
+from followup.services.enrollment import TriageResult
+from followup.services.intake import submit_public
 from followup.settings import check_timezone
 from followup.web.csrf import COOKIE, MAX_AGE, Csrf
 from followup.web.deps import RuntimeDep
@@ -124,13 +125,13 @@ async def intake_submit(request: Request, rt: RuntimeDep) -> HTMLResponse:
     if problems or data is None:
         return _render(request, rt, lang, 422, values, _say(said, problems))
     try:
-        result = await run_in_threadpool(submit_triage, rt, data, source="intake", actor="intake")
+        result = await run_in_threadpool(submit_public, rt, data)
     except InputError as exc:
         field = exc.field.split(".")[-1]
-        key = {("email", "taken"): "email_taken", ("phone", "not_mobile"): "phone_not_mobile"}.get(
+        key = {("phone", "not_mobile"): "phone_not_mobile", ("phone", "region"): "phone_region"}.get(
             (field, exc.code), "other"
         )
-        return _render(request, rt, lang, 422, values, _say(said, {field: (key, {})}))
+        return _render(request, rt, lang, 422, values, _say(said, {field: (key, _regions(rt))}))
     return pages.TemplateResponse(
         request,
         "intake_done.html",
@@ -144,6 +145,10 @@ Problem = tuple[str, dict[str, str]]  # a key of pages.toml's [errors] and what 
 
 def _say(said: dict[str, str], problems: dict[str, Problem]) -> dict[str, str]:
     return {field: said[key].format(**fill) for field, (key, fill) in problems.items()}
+
+
+def _regions(rt: Runtime) -> dict[str, str]:
+    return {"regions": ", ".join(rt.settings.texting_regions)}
 
 
 def _number(raw: str) -> float | None:
@@ -165,9 +170,10 @@ def _check(values: dict[str, Any], lang: str, rt: Runtime) -> tuple[TriageIn | N
     phone, email = str(values.get("phone", "")).strip(), str(values.get("email", "")).strip()
     if phone:
         try:
-            normalise_phone(phone, region)
+            normalise_phone(phone, region, rt.settings.texting_regions)
         except InputError as exc:
-            problems["phone"] = ("phone_not_mobile" if exc.code == "not_mobile" else "phone_invalid", {})
+            key = {"not_mobile": "phone_not_mobile", "region": "phone_region"}.get(exc.code, "phone_invalid")
+            problems["phone"] = (key, _regions(rt) if key == "phone_region" else {})
     elif channel == "sms":
         problems["phone"] = ("phone_needed", {})
     if email and not EMAIL.match(email.lower()):
@@ -229,22 +235,24 @@ def _check(values: dict[str, Any], lang: str, rt: Runtime) -> tuple[TriageIn | N
 
 def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> dict[str, Any]:
     """What the thank-you page tells the patient: what to do now for an escalation (by tier), or when the first
-    message will come, in their own time zone."""
+    message will come, in their own time zone; and that their contact must be confirmed first. It reads nothing
+    that differs between contacts already held and new ones (issue 11, finding 2): no message goes to an
+    unconfirmed contact yet, so the page never says one was sent, only that the confirmation was."""
     now = rt.clock.now()
-    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings))}
+    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings)), "confirm": data.channel}
     if result.disposition != "escalated":
-        scheduled = [st.due_at for st in result.steps if st.status == "scheduled"]
+        # The program's first message (the confirmation request, a consent message, goes first and is not it).
+        scheduled = [st.due_at for st in result.steps if st.status == "scheduled" and st.kind != "consent"]
         if scheduled:
             key, fill = arrival(min(scheduled), now, ZoneInfo(data.timezone), lang)
             out["first"] = words(rt, lang)["done"][key].format(**fill)
         return {**out, "tier": None}
     criteria = rt.detector.criteria
     tiers = [criteria[c].tier if c in criteria else Tier.ROUTINE for c in result.red_flags]
-    recent = [st for st in result.steps if st.kind == "escalation" and (now - st.due_at).total_seconds() < 120]
     return {
         **out,
         "tier": str(most_serious(tiers)) if tiers else Tier.ROUTINE.value,
         "crisis": any(c.startswith(CRISIS_CRITERIA_PREFIX) for c in result.red_flags),
-        "told": bool(recent),  # a message for this escalation just went into the queue
-        "told_by": recent[0].channel if recent else data.channel,
+        "told": False,  # the advice waits for the confirmation: the page is what tells the patient now
+        "told_by": data.channel,
     }

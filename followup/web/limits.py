@@ -7,12 +7,14 @@
   must not use up a patient's bucket; the route refuses it anyway). Intake form posts are counted per client
   address (an IPv6 client per /64, what one household or one attacker gets).
 
-Over the limit, an inbound SMS gets an empty TwiML answer (200), not 429: Twilio does not retry a message
-webhook either way, a 4xx/5xx would make Twilio call the number's fallback URL with the same flood, and an empty
-answer tells a looping auto-responder nothing. The message is dropped; its sender already had `per_minute`
-messages read and acted on this minute (a red flag among them has escalated). The intake form gets 429 with
-Retry-After. Each flood is logged and audited once, when it starts, by a keyed hash of the sender: never the
-number or the address.
+Over the limit, an inbound SMS still goes to the route, marked as a flood (`scope[FLOOD]`): it is stored, never
+dropped (issue 11, finding 9: "I can't breathe" as the 14th text in a minute vanished). It is read for red flags
+while its number's reading budget lasts (`limits.flood_reads_per_hour`, a second bucket), else stored unread for
+staff; nothing is sent back but escalation advice, and the answer is an empty TwiML (200), not 429: Twilio does
+not retry a message webhook either way, a 4xx/5xx would make Twilio call the number's fallback URL with the same
+flood, and an empty answer tells a looping auto-responder nothing. The intake form gets 429 with Retry-After.
+Each flood is logged and audited once, when it starts, by a keyed hash of the sender: never the number or the
+address.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from followup.content.pages import page_texts
 from followup.core.replies import normalise_sender
 from followup.runtime import Runtime
 from followup.services import audit
-from followup.transports.webhook_auth import EMPTY_TWIML
 from followup.web.signatures import twilio_valid
 
 log = logging.getLogger("followup.limits")
@@ -50,6 +51,7 @@ INBOUND_SMS = "/webhooks/twilio/sms"
 INBOUND_EMAIL = "/webhooks/sendgrid/inbound"
 INTAKE = "/intake"
 MAX_KEYS = 10_000
+FLOOD = "followup.flood"  # scope key: "read" (within the reading budget) or "unread"
 
 
 class BodyTooLarge(Exception):
@@ -118,8 +120,8 @@ class TokenBuckets:
     recently seen keys are forgotten past `max_keys` (a forgotten bucket is a full one), so many senders cannot
     grow memory without bound. Not thread-safe: the middleware runs on the event loop."""
 
-    def __init__(self, per_minute: int, max_keys: int = MAX_KEYS) -> None:
-        self.capacity = float(per_minute)
+    def __init__(self, per_minute: float, max_keys: int = MAX_KEYS, capacity: float | None = None) -> None:
+        self.capacity = float(per_minute) if capacity is None else float(capacity)
         self.rate = per_minute / 60.0
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
@@ -150,6 +152,8 @@ class SenderLimits:
     def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app, self.rt = app, rt
         self.sms = TokenBuckets(rt.settings.limits.inbound_sms_per_minute)
+        per_hour = rt.settings.limits.flood_reads_per_hour  # all at once, then refilled over the hour
+        self.flood_reads = TokenBuckets(per_hour / 60.0, capacity=per_hour)
         self.intake = TokenBuckets(rt.settings.limits.intake_per_minute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -178,9 +182,9 @@ class SenderLimits:
             decision = self.sms.take(sender, self._now())
             if not decision.allowed:
                 await self._refused("inbound_sms", sender, decision)
-                await _answer(send, 200, EMPTY_TWIML.encode(), "application/xml")
-                return
-            await self._allowed("inbound_sms", sender, decision)
+                scope[FLOOD] = "read" if self.flood_reads.take(sender, self._now()).allowed else "unread"
+            else:
+                await self._allowed("inbound_sms", sender, decision)
         await self.app(scope, replay, send)
 
     def _now(self) -> float:

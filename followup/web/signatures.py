@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import time
 
 from starlette.requests import Request
@@ -19,15 +20,26 @@ def public_url_of(settings: Settings, request: Request) -> str:
 
 
 def twilio_valid(settings: Settings, request: Request, form: dict[str, str]) -> bool:
-    token = settings.twilio.auth_token or dev_twilio_token(settings)
+    token = settings.twilio.auth_token or (dev_twilio_token(settings) if from_loopback(request) else "")
     signature = request.headers.get("X-Twilio-Signature", "")
     return twilio_signature_valid(token, public_url_of(settings, request), form, signature)
 
 
+def from_loopback(request: Request) -> bool:
+    """The request came from this machine (the patient-phone demo posts to its own webhook in process)."""
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def dev_twilio_token(settings: Settings) -> str:
-    """Without Twilio credentials (the outbox demo) inbound SMS are signed with a development token, so the demo
-    goes through the same signature check as production. Never used when Twilio is configured."""
-    if settings.twilio_configured or settings.security.environment == "production":
+    """In outbox mode (no Twilio, no SendGrid: the patient-phone demo) inbound SMS are signed with a development
+    token, so the demo goes through the same signature check as production. That token is published: a signature
+    made with it is accepted only from the loopback address (`twilio_valid`), never from a reachable server's
+    network, and never once a provider is configured or in production (issue 11, finding 10)."""
+    if not settings.outbox_mode:
         return ""
     from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN
 

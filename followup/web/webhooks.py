@@ -19,7 +19,7 @@ from followup.parsing.inbound_email import BadInbound, parse_sendgrid
 from followup.services import delivery, inbound, inbound_auth
 from followup.transports.webhook_auth import twiml
 from followup.web.deps import RuntimeDep
-from followup.web.limits import client_key
+from followup.web.limits import FLOOD, client_key
 from followup.web.signatures import basic_auth_valid, sendgrid_valid, twilio_valid
 
 log = logging.getLogger("followup.webhooks")
@@ -67,8 +67,10 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
 
 @router.post("/twilio/sms")
 async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
-    """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML."""
+    """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML. A text
+    over its number's flood limit is stored too, marked, and read within the number's budget (finding 9)."""
     fields = await twilio_form(request, rt)
+    flood = request.scope.get(FLOOD)  # set by limits.SenderLimits: over the per-number limit, still stored
     sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
     if not sid:
         raise HTTPException(400, "MessageSid is missing")
@@ -78,12 +80,16 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
         sender=normalise_sender(fields.get("From", ""), rt.settings.clinic.default_region),
         body=fields.get("Body", ""),
         provider_opt_out=fields.get("OptOutType") or None,
-        meta={"num_media": fields.get("NumMedia", "0"), "num_segments": fields.get("NumSegments", "")},
+        meta={
+            "num_media": fields.get("NumMedia", "0"),
+            "num_segments": fields.get("NumSegments", ""),
+            **({"flood": flood} if flood else {}),
+        },
     )
     result = await run_in_threadpool(inbound.receive, rt, reply)
     log.info("inbound sms %s: intent %s level %s", result.inbound_id, result.intent, result.level)
     text = ""
-    if result.intent == "unknown_sender" and result.inbound_id is not None:
+    if result.intent == "unknown_sender" and result.inbound_id is not None and not flood:
         text = await run_in_threadpool(inbound.unknown_sender_reply, rt, reply.sender)
     return Response(twiml(text), media_type="application/xml")
 
@@ -100,7 +106,9 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
         await run_in_threadpool(inbound_auth.failed, rt, address)
         raise HTTPException(401, "credentials required", headers={"WWW-Authenticate": 'Basic realm="inbound"'})
     try:
-        form = await request.form(max_files=50, max_fields=200)
+        # Parts up to the inbound limit: raw mode posts the whole MIME message, photo included, as one field, and
+        # Starlette's default 1 MB per part refused "I can't breathe" with a picture attached (finding 8).
+        form = await request.form(max_files=50, max_fields=200, max_part_size=cfg.inbound_max_bytes)
     except Exception:
         raise HTTPException(400, "body is not multipart/form-data") from None
     fields: dict[str, str] = {}

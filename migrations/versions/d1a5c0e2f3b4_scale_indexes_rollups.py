@@ -1,7 +1,7 @@
 """scale: indexes for the queries that scanned whole tables, and the overview's daily rollup table
 
 Revision ID: d1a5c0e2f3b4
-Revises: b7e3c1d2a9f0
+Revises: c4e8a2d61f3b
 Create Date: 2026-12-02 11:00:00.000000
 
 Each index is named after the query it serves (bench/scale_db.py measured each one, plans in bench/README.md).
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'd1a5c0e2f3b4'
-down_revision: str | None = 'b7e3c1d2a9f0'
+down_revision: str | None = 'c4e8a2d61f3b'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
