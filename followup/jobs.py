@@ -8,7 +8,9 @@ The schedule itself lives in the project's tables, so any number of processes ca
   place the phone calls an emergency re-alert queued (followup/services/voice.py);
 - `webhooks` (every `webhooks.check_seconds`): deliver due signed outbound webhooks from the outbox;
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
-- `retention` (daily, first run five minutes after start): old message texts replaced by a marker.
+- `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
+- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the counts of patients
+  enrolled and not responding (services/rollup.py), so that no page view reads eight weeks of messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """
@@ -29,11 +31,14 @@ from followup.services.dispatch import Dispatcher
 from followup.services.inbound import process_pending
 from followup.services.ops import heartbeat, worker_id
 from followup.services.privacy import purge_old_texts
+from followup.services.rollup import refresh as refresh_overview
 from followup.services.voice import place_queued
 from followup.services.webhooks_out import deliver_due, forget_old
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
+# How stale the overview's enrolled and non-responder counts may be; the rest is read at each view.
+OVERVIEW_MINUTES = 10
 
 
 def guarded(what: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -105,6 +110,16 @@ class DispatchLoop:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=3600,
+        )
+        self.scheduler.add_job(
+            guarded("overview rollup", lambda: refresh_overview(rt)),
+            "interval",
+            minutes=OVERVIEW_MINUTES,
+            id="overview",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=600,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
         )
         if settings.privacy.retention_days:  # 0 keeps texts for ever
             self.scheduler.add_job(

@@ -10,7 +10,7 @@ from sequences. An erased escalation's id given to the next one would open the n
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
@@ -19,14 +19,21 @@ from sqlmodel import Field, SQLModel
 from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
 NEVER_REUSED = {"sqlite_autoincrement": True}  # SQLite: an id is never handed out again, even after a delete
+PURGED_SQL = "'[removed after the retention period]'"  # services.privacy.PURGED, as partial indexes spell it
 
 
 def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
+def partial(table: str, name: str, columns: list[str], where: str) -> tuple[Index]:
+    """A partial index (PostgreSQL and SQLite alike): only the rows a query still has to visit."""
+    return (Index(f"ix_{table}_{name}", *columns, postgresql_where=text(where), sqlite_where=text(where)),)
+
+
 class Patient(SQLModel, table=True):
-    __table_args__ = NEVER_REUSED
+    # On PostgreSQL the search also has trigram indexes on lower(name), email and phone (migration d1a5c0e2f3b4).
+    __table_args__ = (Index("ix_patient_status", "status"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -83,6 +90,10 @@ class Message(SQLModel, table=True):
         Index("ix_message_due", "status", "due_at"),
         Index("ix_message_status_channel", "status", "channel"),  # /metrics counts by state and channel
         UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
+        *partial("message", "unpurged", ["created_at"], f"body IS NULL OR body <> {PURGED_SQL}"),
+        *partial("message", "clinic", ["template", "created_at"], "patient_id IS NULL AND escalation_id IS NULL"),
+        *partial("message", "checkin_sent", ["sent_at"], "kind = 'checkin'"),
+        *partial("message", "failed", ["updated_at"], "status IN ('failed', 'undelivered')"),
         NEVER_REUSED,
     )
 
@@ -136,7 +147,13 @@ class DeliveryEvent(SQLModel, table=True):
 class Inbound(SQLModel, table=True):
     """A reply (SMS or email) as received; kept even when nothing can be done with it."""
 
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (
+        Index("ix_inbound_received_at", "received_at"),
+        *partial("inbound", "pending", ["received_at"], "status = 'received'"),
+        *partial("inbound", "unpurged", ["received_at"], f"body <> {PURGED_SQL}"),
+        *partial("inbound", "unmatched_sender", ["sender"], "patient_id IS NULL"),
+        NEVER_REUSED,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     provider_key: str = Field(unique=True)  # "twilio:<MessageSid>" or "email:<Message-ID>"
@@ -157,7 +174,11 @@ class Inbound(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (
+        Index("ix_escalation_status_created", "status", "created_at"),
+        Index("ix_escalation_created_at", "created_at"),
+        NEVER_REUSED,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -193,7 +214,11 @@ class ApiToken(SQLModel, table=True):
 
 
 class AuditLog(SQLModel, table=True):
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (
+        Index("ix_auditlog_subject", "subject"),
+        Index("ix_auditlog_actor_id", "actor", "id"),
+        NEVER_REUSED,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(index=True)
@@ -204,6 +229,16 @@ class AuditLog(SQLModel, table=True):
 
 
 # ---- the clinic's side: staff accounts, appointments, re-alerts ----------------------------------------------
+
+
+class OverviewDay(SQLModel, table=True):
+    """The overview's rollup: one figure of one clinic-local day (escalations by tier, check-ins asked and answered,
+    failures, trends), written by the `overview` job (services/rollup.py), so a page view reads weeks of these
+    instead of every message. The figure names are in core/figures.py (ESCALATION, ASKED, ...)."""
+
+    day: date = Field(primary_key=True)
+    figure: str = Field(primary_key=True)
+    n: int
 
 
 class StaffUser(SQLModel, table=True):

@@ -4,7 +4,7 @@ delivery failures and what patients say about their twitching. Pure: `services/o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -15,6 +15,9 @@ from followup.core.vocab import EscalationStatus, Level, PatientStatus, Trend
 P = TypeVar("P")  # the patient as the caller holds it (the overview's table row); only handed back
 REPLY_WINDOW = timedelta(hours=72)  # a check-in counts as answered by any reply within this
 TRENDS_SHOWN = 30
+# The rollup's figure names (followup.models.OverviewDay.figure): per clinic-local day.
+ESCALATION, TREND = "escalation:", "trend:"  # + the tier / the trend
+ASKED, ANSWERED, PENDING, FAILURES = "asked", "answered", "pending", "failures"
 
 
 def week_of(at: datetime, tz: ZoneInfo) -> date:
@@ -85,65 +88,125 @@ class Overview(Generic[P]):
     trends: list[tuple[P, list[tuple[datetime, str]]]]  # most recent answer first
 
 
-def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo, now: datetime | None = None) -> Overview[P]:
-    """The figures over `weeks` (Mondays, oldest first). A check-in is answered by any reply within
-    REPLY_WINDOW after it; one sent less than REPLY_WINDOW before `now` and not answered yet is pending, counted
-    apart, so an answer counts at once and the tile agrees with the charts (issue 12: "0 of 0" beside a chart
-    counting an answer). Events are counted in their clinic-local week."""
-    pending = 0
+Tally = dict[date, Counter[str]]  # figures by clinic-local day or week: escalation:<tier>, asked, answered, ...
+
+
+def tally(rows: Rows[Any], tz: ZoneInfo, now: datetime | None, bucket: Callable[[datetime, ZoneInfo], date]) -> Tally:
+    """What the overview counts, by `bucket` (`week_of`, or `day_of` for the rollup): escalations by tier
+    (`escalation:<tier>`), check-ins `asked` and `answered`, `pending` ones, `failures`, and the trends patients
+    reported (`trend:<better|same|worse>`). A check-in is answered by any reply within REPLY_WINDOW after it; one
+    sent less than REPLY_WINDOW before `now` and not answered yet is pending, counted apart, so an answer counts at
+    once and the tile agrees with the charts (issue 12: "0 of 0" beside a chart counting an answer)."""
+    out: Tally = {}
+
+    def add(at: datetime, figure: str, n: int = 1) -> None:
+        out.setdefault(bucket(at, tz), Counter())[figure] += n
+
     replies_by_patient: dict[int, list[datetime]] = {}
-    trend_points: dict[int, list[tuple[datetime, str]]] = {}
-    for pid, received_at, trend in rows.replies:
+    for pid, received_at, mark in rows.replies:
         replies_by_patient.setdefault(pid, []).append(received_at)
-        if trend is not None:
-            trend_points.setdefault(pid, []).append((received_at, trend))
-    by_week: dict[date, Counter[str]] = {w: Counter() for w in weeks}
+        if mark in tuple(Trend):  # the chart counts check-in answers; red flags are on the escalations chart
+            add(received_at, f"{TREND}{mark}")
     for created, tier in rows.escalations:
-        by_week.setdefault(week_of(created, tz), Counter())[tier] += 1
-    response: dict[date, tuple[int, int]] = {w: (0, 0) for w in weeks}
+        add(created, f"{ESCALATION}{tier}")
     for asked_id, sent_at in rows.checkins:
         if sent_at is None or asked_id is None:
             continue
         ok = any(sent_at < r <= sent_at + REPLY_WINDOW for r in replies_by_patient.get(asked_id, []))
         if not ok and now is not None and sent_at > now - REPLY_WINDOW:
-            pending += 1
+            add(sent_at, PENDING)
             continue
-        wk = week_of(sent_at, tz)
-        a, n = response.get(wk, (0, 0))
-        response[wk] = (a + int(ok), n + 1)
-    fails: dict[date, int] = {w: 0 for w in weeks}
+        add(sent_at, ASKED)
+        add(sent_at, ANSWERED, int(ok))
     for at in rows.failures:
-        wk = week_of(at, tz)
-        fails[wk] = fails.get(wk, 0) + 1
-    trend_week: dict[date, Counter[str]] = {w: Counter() for w in weeks}
-    for points in trend_points.values():
-        for at, t in points:
-            if t in tuple(Trend):  # the chart counts check-in answers; red flags are on the escalations chart
-                trend_week.setdefault(week_of(at, tz), Counter())[t] += 1
-    answered = sum(a for a, _ in response.values())
-    asked = sum(n for _, n in response.values())
+        add(at, FAILURES)
+    return out
+
+
+def day_of(at: datetime, tz: ZoneInfo) -> date:
+    """The clinic-local date of `at`."""
+    return at.astimezone(tz).date()
+
+
+def by_week(days: Mapping[date, Mapping[str, int]]) -> Tally:
+    """Daily figures (the rollup) added up into their weeks."""
+    out: Tally = {}
+    for day, figures in days.items():
+        out.setdefault(day - timedelta(days=day.weekday()), Counter()).update(figures)
+    return out
+
+
+def trend_list(
+    replies: Sequence[tuple[int, datetime, str | None]], patients: Mapping[int, P]
+) -> list[tuple[P, list[tuple[datetime, str]]]]:
+    """The patients who reported a trend, with their marks, the latest answer first (TRENDS_SHOWN of them)."""
+    points: dict[int, list[tuple[datetime, str]]] = {}
+    for pid, at, mark in replies:
+        if mark is not None:
+            points.setdefault(pid, []).append((at, mark))
     trends = sorted(
-        ((rows.patients[pid], sorted(pts)) for pid, pts in trend_points.items() if pid in rows.patients),
+        ((patients[pid], sorted(pts)) for pid, pts in points.items() if pid in patients),
         key=lambda x: x[1][-1][0],
         reverse=True,
     )
+    return trends[:TRENDS_SHOWN]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The overview's figures that are not by week: patients by status, enrolled, unreachable, silent, and the
+    status of every escalation still to act on."""
+
+    status_counts: Mapping[str, int]
+    enrolled: int
+    unreachable: int
+    non_responders: int
+    active_statuses: Sequence[str]
+
+
+def overview_of(
+    weeks: list[date], weekly: Tally, counts: Counts, trends: list[tuple[P, list[tuple[datetime, str]]]]
+) -> Overview[P]:
+    """The overview from figures by week (`tally` by `week_of`, or the rollup's days `by_week`)."""
+    empty: Counter[str] = Counter()
+    figures = {w: weekly.get(w, empty) for w in weeks}
+    answered = sum(f[ANSWERED] for f in figures.values())
+    asked = sum(f[ASKED] for f in figures.values())
     return Overview(
         weeks=weeks,
-        enrolled=rows.enrolled,
-        active=rows.status_counts.get(PatientStatus.ACTIVE, 0),
-        escalated=rows.status_counts.get(PatientStatus.ESCALATED, 0),
-        open_escalations=len(rows.active_statuses),
-        unacknowledged=sum(1 for st in rows.active_statuses if st == EscalationStatus.OPEN),
-        unreachable=rows.unreachable,
-        non_responders=rows.non_responders,
+        enrolled=counts.enrolled,
+        active=counts.status_counts.get(PatientStatus.ACTIVE, 0),
+        escalated=counts.status_counts.get(PatientStatus.ESCALATED, 0),
+        open_escalations=len(counts.active_statuses),
+        unacknowledged=sum(1 for st in counts.active_statuses if st == EscalationStatus.OPEN),
+        unreachable=counts.unreachable,
+        non_responders=counts.non_responders,
         response_rate=answered / asked if asked else None,
         answered=answered,
         asked=asked,
-        failures=len(rows.failures),
-        pending=pending,
-        escalations_by_week={w: by_week[w] for w in weeks},
-        response_by_week={w: response[w] for w in weeks},
-        failures_by_week={w: fails[w] for w in weeks},
-        trend_by_week={w: trend_week[w] for w in weeks},
-        trends=trends[:TRENDS_SHOWN],
+        failures=sum(f[FAILURES] for f in figures.values()),
+        pending=sum(f[PENDING] for f in figures.values()),
+        escalations_by_week={w: _strip(f, ESCALATION) for w, f in figures.items()},
+        response_by_week={w: (f[ANSWERED], f[ASKED]) for w, f in figures.items()},
+        failures_by_week={w: f[FAILURES] for w, f in figures.items()},
+        trend_by_week={w: _strip(f, TREND) for w, f in figures.items()},
+        trends=trends,
     )
+
+
+def _strip(figures: Counter[str], prefix: str) -> Counter[str]:
+    return Counter({k.removeprefix(prefix): n for k, n in figures.items() if k.startswith(prefix) and n})
+
+
+def summarise(rows: Rows[P], weeks: list[date], tz: ZoneInfo, now: datetime | None = None) -> Overview[P]:
+    """The figures over `weeks` (Mondays, oldest first), straight from the rows (`tally` by week). Events are
+    counted in their clinic-local week; the totals count every row given, also those before the first week."""
+    weekly = tally(rows, tz, now, week_of)
+    counts = Counts(rows.status_counts, rows.enrolled, rows.unreachable, rows.non_responders, rows.active_statuses)
+    o = overview_of(weeks, weekly, counts, trend_list(rows.replies, rows.patients))
+    o.answered = sum(f[ANSWERED] for f in weekly.values())
+    o.asked = sum(f[ASKED] for f in weekly.values())
+    o.response_rate = o.answered / o.asked if o.asked else None
+    o.failures = len(rows.failures)
+    o.pending = sum(f[PENDING] for f in weekly.values())
+    return o

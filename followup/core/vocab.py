@@ -33,6 +33,8 @@ class PatientStatus(StrEnum):
 FOLLOWED_UP: tuple[PatientStatus, ...] = (PatientStatus.ACTIVE, PatientStatus.ESCALATED)
 # No longer followed up: program messages are cancelled, and silence is not counted against them.
 FINISHED: tuple[PatientStatus, ...] = (PatientStatus.UNENROLLED, PatientStatus.COMPLETED)
+# Still followed up (paused too): the complement of FINISHED, spelled as a list so that an index on status serves it.
+NOT_FINISHED: tuple[PatientStatus, ...] = tuple(s for s in PatientStatus if s not in FINISHED)
 
 
 class Tier(StrEnum):

@@ -81,7 +81,12 @@ def advance(s: Session, message_id: int, status: str, now: datetime, error_code:
         values["lease_owner"] = None
         values["lease_until"] = None
     result = s.exec(
-        update(Message).where(col(Message.id) == message_id, col(Message.status).in_(allowed)).values(**values)
+        update(Message)
+        .where(col(Message.id) == message_id, col(Message.status).in_(allowed))
+        .values(**values)
+        # The callers read only the message's patient_id afterwards, which this does not change: no need for the
+        # ORM to find and refresh the loaded object (a fifth of a callback's time in the simulator's profile).
+        .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)
 
@@ -121,8 +126,10 @@ def twilio_status(rt: Runtime, form: dict[str, str], message_id: int | None) -> 
                 update(Message)
                 .where(col(Message.id) == msg.id, col(Message.provider_id).is_(None))
                 .values(provider_id=sid)
+                .execution_options(synchronize_session=False)  # as in advance(): msg is not read again
             )
         moved = advance(s, msg.id, status, now, code)
+        s.expire(msg)  # advance() did not refresh it; read again only if needed below
         if code and status in (MessageState.UNDELIVERED, MessageState.FAILED) and msg.patient_id is not None:
             patient = s.get(Patient, msg.patient_id)
             if patient is not None and code in OPTED_OUT_CODES:
@@ -180,6 +187,7 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
                     now,
                     kind if SENDGRID_STATES[kind] == MessageState.FAILED else None,
                 )
+                s.expire(msg)  # advance() did not refresh it; read again only if needed below
             if kind in SENDGRID_SUPPRESS and msg.patient_id is not None:
                 patient = s.get(Patient, msg.patient_id)
                 if patient is not None:

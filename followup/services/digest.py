@@ -29,7 +29,14 @@ log = logging.getLogger("followup.digest")
 def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
     """The digest's content for the clinic-local day of `now` (routine escalations since the last digest)."""
     tz = ZoneInfo(rt.settings.clinic.timezone)
-    last = s.exec(select(func.max(Message.created_at)).where(Message.template == drafts.DIGEST)).one()
+    last = s.exec(
+        select(func.max(Message.created_at)).where(
+            # a clinic message (no patient, no escalation): ix_message_clinic holds these apart from the rest
+            col(Message.patient_id).is_(None),
+            col(Message.escalation_id).is_(None),
+            Message.template == drafts.DIGEST,
+        )
+    ).one()
     since = last if last is not None else now - timedelta(days=1)
     new = s.exec(
         select(Escalation)

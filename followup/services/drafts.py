@@ -22,6 +22,7 @@ OVERDOSE_CRITERIA_PREFIX = "overdose"  # Poison Control first (its message also 
 REPLY_ACK = "reply_ack"  # the template of the thank-you for a reply (sent at most once a day)
 REVIEW_ACK = "review_ack"  # the thank-you for a reply staff will review today (the "needs review" band)
 DIGEST = "digest"  # the template of the daily digest
+UNREACHABLE_ALERT = "unreachable_alert"  # the template of the alert that a patient cannot be reached
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ def unreachable_alert(patient_id: int, channel: str, address: str, context: dict
         dedupe_key=f"{unreachable_prefix(patient_id)}{now:%Y%m%dT%H%M%S}:{channel}:{address}",
         channel=channel,
         kind=MessageKind.ALERT,
-        template="unreachable_alert",
+        template=UNREACHABLE_ALERT,
         due_at=now,
         to=address,
         urgent=True,

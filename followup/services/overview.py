@@ -4,28 +4,29 @@ Read-only: nothing here writes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, func, select
 
 from followup.core.attention import attention_key
-from followup.core.figures import Overview, Rows, reply_mark, summarise, weeks_to
+from followup.core.figures import TRENDS_SHOWN, Counts, Overview, by_week, overview_of, reply_mark, trend_list, weeks_to
+from followup.core.paging import Page, cut
 from followup.core.storable import storable
 from followup.core.vocab import (
     ACTIVE_ESCALATION,
-    NOT_DELIVERED,
-    WENT_OUT,
+    FOLLOWED_UP,
     AppointmentStatus,
     EscalationStatus,
     MessageKind,
 )
 from followup.models import Appointment, AuditLog, Escalation, EscalationAlert, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
+from followup.services import rollup
 from followup.services.alerting import Clock, ack_clock, alert_state
 from followup.services.escalation import criteria_labels
-from followup.services.roster import non_responders, unreachable_clause
+from followup.services.roster import unreachable_clause
 
 QUEUE_FILTERS: dict[str, tuple[EscalationStatus, ...]] = {
     "active": ACTIVE_ESCALATION,
@@ -59,13 +60,23 @@ def escalation_queue(rt: Runtime, status: str = "active", limit: int = 300) -> l
     now = rt.clock.now()
     statuses = QUEUE_FILTERS.get(status, QUEUE_FILTERS["active"])
     with rt.db.session() as s:
-        rows = s.exec(
-            select(Escalation, Patient.name, Patient.phone, Patient.email)
-            .join(Patient, col(Patient.id) == Escalation.patient_id)
+        # The escalations first (ix_escalation_status_created), then only their patients: a join let the planner
+        # hash the whole patient table (bench/README.md).
+        found = s.exec(
+            select(Escalation)
             .where(col(Escalation.status).in_(statuses))
             .order_by(col(Escalation.created_at).desc())
             .limit(limit)
         ).all()
+        people = {
+            pid: (name, phone, email)
+            for pid, name, phone, email in s.exec(
+                select(Patient.id, Patient.name, Patient.phone, Patient.email).where(
+                    col(Patient.id).in_({e.patient_id for e in found})
+                )
+            ).all()
+        }
+        rows = [(e, *people[e.patient_id]) for e in found if e.patient_id in people]
         ids = [row[0].id for row in rows if row[0].id is not None]
         booked = dict(
             s.exec(
@@ -179,62 +190,59 @@ def case_file(rt: Runtime, escalation_id: int) -> CaseFile:
 # ---- the overview page ----------------------------------------------------------------------------------------
 
 
+TREND_SCAN = 2000  # the latest replies read to find the patients with the most recent trend
+
+
 def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
-    """The overview's figures over the last `weeks` clinic-local weeks (worked out by `core.figures`)."""
+    """The overview's figures over the last `weeks` clinic-local weeks: the days from the rollup
+    (services/rollup.py), the counts from indexed reads of what is still open; never a scan of all messages."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     week_list = weeks_to(now, tz, weeks)
+    days = rollup.figures_for(rt, week_list[0], now)
     start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
     with rt.db.session() as s:
-        rows = _overview_rows(s, now, start)
-    return summarise(rows, week_list, tz, now)
-
-
-def _overview_rows(s: Session, now: datetime, start: datetime) -> Rows[Patient]:
-    counts = dict(s.exec(select(Patient.status, func.count()).group_by(Patient.status)).all())
-    enrolled = s.exec(select(func.count()).where(col(Patient.enrolled_at).is_not(None))).one()
-    unreachable = s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()
-    escalations = s.exec(select(Escalation.created_at, Escalation.tier).where(Escalation.created_at >= start)).all()
-    active = s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
-    checkins = s.exec(
-        select(Message.patient_id, Message.sent_at).where(
-            Message.kind == MessageKind.CHECKIN,
-            col(Message.status).in_(WENT_OUT),
-            col(Message.sent_at) >= start,
-            col(Message.sent_at) <= now,  # those still inside their reply window are told apart by summarise
+        counts = Counts(
+            status_counts={
+                st: int(n)
+                for st, n in s.exec(
+                    select(Patient.status, func.count())
+                    .where(col(Patient.status).in_(FOLLOWED_UP))
+                    .group_by(Patient.status)
+                ).all()
+            },
+            enrolled=0,
+            unreachable=int(s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()),
+            non_responders=0,
+            active_statuses=list(
+                s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
+            ),
         )
+        trends = _recent_trends(s, start)
+    counts = replace(counts, enrolled=rollup.enrolled(rt), non_responders=rollup.silent(rt))
+    return overview_of(week_list, by_week(days), counts, trends)
+
+
+def _recent_trends(s: Session, start: datetime) -> list[tuple[Patient, list[tuple[datetime, str]]]]:
+    """The patients whose latest replies say how they are, with their marks since `start`: read from the latest
+    TREND_SCAN replies (an index on received_at), then those patients' own replies."""
+    latest = s.exec(
+        select(Inbound.patient_id, Inbound.level, Inbound.meta)
+        .where(col(Inbound.received_at) >= start, col(Inbound.patient_id).is_not(None))
+        .order_by(col(Inbound.received_at).desc())
+        .limit(TREND_SCAN)
     ).all()
-    failed = s.exec(
-        select(Message.updated_at).where(col(Message.status).in_(NOT_DELIVERED), Message.updated_at >= start)
-    ).all()
-    inbound = s.exec(
+    pids = list(dict.fromkeys(pid for pid, level, meta in latest if pid and reply_mark(level, meta)))[:TRENDS_SHOWN]
+    if not pids:
+        return []
+    rows = s.exec(
         select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
-            col(Inbound.patient_id).is_not(None), Inbound.received_at >= start
+            col(Inbound.patient_id).in_(pids), col(Inbound.received_at) >= start
         )
     ).all()
-    replies = [(pid, at, reply_mark(level, meta)) for pid, at, level, meta in inbound if pid is not None]
-    with_trend = {pid for pid, _, trend in replies if trend is not None}
-    patients = (
-        {
-            p.id: p
-            for p in s.exec(select(Patient).where(col(Patient.id).in_(list(with_trend)))).all()
-            if p.id is not None
-        }
-        if with_trend
-        else {}
-    )
-    return Rows(
-        status_counts={status: int(n) for status, n in counts.items()},
-        enrolled=int(enrolled),
-        unreachable=int(unreachable),
-        non_responders=len(non_responders(s, now)),
-        escalations=list(escalations),
-        active_statuses=list(active),
-        checkins=list(checkins),
-        failures=list(failed),
-        replies=replies,
-        patients=patients,
-    )
+    replies = [(pid, at, reply_mark(level, meta)) for pid, at, level, meta in rows if pid is not None]
+    patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all() if p.id is not None}
+    return trend_list(replies, patients)
 
 
 def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
@@ -249,12 +257,15 @@ def patient_trend(rt: Runtime, patient_id: int) -> list[tuple[datetime, str]]:
     return [(at, mark) for at, level, meta in rows if (mark := reply_mark(level, meta)) is not None]
 
 
-def audit_page(rt: Runtime, limit: int = 200, offset: int = 0, actor: str | None = None) -> list[AuditLog]:
+def audit_page(rt: Runtime, limit: int = 200, before: int | None = None, actor: str | None = None) -> Page[AuditLog]:
+    """The audit log newest first, a page below `before` (keyset: core/paging.py)."""
     with rt.db.session() as s:
         stmt = select(AuditLog)
         if actor:
             stmt = stmt.where(AuditLog.actor == storable(actor))
-        return list(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit).offset(offset)).all())
+        if before is not None:
+            stmt = stmt.where(col(AuditLog.id) < before)
+        return cut(s.exec(stmt.order_by(col(AuditLog.id).desc()).limit(limit + 1)).all(), limit, lambda a: a.id)
 
 
 def staff_names(rt: Runtime) -> dict[str, str]:

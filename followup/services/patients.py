@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import col, func, select
 
+from followup.core.paging import COUNT_CAP, Page, cut
 from followup.core.vocab import (
     ACTIVE_ESCALATION,
     FOLLOWED_UP,
@@ -55,7 +56,11 @@ def schedule_row(rt: Runtime, patient: Patient, msg: Message) -> ScheduleRow:
     return ScheduleRow(msg, title, "held" if kind == "hold" else "will be cancelled", reason)
 
 
-def search(rt: Runtime, q: str | None, status: str | None, limit: int, offset: int) -> tuple[int, list[Patient]]:
+def search(
+    rt: Runtime, q: str | None, status: str | None, limit: int, offset: int = 0, before: int | None = None
+) -> tuple[int, Page[Patient]]:
+    """The API's patient list, newest first: a page below `before` (keyset; `offset` is still honoured for old
+    clients, and costs what it skips). The total is counted up to COUNT_CAP + 1."""
     with rt.db.session() as s:
         stmt = select(Patient)
         if q:
@@ -67,9 +72,11 @@ def search(rt: Runtime, q: str | None, status: str | None, limit: int, offset: i
             stmt = stmt.where(or_(*conds))
         if status:
             stmt = stmt.where(Patient.status == status)
-        total = s.exec(select(func.count()).select_from(stmt.subquery())).one()
-        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit).offset(offset)).all()
-        return int(total), list(rows)
+        total = s.exec(select(func.count()).select_from(stmt.limit(COUNT_CAP + 1).subquery())).one()
+        if before is not None:
+            stmt = stmt.where(col(Patient.id) < before)
+        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit + 1).offset(offset)).all()
+        return int(total), cut(rows, limit, lambda p: p.id)
 
 
 def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
@@ -192,12 +199,18 @@ def next_scheduled(rt: Runtime, limit: int) -> list[Message]:
         )
 
 
-def escalations(rt: Runtime, status: str | None, limit: int, offset: int) -> list[Escalation]:
+def escalations(
+    rt: Runtime, status: str | None, limit: int, offset: int = 0, before: int | None = None
+) -> Page[Escalation]:
+    """Escalations newest first, a page below `before` (keyset; `offset` kept for old clients)."""
     with rt.db.session() as s:
         stmt = select(Escalation)
         if status:
             stmt = stmt.where(Escalation.status == status)
-        return list(s.exec(stmt.order_by(col(Escalation.id).desc()).limit(limit).offset(offset)).all())
+        if before is not None:
+            stmt = stmt.where(col(Escalation.id) < before)
+        rows = s.exec(stmt.order_by(col(Escalation.id).desc()).limit(limit + 1).offset(offset)).all()
+        return cut(rows, limit, lambda e: e.id)
 
 
 def escalation(rt: Runtime, escalation_id: int) -> Escalation:

@@ -12,15 +12,17 @@ recorded there with counts only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import ColumnElement, delete, literal_column, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup.core.vocab import TERMINAL_STATES
 from followup.models import (
+    PURGED_SQL,
     Appointment,
     AuditLog,
     Consent,
@@ -60,30 +62,40 @@ class _Owned:
 
 
 def _owned(s: Session, patient_id: int) -> _Owned:
+    """One indexed query per way a row can belong to the patient (an OR across columns, or a LIKE on the dedupe
+    key of every message, read whole tables: bench/README.md)."""
     patient = s.get(Patient, patient_id)
     if patient is None:
         raise NotFound(f"patient {patient_id}")
     escalations = [int(i) for i in s.exec(select(Escalation.id).where(Escalation.patient_id == patient_id)) if i]
-    messages = s.exec(
-        select(Message.id).where(
-            or_(
-                col(Message.patient_id) == patient_id,
-                col(Message.escalation_id).in_(escalations),
-                # alerts that the patient cannot be reached carry only the patient's id, in the dedupe key
+    messages = {int(i) for i in s.exec(select(Message.id).where(col(Message.patient_id) == patient_id)) if i}
+    if escalations:
+        messages |= {int(i) for i in s.exec(select(Message.id).where(col(Message.escalation_id).in_(escalations))) if i}
+    # alerts that the patient cannot be reached carry only the patient's id, in the dedupe key; they are clinic
+    # messages (no patient, no escalation), which ix_message_clinic holds apart
+    messages |= {
+        int(i)
+        for i in s.exec(
+            select(Message.id).where(
+                col(Message.patient_id).is_(None),
+                col(Message.escalation_id).is_(None),
+                col(Message.template) == drafts.UNREACHABLE_ALERT,
                 col(Message.dedupe_key).startswith(drafts.unreachable_prefix(patient_id)),
             )
         )
-    )
+        if i
+    }
     senders = [a for a in (patient.phone, patient.email) if a]
-    inbound = s.exec(
-        select(Inbound.id).where(
-            or_(
-                col(Inbound.patient_id) == patient_id,
-                col(Inbound.patient_id).is_(None) & col(Inbound.sender).in_(senders),
+    inbound = {int(i) for i in s.exec(select(Inbound.id).where(col(Inbound.patient_id) == patient_id)) if i}
+    if senders:  # replies from their number or address before they were enrolled
+        inbound |= {
+            int(i)
+            for i in s.exec(
+                select(Inbound.id).where(col(Inbound.patient_id).is_(None), col(Inbound.sender).in_(senders))
             )
-        )
-    )
-    return _Owned(patient, escalations, [int(i) for i in messages if i], [int(i) for i in inbound if i])
+            if i
+        }
+    return _Owned(patient, escalations, sorted(messages), sorted(inbound))
 
 
 def _subjects(owned: _Owned) -> list[str]:
@@ -115,14 +127,10 @@ def export_patient(rt: Runtime, patient_id: int) -> dict[str, Any]:
     """Everything held on one patient, as JSON-able data (the subject access request)."""
     with rt.db.session() as s:
         owned = _owned(s, patient_id)
-        audit_rows = _rows(
-            s,
-            AuditLog,
-            or_(
-                col(AuditLog.subject).in_(_subjects(owned)),
-                AuditLog.detail["patient_id"].as_integer() == patient_id,
-            ),
-        )
+        # Every audit row about the patient names them, one of their escalations, messages or replies as its
+        # subject (escalation.patient_unreachable also says patient_id in its detail, under its escalation): one
+        # indexed lookup, where a match on the JSON detail read the whole audit log.
+        audit_rows = _rows(s, AuditLog, col(AuditLog.subject).in_(_subjects(owned)))
         return {
             "exported_at": rt.clock.now().isoformat(),
             "patient": _jsonable(owned.patient.model_dump()),
@@ -141,20 +149,23 @@ def export_patient(rt: Runtime, patient_id: int) -> dict[str, Any]:
 
 def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
     """Delete every row that belongs to the patient, in one transaction, and record the erasure (counts only)
-    in the audit log. Returns the number of rows deleted per table."""
+    in the audit log. Returns the number of rows deleted per table. One transaction on purpose (never half
+    erased); it locks only the patient's own rows, found by indexed lookups, so it stays short at any table size."""
     now = rt.clock.now()
     with rt.db.session() as s:
         owned = _owned(s, patient_id)
         esc, msgs, inb = owned.escalations, owned.messages, owned.inbound
         # Children before parents: the foreign keys are enforced (SQLite with PRAGMA foreign_keys=ON too).
         steps: list[tuple[str, Any]] = [
-            ("delivery_events", delete(DeliveryEvent).where(col(DeliveryEvent.message_id).in_(msgs))),
-            ("messages", delete(Message).where(col(Message.id).in_(msgs))),
+            *_chunked(
+                "delivery_events", msgs, lambda ids: delete(DeliveryEvent).where(col(DeliveryEvent.message_id).in_(ids))
+            ),
+            *_chunked("messages", msgs, lambda ids: delete(Message).where(col(Message.id).in_(ids))),
             ("appointments", delete(Appointment).where(col(Appointment.patient_id) == patient_id)),
             ("escalation_alerts", delete(EscalationAlert).where(col(EscalationAlert.escalation_id).in_(esc))),
             ("voice_calls", delete(VoiceCall).where(col(VoiceCall.escalation_id).in_(esc))),
             ("webhook_deliveries", delete(WebhookDelivery).where(col(WebhookDelivery.patient_id) == patient_id)),
-            ("inbound", delete(Inbound).where(col(Inbound.id).in_(inb))),
+            *_chunked("inbound", inb, lambda ids: delete(Inbound).where(col(Inbound.id).in_(ids))),
             ("escalations", delete(Escalation).where(col(Escalation.id).in_(esc))),
             ("fhir_links", delete(FhirLink).where(col(FhirLink.patient_id) == patient_id)),
             ("triages", delete(Triage).where(col(Triage.patient_id) == patient_id)),
@@ -176,35 +187,60 @@ def erase_patient(rt: Runtime, patient_id: int, actor: str) -> dict[str, int]:
                 .values(detail={"erased": True}),
             ),
         ]
-        counts = {name: int(s.exec(stmt).rowcount or 0) for name, stmt in steps}
+        counts: dict[str, int] = {}
+        for name, stmt in steps:
+            counts[name] = counts.get(name, 0) + int(
+                s.exec(stmt.execution_options(synchronize_session=False)).rowcount or 0
+            )
         audit.record(s, now, actor, "patient.erased", f"patient:{patient_id}", deleted=counts)
         s.commit()
     return counts
 
 
-def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+ERASE_CHUNK = 500  # ids per DELETE: a long-followed patient's statements stay bounded
+
+
+def _chunked(name: str, ids: list[int], stmt: Callable[[list[int]], Any]) -> list[tuple[str, Any]]:
+    """One DELETE per ERASE_CHUNK ids (at least one, so every table is counted)."""
+    return [(name, stmt(ids[i : i + ERASE_CHUNK])) for i in range(0, max(len(ids), 1), ERASE_CHUNK)]
+
+
+def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 1000) -> dict[str, int]:
     """Replace message texts older than `privacy.retention_days` with a marker: the bodies and subjects of
     finished outbound messages (and their template variables, which may quote a reply), and the bodies, subjects
-    and quoted words of settled replies. Idempotent; several processes may run it. Returns rows changed."""
+    and quoted words of settled replies. Idempotent; several processes may run it. Runs in batches of `batch`
+    rows, each committed on its own. Returns rows changed."""
     days = rt.settings.privacy.retention_days
     if days == 0:
         return {"messages": 0, "inbound": 0}
     now = now or rt.clock.now()
     cutoff = now - timedelta(days=days)
-    with rt.db.session() as s:
-        messages = (
-            s.exec(
-                update(Message)
-                .where(
-                    col(Message.status).in_(TERMINAL_STATES),
-                    col(Message.created_at) < cutoff,
-                    or_(col(Message.body).is_(None), col(Message.body) != PURGED),
+    messages = 0
+    while True:  # in batches, each its own short transaction: no lock is held across the whole backlog
+        with rt.db.session() as s:
+            ids = list(
+                s.exec(
+                    select(Message.id)
+                    .where(
+                        _not_purged_message(),
+                        col(Message.created_at) < cutoff,
+                        col(Message.status).in_(TERMINAL_STATES),
+                    )
+                    .order_by(col(Message.created_at))
+                    .limit(batch)
                 )
-                .values(body=PURGED, subject=None, context={}, updated_at=now)
-            ).rowcount
-            or 0
-        )
-        s.commit()
+            )
+            if ids:
+                s.exec(
+                    update(Message)
+                    .where(col(Message.id).in_(ids))
+                    .values(body=PURGED, subject=None, context={}, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            s.commit()
+        messages += len(ids)
+        if len(ids) < batch:
+            break
     inbound = 0
     while True:  # replies in batches: their verdicts are rewritten in Python
         with rt.db.session() as s:
@@ -212,11 +248,11 @@ def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) 
                 s.exec(
                     select(Inbound)
                     .where(
-                        col(Inbound.status).in_(_SETTLED_INBOUND),
+                        _not_purged_inbound(),
                         col(Inbound.received_at) < cutoff,
-                        col(Inbound.body) != PURGED,
+                        col(Inbound.status).in_(_SETTLED_INBOUND),
                     )
-                    .order_by(col(Inbound.id))
+                    .order_by(col(Inbound.received_at))
                     .limit(batch)
                 )
             )
@@ -231,6 +267,17 @@ def purge_old_texts(rt: Runtime, now: datetime | None = None, batch: int = 500) 
             audit.record(s, now, "system", "retention.purged", "", days=days, messages=messages, inbound=inbound)
             s.commit()
     return {"messages": int(messages), "inbound": inbound}
+
+
+def _not_purged_message() -> ColumnElement[bool]:
+    """The predicate of ix_message_unpurged, spelled with the same literal so that the planner (SQLite's too) uses
+    the index: the purge reads only the rows it still has to change, not every old message each day."""
+    return or_(col(Message.body).is_(None), col(Message.body) != literal_column(PURGED_SQL))
+
+
+def _not_purged_inbound() -> ColumnElement[bool]:
+    """The predicate of ix_inbound_unpurged (as _not_purged_message)."""
+    return col(Inbound.body) != literal_column(PURGED_SQL)
 
 
 def _without_quotes(verdict: dict[str, Any]) -> dict[str, Any]:

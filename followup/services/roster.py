@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
+from followup.core.paging import COUNT_CAP, Page, cut
 from followup.core.storable import storable
-from followup.core.vocab import CHANNELS, FINISHED, WENT_OUT, Channel, MessageKind, MessageState
+from followup.core.vocab import CHANNELS, NOT_FINISHED, WENT_OUT, Channel, MessageKind, MessageState
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit
@@ -40,7 +41,7 @@ def _usable(channel: str) -> ColumnElement[bool]:
 
 def unreachable_clause() -> ColumnElement[bool]:
     """Still followed up, but no channel works (opted out everywhere, invalid number, bounced email)."""
-    return and_(col(Patient.status).not_in(FINISHED), ~_usable(Channel.SMS), ~_usable(Channel.EMAIL))
+    return and_(col(Patient.status).in_(NOT_FINISHED), ~_usable(Channel.SMS), ~_usable(Channel.EMAIL))
 
 
 def opted_out_clause() -> ColumnElement[bool]:
@@ -65,7 +66,7 @@ def non_responders(s: Session, now: datetime) -> list[Silent]:
             col(Message.status).in_(WENT_OUT),
             col(Message.sent_at).is_not(None),
             col(Message.sent_at) <= now - REPLY_GRACE,
-            col(Patient.status).not_in(FINISHED),
+            col(Patient.status).in_(NOT_FINISHED),  # not `not_in(FINISHED)`: the status index serves an IN
         )
         .order_by(col(Message.patient_id), col(Message.sent_at))
     ).all()
@@ -92,20 +93,16 @@ def non_responders(s: Session, now: datetime) -> list[Silent]:
 
 
 def search(
-    rt: Runtime, q: str | None, status: str | None, limit: int = 50, offset: int = 0
-) -> tuple[int, list[Patient]]:
-    """Patients matching a name, number or email fragment and one of FILTERS, newest first."""
+    rt: Runtime, q: str | None, status: str | None, limit: int = 50, before: int | None = None
+) -> tuple[int, Page[Patient]]:
+    """Patients matching a name, number or email fragment and one of FILTERS, newest first, a page of `limit`
+    with ids below `before` (keyset: core/paging.py). The total is counted up to COUNT_CAP + 1."""
     now = rt.clock.now()
     with rt.db.session() as s:
         stmt = select(Patient)
         q = storable(q or "")  # a NUL in a search box must not reach PostgreSQL
         if q.strip():
-            like = f"%{q.strip().lower()}%"
-            digits = "".join(ch for ch in q if ch.isdigit())
-            conds = [func.lower(Patient.name).like(like), col(Patient.email).like(like)]
-            if len(digits) >= 3:
-                conds.append(col(Patient.phone).like(f"%{digits}%"))
-            stmt = stmt.where(or_(*conds))
+            stmt = stmt.where(matches(q))
         if status == "opted_out":
             stmt = stmt.where(opted_out_clause())
         elif status == "unreachable":
@@ -115,9 +112,22 @@ def search(
             stmt = stmt.where(col(Patient.id).in_(ids or [-1]))
         elif status:
             stmt = stmt.where(Patient.status == status)
-        total = s.exec(select(func.count()).select_from(stmt.subquery())).one()
-        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit).offset(offset)).all()
-        return int(total), list(rows)
+        total = s.exec(select(func.count()).select_from(stmt.limit(COUNT_CAP + 1).subquery())).one()
+        if before is not None:
+            stmt = stmt.where(col(Patient.id) < before)
+        rows = s.exec(stmt.order_by(col(Patient.id).desc()).limit(limit + 1)).all()
+        return int(total), cut(rows, limit, lambda p: p.id)
+
+
+def matches(q: str) -> ColumnElement[bool]:
+    """A name, email or number fragment (3+ digits for a number). On PostgreSQL trigram indexes serve the
+    `LIKE '%...%'` on each (migration d1a5c0e2f3b4)."""
+    like = f"%{q.strip().lower()}%"
+    digits = "".join(ch for ch in q if ch.isdigit())
+    conds = [func.lower(Patient.name).like(like), col(Patient.email).like(like)]
+    if len(digits) >= 3:
+        conds.append(col(Patient.phone).like(f"%{digits}%"))
+    return or_(*conds)
 
 
 def change_channel(rt: Runtime, patient_id: int, channel: str, actor: str) -> Patient:

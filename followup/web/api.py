@@ -82,10 +82,13 @@ def list_patients(
     status: str | None = Query(None, max_length=20),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_ID),
+    before: int | None = Query(None, ge=1, le=MAX_ID),
 ) -> dict[str, Any]:
-    """Search patients by name, number or email, optionally by status."""
-    total, rows = svc.search(rt, storable(q) if q else q, storable(status) if status else status, limit, offset)
-    return {"total": total, "patients": [_patient_summary(p) for p in rows]}
+    """Search patients by name, number or email, optionally by status, newest first. For the next page pass
+    `next_before` as `before` (keyset: as fast deep in the list as at its start). `total` is counted up to
+    10,001."""
+    total, page = svc.search(rt, storable(q) if q else q, storable(status) if status else status, limit, offset, before)
+    return {"total": total, "patients": [_patient_summary(p) for p in page.rows], "next_before": page.next_before}
 
 
 def _message(x: Any) -> dict[str, Any]:
@@ -179,9 +182,11 @@ def list_escalations(
     status: Literal["open", "acknowledged", "booked", "closed"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_ID),
+    before: int | None = Query(None, ge=1, le=MAX_ID),
 ) -> list[dict[str, Any]]:
-    """Escalations, newest first, with their criteria and evidence."""
-    return [_escalation(e) for e in svc.escalations(rt, status, limit, offset)]
+    """Escalations, newest first, with their criteria and evidence. For the next page pass the last id as
+    `before` (keyset)."""
+    return [_escalation(e) for e in svc.escalations(rt, status, limit, offset, before).rows]
 
 
 @router.get("/escalations/{escalation_id}")

@@ -14,7 +14,7 @@ from followup.services.overview import audit_page, staff_names
 from followup.services.passwords import Busy
 from followup.services.staff import NoSuchStaff, Staff, StaffError
 from followup.web.dashboard.common import render
-from followup.web.deps import RowId, RuntimeDep
+from followup.web.deps import MAX_ID, RowId, RuntimeDep
 from followup.web.staffauth import AdminDep, csrf_ok
 
 router = APIRouter()
@@ -28,19 +28,21 @@ def audit(
     staff: AdminDep,
     page: int = Query(1, ge=1, le=100_000),
     actor: str = Query("", max_length=60),
+    before: int | None = Query(None, ge=1, le=MAX_ID),
 ) -> Response:
-    """Every recorded action, newest first; filter by actor ("staff:3", "system")."""
-    rows = audit_page(rt, PAGE, (page - 1) * PAGE, actor or None)
+    """Every recorded action, newest first; filter by actor ("staff:3", "system"). Older pages go by `before`
+    (keyset); `page` only numbers them."""
+    found = audit_page(rt, PAGE, before, actor or None)
     return render(
         request,
         rt,
         staff,
         "audit.html",
-        rows=rows,
+        rows=found.rows,
         names=staff_names(rt),
-        page=page,
+        page=page if before else 1,
         actor=actor,
-        more=len(rows) == PAGE,
+        next_before=found.next_before,
     )
 
 

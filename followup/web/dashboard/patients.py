@@ -8,11 +8,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from followup.core.paging import total_text
 from followup.services import audit, roster
 from followup.services import patients as patient_svc
 from followup.services.overview import patient_trend
 from followup.web.dashboard.common import render
-from followup.web.deps import RowId, RuntimeDep
+from followup.web.deps import MAX_ID, RowId, RuntimeDep
 from followup.web.staffauth import StaffDep, csrf_ok
 
 router = APIRouter()
@@ -28,22 +29,24 @@ def patient_list(
     q: str = Query("", max_length=100),
     status: str = Query("", max_length=20),
     page: int = Query(1, ge=1, le=10_000),
+    before: int | None = Query(None, ge=1, le=MAX_ID),
 ) -> Response:
-    """Search by name, number or email; filter by status (including unreachable and not responding)."""
+    """Search by name, number or email; filter by status (including unreachable and not responding). Pages go
+    by `before` (keyset); `page` only numbers them."""
     status = status if status in roster.FILTERS else ""
-    total, rows = roster.search(rt, q, status or None, PAGE, (page - 1) * PAGE)
+    total, found = roster.search(rt, q, status or None, PAGE, before)
     return render(
         request,
         rt,
         staff,
         "patients.html",
-        patients=rows,
-        total=total,
+        patients=found.rows,
+        total=total_text(total),
+        next_before=found.next_before,
         q=q,
         status=status,
         filters=roster.FILTERS,
-        page=page,
-        pages=max(1, -(-total // PAGE)),
+        page=page if before else 1,
     )
 
 

@@ -58,7 +58,8 @@ def signed_sms(rt: Runtime, sender: str, body: str) -> tuple[dict[str, str], str
 def phone_index(request: Request, rt: RuntimeDep, staff: StaffDep, q: str = Query("", max_length=100)) -> Response:
     """Pick a patient whose phone to play."""
     _available(rt)
-    _, rows = roster.search(rt, q, None, 100, 0)
+    _, found = roster.search(rt, q, None, 100)
+    rows = found.rows
     return render(request, rt, staff, "phone_index.html", patients=rows, q=q)
 
 

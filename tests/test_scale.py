@@ -1,0 +1,288 @@
+"""What the scale work must not change: the overview from its rollup says what a direct count says, keyset pages
+cover every row once, and the batched retention purge changes exactly the expired rows. SQLite and PostgreSQL.
+(How fast it is: bench/scale_db.py, never asserted here.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from factories import delivered_checkin
+from sqlmodel import col, select
+
+from followup import models as m
+from followup.clock import FakeClock
+from followup.core.figures import Overview, Rows, reply_mark, summarise, weeks_to
+from followup.core.vocab import NOT_DELIVERED, WENT_OUT, MessageKind, MessageState
+from followup.runtime import Runtime
+from followup.services import drafts, overview, patients, privacy, rollup, roster
+from followup.services.privacy import PURGED, purge_old_texts
+
+
+def _patient(s: Any, i: int, now: datetime, status: str = "active") -> int:
+    p = m.Patient(
+        name=f"Pat {i}",
+        phone=f"+1555{i:07d}",
+        channel="sms",
+        timezone="UTC",
+        status=status,
+        reply_token=f"tok{i}",
+        enrolled_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(p)
+    s.flush()
+    assert p.id is not None
+    return p.id
+
+
+def _reply(pid: int, at: datetime, key: str, trend: str | None = None, level: str = "none") -> m.Inbound:
+    return m.Inbound(
+        provider_key=key,
+        channel="sms",
+        patient_id=pid,
+        sender="+15550000000",
+        body="reply",
+        meta={"trend": trend} if trend else {},
+        level=level,
+        status="processed",
+        received_at=at,
+    )
+
+
+def _escalation(pid: int, at: datetime, tier: str, status: str = "open") -> m.Escalation:
+    return m.Escalation(
+        patient_id=pid, level="red_flag", tier=tier, status=status, source="reply", created_at=at, updated_at=at
+    )
+
+
+def _failed(pid: int, at: datetime, key: str) -> m.Message:
+    msg = delivered_checkin(pid, at, key)
+    msg.kind, msg.status, msg.updated_at = MessageKind.TIP, MessageState.FAILED, at
+    return msg
+
+
+def _scripted_weeks(rt: Runtime, start: datetime) -> None:
+    """Three weeks of check-ins, answers (early, late, crossing midnight, never), trends, red flags, escalations of
+    every tier and failed messages, for five patients."""
+    with rt.db.session() as s:
+        pids = [_patient(s, i, start) for i in range(5)]
+        n = 0
+        for day in range(21):
+            for k, pid in enumerate(pids):
+                at = start + timedelta(days=day, hours=9 + 3 * k)
+                n += 1
+                if (day + k) % 3 == 0:
+                    s.add(delivered_checkin(pid, at, f"c{n}"))
+                    delay = [timedelta(minutes=30), timedelta(hours=15), timedelta(hours=80), None][(day + k) % 4]
+                    if delay is not None:
+                        s.add(_reply(pid, at + delay, f"r{n}", ["better", "same", "worse"][day % 3]))
+                if (day * 5 + k) % 11 == 0:
+                    s.add(_escalation(pid, at, ["emergency", "urgent", "routine"][(day + k) % 3]))
+                    s.add(_reply(pid, at, f"rf{n}", level="red_flag"))
+                if (day + 2 * k) % 7 == 0:
+                    s.add(_failed(pid, at + timedelta(hours=1), f"f{n}"))
+        s.commit()
+
+
+def _direct(rt: Runtime, weeks: int = 8) -> Overview[m.Patient]:
+    """The overview counted straight from every row, as the page did before its rollup."""
+    now = rt.clock.now()
+    tz = ZoneInfo(rt.settings.clinic.timezone)
+    week_list = weeks_to(now, tz, weeks)
+    start = datetime.combine(week_list[0], datetime.min.time(), tzinfo=tz)
+    with rt.db.session() as s:
+        inbound = s.exec(select(m.Inbound.patient_id, m.Inbound.received_at, m.Inbound.level, m.Inbound.meta)).all()
+        rows: Rows[m.Patient] = Rows(
+            status_counts={},
+            enrolled=0,
+            unreachable=0,
+            non_responders=0,
+            escalations=list(
+                s.exec(select(m.Escalation.created_at, m.Escalation.tier).where(m.Escalation.created_at >= start))
+            ),
+            active_statuses=[],
+            checkins=list(
+                s.exec(
+                    select(m.Message.patient_id, m.Message.sent_at).where(
+                        m.Message.kind == MessageKind.CHECKIN,
+                        col(m.Message.status).in_(WENT_OUT),
+                        col(m.Message.sent_at) >= start,
+                        col(m.Message.sent_at) <= now,
+                    )
+                )
+            ),
+            failures=list(
+                s.exec(
+                    select(m.Message.updated_at).where(
+                        col(m.Message.status).in_(NOT_DELIVERED), m.Message.updated_at >= start
+                    )
+                )
+            ),
+            replies=[(p, at, reply_mark(lv, mt)) for p, at, lv, mt in inbound if p is not None and at >= start],
+            patients={},
+        )
+    return summarise(rows, week_list, tz, now)
+
+
+def _figures(o: Overview[Any]) -> dict[str, Any]:
+    return {
+        "escalations": o.escalations_by_week,
+        "response": o.response_by_week,
+        "failures": o.failures_by_week,
+        "trends": o.trend_by_week,
+        "totals": (o.answered, o.asked, o.pending, o.failures),
+    }
+
+
+def test_the_overview_from_its_rollup_equals_a_direct_count(rt: Runtime, clock: FakeClock) -> None:
+    """After scripted weeks, the job's rollup, later answers and a view days later, the overview (stored closed
+    days + open days worked out at the view) says exactly what counting every row says."""
+    start = clock.now() - timedelta(days=24)
+    _scripted_weeks(rt, start)
+    assert rollup.refresh(rt) > 0  # the job keeps the closed days
+    with rt.db.session() as s:
+        kept = len(s.exec(select(m.OverviewDay).where(m.OverviewDay.figure == rollup.CLOSED)).all())
+    assert kept > 10
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+    with rt.db.session() as s:  # an answer to a check-in still in its window, and a red flag today
+        pid = s.exec(select(m.Patient.id)).first()
+        assert pid is not None
+        s.add(delivered_checkin(pid, clock.now() - timedelta(hours=30), "late-checkin"))
+        s.add(_reply(pid, clock.now() - timedelta(hours=1), "late-answer", "worse"))
+        s.add(_escalation(pid, clock.now() - timedelta(minutes=5), "urgent"))
+        s.commit()
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+    clock.advance(timedelta(days=5))  # the open days close; the view stores them and still agrees
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+    assert rollup.refresh(rt) == 0  # nothing left for the job
+
+
+Lister = Callable[[Runtime, int, int | None], tuple[list[Any], int | None]]
+
+
+def _roster(rt: Runtime, limit: int, before: int | None) -> tuple[list[Any], int | None]:
+    _, page = roster.search(rt, None, None, limit, before)
+    return [p.id for p in page.rows], page.next_before
+
+
+def _roster_filtered(rt: Runtime, limit: int, before: int | None) -> tuple[list[Any], int | None]:
+    _, page = roster.search(rt, "pat", "active", limit, before)
+    return [p.id for p in page.rows], page.next_before
+
+
+def _api_patients(rt: Runtime, limit: int, before: int | None) -> tuple[list[Any], int | None]:
+    _, page = patients.search(rt, None, None, limit, 0, before)
+    return [p.id for p in page.rows], page.next_before
+
+
+def _escalations(rt: Runtime, limit: int, before: int | None) -> tuple[list[Any], int | None]:
+    page = patients.escalations(rt, None, limit, 0, before)
+    return [e.id for e in page.rows], page.next_before
+
+
+def _audit(rt: Runtime, limit: int, before: int | None) -> tuple[list[Any], int | None]:
+    page = overview.audit_page(rt, limit, before, "system")
+    return [a.id for a in page.rows], page.next_before
+
+
+@pytest.mark.parametrize(
+    ("lister", "model", "where"),
+    [
+        (_roster, m.Patient, None),
+        (_roster_filtered, m.Patient, m.Patient.status == "active"),
+        (_api_patients, m.Patient, None),
+        (_escalations, m.Escalation, None),
+        (_audit, m.AuditLog, m.AuditLog.actor == "system"),
+    ],
+    ids=["patients", "patients active", "api patients", "api escalations", "audit log"],
+)
+@pytest.mark.parametrize("limit", [1, 4, 23, 50])
+def test_keyset_pages_cover_every_row_once(rt: Runtime, lister: Lister, model: Any, where: Any, limit: int) -> None:
+    """Following `next_before` from the first page lists every row once, newest first, and the last page has no
+    cursor (a page size dividing the count exactly included)."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        for i in range(23):
+            pid = _patient(s, i, now, status="active" if i % 3 else "completed")
+            s.add(_escalation(pid, now, "routine"))
+            s.add(m.AuditLog(at=now, actor="system" if i % 2 else "token:1", action="x", subject=f"patient:{pid}"))
+        s.commit()
+        expected = sorted(
+            (r for r in s.exec(select(model.id).where(where if where is not None else True))), reverse=True
+        )
+    seen: list[int] = []
+    before: int | None = None
+    for _ in range(30):
+        ids, before = lister(rt, limit, before)
+        seen += ids
+        if before is None:
+            break
+    assert seen == expected and before is None
+
+
+def test_batched_purge_changes_exactly_the_expired_rows(rt: Runtime, clock: FakeClock) -> None:
+    """In batches of 2, the purge blanks every finished message and settled reply older than the retention period
+    and nothing else: not a newer one, not an old message still to send, not an old reply still to act on."""
+    days = rt.settings.privacy.retention_days
+    old, new = clock.now() - timedelta(days=days + 3), clock.now() - timedelta(days=days - 3)
+    with rt.db.session() as s:
+        pid = _patient(s, 1, old)
+        rows: dict[str, Any] = {}
+        for i in range(5):
+            rows[f"old{i}"] = delivered_checkin(pid, old + timedelta(minutes=i), f"old{i}", body="hello")
+        rows["old_failed"] = _failed(pid, old, "old_failed")
+        rows["old_scheduled"] = delivered_checkin(pid, old, "old_scheduled", body="to send")
+        rows["old_scheduled"].status = MessageState.SCHEDULED
+        rows["new"] = delivered_checkin(pid, new, "new", body="hello")
+        for i in range(3):
+            rows[f"in_old{i}"] = _reply(pid, old + timedelta(minutes=i), f"in_old{i}")
+        rows["in_pending"] = _reply(pid, old, "in_pending")
+        rows["in_pending"].status = "received"
+        rows["in_new"] = _reply(pid, new, "in_new")
+        s.add_all(rows.values())
+        s.commit()
+        ids = {k: v.id for k, v in rows.items()}
+    done = purge_old_texts(rt, batch=2)
+    assert done == {"messages": 6, "inbound": 3}
+    with rt.db.session() as s:
+        msgs = {k: s.get(m.Message, i) for k, i in ids.items() if not k.startswith("in_")}
+        ins = {k: s.get(m.Inbound, i) for k, i in ids.items() if k.startswith("in_")}
+    blank = {k for k, x in {**msgs, **ins}.items() if x is not None and x.body == PURGED}
+    assert blank == {"old0", "old1", "old2", "old3", "old4", "old_failed", "in_old0", "in_old1", "in_old2"}
+    assert purge_old_texts(rt, batch=2) == {"messages": 0, "inbound": 0}
+
+
+def test_erase_finds_replies_from_before_enrolment_and_unreachable_alerts(rt: Runtime) -> None:
+    """Erasure still reaches what only the patient's number or id names (a reply before they enrolled, the
+    alert that they cannot be reached), now through indexed lookups, and leaves other patients' rows alone."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        pid, other = _patient(s, 1, now), _patient(s, 2, now)
+        early = _reply(pid, now, "early")
+        early.patient_id, early.sender = None, "+15550000001"  # the number _patient gives patient 1
+        s.add(early)
+        s.add(_reply(other, now, "theirs"))
+        s.add(
+            m.Message(
+                dedupe_key=f"unreachable:{pid}:sms",
+                channel="sms",
+                to="+13105550199",
+                kind="alert",
+                template=drafts.UNREACHABLE_ALERT,
+                due_at=now,
+                expires_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        s.commit()
+    counts = privacy.erase_patient(rt, pid, "test")
+    assert counts["inbound"] == 1 and counts["messages"] == 1 and counts["patients"] == 1
+    with rt.db.session() as s:
+        assert [i.provider_key for i in s.exec(select(m.Inbound))] == ["theirs"]
+        assert s.get(m.Patient, other) is not None
