@@ -1,0 +1,46 @@
+"""The retired blind sets in tests/blind/ (see its README) as floors: detection may not get worse on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from followup.parsing.mailtext import extract_reply
+from followup.redflags import Screen
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERIA = ROOT / "clinic" / "red_flags.toml"
+BLIND = ROOT / "tests" / "blind"
+
+# set -> (escalation recall, emergency recall, specificity): the figures first measured with both layers, rounded
+# down; a floor, not a target (see tests/blind/README.md for why these cases are never used to tune).
+FLOORS = {
+    "blind-2026-12-02-d-en.jsonl": (0.94, 0.86, 0.70),
+    "blind-2026-12-02-d-es.jsonl": (0.93, 0.86, 0.60),
+}
+
+
+@pytest.fixture(scope="module")
+def screen() -> Screen:
+    return Screen.from_file(CRITERIA)
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_blind_set_floor(screen: Screen, name: str) -> None:
+    """Escalation recall, emergency recall and specificity on a retired blind set stay at or above its floor."""
+    cases = [json.loads(line) for line in (BLIND / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    got = {}
+    for case in cases:
+        text = extract_reply(case["text"]) if case.get("channel") == "email" else case["text"]
+        got[case["id"]] = screen.assess(text).level
+    escalations = [c for c in cases if c["gold"] in ("emergency", "red_flag")]
+    emergencies = [c for c in cases if c["gold"] == "emergency"]
+    benign = [c for c in cases if c["gold"] == "none"]
+    recall = sum(got[c["id"]] != "none" for c in escalations) / len(escalations)
+    emergency = sum(got[c["id"]] in c["accept"] for c in emergencies) / len(emergencies)
+    specificity = sum(got[c["id"]] in c["accept"] for c in benign) / len(benign)
+    floor = FLOORS[name]
+    figures = (recall, emergency, specificity)
+    assert all(v >= f for v, f in zip(figures, floor, strict=True)), f"{name}: {figures} below {floor}"
