@@ -115,6 +115,25 @@ def test_detection_is_bounded_per_reply_and_says_so() -> None:
     assert MAX_TOKENS == 6000
 
 
+@pytest.mark.parametrize(
+    ("text", "level", "review"),
+    [
+        ("I can't breathe. " + EMOJI_MAIL, "emergency", None),  # found in the part read: it stands
+        (EMOJI_MAIL + " I can't breathe", "red_flag", "unread"),  # past the limit: staff read the rest
+        ("fine thanks, twitching is better", "none", None),
+    ],
+)
+def test_a_reply_too_long_to_read_whole_is_never_none(text: str, level: str, review: str | None) -> None:
+    """A reply cut at MAX_TOKENS with nothing found in the part read is a staff review item, never "none"."""
+    from followup.runtime import load_detector
+
+    verdict = load_detector(make_settings("sqlite://").clinic.red_flags).assess(text)
+    assert (verdict.level, verdict.review_reason) == (level, review)
+    assert verdict.review is (review is not None)
+    if review:
+        assert "Needs review" in verdict.explanation() and verdict.tier == "routine"
+
+
 def _sms_reply(body: str, sid: str) -> Any:
     from followup.core.replies import Reply
 

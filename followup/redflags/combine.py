@@ -115,3 +115,19 @@ def _review(rules: Verdict, code: str | None, kept: LearnedReading | None, why: 
         review_reason="language" if why == "language" else "learned",
         learned=kept,
     )
+
+
+def unread_to_review(verdict: Verdict) -> Verdict:
+    """A reply the detector could not read whole (past its per-reply limit) and found nothing in is a review item
+    for staff, never "none": the rest may hold the red flag. A finding in the part read stands as it is."""
+    if verdict.level != Level.NONE or verdict.unread_from is None:
+        return verdict
+    return replace(
+        verdict,
+        level=Level.RED_FLAG,
+        tier=Tier.ROUTINE,
+        criteria=(),
+        layer=verdict.layer or "rules",
+        review=True,
+        review_reason="unread",
+    )

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from followup.core.vocab import Tier
-from followup.redflags.combine import combine
+from followup.redflags.combine import combine, unread_to_review
 from followup.redflags.detector import Detector
 from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import Encoder
@@ -78,14 +78,14 @@ class Screen:
         """The combined verdict for one reply (for email, pass the reply with quoted history removed)."""
         verdict = self.rules.assess(text, context)
         if self.settings is None or self.model is None or self.languages is None or not isinstance(text, str):
-            return verdict if verdict.level == "none" else _with_layer(verdict)
+            return unread_to_review(verdict if verdict.level == "none" else _with_layer(verdict))
         # A lone surrogate (a JSON "\ud800") cannot reach the tokenizer or lingua's Rust; one for one keeps offsets.
         text = _SURROGATE.sub("\ufffd", text)
         gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
         short = len(_WORD.findall(text)) < self.settings.min_words
         prediction = None if short else self.model.predict(text, gated)
         language = self.languages.read(text)
-        return combine(verdict, prediction, language, self.settings, self._tiers)
+        return unread_to_review(combine(verdict, prediction, language, self.settings, self._tiers))
 
 
 def _with_layer(verdict: Verdict) -> Verdict:

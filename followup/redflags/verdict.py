@@ -100,10 +100,11 @@ class Suppressed:
 
 
 Layer = Literal["rules", "learned", "both", "language"]
-ReviewReason = Literal["learned", "language"]
+ReviewReason = Literal["learned", "language", "unread"]
 _REVIEW_WORDS: dict[str, str] = {
     "learned": "the learned layer finds it somewhat concerning and no rule explains it",
     "language": "it is written in a language the clinic does not read",
+    "unread": "it is longer than the detector reads in one reply, and nothing was found in the part it read",
 }
 
 
