@@ -197,3 +197,45 @@ def delivered_checkin(patient_id: int, sent: datetime, key: str, body: str | Non
         created_at=sent,
         updated_at=sent,
     )
+
+
+def open_escalation(
+    rt: Any,
+    *,
+    name: str = "Ana Diaz",
+    phone: str = "+13105550142",
+    tier: str = "urgent",
+    evidence: str = "my hand is weaker",
+) -> int:
+    """A clinic-entered SMS patient with one escalation opened through the real service (alerts included); its id."""
+    from followup.models import Patient
+    from followup.services.escalation import escalate
+
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        p = Patient(
+            name=name,
+            phone=phone,
+            channel="sms",
+            timezone="America/Los_Angeles",
+            reply_token=f"p{int(phone[-8:]):016x}",
+            enrolled_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(p)
+        s.flush()
+        esc, _ = escalate(
+            rt,
+            s,
+            p,
+            level="emergency" if tier == "emergency" else "red_flag",
+            tier=tier,
+            criteria=["breathing"] if tier == "emergency" else ["weakness"],
+            evidence=[{"text": evidence}],
+            source="reply",
+            now=now,
+        )
+        s.commit()
+        assert esc.id is not None
+        return esc.id

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import factories
 import httpx
 import pytest
 import uvicorn
@@ -20,11 +21,10 @@ from sqlmodel import select
 from followup.clock import FakeClock
 from followup.fakeprovider import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, FakeProvider, sign_twilio
 from followup.jobs import realert_pass
-from followup.models import AuditLog, Escalation, EscalationAlert, Patient, VoiceCall
+from followup.models import AuditLog, Escalation, EscalationAlert, VoiceCall
 from followup.runtime import Runtime, build_runtime
 from followup.services import voice
 from followup.services.alerting import run_realerts
-from followup.services.escalation import escalate
 from followup.transports.recording import RecordingTransport
 from followup.transports.twilio_voice import RecordingCaller
 from followup.web.app import create_app
@@ -87,34 +87,7 @@ def stack(db_url: str) -> Iterator[Stack]:
 
 
 def open_escalation(rt: Runtime, tier: str = "emergency", phone: str = "+13105550142") -> int:
-    now = rt.clock.now()
-    with rt.db.session() as s:
-        p = Patient(
-            name=NAME,
-            phone=phone,
-            channel="sms",
-            timezone="America/Los_Angeles",
-            reply_token=f"p{int(phone[-8:]):016x}",
-            enrolled_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(p)
-        s.flush()
-        esc, _ = escalate(
-            rt,
-            s,
-            p,
-            level="emergency" if tier == "emergency" else "red_flag",
-            tier=tier,
-            criteria=["breathing"] if tier == "emergency" else ["weakness"],
-            evidence=[{"text": "I can't breathe"}],
-            source="reply",
-            now=now,
-        )
-        s.commit()
-        assert esc.id is not None
-        return esc.id
+    return factories.open_escalation(rt, name=NAME, phone=phone, tier=tier, evidence="I can't breathe")
 
 
 def escalation(rt: Runtime, eid: int) -> Escalation:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 
+import factories
 import pytest
 from conftest import T0, make_settings
 from receiver import Receiver
@@ -134,34 +135,7 @@ def settings(db_url: str, pager: Receiver, ehr: Receiver) -> Settings:
 
 
 def open_escalation(rt: Runtime, phone: str = "+13105550142") -> int:
-    now = rt.clock.now()
-    with rt.db.session() as s:
-        p = Patient(
-            name="Ana Diaz",
-            phone=phone,
-            channel="sms",
-            timezone="America/Los_Angeles",
-            reply_token=f"p{int(phone[-8:]):016x}",
-            enrolled_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(p)
-        s.flush()
-        esc, _ = escalate(
-            rt,
-            s,
-            p,
-            level="red_flag",
-            tier="urgent",
-            criteria=["weakness"],
-            evidence=[{"text": "my hand is weaker"}],
-            source="reply",
-            now=now,
-        )
-        s.commit()
-        assert esc.id is not None
-        return esc.id
+    return factories.open_escalation(rt, phone=phone)
 
 
 def deliveries(rt: Runtime) -> list[WebhookDelivery]:
