@@ -37,6 +37,8 @@ def test_weaker_hand_escalates_books_and_alerts(live: Live) -> None:
     assert "http" in booking[0]["body"]
     alert = eventually(lambda: live.sent_to(ONCALL), what="the on-call alert")
     assert f"#{esc['id']}" in alert[0]["body"] and "Ana" not in alert[0]["body"]
+    eventually(lambda: live.sent_to("oncall@clinic.example"), what="the on-call email")  # the last one queued
+    live.fake.wait_idle()
     before = len(live.fake.messages())
     again = live.sms_from_patient(PATIENT, "my right hand is getting weaker", message_sid=first["message_sid"])
     assert again["status"] == 200
