@@ -81,7 +81,7 @@ COLUMNS = {
     "triage": "id patient_id source answers red_flags disposition created_at",
     "consent": "id patient_id channel action source text at",
     "escalation": "id patient_id level tier status source criteria evidence triage_id inbound_ids acknowledged_at "
-    "acknowledged_by booked_at closed_at closed_by note created_at updated_at",
+    "acknowledged_by booked_at closed_at closed_by note created_at updated_at nonce",
     "message": "id patient_id escalation_id dedupe_key channel to kind step_id template question_id context urgent "
     "status due_at expires_at attempts provider_id reason subject body segments sent_at delivered_at created_at "
     "updated_at",
@@ -197,7 +197,7 @@ def patient_history(i: int, rnd: random.Random, ids: Ids, steps: list[Any], year
             (eid, pid, level, tier, st, "reply" if red_reply else "triage", j(crit), "[]",
              None if red_reply else tid, j([red_reply[0]] if red_reply else []), ack, "staff:1" if ack else None,
              ack if st == "booked" else None, ack if st == "closed" else None, "staff:1" if st == "closed" else None,
-             None, created, ack or created)
+             None, created, ack or created, f"{eid:016x}")
         )  # fmt: skip
         msgs = [("escalation", channel, None, f"esc:{eid}:patient", "escalation_red_flag")]
         if tier != "routine":
