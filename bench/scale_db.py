@@ -235,10 +235,14 @@ def patient_history(i: int, rnd: random.Random, ids: Ids, steps: list[Any], year
 
 
 SILENCE_BACKFILL = (
-    "UPDATE patient SET last_reply_at = (SELECT max(i.received_at) FROM inbound i WHERE i.patient_id = patient.id)",
-    "UPDATE patient SET silent_since = (SELECT m.sent_at FROM message m WHERE m.patient_id = patient.id"
-    " AND m.kind = 'checkin' AND m.sent_at IS NOT NULL"
-    " AND (patient.last_reply_at IS NULL OR m.sent_at >= patient.last_reply_at) ORDER BY m.sent_at LIMIT 1 OFFSET 1)",
+    # set-based (one pass over each table), as migration e7b2c9d4a1f6 does: a correlated subquery per patient
+    # took 185 s at 10,000 patients on the freshly loaded tables
+    "UPDATE patient SET last_reply_at = r.at FROM (SELECT patient_id, max(received_at) AS at FROM inbound"
+    " WHERE patient_id IS NOT NULL GROUP BY patient_id) AS r WHERE r.patient_id = patient.id",
+    "UPDATE patient SET silent_since = c.sent_at FROM (SELECT m.patient_id, m.sent_at, row_number() OVER"
+    " (PARTITION BY m.patient_id ORDER BY m.sent_at) AS n FROM message m JOIN patient p ON p.id = m.patient_id"
+    " WHERE m.kind = 'checkin' AND m.sent_at IS NOT NULL AND (p.last_reply_at IS NULL OR m.sent_at >= p.last_reply_at))"
+    " AS c WHERE c.patient_id = patient.id AND c.n = 2",
 )
 
 

@@ -24,15 +24,18 @@ def upgrade() -> None:
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_reply_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('silent_since', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+    # Set-based (UPDATE ... FROM, window function: PostgreSQL, SQLite >= 3.33): one pass over each table. The same
+    # statements fill bench/scale_db.py's databases (a correlated subquery per patient took minutes there).
     op.execute(
-        'UPDATE patient SET last_reply_at = '
-        '(SELECT max(inbound.received_at) FROM inbound WHERE inbound.patient_id = patient.id)'
+        'UPDATE patient SET last_reply_at = r.at FROM (SELECT patient_id, max(received_at) AS at FROM inbound'
+        ' WHERE patient_id IS NOT NULL GROUP BY patient_id) AS r WHERE r.patient_id = patient.id'
     )
     op.execute(
-        'UPDATE patient SET silent_since = (SELECT message.sent_at FROM message'
-        " WHERE message.patient_id = patient.id AND message.kind = 'checkin' AND message.sent_at IS NOT NULL"
-        ' AND (patient.last_reply_at IS NULL OR message.sent_at >= patient.last_reply_at)'
-        ' ORDER BY message.sent_at LIMIT 1 OFFSET 1)'
+        'UPDATE patient SET silent_since = c.sent_at FROM (SELECT m.patient_id, m.sent_at, row_number() OVER'
+        ' (PARTITION BY m.patient_id ORDER BY m.sent_at) AS n FROM message m JOIN patient p ON p.id = m.patient_id'
+        " WHERE m.kind = 'checkin' AND m.sent_at IS NOT NULL"
+        ' AND (p.last_reply_at IS NULL OR m.sent_at >= p.last_reply_at)) AS c'
+        ' WHERE c.patient_id = patient.id AND c.n = 2'
     )
     op.create_index('ix_patient_silent_since', 'patient', ['silent_since'])
 
