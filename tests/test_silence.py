@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from alembic import command
 from factories import delivered_checkin, insert_rows, message_rows, patient_rows
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
@@ -13,6 +14,7 @@ from test_inbound import Phone
 
 from followup.clock import FakeClock
 from followup.core.vocab import NOT_FINISHED, WENT_OUT, MessageKind, MessageState
+from followup.db import alembic_config, upgrade
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import roster, silence
@@ -201,3 +203,18 @@ def test_dispatched_checkins_set_silent_since(rt: Runtime, db_url: str, clock: F
     with rt.db.session() as s:
         sent = s.exec(select(Message.sent_at).where(Message.dedupe_key == "ci:1")).one()
         assert sent is not None and s.exec(select(Patient.silent_since)).one() == sent
+
+
+def test_the_migration_backfills_what_the_hooks_keep(rt: Runtime, clock: FakeClock, db_url: str) -> None:
+    """Migration e7b2c9d4a1f6 run over existing rows fills both columns as the hooks kept them event by event."""
+    _play(rt, clock.now())
+    read = select(Patient.id, Patient.last_reply_at, Patient.silent_since).order_by(Patient.id)
+    with rt.db.session() as s:
+        kept = s.exec(read).all()
+    rt.db.dispose()
+    try:
+        command.downgrade(alembic_config(db_url), "d1a5c0e2f3b4")  # drops the columns
+    finally:
+        upgrade(db_url)  # adds them back and backfills
+    with rt.db.session() as s:
+        assert s.exec(read).all() == kept
