@@ -35,7 +35,9 @@ class Patient(SQLModel, table=True):
     # On PostgreSQL the search also has trigram indexes on lower(name), email and phone (migration d1a5c0e2f3b4).
     __table_args__ = (
         Index("ix_patient_status", "status"),
-        Index("ix_patient_silent_since", "silent_since"),  # the digest's and dashboard's non-responders
+        # the non-responders (services/silence.py): per status still followed up, a range of silent_since, so
+        # finished patients' old silences are never read
+        Index("ix_patient_status_silent_since", "status", "silent_since"),
         NEVER_REUSED,
     )
 

@@ -5,7 +5,7 @@ Revises: d1a5c0e2f3b4
 Create Date: 2026-12-02 14:40:00.000000
 
 The digest and the dashboard's "Not responding" filter read every check-in and reply (bench/README.md: ~50,000
-pages at 100,000 patients). With these columns they read an index range on silent_since. The backfill works both
+pages at 100,000 patients). With these columns they read, per status still followed up, an index range on silent_since. The backfill works both
 out from the rows, in the same way as silence.rebuild: the latest reply, and the second check-in sent at or after it.
 """
 from collections.abc import Sequence
@@ -37,11 +37,11 @@ def upgrade() -> None:
         ' AND (p.last_reply_at IS NULL OR m.sent_at >= p.last_reply_at)) AS c'
         ' WHERE c.patient_id = patient.id AND c.n = 2'
     )
-    op.create_index('ix_patient_silent_since', 'patient', ['silent_since'])
+    op.create_index('ix_patient_status_silent_since', 'patient', ['status', 'silent_since'])
 
 
 def downgrade() -> None:
-    op.drop_index('ix_patient_silent_since', table_name='patient')
+    op.drop_index('ix_patient_status_silent_since', table_name='patient')
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_column('silent_since')
         batch_op.drop_column('last_reply_at')
