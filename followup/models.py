@@ -171,6 +171,7 @@ class Inbound(SQLModel, table=True):
     reason: str | None = None
     received_at: datetime
     processed_at: datetime | None = None
+    claim_until: datetime | None = None  # a reply worker is acting on it until then (services/inbound.claim)
 
 
 class Escalation(SQLModel, table=True):

@@ -11,6 +11,8 @@ import math
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from followup import metrics
@@ -71,8 +73,9 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
 
 @router.post("/twilio/sms")
 async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
-    """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML. A text
-    over its number's flood limit is stored too, marked, and read within the number's budget (finding 9)."""
+    """Inbound SMS (signed). Stored once per MessageSid and answered with TwiML at once (empty, or who we are to an
+    unknown number); a reply worker reads it for red flags and acts. A text over its number's flood limit is stored
+    too, marked, and read within the number's budget (finding 9)."""
     fields = await twilio_form(request, rt)
     metrics.CALLBACKS.labels("twilio_sms").inc()
     flood = request.scope.get(FLOOD)  # set by limits.SenderLimits: over the per-number limit, still stored
@@ -91,17 +94,18 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
             **({"flood": flood} if flood else {}),
         },
     )
-    result = await run_in_threadpool(inbound.receive, rt, reply)
-    log.info("inbound sms %s: intent %s level %s", result.inbound_id, result.intent, result.level)
+    stored = await run_in_threadpool(inbound.store, rt, reply)
+    log.info("inbound sms %s stored (duplicate: %s)", stored.inbound_id, stored.duplicate)
     text = ""
-    if result.intent == "unknown_sender" and result.inbound_id is not None and not flood:
+    if stored.unknown_sender and stored.inbound_id is not None and not flood:
         text = await run_in_threadpool(inbound.unknown_sender_reply, rt, reply.sender)
-    return Response(twiml(text), media_type="application/xml")
+    return Response(twiml(text), media_type="application/xml", background=_acting(request, rt, stored.inbound_id))
 
 
 @router.post("/sendgrid/inbound")
-async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object]:
-    """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID."""
+async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> Response:
+    """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID; stored
+    and answered, then acted on by a reply worker."""
     cfg = rt.settings.sendgrid
     address = client_key(request.scope)
     wait = await run_in_threadpool(inbound_auth.retry_after, rt, address)
@@ -136,9 +140,21 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
         reply = parse_sendgrid(fields, cfg.reply_domain, attachments)
     except BadInbound as exc:
         raise HTTPException(400, str(exc)) from None
-    result = await run_in_threadpool(inbound.receive, rt, reply)
-    log.info("inbound email %s: intent %s level %s", result.inbound_id, result.intent, result.level)
-    return {"inbound_id": result.inbound_id, "duplicate": result.duplicate}
+    stored = await run_in_threadpool(inbound.store, rt, reply)
+    log.info("inbound email %s stored (duplicate: %s)", stored.inbound_id, stored.duplicate)
+    return JSONResponse(
+        {"inbound_id": stored.inbound_id, "duplicate": stored.duplicate},
+        background=_acting(request, rt, stored.inbound_id),
+    )
+
+
+def _acting(request: Request, rt: RuntimeDep, inbound_id: int | None) -> BackgroundTask | None:
+    """Who acts on a reply just stored, once the answer is sent: this process's reply worker (woken now), else,
+    without one, this request after its answer (`create_app(act_on_replies=...)`), else `followup worker`
+    processes (woken by the NOTIFY sent with the insert). The answer never waits for red-flag reading."""
+    if inbound_id is None or rt.wake_reply_workers() or not request.app.state.act_after_answer:
+        return None
+    return BackgroundTask(inbound.act_on, rt, inbound_id)
 
 
 def _voice_call(request: Request, rt: RuntimeDep) -> int:
