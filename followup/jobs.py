@@ -3,9 +3,9 @@
 The schedule itself lives in the project's tables, so any number of processes can run these jobs safely
 (APScheduler's own job store could not). Each process runs:
 
-- the reply worker (a thread, `ReplyWorker`): acts on the replies the webhooks stored, woken at once by the web
-  code of this process and, on PostgreSQL, by LISTEN/NOTIFY from any process; it polls every
-  `dispatch.interval_seconds` when nothing wakes it;
+- the ingest worker (a thread, `IngestWorker`): acts on the replies the webhooks stored and applies the delivery
+  events they stored, in batches; woken at once by the web code of this process and, on PostgreSQL, by
+  LISTEN/NOTIFY when any process stores a reply; it polls every `dispatch.interval_seconds` when nothing wakes it;
 - `dispatch` (every `dispatch.interval_seconds`): act on stored replies no worker took (the safety net), then a
   dispatcher pass;
 - `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations, and
@@ -31,6 +31,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from followup.runtime import Runtime
 from followup.services.alerting import run_realerts
+from followup.services.delivery import BATCH as EVENTS_BATCH
+from followup.services.delivery import apply_pending
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
 from followup.services.inbound import NOTIFY_CHANNEL, process_pending, work
@@ -65,11 +67,12 @@ def realert_pass(rt: Runtime) -> None:
     place_queued(rt)
 
 
-class ReplyWorker:
-    """Acts on stored replies in this process: a thread that claims and processes them (services/inbound.work)
-    whenever it is woken (this process stored one, or a PostgreSQL NOTIFY says another process did), and at least
-    every `dispatch.interval_seconds`. Claims make any number of these, in any number of processes, share the work;
-    acting stays exactly once."""
+class IngestWorker:
+    """Acts on stored replies in this process: a thread that claims and processes them (services/inbound.work), then
+    applies stored delivery events in batches (services/delivery.apply_pending), whenever it is woken (this process
+    stored something, or a PostgreSQL NOTIFY says another process stored a reply), and at least every
+    `dispatch.interval_seconds`. Claims and row locks make any number of these, in any number of processes, share
+    the work; acting stays exactly once."""
 
     BATCH = 20
 
@@ -89,11 +92,11 @@ class ReplyWorker:
             self._threads.append(threading.Thread(target=self._listen, name="reply-listener", daemon=True))
         for t in self._threads:
             t.start()
-        self.rt.wake_replies.append(self.wake)
+        self.rt.wake_ingest.append(self.wake)
 
     def stop(self) -> None:
-        if self.wake in self.rt.wake_replies:
-            self.rt.wake_replies.remove(self.wake)
+        if self.wake in self.rt.wake_ingest:
+            self.rt.wake_ingest.remove(self.wake)
         self._stop.set()
         self._wake.set()
         for t in self._threads:
@@ -108,6 +111,11 @@ class ReplyWorker:
                     pass  # a full batch: there may be more waiting
             except Exception:
                 log.exception("reply worker pass failed; the next one retries")
+            try:
+                while not self._stop.is_set() and apply_pending(self.rt) >= EVENTS_BATCH:
+                    pass
+            except Exception:
+                log.exception("delivery events pass failed; the next one retries")
 
     def _listen(self) -> None:
         """LISTEN on its own psycopg connection; each NOTIFY wakes the worker. A lost connection is opened again
@@ -137,7 +145,7 @@ class DispatchLoop:
         self.rt = rt
         self.dispatcher = Dispatcher(rt)
         self.worker = worker_id()
-        self.replies = ReplyWorker(rt)
+        self.replies = IngestWorker(rt)
         self.started_at = rt.clock.now()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         settings = rt.settings

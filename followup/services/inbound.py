@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from followup import metrics
 from followup.core.keywords import Keywords
@@ -104,6 +104,12 @@ def acted_on(rt: Runtime, provider_key: str) -> bool:
     with rt.db.session() as s:
         status = s.exec(select(Inbound.status).where(Inbound.provider_key == provider_key)).first()
     return status != "received"
+
+
+def pending_count(rt: Runtime) -> int:
+    """How many stored replies no worker has acted on yet."""
+    with rt.db.session() as s:
+        return int(s.exec(select(func.count()).select_from(Inbound).where(col(Inbound.status) == "received")).one())
 
 
 def claim(rt: Runtime, limit: int = 50, inbound_id: int | None = None) -> list[int]:

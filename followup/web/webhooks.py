@@ -1,6 +1,7 @@
 """Provider webhooks: delivery status (Twilio, SendGrid) and replies (inbound SMS and email).
 
-Each checks authenticity first (403, nothing stored), then hands the parsed payload to one service function.
+Each checks authenticity first (403, nothing stored), then stores what it received with one service call and
+answers; acting on it (a reply read for red flags, a delivery state applied) is a worker's job, after the answer.
 """
 
 from __future__ import annotations
@@ -43,18 +44,20 @@ async def twilio_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
 
 @router.post("/twilio/status", include_in_schema=True)
 async def twilio_status(request: Request, rt: RuntimeDep) -> Response:
-    """Twilio status callback (signed). Our message id is in the callback URL (`mid`)."""
+    """Twilio status callback (signed). Our message id is in the callback URL (`mid`). Stored and answered; applied
+    in batches by a worker."""
     fields = await twilio_form(request, rt)
     metrics.CALLBACKS.labels("twilio_status").inc()
     mid = delivery.row_id(request.query_params.get("mid"))
-    outcome = await run_in_threadpool(delivery.twilio_status, rt, fields, mid)
-    log.info("twilio status for message %s: %s", mid, outcome)
-    return Response(status_code=204)
+    stored = await run_in_threadpool(delivery.store_twilio, rt, fields, mid)
+    log.info("twilio status for message %s stored (new: %s)", mid, stored)
+    return Response(status_code=204, background=_applying(request, rt, stored))
 
 
 @router.post("/sendgrid/events")
-async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
-    """SendGrid Event Webhook (ECDSA-signed; deduplicated by sg_event_id)."""
+async def sendgrid_events(request: Request, rt: RuntimeDep) -> Response:
+    """SendGrid Event Webhook (ECDSA-signed; deduplicated by sg_event_id). Stored and answered; applied in batches
+    by a worker. Answers {"stored", "duplicate", "ignored"} (ignored: no sg_event_id or no message id of ours)."""
     raw = await request.body()
     if not sendgrid_valid(rt.settings, request, raw):
         log.warning("sendgrid events refused: bad, missing or stale signature")
@@ -66,9 +69,9 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
     if not isinstance(events, list):
         raise HTTPException(400, "body must be a JSON array of events")
     metrics.CALLBACKS.labels("sendgrid_events").inc(len(events))
-    counts = await run_in_threadpool(delivery.sendgrid_events, rt, events)
+    counts = await run_in_threadpool(delivery.store_sendgrid, rt, events)
     log.info("sendgrid events: %s", counts)
-    return counts
+    return JSONResponse(counts, background=_applying(request, rt, counts["stored"] > 0))
 
 
 @router.post("/twilio/sms")
@@ -148,11 +151,19 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> Response:
     )
 
 
+def _applying(request: Request, rt: RuntimeDep, stored: bool) -> BackgroundTask | None:
+    """Who applies delivery events just stored: as `_acting` for replies (workers in other processes find them on
+    their next pass, every `dispatch.interval_seconds`: batches, not a wake-up per callback)."""
+    if not stored or rt.wake_ingest_workers() or not request.app.state.act_after_answer:
+        return None
+    return BackgroundTask(delivery.apply_pending, rt)
+
+
 def _acting(request: Request, rt: RuntimeDep, inbound_id: int | None) -> BackgroundTask | None:
     """Who acts on a reply just stored, once the answer is sent: this process's reply worker (woken now), else,
     without one, this request after its answer (`create_app(act_on_replies=...)`), else `followup worker`
     processes (woken by the NOTIFY sent with the insert). The answer never waits for red-flag reading."""
-    if inbound_id is None or rt.wake_reply_workers() or not request.app.state.act_after_answer:
+    if inbound_id is None or rt.wake_ingest_workers() or not request.app.state.act_after_answer:
         return None
     return BackgroundTask(inbound.act_on, rt, inbound_id)
 
