@@ -1,5 +1,6 @@
 """Acknowledge fast, act in the worker: the SMS and email webhooks store a reply and answer; a reply worker claims it
-and acts, exactly once, red flags before keywords. Runs on SQLite and PostgreSQL (the `db_url` fixture)."""
+and acts, exactly once, red flags before keywords. The status webhooks store events; a worker applies them in
+batches, never backwards. Runs on SQLite and PostgreSQL (the `db_url` fixture)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import triage_body
+from factories import seed_due_messages, triage_body
 from fastapi.testclient import TestClient
-from signed import email_auth, email_fields, post_sms, sms_fields, webhook_settings
-from sqlmodel import func, select
+from signed import email_auth, email_fields, post_events, post_sms, post_status, sms_fields, webhook_settings
+from sqlalchemy import event, update
+from sqlmodel import col, func, select
 
 from followup.clock import FakeClock
-from followup.models import Escalation, Inbound, Message
+from followup.models import DeliveryEvent, Escalation, Inbound, Message
 from followup.runtime import Runtime, build_runtime
-from followup.services import inbound
+from followup.services import delivery, inbound
 from followup.services.dispatch import Dispatcher
 from followup.services.tokens import create_token
 from followup.transports.recording import RecordingTransport
@@ -162,3 +164,115 @@ def test_default_app_acts_after_answering(
         assert rows(runtime, Inbound)[0].status == "processed" and count(runtime, Escalation) == 1
     finally:
         runtime.db.dispose()
+
+
+# Delivery events: stored by the webhooks, applied in batches by a worker (services/delivery.apply_pending).
+
+
+def sent_messages(rt: Runtime, n: int) -> list[int]:
+    """`n` patients with one message each, already sent with provider ids SM0..SM<n-1>; their message ids."""
+    seed_due_messages(rt.settings.database.url, n)
+    with rt.db.session() as s:
+        ids = [int(i or 0) for i in s.exec(select(Message.id).order_by(Message.id)).all()]
+        for k, mid in enumerate(ids):
+            s.exec(update(Message).where(col(Message.id) == mid).values(status="sent", provider_id=f"SM{k}"))
+        s.commit()
+    return ids
+
+
+def message_states(rt: Runtime) -> list[str]:
+    with rt.db.session() as s:
+        return [str(x) for x in s.exec(select(Message.status).order_by(Message.id)).all()]
+
+
+def outcomes(rt: Runtime) -> list[str | None]:
+    with rt.db.session() as s:
+        return list(s.exec(select(DeliveryEvent.outcome).order_by(DeliveryEvent.id)).all())
+
+
+def callback(client: TestClient, rt: Runtime, mid: int | None, sid: str, state: str, **extra: str) -> None:
+    fields = {"MessageSid": sid, "MessageStatus": state, "AccountSid": "AC1", **extra}
+    r = post_status(client, rt.settings, mid or 0, fields)
+    assert r.status_code == 204, r.text
+
+
+def test_status_callbacks_are_stored_then_applied_in_one_batch_never_backwards(client: TestClient, rt: Runtime) -> None:
+    """Out-of-order callbacks (delivered, then a late sent and undelivered) are only stored by the webhook; one
+    worker pass applies them: the message ends delivered, the late ones are recorded as kept."""
+    [mid] = sent_messages(rt, 1)
+    for state in ("delivered", "sent", "undelivered"):
+        callback(client, rt, mid, "SM0", state, **({"ErrorCode": "30007"} if state == "undelivered" else {}))
+    assert message_states(rt) == ["sent"] and outcomes(rt) == [None, None, None]
+    assert delivery.apply_pending(rt) == 3
+    assert message_states(rt) == ["delivered"]
+    assert outcomes(rt) == ["applied", "kept (no regression)", "kept (no regression)"]
+    assert delivery.apply_pending(rt) == 0
+
+
+def test_duplicate_callbacks_are_applied_once(client: TestClient, rt: Runtime) -> None:
+    """The same callback posted three times is stored once and applied once."""
+    [mid] = sent_messages(rt, 1)
+    for _ in range(3):
+        callback(client, rt, mid, "SM0", "delivered")
+    assert delivery.apply_pending(rt) == 1 and outcomes(rt) == ["applied"]
+
+
+def test_callback_for_a_message_not_yet_known_is_kept_and_applied_later(
+    client: TestClient, rt: Runtime, clock: FakeClock
+) -> None:
+    """A callback that beats the commit of the send (no message with its id yet) stays pending through passes and
+    is applied once the send is recorded; one still unknown after a day is kept as 'unknown message'."""
+    [mid] = sent_messages(rt, 1)
+    with rt.db.session() as s:  # the send's commit has not happened yet: the provider id is not recorded
+        s.exec(update(Message).values(status="sending", provider_id=None))
+        s.commit()
+    callback(client, rt, None, "SMlate", "delivered")
+    callback(client, rt, None, "SMnever", "delivered")
+    assert delivery.apply_pending(rt) == 2 and outcomes(rt) == [None, None]
+    with rt.db.session() as s:  # the send commits
+        s.exec(update(Message).where(col(Message.id) == mid).values(status="sent", provider_id="SMlate"))
+        s.commit()
+    assert delivery.apply_pending(rt) == 2
+    assert outcomes(rt) == ["applied", None] and message_states(rt) == ["delivered"]
+    clock.advance(delivery.GIVE_UP_AFTER + timedelta(minutes=1))
+    assert delivery.apply_pending(rt) == 1 and outcomes(rt) == ["applied", "unknown message"]
+
+
+def test_a_batch_moves_its_messages_with_one_update_per_state(client: TestClient, rt: Runtime) -> None:
+    """Fifty `delivered` callbacks for fifty messages are applied by one pass with a single UPDATE of the message
+    table (plus one of the events)."""
+    ids = sent_messages(rt, 50)
+    for k, mid in enumerate(ids):
+        callback(client, rt, mid, f"SM{k}", "delivered")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", seen)
+    try:
+        assert delivery.apply_pending(rt) == 50
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", seen)
+    assert set(message_states(rt)) == {"delivered"}
+    assert sum(1 for st in statements if st.lstrip().upper().startswith("UPDATE MESSAGE")) == 1
+
+
+def test_sendgrid_events_are_stored_then_applied(client: TestClient, rt: Runtime) -> None:
+    """A signed SendGrid batch is stored in one statement and answered; a worker pass applies it (a bounce fails
+    the message)."""
+    [mid] = sent_messages(rt, 1)
+    batch = [
+        {"event": "processed", "sg_event_id": "e1", "followup_message_id": str(mid)},
+        {"event": "bounce", "sg_event_id": "e2", "followup_message_id": str(mid)},
+        {"event": "delivered", "sg_event_id": "e3", "followup_message_id": str(mid)},
+    ]
+    r = post_events(client, batch)
+    assert r.json() == {"stored": 3, "duplicate": 0, "ignored": 0}
+    assert message_states(rt) == ["sent"]
+    assert delivery.apply_pending(rt) == 3
+    assert message_states(rt) == ["failed"] and outcomes(rt) == [
+        "kept (no regression)",
+        "applied",
+        "kept (no regression)",
+    ]
