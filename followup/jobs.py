@@ -6,8 +6,8 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - the ingest worker (a thread, `IngestWorker`): acts on the replies the webhooks stored and applies the delivery
   events they stored, in batches; woken at once by the web code of this process and, on PostgreSQL, by
   LISTEN/NOTIFY when any process stores a reply; it polls every `dispatch.interval_seconds` when nothing wakes it;
-- `dispatch` (every `dispatch.interval_seconds`): act on stored replies no worker took (the safety net), then a
-  dispatcher pass;
+- `dispatch` (every `dispatch.interval_seconds`): a dispatcher pass (the ingest worker's own poll is the safety net
+  for replies no wake-up reached);
 - `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations, and
   place the phone calls an emergency re-alert queued (followup/services/voice.py);
 - `webhooks` (every `webhooks.check_seconds`): deliver due signed outbound webhooks from the outbox;
@@ -35,7 +35,7 @@ from followup.services.delivery import BATCH as EVENTS_BATCH
 from followup.services.delivery import apply_pending
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
-from followup.services.inbound import NOTIFY_CHANNEL, process_pending, work
+from followup.services.inbound import NOTIFY_CHANNEL, work
 from followup.services.ops import heartbeat, worker_id
 from followup.services.privacy import purge_old_texts
 from followup.services.rollup import refresh as refresh_overview
@@ -213,7 +213,6 @@ class DispatchLoop:
             )
 
     def _tick(self) -> None:
-        guarded("retrying stored replies", lambda: process_pending(self.rt))()
         report = self.dispatcher.run_once()
         guarded("heartbeat", lambda: heartbeat(self.rt, self.worker, self.started_at, report.claimed, report.sent))()
         if report.claimed or report.reconciled:
