@@ -66,20 +66,19 @@ def store(rt: Runtime, reply: Reply) -> Stored:
     (`work` / `act_on`); until one does, the reply stays `received`, and nothing is lost if the process dies."""
     reply = storable_reply(reply)
     now = rt.clock.now()
+    unknown = False
     with rt.db.session() as s:
         inbound_id = _insert_once(s, reply, reply.body[:MAX_BODY_CHARS], now)
         if inbound_id is not None and s.get_bind().dialect.name == "postgresql":
             s.connection().execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        if inbound_id is not None and reply.channel == Channel.SMS:  # read only, in the same round of the session
+            unknown = s.exec(select(Patient.id).where(Patient.phone == reply.sender)).first() is None
         s.commit()
     if inbound_id is None:
         with rt.db.session() as s:  # a provider retry: nothing to do, but say so where staff can see it
             audit.record(s, now, f"provider:{reply.channel}", "inbound.duplicate_ignored", reply.provider_key[:120])
             s.commit()
         return Stored(None, duplicate=True)
-    unknown = False
-    if reply.channel == Channel.SMS:
-        with rt.db.session() as s:
-            unknown = s.exec(select(Patient.id).where(Patient.phone == reply.sender)).first() is None
     return Stored(inbound_id, False, unknown)
 
 
