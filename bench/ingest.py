@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -116,6 +117,13 @@ class Status:
         return time.perf_counter() - started
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc): a figure less sensitive than wall time
+    to the other work on a shared machine."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(check: object, limit_s: float) -> float | None:
     """Seconds until `check()` is true, or None after `limit_s`."""
     started = time.perf_counter()
@@ -187,9 +195,12 @@ def main() -> None:
                     time.sleep(0.1)
             sms.red_posted.clear()
             wait_for(lambda: scalar(url, "SELECT count(*) FROM inbound WHERE status = 'received'") == 0, 120)
+            web_cpu, worker_cpu = cpu_s(web.pid), cpu_s(worker.pid)
             latencies, achieved = open_loop(sms, args.sms_rate, args.seconds, args.threads)
+            web_cpu = cpu_s(web.pid) - web_cpu
             sent = time.perf_counter()
             drained = wait_for(lambda: scalar(url, "SELECT count(*) FROM inbound WHERE status = 'received'") == 0, 600)
+            worker_cpu = cpu_s(worker.pid) - worker_cpu
             out["sms"] = {
                 "rate": args.sms_rate,
                 "achieved_req_s": round(achieved, 1),
@@ -198,6 +209,8 @@ def main() -> None:
                 "replies": len(latencies),
                 "worker_done_after_last_s": drained,
                 "worker_replies_per_s": round(len(latencies) / (args.seconds + drained), 1) if drained else None,
+                "web_cpu_ms_per_reply": round(1000 * web_cpu / len(latencies), 2),
+                "worker_cpu_ms_per_reply": round(1000 * worker_cpu / len(latencies), 2) if drained else None,
             }
             wait_for(lambda: len([m for m in fake.messages() if m["to"] == ONCALL]) >= len(sms.red_posted), 120)
             out["end_to_end"] = end_to_end(url, fake, sms.red_posted)
@@ -211,9 +224,12 @@ def main() -> None:
                 .all()
             ]
             status = Status(port, messages)
+            web_cpu, worker_cpu = cpu_s(web.pid), cpu_s(worker.pid)
             latencies, achieved = open_loop(status, args.status_rate, args.seconds, args.threads)
+            web_cpu = cpu_s(web.pid) - web_cpu
             unapplied = "SELECT count(*) FROM deliveryevent WHERE outcome IS NULL"
             applied = wait_for(lambda: scalar(url, unapplied) == 0, 600)
+            worker_cpu = cpu_s(worker.pid) - worker_cpu
             out["status"] = {
                 "rate": args.status_rate,
                 "achieved_req_s": round(achieved, 1),
@@ -223,6 +239,8 @@ def main() -> None:
                 "messages": len(messages),
                 "worker_done_after_last_s": applied,
                 "events_stored": scalar(url, "SELECT count(*) FROM deliveryevent"),
+                "web_cpu_ms_per_callback": round(1000 * web_cpu / len(latencies), 2),
+                "worker_cpu_ms_per_callback": round(1000 * worker_cpu / len(latencies), 2),
             }
             print("status", out["status"], flush=True)
         finally:
