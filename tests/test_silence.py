@@ -213,7 +213,7 @@ def test_the_migration_backfills_what_the_hooks_keep(rt: Runtime, clock: FakeClo
         kept = s.exec(read).all()
     rt.db.dispose()
     try:
-        command.downgrade(alembic_config(db_url), "d1a5c0e2f3b4")  # drops the columns
+        command.downgrade(alembic_config(db_url), "e7b2c9d4a1f6-1")  # drops the columns
     finally:
         upgrade(db_url)  # adds them back and backfills
     with rt.db.session() as s:

@@ -91,7 +91,8 @@ def rebuild(s: Session, patient_ids: Iterable[int]) -> None:
 
 def not_responding_clause(now: datetime) -> ColumnElement[bool]:
     """Patients still followed up whose last two check-ins older than REPLY_GRACE were both sent at or after their
-    last reply: per status an index range on ix_patient_status_silent_since, then the exact count for those rows only."""
+    last reply: per status an index range on ix_patient_status_silent_since, then the exact count for those rows
+    only."""
     cutoff = now - REPLY_GRACE
     m = aliased(Message)
     unanswered = (
