@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,13 +25,14 @@ from sqlmodel import Session, SQLModel, col, select
 from followup import metrics
 from followup import models as m
 from followup.content.templates import TemplateProblem
+from followup.core.pacing import Pace
 from followup.core.schedule import Defer, Expire, Window, decide_send
 from followup.core.vocab import FINISHED, Channel, MessageKind, MessageState, PatientStatus
 from followup.models import Message, Patient
 from followup.runtime import Runtime
 from followup.services.confirmation import HOLD_UNCONFIRMED, confirmed
 from followup.services.context import message_context
-from followup.services.pacing import SenderPacer
+from followup.services.pacing import SharedPacer
 from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
 
 log = logging.getLogger("followup.dispatch")
@@ -49,6 +50,7 @@ class PassReport:
     deferred: int = 0
     cancelled: int = 0
     reconciled: int = 0
+    paced: int = 0  # put back untried: their sender had no slot within the lease (other workers took them)
     errors: list[str] = field(default_factory=list)
 
 
@@ -60,6 +62,7 @@ class _Job:
     patient_id: int | None = None
     kind: str = ""
     send_by: datetime | None = None  # not started after this, the lease could run out while it is in flight
+    start_at: float = 0.0  # its pacing slot (wall clock, seconds since the epoch): not started before
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ class Dispatcher:
         cfg = rt.settings.dispatch
         self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="send")
         # Pace 10% under the limit: requests reach the provider a few ms apart from when they were paced, and at
-        # exactly the limit the provider counted one send too many in some second (tests/test_faults.py).
-        self.pacer = SenderPacer(cfg.per_sender_per_second * PACING_MARGIN)
+        # exactly the limit the provider counted one send too many in some second (tests/test_faults.py). The
+        # bucket is a database row per sender, shared by every worker process (services/pacing.py).
+        self.pacer = SharedPacer(Pace(cfg.per_sender_per_second * PACING_MARGIN))
         # No bigger batch than pacing lets go out in half a lease: batches overlap (one sending, the next waiting),
         # and a message not started in time is put back untried (see `_send_by`), so a bigger one would only churn.
         sendable = cfg.per_sender_per_second * PACING_MARGIN * (cfg.lease_seconds / 2)
@@ -100,12 +104,13 @@ class Dispatcher:
             while True:
                 ids = self.claim()
                 report.claimed += len(ids)
+                paced_before = report.paced
                 jobs = self.prepare(ids, report) if ids else []
                 sending = [self.pool.submit(self._send, job) for job in jobs]
                 self.record([f.result() for f in in_flight], report)
                 in_flight = sending
-                if len(ids) < self.batch_limit:
-                    break
+                if len(ids) < self.batch_limit or report.paced > paced_before:
+                    break  # the queue is drained, or a sender's slots are all taken for now: claim again next pass
         finally:
             # Sends already started finish and are recorded; if recording fails they stay `sending` and are
             # reconciled with the provider after their lease.
@@ -124,10 +129,15 @@ class Dispatcher:
             .order_by(col(Message.urgent).desc(), col(Message.due_at))
             .limit(self.batch_limit)
             .with_for_update(skip_locked=True)
+            # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
+            # has already changed, skip those (changed by this statement) and take the next ones, so a claim took
+            # every due message rather than `batch_limit` (tests/test_pacing.py).
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         stmt = (
             update(Message)
-            .where(col(Message.id).in_(due.scalar_subquery()), col(Message.status) == MessageState.SCHEDULED)
+            .where(col(Message.id).in_(select(due.c.id)), col(Message.status) == MessageState.SCHEDULED)
             .values(status=MessageState.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
             .returning(col(Message.id))
             # A fresh session holds no Message objects to keep in step: skip the ORM's bookkeeping (a third
@@ -148,6 +158,7 @@ class Dispatcher:
             # rows after a long stall must not re-queue them between this read and this commit, or both writes
             # land and the message goes twice (tests/test_workers_pg.py, database outage).
             msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids)).with_for_update()).all())
+            msgs.sort(key=lambda x: (not x.urgent, x.due_at, x.id or 0))  # urgent ones get the earliest slots
             pids = {x.patient_id for x in msgs if x.patient_id is not None}
             patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
             answers = _latest_answers(s, pids)
@@ -158,8 +169,31 @@ class Dispatcher:
                 job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
                 if job is not None:
                     jobs.append(job)
+            jobs = self._pace(s, jobs, {x.id: x for x in msgs}, now, report)
             s.commit()
         return jobs
+
+    def _pace(
+        self, s: Session, jobs: list[_Job], msgs: dict[int | None, Message], now: datetime, report: PassReport
+    ) -> list[_Job]:
+        """Reserve each sender's slots for its jobs, in the transaction that marks them `sending` (one statement a
+        sender). A job that got no slot before its lease runs short goes back to the queue untried."""
+        by_sender: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_sender.setdefault(self.rt.transports[job.out.channel].sender, []).append(job)
+        paced: list[_Job] = []
+        for sender, group in by_sender.items():
+            lease = float(self.rt.settings.dispatch.lease_seconds)
+            horizon = min(((j.send_by - now).total_seconds() for j in group if j.send_by is not None), default=lease)
+            slots = self.pacer.reserve(s, sender, len(group), max(0.0, horizon))
+            paced += [replace(job, start_at=at) for job, at in zip(group, slots, strict=False)]
+            for job in group[len(slots) :]:
+                msg = msgs[job.message_id]
+                _reschedule(msg, msg.due_at, "no sending slot for its sender within the lease; back in the queue")
+                msg.attempts -= 1
+                report.paced += 1
+        paced.sort(key=lambda j: j.start_at)
+        return paced
 
     def _prepare_one(
         self,
@@ -248,7 +282,7 @@ class Dispatcher:
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
-        self.pacer.wait(transport.sender)
+        self.pacer.wait(job.start_at)
         if job.send_by is not None and self.rt.clock.now() > job.send_by:
             return _Outcome(job, late=True)  # slow pacing or a stalled provider held it back: requeue, untried
         channel = job.out.channel
