@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from factories import insert_rows, message_rows, patient_rows
@@ -123,7 +124,7 @@ def test_pacers_with_their_own_engines_never_share_a_slot(db_url: str) -> None:
             d.dispose()
     slots = sorted(x for g in got for x in g)
     assert len(slots) == 4 * 10 * 7
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(slots)]
     assert min(gaps) == pytest.approx(pace.interval, abs=1e-6)
 
 
