@@ -28,11 +28,15 @@ class TwilioSms:
         auth_token: str,
         from_number: str,
         *,
+        messaging_service_sid: str = "",
         api_base: str = "",
         timeout: float = 10.0,
         status_callback_base: str = "",
     ) -> None:
-        self.sender = from_number
+        # With a Messaging Service, Twilio picks the number from the service's pool: the service is the sender
+        # that pacing counts against.
+        self.from_number, self.service = from_number, messaging_service_sid
+        self.sender = messaging_service_sid or from_number
         self._sid, self._token, self._api_base, self._timeout = account_sid, auth_token, api_base, timeout
         self._callback_base = status_callback_base.rstrip("/")
         self._local = threading.local()
@@ -52,7 +56,11 @@ class TwilioSms:
 
     def send(self, msg: Outgoing) -> Sent:
         client = self._client()
-        kwargs = {"to": msg.to, "from_": self.sender, "body": msg.body}
+        kwargs = {"to": msg.to, "body": msg.body}
+        if self.service:
+            kwargs["messaging_service_sid"] = self.service
+        else:
+            kwargs["from_"] = self.from_number
         if self._callback_base:
             kwargs["status_callback"] = self.status_callback(msg.message_id)
         try:
@@ -72,7 +80,12 @@ class TwilioSms:
         # Not filtered on DateSent: a message still queued at Twilio has no sent date yet. The newest 50 for this
         # recipient, created since the attempt began, are enough for a recent interrupted send.
         try:
-            found = client.messages.list(to=msg.to, from_=self.sender, limit=50)
+            # Through a service the number is picked from a pool: look by recipient, and keep the service's.
+            if self.service:
+                listed = client.messages.list(to=msg.to, limit=50)
+                found = [m for m in listed if m.messaging_service_sid == self.service]
+            else:
+                found = client.messages.list(to=msg.to, from_=self.from_number, limit=50)
         except (TwilioException, requests.RequestException) as exc:
             raise RetryableSendError(f"twilio lookup failed: {type(exc).__name__}") from exc
         for m in found:
