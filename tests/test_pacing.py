@@ -179,3 +179,21 @@ def test_pass_stops_claiming_once_a_sender_is_out_of_slots(rt: Runtime) -> None:
         assert (report.claimed, report.paced, report.sent) == (5, 5, 0)
     finally:
         d.close()
+
+
+def test_sends_that_start_late_are_spaced_again_in_the_process() -> None:
+    """Two sends whose slots have both passed (a thread held up) start an interval apart, not together; a send on
+    time waits for its slot only."""
+    wall = Wall(100.0)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        wall.t += seconds
+
+    pacer = SharedPacer(Pace(10.0), wall=wall, sleep=sleep)
+    pacer.wait(SENDER, 99.8)  # late: goes at once
+    pacer.wait(SENDER, 99.9)  # late too: an interval after the previous start
+    pacer.wait(SENDER, 100.5)  # on time: its own slot
+    pacer.wait("clinic@example.org", 100.0)  # another sender is paced on its own
+    assert slept == [0.1, 0.4]

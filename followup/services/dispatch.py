@@ -282,7 +282,10 @@ class Dispatcher:
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
-        self.pacer.wait(job.start_at)
+        warm = getattr(transport, "warm", None)
+        if warm is not None:
+            warm()  # a transport's per-thread setup happens before the slot, not between the slot and the wire
+        self.pacer.wait(transport.sender, job.start_at)
         if job.send_by is not None and self.rt.clock.now() > job.send_by:
             return _Outcome(job, late=True)  # slow pacing or a stalled provider held it back: requeue, untried
         channel = job.out.channel

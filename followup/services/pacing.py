@@ -14,6 +14,7 @@ start early by as much.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,6 +37,8 @@ class SharedPacer:
         self.pace = pace
         self._wall, self._sleep = wall, sleep
         self._known: set[str] = set()  # senders whose row exists (rows are never deleted)
+        self._started: dict[str, float] = {}  # per sender: the earliest next start in this process
+        self._lock = threading.Lock()
 
     def reserve(self, s: Session, sender: str, want: int, horizon: float) -> list[float]:
         """Up to `want` slots for `sender`, none later than `horizon` seconds from now, earliest first. Runs in the
@@ -54,11 +57,18 @@ class SharedPacer:
         tat, granted = float(row[0]), int(row[1])
         return Grant(granted, tat - granted * self.pace.interval, tat).slots(self.pace, now)
 
-    def wait(self, at: float) -> None:
-        """Sleep until the wall clock reaches slot `at`."""
-        delay = at - self._wall()
-        if delay > 0:
-            self._sleep(delay)
+    def wait(self, sender: str, at: float) -> None:
+        """Sleep until slot `at`, and until this process's previous send from `sender` is an interval behind (the
+        same rule, over the moments sends actually start). A thread held up past its slot (a first send building
+        its client, a busy interpreter) then does not start together with the next slot's: sends that started
+        late reached the provider bunched."""
+        with self._lock:
+            now = self._wall()
+            local = self._started.get(sender, now)
+            start = max(at, now, local - self.pace.tolerance)
+            self._started[sender] = max(start, local) + self.pace.interval
+        if start > now:
+            self._sleep(start - now)
 
     def _statement(self, sender: str, now: float, want: int, horizon: float) -> ReturningUpdate[float, int]:
         """core.pacing.grant as one statement: the same operations in the same order, so the same result."""
