@@ -30,7 +30,7 @@ def test_three_workers_never_send_over_one_senders_rate(pg_url: str, provider: F
     in any second, and each message goes exactly once."""
     n = 120
     workers.env["FOLLOWUP_DISPATCH__PER_SENDER_PER_SECOND"] = str(LIMIT)
-    for i in range(3):
+    for _ in range(3):
         workers.start()
     for i in range(3):
         workers.owner(i)  # all three are dispatching before there is anything to send
