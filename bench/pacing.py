@@ -51,6 +51,9 @@ def main() -> None:
     finally:
         provider.stop()
     per_second = Counter(a.replace(microsecond=0) for a in arrivals)
+    times = [a.timestamp() for a in arrivals]
+    densest = max(range(len(times)), key=lambda i: sum(1 for t in times[i:] if t < times[i] + 1.0))
+    window = [t for t in times[densest:] if t < times[densest] + 1.0]
     span = (arrivals[-1] - arrivals[0]).total_seconds()
     emit(
         {
@@ -61,6 +64,9 @@ def main() -> None:
             "sent_at_provider": len(arrivals),
             "max_in_any_second": stats["max_per_second_by_sender"].get(FROM, 0),
             "max_in_a_calendar_second": max(per_second.values()),
+            # the arrivals of the densest one-second window, ms after its first: where bunching came from
+            "densest_window_ms": [round((t - window[0]) * 1000) for t in window],
+            "densest_window_at_s": round(window[0] - times[0], 2),
             "achieved_per_s": round((len(arrivals) - 1) / span, 2) if span > 0 else None,
         }
     )
