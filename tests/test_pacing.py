@@ -163,8 +163,9 @@ def test_dispatcher_puts_back_untried_what_its_sender_has_no_slot_for(rt: Runtim
         d.close()
 
 
-def test_pass_stops_claiming_once_a_sender_is_out_of_slots(rt: Runtime) -> None:
-    """A pass whose batch got fewer slots than messages ends there instead of claiming the same messages again."""
+def test_pass_claims_no_more_than_its_senders_have_slots_for(rt: Runtime) -> None:
+    """Another worker's grants leave the sender no slot within the lease: the pass claims nothing (rather than
+    claiming, rendering and putting back); with room for 3, it claims 3."""
     d = Dispatcher(rt, owner="worker-a")
     try:
         d.batch_limit = 5
@@ -173,10 +174,20 @@ def test_pass_stops_claiming_once_a_sender_is_out_of_slots(rt: Runtime) -> None:
         d.pacer = SharedPacer(Pace(rate), wall=wall, sleep=lambda _s: None)
         seed(rt, 20)
         with rt.db.session() as s:
-            s.add(m.SenderPace(sender=rt.transports["sms"].sender, tat=wall.t + 3600.0, granted=0))
+            for transport in rt.transports.values():  # the email sender is busy too: only SMS slots count below
+                s.add(m.SenderPace(sender=transport.sender, tat=wall.t + 3600.0, granted=0))
             s.commit()
         report = d.run_once()
-        assert (report.claimed, report.paced, report.sent) == (5, 5, 0)
+        assert (report.claimed, report.paced, report.sent) == (0, 0, 0)
+        horizon = d._horizon("sms")
+        with rt.db.session() as s:
+            row = s.get(m.SenderPace, rt.transports["sms"].sender)
+            assert row is not None
+            row.tat = wall.t + horizon - 2.5 / rate  # three slots left: at -2.5, -1.5 and -0.5 intervals
+            s.add(row)
+            s.commit()
+        report = d.run_once()
+        assert (report.claimed, report.paced, report.sent) == (3, 0, 3)
     finally:
         d.close()
 

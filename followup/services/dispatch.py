@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, or_, update
+from sqlalchemy import and_, bindparam, case, or_, true, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup import metrics
@@ -114,14 +114,15 @@ class Dispatcher:
         in_flight: list[Future[_Outcome]] = []
         try:
             while True:
-                ids = self.claim()
+                limit, channels = self._room()
+                ids = self.claim(limit, channels) if limit else []
                 report.claimed += len(ids)
                 paced_before = report.paced
                 jobs = self.prepare(ids, report) if ids else []
                 sending = [self.pool.submit(self._send, job) for job in jobs]
                 self.record([f.result() for f in in_flight], report)
                 in_flight = sending
-                if len(ids) < self.batch_limit or report.paced > paced_before:
+                if len(ids) < limit or not ids or report.paced > paced_before:
                     break  # the queue is drained, or a sender's slots are all taken for now: claim again next pass
         finally:
             # Sends already started finish and are recorded; if recording fails they stay `sending` and are
@@ -130,16 +131,33 @@ class Dispatcher:
         self.record(outcomes, report)
         return report
 
-    def claim(self) -> list[int]:
-        """Atomically take up to `batch_limit` due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
-        single writer makes the conditional UPDATE atomic."""
+    def _room(self) -> tuple[int, list[str] | None]:
+        """How many messages to claim, and on which channels (None: all): no more than pacing could slot within
+        the lease."""
+        rooms: dict[str, int] = {}
+        with self.rt.db.session() as s:
+            for channel, transport in self.rt.transports.items():
+                rooms[channel] = self.pacer.room(s, transport.sender, self._horizon(channel), self.batch_limit)
+        open_ = [c for c, n in rooms.items() if n > 0]
+        return min(self.batch_limit, sum(rooms.values())), None if len(open_) == len(rooms) else open_
+
+    def _horizon(self, channel: str) -> float:
+        """Seconds from now to the last moment a send claimed now may start (see `_send_by`)."""
+        cfg = self.rt.settings
+        timeout = cfg.twilio.timeout_seconds if channel == Channel.SMS else cfg.sendgrid.timeout_seconds
+        return cfg.dispatch.lease_seconds - min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
+
+    def claim(self, limit: int | None = None, channels: Sequence[str] | None = None) -> list[int]:
+        """Atomically take up to `limit` (default `batch_limit`) due messages, of `channels` (default all): FOR
+        UPDATE SKIP LOCKED on PostgreSQL; on SQLite the single writer makes the conditional UPDATE atomic."""
         now = self.rt.clock.now()
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
         due = (
             select(Message.id)
             .where(Message.status == MessageState.SCHEDULED, Message.due_at <= now)
+            .where(col(Message.channel).in_(channels) if channels is not None else true())
             .order_by(col(Message.urgent).desc(), col(Message.due_at))
-            .limit(self.batch_limit)
+            .limit(self.batch_limit if limit is None else limit)
             .with_for_update(skip_locked=True)
             # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
             # has already changed, skip those (changed by this statement) and take the next ones, so a claim took

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from sqlalchemy import Float, case, func, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningUpdate
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
-from followup.core.pacing import Grant, Pace, reach
+from followup.core.pacing import Grant, Pace, count, reach
 from followup.models import SenderPace
 
 
@@ -56,6 +56,16 @@ class SharedPacer:
             assert row is not None
         tat, granted = float(row[0]), int(row[1])
         return Grant(granted, tat - granted * self.pace.interval, tat).slots(self.pace, now)
+
+    def room(self, s: Session, sender: str, horizon: float, most: int) -> int:
+        """How many sends (up to `most`) `sender` could be granted now within `horizon`, read without a lock: a
+        dispatcher claims no more messages than that, rather than claiming, rendering and putting back what
+        another worker's grants left no slot for (three workers on one saturated number did that every pass)."""
+        tat = s.exec(select(SenderPace.tat).where(col(SenderPace.sender) == sender)).first()
+        if tat is None:
+            return most
+        now = self._wall()
+        return count(self.pace, max(float(tat), now), reach(self.pace, now, horizon), most)
 
     def wait(self, sender: str, at: float) -> None:
         """Sleep until slot `at`, and until this process's previous send from `sender` is an interval behind (the
