@@ -101,7 +101,9 @@ def banner(settings: Settings) -> list[tuple[str, bool]]:
 @click.command()
 @click.option("--host", default=None, help="Interface to listen on (default: server.host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: server.port).")
-@click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
+@click.option(
+    "--no-dispatch", is_flag=True, help="Web only: leave sending and acting on replies to `followup worker` processes."
+)
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool) -> None:
@@ -116,7 +118,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: b
     try:
         if not no_migrate:
             upgrade(settings.database.url)
-        app = create_app(runtime=runtime_of(settings), background=not no_dispatch)
+        app = create_app(runtime=runtime_of(settings), background=not no_dispatch, act_on_replies=not no_dispatch)
         for line, to_stderr in banner(settings):
             click.echo(line, err=to_stderr)
         config = uvicorn.Config(app, log_config=None, access_log=False)
