@@ -57,7 +57,8 @@ class TwilioSms:
     def warm(self) -> None:
         """Build this thread's client and load the SDK's message module now, so that a paced send's first request
         leaves at its slot: a first send spent that setup after its slot, and sends bunched at the provider."""
-        _ = self._client().messages
+        if getattr(self._local, "client", None) is None:
+            _ = self._client().messages
 
     def status_callback(self, message_id: int) -> str:
         return f"{self._callback_base}/webhooks/twilio/status?mid={message_id}"
