@@ -1,0 +1,381 @@
+"""Bulk enrollment from the clinic: `followup import FILE` and `POST /api/triage/batch`.
+
+Each row is checked by the triage's own rules (`core.bulk.check_row`), then enrolled exactly as `POST /api/triage`
+enrolls a new patient: the patient, their consent per contact, the triage, the audit entry and every program step as
+a scheduled message. Good rows are written in chunks, one transaction each, with multi-row INSERTs; the schedule is
+computed by the pure functions of `core.schedule` (the same ones `enrollment` uses).
+
+Rules:
+- **Idempotent on `external_id`** (the clinic's id for the patient, unique in the database): a row whose id is
+  already held is reported `already` and nothing is written; the patients insert is `ON CONFLICT (external_id) DO
+  NOTHING`, so two imports racing enroll no one twice either.
+- **Never touches a patient enrolled another way.** A row whose phone or email belongs to another patient (one
+  without that external id) is rejected, naming the field; that patient is not changed, and the answer says
+  nothing about them (the audit log records the match, by ids only). Such a patient is updated through
+  `POST /api/triage` or the dashboard, never by an import.
+- **Contacts count as confirmed**, as for every contact the clinic enters (README, Security): the file comes from
+  the clinic's records over an API token or the server's own command line, not from the public form, so no
+  double opt-in request is sent. Consent is still required on every row (`consent`), as on the API.
+- **A red flag in the answers** escalates as the API does (the on-call contacts are alerted): such a row goes
+  through `enrollment.record_triage` on its own, in its own transaction.
+- **Nothing half-written.** A chunk the database refuses (a constraint, e.g. a number another route took a moment
+  ago) is rolled back whole and its rows are retried one by one, each in its own transaction: every row ends
+  enrolled completely or not at all, and the one refused is reported with the field the constraint names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, select
+
+from followup.core.bulk import BadRow, GoodRow, RawRow, check_row
+from followup.core.schedule import Window, added_step_send
+from followup.core.vocab import Channel, PatientStatus
+from followup.models import AuditLog, Consent, Message, Patient, Triage
+from followup.runtime import Runtime
+from followup.services import audit, confirmation, drafts
+from followup.services.enrollment import DEFAULT_CONSENT_TEXT, enroll, new_patient, record_triage
+from followup.services.queue import message_values
+
+Status = Literal["enrolled", "escalated", "already", "rejected"]
+CHUNK = 500
+HELD = "already held by another patient; not imported (update that patient through POST /api/triage)"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row. `where` is its line in the file, or its index in the API's list."""
+
+    where: int
+    external_id: str | None
+    status: Status
+    patient_id: int | None = None
+    field: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class Tally:
+    enrolled: int = 0
+    escalated: int = 0
+    already: int = 0
+    rejected: int = 0
+    first_rejected: list[Outcome] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.enrolled + self.escalated + self.already + self.rejected
+
+    def add(self, o: Outcome) -> None:
+        setattr(self, o.status, getattr(self, o.status) + 1)
+
+
+def import_rows(
+    rt: Runtime,
+    rows: Iterable[RawRow],
+    *,
+    actor: str,
+    source: str = "import",
+    chunk_size: int = CHUNK,
+    report: Callable[[Outcome], None] | None = None,
+    progress: Callable[[Tally], None] | None = None,
+) -> Tally:
+    """Check and enroll every row (see the module docstring); `report` hears of each row, `progress` of each
+    chunk. Rows already committed stay committed if a later chunk raises: a rerun carries on where it stopped."""
+    tally = Tally()
+    seen = _Seen()
+    region, allowed = rt.settings.clinic.default_region, rt.settings.texting_regions
+    checked = (check_row(r, region, allowed) for r in rows)
+    for chunk in _chunks(checked, chunk_size):
+        for outcome in _import_chunk(rt, chunk, seen, actor=actor, source=source):
+            tally.add(outcome)
+            if report is not None:
+                report(outcome)
+        if progress is not None:
+            progress(tally)
+    if tally.rows:
+        audit.note(
+            rt,
+            actor,
+            "import.finished",
+            "",
+            source=source,
+            enrolled=tally.enrolled,
+            escalated=tally.escalated,
+            already=tally.already,
+            rejected=tally.rejected,
+        )
+    return tally
+
+
+def _chunks(rows: Iterable[GoodRow | BadRow], size: int) -> Iterator[list[GoodRow | BadRow]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass
+class _Seen:
+    """Where each external id, number and address first appeared in this input, to refuse a second row with one."""
+
+    external_id: dict[str, int] = field(default_factory=dict)
+    phone: dict[str, int] = field(default_factory=dict)
+    email: dict[str, int] = field(default_factory=dict)
+
+    def repeat(self, row: GoodRow) -> BadRow | None:
+        for name, value in (
+            ("external_id", row.external_id),
+            ("phone", row.contact.phone),
+            ("email", row.contact.email),
+        ):
+            if value is None:
+                continue
+            first = getattr(self, name).setdefault(value, row.where)
+            if first != row.where:
+                return BadRow(row.where, row.external_id, name, f"the same as on row {first} of this input")
+        return None
+
+
+def _rejected(b: BadRow) -> Outcome:
+    return Outcome(b.where, b.external_id, "rejected", field=b.field, message=b.message)
+
+
+def _import_chunk(rt: Runtime, chunk: list[GoodRow | BadRow], seen: _Seen, *, actor: str, source: str) -> list[Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    good: list[GoodRow] = []
+    for row in chunk:
+        bad = row if isinstance(row, BadRow) else seen.repeat(row)
+        if bad is not None:
+            outcomes[row.where] = _rejected(bad)
+        else:
+            assert isinstance(row, GoodRow)
+            good.append(row)
+    one_by_one: list[GoodRow] = []
+    if good:
+        try:
+            done, one_by_one = _write_chunk(rt, good, actor=actor, source=source)
+            outcomes.update((o.where, o) for o in done)
+        except IntegrityError:
+            one_by_one = good  # rolled back whole: each row again in its own transaction
+    for row in one_by_one:
+        outcomes[row.where] = _write_one(rt, row, actor=actor, source=source)
+    rt.wake()
+    return [outcomes[r.where] for r in chunk]
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = getattr(model, "__table__")  # noqa: B009 - SQLModel's table models declare no __table__ type
+    return table
+
+
+def _insert(s: Session, table: Any) -> Any:
+    """A dialect's INSERT, for ON CONFLICT."""
+    dialect = s.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _write_chunk(rt: Runtime, rows: list[GoodRow], *, actor: str, source: str) -> tuple[list[Outcome], list[GoodRow]]:
+    """Enroll the chunk's rows in one transaction: (the outcomes, the rows left to `_write_one`: red flags)."""
+    now = rt.clock.now()
+    outcomes: list[Outcome] = []
+    with rt.db.session() as s:
+        held = _held(s, rows)
+        fresh: list[GoodRow] = []
+        flagged: list[GoodRow] = []
+        for row in rows:
+            if row.external_id in held.by_external_id:
+                outcomes.append(Outcome(row.where, row.external_id, "already", held.by_external_id[row.external_id]))
+            elif bad := held.collision(row):
+                outcomes.append(_rejected(bad))
+                audit.record(
+                    s, now, actor, "import.contact_already_held", held.subject(row), field=bad.field, row=row.where
+                )
+            elif rt.intake.red_flags(row.data.answers):
+                flagged.append(row)
+            else:
+                fresh.append(row)
+        if fresh:
+            outcomes.extend(_enroll_rows(rt, s, fresh, now, actor=actor, source=source))
+        s.commit()
+    return outcomes, flagged
+
+
+@dataclass
+class _Held:
+    by_external_id: dict[str, int]
+    phones: dict[str, int]
+    emails: dict[str, int]
+
+    def collision(self, row: GoodRow) -> BadRow | None:
+        if row.contact.phone in self.phones:
+            return BadRow(row.where, row.external_id, "phone", HELD)
+        if row.contact.email in self.emails:
+            return BadRow(row.where, row.external_id, "email", HELD)
+        return None
+
+    def subject(self, row: GoodRow) -> str:
+        holder = self.phones.get(row.contact.phone or "") or self.emails.get(row.contact.email or "")
+        return f"patient:{holder}"
+
+
+def _held(s: Session, rows: list[GoodRow]) -> _Held:
+    """The patients already holding the rows' external ids, numbers and addresses."""
+    ids = [r.external_id for r in rows]
+    phones = [r.contact.phone for r in rows if r.contact.phone]
+    emails = [r.contact.email for r in rows if r.contact.email]
+    by_id = s.exec(select(Patient.external_id, Patient.id).where(col(Patient.external_id).in_(ids))).all()
+    by_phone = s.exec(select(Patient.phone, Patient.id).where(col(Patient.phone).in_(phones))).all() if phones else []
+    by_email = s.exec(select(Patient.email, Patient.id).where(col(Patient.email).in_(emails))).all() if emails else []
+    return _Held(
+        {str(k): int(v or 0) for k, v in by_id},
+        {str(k): int(v or 0) for k, v in by_phone},
+        {str(k): int(v or 0) for k, v in by_email},
+    )
+
+
+def _enroll_rows(
+    rt: Runtime, s: Session, rows: list[GoodRow], now: datetime, *, actor: str, source: str
+) -> list[Outcome]:
+    """Multi-row INSERTs of the patients (ON CONFLICT on the external id), then of their triages, consents,
+    program steps and audit entries. No commit."""
+    conn = s.connection()
+    values = [_patient_values(r, now) for r in rows]
+    stmt = _insert(s, _table(Patient)).on_conflict_do_nothing(index_elements=["external_id"])
+    returned = conn.execute(stmt.returning(_table(Patient).c.id, _table(Patient).c.external_id), values)
+    ids = {str(ext): int(pid) for pid, ext in returned}
+    outcomes = []
+    enrolled: list[tuple[GoodRow, int]] = []
+    for r in rows:
+        if r.external_id in ids:
+            enrolled.append((r, ids[r.external_id]))
+            outcomes.append(Outcome(r.where, r.external_id, "enrolled", ids[r.external_id]))
+        else:  # another import enrolled it since `_held` looked
+            outcomes.append(Outcome(r.where, r.external_id, "already"))
+    if not enrolled:
+        return outcomes
+    triage_values = [
+        dict(
+            patient_id=pid,
+            source=source,
+            answers=r.data.answers.model_dump(),
+            red_flags=[],
+            disposition="enrolled",
+            created_at=now,
+        )
+        for r, pid in enrolled
+    ]
+    triage_ids = {
+        int(pid): int(tid)
+        for tid, pid in conn.execute(
+            insert(_table(Triage)).returning(_table(Triage).c.id, _table(Triage).c.patient_id), triage_values
+        )
+    }
+    consents = [
+        dict(
+            patient_id=pid,
+            channel=channel,
+            action="opt_in",
+            source=source,
+            text=r.data.consent_text or DEFAULT_CONSENT_TEXT,
+            at=now,
+        )
+        for r, pid in enrolled
+        for channel, address in ((Channel.SMS, r.contact.phone), (Channel.EMAIL, r.contact.email))
+        if address
+    ]
+    conn.execute(insert(_table(Consent)), consents)
+    conn.execute(insert(_table(Message)), [m for r, pid in enrolled for m in _program(rt, r, pid, now)])
+    audits = [
+        dict(
+            at=now,
+            actor=actor,
+            action="triage.submitted",
+            subject=f"patient:{pid}",
+            detail={"triage_id": triage_ids[pid], "created": True, "red_flags": [], "source": source},
+        )
+        for _r, pid in enrolled
+    ]
+    conn.execute(insert(_table(AuditLog)), audits)
+    return outcomes
+
+
+def _patient_values(r: GoodRow, now: datetime) -> dict[str, Any]:
+    p = new_patient(r.data, r.contact.phone, r.contact.email, now)
+    p.external_id = r.external_id
+    p.onset_at = now - timedelta(weeks=r.data.answers.onset_weeks)
+    p.enrolled_at, p.status = now, PatientStatus.ACTIVE
+    for channel, address in ((Channel.SMS, r.contact.phone), (Channel.EMAIL, r.contact.email)):
+        if address:
+            confirmation.vouch(p, channel, now)
+    return p.model_dump(exclude={"id"})
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def _program(rt: Runtime, r: GoodRow, patient_id: int, now: datetime) -> Iterator[dict[str, Any]]:
+    """The program's steps for these answers as message rows, timed as `enrollment.enroll` times them."""
+    tz = _ZONES.get(r.data.timezone) or _ZONES.setdefault(r.data.timezone, ZoneInfo(r.data.timezone))
+    window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
+    for step in rt.program.steps_for(r.data.answers.for_program()):
+        due = added_step_send(step, now, tz, window, now)
+        if due is not None:
+            yield message_values(rt.settings, drafts.program_step(patient_id, r.data.channel, step, now, due), now)
+
+
+def _write_one(rt: Runtime, row: GoodRow, *, actor: str, source: str) -> Outcome:
+    """One row in its own transaction, through the services `POST /api/triage` uses (a red flag escalates)."""
+    now = rt.clock.now()
+    try:
+        with rt.db.session() as s:
+            held = _held(s, [row])
+            if row.external_id in held.by_external_id:
+                return Outcome(row.where, row.external_id, "already", held.by_external_id[row.external_id])
+            if bad := held.collision(row):
+                audit.record(
+                    s, now, actor, "import.contact_already_held", held.subject(row), field=bad.field, row=row.where
+                )
+                s.commit()
+                return _rejected(bad)
+            patient = new_patient(row.data, row.contact.phone, row.contact.email, now)
+            patient.external_id = row.external_id
+            for channel, address in ((Channel.SMS, row.contact.phone), (Channel.EMAIL, row.contact.email)):
+                if address:
+                    confirmation.vouch(patient, channel, now)
+            s.add(patient)
+            result = record_triage(
+                rt, s, patient, row.data, row.contact, source=source, actor=actor, now=now, created=True
+            )
+            if not result.escalation_id:
+                enroll(rt, s, patient, row.data, now)
+            s.commit()
+    except IntegrityError as exc:
+        with rt.db.session() as s:
+            if row.external_id in _held(s, [row]).by_external_id:
+                return Outcome(row.where, row.external_id, "already")
+        name, message = _refusal(exc)
+        return Outcome(row.where, row.external_id, "rejected", field=name, message=message)
+    status: Status = "escalated" if result.escalation_id else "enrolled"
+    return Outcome(row.where, row.external_id, status, result.patient_id)
+
+
+def _refusal(exc: IntegrityError) -> tuple[str, str]:
+    """The field a refused constraint names, and a message without the values (PostgreSQL's detail carries them)."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    name = (getattr(diag, "constraint_name", None) or "") if diag is not None else ""
+    text = name or str(orig).split("\n")[0]
+    for column in ("phone", "email"):
+        if f"patient.{column}" in text or f"patient_{column}" in text:
+            return column, HELD
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return "row", f"the database refused the row ({name or primary or text})"
