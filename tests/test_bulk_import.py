@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, T0
 from factories import answers, triage_body
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -25,6 +25,7 @@ from followup.core.bulk import RawRow
 from followup.parsing.import_file import read_rows
 from followup.runtime import Runtime
 from followup.services.bulk_import import Outcome, import_rows
+from followup.services.drafts import step_prefix
 
 TABLES = (m.Patient, m.Triage, m.Consent, m.Message, m.AuditLog, m.Escalation)
 CSV_ANSWERS = ["onset_weeks", "locations", "weakness", "atrophy", "daily_activities", "speech_swallowing"]
@@ -101,6 +102,10 @@ def test_import_csv_enrolls_good_rows_and_reports_bad_ones_by_line_and_field(rt:
     assert by_line[3].message == "is not a valid phone number"
     assert by_line[5].message == "Field required"
     with rt.db.session() as s:
+        audit_row = s.exec(select(m.AuditLog).where(m.AuditLog.action == "triage.submitted")).first()
+        assert audit_row is not None and audit_row.detail["created"] is True and audit_row.detail["red_flags"] == []
+        msg = s.exec(select(m.Message)).first()
+        assert msg is not None and msg.context == {} and msg.status == "scheduled" and msg.attempts == 0
         p = s.exec(select(m.Patient).where(m.Patient.external_id == "MRN-1")).one()
         assert (p.phone, p.email, p.status) == ("+13105550001", "p1@example.org", "active")
         assert p.sms_confirmed_at is not None and p.email_confirmed_at is not None  # the clinic vouches for them
@@ -126,6 +131,12 @@ def test_imported_schedule_is_the_api_schedule(client: TestClient, auth: dict, r
     assert imported.status == "enrolled" and imported.patient_id is not None
     mine, theirs = schedule_of(rt, imported.patient_id), schedule_of(rt, api.json()["patient_id"])
     assert len(mine) > 10 and mine == theirs
+    with rt.db.session() as s:
+        keys = s.exec(
+            select(m.Message.dedupe_key, m.Message.step_id).where(m.Message.patient_id == imported.patient_id)
+        )
+        prefix = step_prefix(imported.patient_id, T0)
+        assert all(key == prefix + str(step) for key, step in keys)
 
 
 def test_import_ndjson_reports_bad_lines(rt: Runtime, tmp_path: Path) -> None:

@@ -26,18 +26,20 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert
+from sqlalchemy import JSON, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from followup.core.bulk import BadRow, GoodRow, RawRow, check_row
+from followup.core.program import Step
 from followup.core.schedule import Window, added_step_send
 from followup.core.vocab import Channel, PatientStatus
 from followup.models import AuditLog, Consent, Message, Patient, Triage
@@ -95,13 +97,25 @@ def import_rows(
     seen = _Seen()
     region, allowed = rt.settings.clinic.default_region, rt.settings.texting_regions
     checked = (check_row(r, region, allowed) for r in rows)
-    for chunk in _chunks(checked, chunk_size):
-        for outcome in _import_chunk(rt, chunk, seen, actor=actor, source=source):
+
+    def finish(outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
             tally.add(outcome)
             if report is not None:
                 report(outcome)
         if progress is not None:
             progress(tally)
+
+    # One chunk is written (in one thread, in order) while the next is read and checked: the database's time and
+    # the checking's overlap. A chunk that fails stops the import before the next is written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import") as writer:
+        pending: Future[list[Outcome]] | None = None
+        for chunk in _chunks(checked, chunk_size):
+            if pending is not None:
+                finish(pending.result())
+            pending = writer.submit(_import_chunk, rt, chunk, seen, actor=actor, source=source)
+        if pending is not None:
+            finish(pending.result())
     if tally.rows:
         audit.note(
             rt,
@@ -228,18 +242,23 @@ class _Held:
 
 
 def _held(s: Session, rows: list[GoodRow]) -> _Held:
-    """The patients already holding the rows' external ids, numbers and addresses."""
+    """The patients already holding the rows' external ids, numbers and addresses (the numbers and addresses only
+    of rows whose external id is new: a rerun looks up nothing else)."""
+    if s.get_bind().dialect.name == "postgresql":
+        # Only btree lookups: the trigram GIN indexes on phone and email (the patient search's) also answer `=`,
+        # and a planner without fresh statistics in the middle of an import picked them, at 100x the cost.
+        s.connection().exec_driver_sql("SET LOCAL enable_bitmapscan = off")
     ids = [r.external_id for r in rows]
-    phones = [r.contact.phone for r in rows if r.contact.phone]
-    emails = [r.contact.email for r in rows if r.contact.email]
-    by_id = s.exec(select(Patient.external_id, Patient.id).where(col(Patient.external_id).in_(ids))).all()
+    by_id = {
+        str(k): int(v or 0)
+        for k, v in s.exec(select(Patient.external_id, Patient.id).where(col(Patient.external_id).in_(ids))).all()
+    }
+    new = [r for r in rows if r.external_id not in by_id]
+    phones = [r.contact.phone for r in new if r.contact.phone]
+    emails = [r.contact.email for r in new if r.contact.email]
     by_phone = s.exec(select(Patient.phone, Patient.id).where(col(Patient.phone).in_(phones))).all() if phones else []
     by_email = s.exec(select(Patient.email, Patient.id).where(col(Patient.email).in_(emails))).all() if emails else []
-    return _Held(
-        {str(k): int(v or 0) for k, v in by_id},
-        {str(k): int(v or 0) for k, v in by_phone},
-        {str(k): int(v or 0) for k, v in by_email},
-    )
+    return _Held(by_id, {str(k): int(v or 0) for k, v in by_phone}, {str(k): int(v or 0) for k, v in by_email})
 
 
 def _enroll_rows(
@@ -292,8 +311,9 @@ def _enroll_rows(
         for channel, address in ((Channel.SMS, r.contact.phone), (Channel.EMAIL, r.contact.email))
         if address
     ]
-    conn.execute(insert(_table(Consent)), consents)
-    conn.execute(insert(_table(Message)), [m for r, pid in enrolled for m in _program(rt, r, pid, now)])
+    _append(s, Consent, consents)
+    made: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+    _append(s, Message, [m for r, pid in enrolled for m in _program(rt, r, pid, now, made)])
     audits = [
         dict(
             at=now,
@@ -304,32 +324,87 @@ def _enroll_rows(
         )
         for _r, pid in enrolled
     ]
-    conn.execute(insert(_table(AuditLog)), audits)
+    _append(s, AuditLog, audits)
     return outcomes
 
 
+def _pg_type(kind: Any, dialect: Any) -> str:
+    if isinstance(kind, JSON):
+        return "json"
+    name = str(kind.compile(dialect=dialect)).lower()
+    return "timestamptz" if name.startswith("timestamp") else name
+
+
+def _append(s: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """Add rows that need no id back, in the session's transaction: COPY on PostgreSQL (a statement per row would
+    be parsed and bound per row), one executemany on SQLite."""
+    if not rows:
+        return
+    table = _table(model)
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    given = list(rows[0])
+    # COPY applies no Python-side default (a message's status, its attempts): those constants are written out.
+    defaults = {
+        c.name: c.default.arg  # type: ignore[attr-defined]
+        for c in table.columns
+        if c.name not in given and c.default is not None and c.default.is_scalar
+    }
+    names = given + list(defaults)
+    rows = [{**r, **defaults} for r in rows] if defaults else rows
+    columns = ", ".join(f'"{n}"' for n in names)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+            # The types given once, not looked up per value; JSON columns take the Python value (dumped once).
+            copy.set_types([_pg_type(table.c[n].type, conn.dialect) for n in names])
+            for r in rows:
+                copy.write_row([r[n] for n in names])
+    except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
+        # As SQLAlchemy reports a refused statement: the caller retries the chunk's rows one by one.
+        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+
+
 def _patient_values(r: GoodRow, now: datetime) -> dict[str, Any]:
-    p = new_patient(r.data, r.contact.phone, r.contact.email, now)
-    p.external_id = r.external_id
-    p.onset_at = now - timedelta(weeks=r.data.answers.onset_weeks)
-    p.enrolled_at, p.status = now, PatientStatus.ACTIVE
-    for channel, address in ((Channel.SMS, r.contact.phone), (Channel.EMAIL, r.contact.email)):
-        if address:
-            confirmation.vouch(p, channel, now)
-    return p.model_dump(exclude={"id"})
+    """The new patient as `submit_triage` leaves them: enrolled now, the contacts the clinic gave confirmed."""
+    values = new_patient(r.data, r.contact.phone, r.contact.email, now).model_dump(exclude={"id"})
+    values.update(
+        external_id=r.external_id,
+        onset_at=now - timedelta(weeks=r.data.answers.onset_weeks),
+        enrolled_at=now,
+        status=PatientStatus.ACTIVE,
+        sms_confirmed_at=now if r.contact.phone else None,  # confirmation.vouch: the clinic entered them
+        email_confirmed_at=now if r.contact.email else None,
+    )
+    return values
 
 
-_ZONES: dict[str, ZoneInfo] = {}
-
-
-def _program(rt: Runtime, r: GoodRow, patient_id: int, now: datetime) -> Iterator[dict[str, Any]]:
-    """The program's steps for these answers as message rows, timed as `enrollment.enroll` times them."""
-    tz = _ZONES.get(r.data.timezone) or _ZONES.setdefault(r.data.timezone, ZoneInfo(r.data.timezone))
-    window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
+def _program(
+    rt: Runtime, r: GoodRow, patient_id: int, now: datetime, made: dict[tuple[str, str, str], dict[str, Any] | None]
+) -> Iterator[dict[str, Any]]:
+    """The program's steps for these answers as message rows, timed as `enrollment.enroll` times them. Every
+    patient of a chunk is enrolled at the same instant, so a step's row differs between two patients of the same
+    zone and channel only by the patient: `made` keeps it built once (None: a step not sent, its time passed)."""
+    prefix = drafts.step_prefix(patient_id, now)
     for step in rt.program.steps_for(r.data.answers.for_program()):
-        due = added_step_send(step, now, tz, window, now)
-        if due is not None:
-            yield message_values(rt.settings, drafts.program_step(patient_id, r.data.channel, step, now, due), now)
+        key = (r.data.timezone, r.data.channel, step.id)
+        if key not in made:
+            made[key] = _step_row(rt, r.data.timezone, r.data.channel, step, now)
+        row = made[key]
+        if row is not None:
+            yield {**row, "patient_id": patient_id, "dedupe_key": prefix + step.id}
+
+
+def _step_row(rt: Runtime, timezone: str, channel: str, step: Step, now: datetime) -> dict[str, Any] | None:
+    tz = ZoneInfo(timezone)
+    window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
+    at = added_step_send(step, now, tz, window, now)
+    if at is None:
+        return None
+    return message_values(rt.settings, drafts.program_step(0, channel, step, now, at), now)
 
 
 def _write_one(rt: Runtime, row: GoodRow, *, actor: str, source: str) -> Outcome:
