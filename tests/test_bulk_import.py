@@ -332,3 +332,14 @@ def test_csv_quoted_newline_keeps_line_numbers() -> None:
     rows = list(read_rows(Path("x.csv"), io.StringIO(text_)))
     assert [(r.where, (r.fields or {}).get("external_id")) for r in rows] == [(2, "A"), (4, "B")]
     assert isinstance(rows[0], RawRow)
+
+
+def test_readme_example_file_imports_as_the_readme_says(rt: Runtime) -> None:
+    """docs/example-import.csv: two patients enrolled, line 3 rejected for its phone, as the README shows."""
+    seen, tally = run(rt, ROOT / "docs/example-import.csv")
+    assert [(o.where, o.status, o.field) for o in seen] == [
+        (2, "enrolled", None),
+        (3, "rejected", "phone"),
+        (4, "enrolled", None),
+    ]
+    assert (tally.enrolled, tally.already, tally.rejected) == (2, 0, 1)
