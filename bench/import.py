@@ -17,14 +17,18 @@ import json
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT, database, emit
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from followup.simulator.cohort import email_of, phone_of
 
@@ -73,12 +77,59 @@ def write_rows(path: Path, n: int, seed: int) -> None:
             fh.write(json.dumps(body) + "\n")
 
 
-def run_import(url: str, path: Path, chunk: int) -> dict[str, float]:
+class BackendCpu:
+    """CPU seconds used by the PostgreSQL backends serving one database, sampled from /proc while they live (the
+    server is on this machine): with the importer's own CPU time, what the work costs whatever the load."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, isolation_level="AUTOCOMMIT")  # pg_stat_activity: fresh each query
+        self.name = make_url(url).database if url.startswith("postgresql") else None
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        with self.engine.connect() as c:
+            me = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            while not self.stop.wait(0.5):
+                pids = c.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> :me"),
+                    {"d": self.name, "me": me},
+                ).scalars()
+                for pid in pids:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    self.seen[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def __enter__(self) -> BackendCpu:
+        if self.name:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.name:
+            self.thread.join()
+        self.engine.dispose()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
+def run_import(url: str, path: Path, chunk: int, startup_cpu: float = 0.0) -> dict[str, Any]:
     env = {**os.environ, "FOLLOWUP_DATABASE__URL": url, "FOLLOWUP_SECURITY__SECRET_KEY": "bench-" + "k" * 40}
     cmd = [sys.executable, "-m", "followup.cli", "import", str(path), "--chunk", str(chunk), "--no-migrate"]
     started = time.monotonic()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with BackendCpu(url) as backends:
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - started
+    importer_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     m = SUMMARY.search(out.stdout)
     if m is None:
         raise SystemExit(f"import failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -91,8 +142,13 @@ def run_import(url: str, path: Path, chunk: int) -> dict[str, float]:
         "rejected": rejected,
         "rows": rows,
         "seconds": seconds,
-        "rows_per_s": round(rows / seconds, 1),
+        "rows_per_s": round(rows / seconds, 1) if seconds else 0.0,
         "wall_seconds": round(wall, 1),
+        # CPU per row: the importer (its start-up, measured on an empty file, taken off) and the database server's
+        # backends (sampled every 0.5 s)
+        "importer_cpu_s": round(importer_cpu, 2),
+        "importer_cpu_ms_per_row": round(1000 * (importer_cpu - startup_cpu) / max(rows, 1), 3),
+        "postgres_cpu_ms_per_row": round(1000 * backends.seconds / max(rows, 1), 3) if backends.name else None,
     }
 
 
@@ -106,14 +162,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="followup-import-") as tmp, database(args.db) as url:
         path = Path(tmp) / "patients.ndjson"
         write_rows(path, args.n, args.seed)
-        first = run_import(url, path, args.chunk)
-        again = run_import(url, path, args.chunk)
+        empty = Path(tmp) / "empty.ndjson"
+        empty.write_text("")
+        startup = run_import(url, empty, args.chunk)["importer_cpu_s"]  # the command's start-up, taken off below
+        first = run_import(url, path, args.chunk, startup)
+        again = run_import(url, path, args.chunk, startup)
         engine = create_engine(url)
         with engine.connect() as c:
             patients = c.execute(text("SELECT count(*), count(DISTINCT external_id) FROM patient")).one()
             messages = c.execute(text("SELECT count(*) FROM message")).scalar_one()
             triages = c.execute(text("SELECT count(*) FROM triage")).scalar_one()
         engine.dispose()
+    cpu = first["importer_cpu_ms_per_row"] + (first["postgres_cpu_ms_per_row"] or 0)
+    print(
+        f"CPU per patient: importer {first['importer_cpu_ms_per_row']} ms, "
+        f"PostgreSQL {first['postgres_cpu_ms_per_row']} ms "
+        f"(two idle cores: between {1000 / cpu:,.0f} and {1000 / max(first['importer_cpu_ms_per_row'], 0.001):,.0f} "
+        "patients/s); load average now " + ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+        file=sys.stderr,
+    )
     print(
         f"{args.db}: {first['enrolled']:,} patients with {messages:,} program rows in {first['seconds']} s = "
         f"{first['enrolled'] / first['seconds']:,.0f} patients/s; rerun: {again['enrolled']} enrolled, "
@@ -134,6 +201,7 @@ def main() -> None:
             "triages": triages,
             "program_rows": messages,
             "rows_per_patient": round(messages / max(patients[0], 1), 2),
+            "loadavg": [round(x, 1) for x in os.getloadavg()],
         }
     )
 

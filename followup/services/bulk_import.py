@@ -45,7 +45,7 @@ from followup.core.vocab import Channel, PatientStatus
 from followup.models import AuditLog, Consent, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services import audit, confirmation, drafts
-from followup.services.enrollment import DEFAULT_CONSENT_TEXT, enroll, new_patient, record_triage
+from followup.services.enrollment import DEFAULT_CONSENT_TEXT, enroll, new_patient, new_patient_values, record_triage
 from followup.services.queue import message_values
 
 Status = Literal["enrolled", "escalated", "already", "rejected"]
@@ -370,16 +370,16 @@ def _append(s: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> No
 
 def _patient_values(r: GoodRow, now: datetime) -> dict[str, Any]:
     """The new patient as `submit_triage` leaves them: enrolled now, the contacts the clinic gave confirmed."""
-    values = new_patient(r.data, r.contact.phone, r.contact.email, now).model_dump(exclude={"id"})
-    values.update(
+    return new_patient_values(r.data, r.contact.phone, r.contact.email, now) | dict(
         external_id=r.external_id,
         onset_at=now - timedelta(weeks=r.data.answers.onset_weeks),
         enrolled_at=now,
         status=PatientStatus.ACTIVE,
         sms_confirmed_at=now if r.contact.phone else None,  # confirmation.vouch: the clinic entered them
         email_confirmed_at=now if r.contact.email else None,
+        sms_state="ok",
+        email_state="ok",
     )
-    return values
 
 
 def _program(
