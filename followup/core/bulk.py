@@ -49,7 +49,9 @@ def check_row(row: RawRow, region: str, allowed: Sequence[str] = ()) -> GoodRow 
         return BadRow(row.where, None, "row", row.problem or "unreadable")
     fields = dict(row.fields)
     raw_id = fields.pop("external_id", None)
-    external_id = str(raw_id).strip() if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
+        return BadRow(row.where, None, "external_id", "must be text or a whole number")
+    external_id = str(raw_id).strip() if raw_id is not None else None
     if not external_id:
         return BadRow(row.where, None, "external_id", "required: the clinic's id for this patient")
     if len(external_id) > EXTERNAL_ID_MAX or not external_id.isprintable():
