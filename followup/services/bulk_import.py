@@ -33,7 +33,7 @@ from itertools import islice
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Connection, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
@@ -266,11 +266,7 @@ def _enroll_rows(
 ) -> list[Outcome]:
     """Multi-row INSERTs of the patients (ON CONFLICT on the external id), then of their triages, consents,
     program steps and audit entries. No commit."""
-    conn = s.connection()
-    values = [_patient_values(r, now) for r in rows]
-    stmt = _insert(s, _table(Patient)).on_conflict_do_nothing(index_elements=["external_id"])
-    returned = conn.execute(stmt.returning(_table(Patient).c.id, _table(Patient).c.external_id), values)
-    ids = {str(ext): int(pid) for pid, ext in returned}
+    ids = _insert_patients(s, [_patient_values(r, now) for r in rows])
     outcomes = []
     enrolled: list[tuple[GoodRow, int]] = []
     for r in rows:
@@ -292,12 +288,7 @@ def _enroll_rows(
         )
         for r, pid in enrolled
     ]
-    triage_ids = {
-        int(pid): int(tid)
-        for tid, pid in conn.execute(
-            insert(_table(Triage)).returning(_table(Triage).c.id, _table(Triage).c.patient_id), triage_values
-        )
-    }
+    triage_ids = _insert_triages(s, triage_values)
     consents = [
         dict(
             patient_id=pid,
@@ -328,6 +319,43 @@ def _enroll_rows(
     return outcomes
 
 
+def _insert_patients(s: Session, values: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the patients unless their external id is taken (ON CONFLICT DO NOTHING): {external id: new id}. On
+    PostgreSQL the rows are COPYed into a temporary table and inserted from it in one statement."""
+    table = _table(Patient)
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        stmt = _insert(s, table).on_conflict_do_nothing(index_elements=["external_id"])
+        return {str(e): int(i) for i, e in conn.execute(stmt.returning(table.c.id, table.c.external_id), values)}
+    names = ", ".join(f'"{n}"' for n in values[0])  # the model's own column names, never input
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS import_patient ON COMMIT DELETE ROWS AS SELECT {names} FROM patient "  # noqa: S608
+        "WITH NO DATA"
+    )
+    _copy(conn, table, "import_patient", values)
+    returned = conn.exec_driver_sql(
+        f"INSERT INTO patient ({names}) SELECT {names} FROM import_patient "  # noqa: S608
+        "ON CONFLICT (external_id) DO NOTHING RETURNING id, external_id"
+    )
+    return {str(e): int(i) for i, e in returned}
+
+
+def _insert_triages(s: Session, values: list[dict[str, Any]]) -> dict[int, int]:
+    """Insert the triages: {patient id: triage id}. On PostgreSQL the ids are taken from the sequence first and the
+    rows COPYed."""
+    table = _table(Triage)
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        returned = conn.execute(insert(table).returning(table.c.id, table.c.patient_id), values)
+        return {int(p): int(i) for i, p in returned}
+    ids = conn.exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence('triage', 'id')) FROM generate_series(1, %(n)s)", {"n": len(values)}
+    ).scalars()
+    rows = [{"id": int(i), **v} for i, v in zip(ids, values, strict=True)]
+    _append(s, Triage, rows)
+    return {r["patient_id"]: r["id"] for r in rows}
+
+
 def _pg_type(kind: Any, dialect: Any) -> str:
     if isinstance(kind, JSON):
         return "json"
@@ -345,6 +373,11 @@ def _append(s: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> No
     if conn.dialect.name != "postgresql":
         conn.execute(insert(table), rows)
         return
+    _copy(conn, table, table.name, rows)
+
+
+def _copy(conn: Connection, table: Table, target: str, rows: list[dict[str, Any]]) -> None:
+    """COPY the rows (the same keys in each) into `target`, typed as `table`'s columns."""
     given = list(rows[0])
     # COPY applies no Python-side default (a message's status, its attempts): those constants are written out.
     defaults = {
@@ -358,14 +391,14 @@ def _append(s: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> No
     raw = conn.connection.driver_connection
     assert raw is not None
     try:
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+        with raw.cursor() as cur, cur.copy(f'COPY "{target}" ({columns}) FROM STDIN') as copy:
             # The types given once, not looked up per value; JSON columns take the Python value (dumped once).
             copy.set_types([_pg_type(table.c[n].type, conn.dialect) for n in names])
             for r in rows:
                 copy.write_row([r[n] for n in names])
     except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
         # As SQLAlchemy reports a refused statement: the caller retries the chunk's rows one by one.
-        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        raise IntegrityError(f"COPY {target}", None, exc) from exc
 
 
 def _patient_values(r: GoodRow, now: datetime) -> dict[str, Any]:
