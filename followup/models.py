@@ -134,17 +134,22 @@ class Message(SQLModel, table=True):
 
 
 class DeliveryEvent(SQLModel, table=True):
-    """A provider callback, stored once (the unique key makes a retried webhook a no-op)."""
+    """A provider callback, stored once (the unique key makes a retried webhook a no-op) by the webhook, and applied
+    to its message later, in batches, by a worker (services/delivery.apply_pending); `outcome` NULL: not yet."""
 
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (*partial("deliveryevent", "pending", ["tries", "id"], "outcome IS NULL"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True)  # sendgrid sg_event_id, or twilio "<sid>:<status>"
-    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)  # set once applied
     provider: str
     status: str
     error_code: str | None = None
     at: datetime
+    ref: int | None = None  # our message id as the provider echoed it (not trusted until applied)
+    sid: str | None = None  # the provider's message id
+    outcome: str | None = None  # applied | kept (no regression) | ignored status | unknown message | ...; NULL: pending
+    tries: int = 0  # passes that could not find the message yet (a callback can beat the commit of the send)
 
 
 class Inbound(SQLModel, table=True):
@@ -174,6 +179,7 @@ class Inbound(SQLModel, table=True):
     reason: str | None = None
     received_at: datetime
     processed_at: datetime | None = None
+    claim_until: datetime | None = None  # a reply worker is acting on it until then (services/inbound.claim)
 
 
 class Escalation(SQLModel, table=True):

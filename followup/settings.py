@@ -187,6 +187,8 @@ class DispatchSettings(_Section):
     backoff_max_seconds: float = Field(3600.0, gt=0)
     per_sender_per_second: float = Field(10.0, gt=0)
     email_reconcile_grace_seconds: int = Field(600, ge=0)
+    # A worker's claim on a stored reply it is acting on; a worker that dies leaves it to be taken again after this.
+    reply_claim_seconds: float = Field(60.0, gt=0, le=3600)
 
 
 class TwilioSettings(_Section):

@@ -124,13 +124,16 @@ def worker_app() -> FastAPI:
     from followup.web.app import create_app
 
     settings = load_settings()
-    return create_app(runtime=runtime_of(settings), background=os.environ.get(_DISPATCH_ENV, "1") == "1")
+    background = os.environ.get(_DISPATCH_ENV, "1") == "1"
+    return create_app(runtime=runtime_of(settings), background=background, act_on_replies=background)
 
 
 @click.command()
 @click.option("--host", default=None, help="Interface to listen on (default: server.host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: server.port).")
-@click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
+@click.option(
+    "--no-dispatch", is_flag=True, help="Web only: leave sending and acting on replies to `followup worker` processes."
+)
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.option(
     "--workers",
@@ -158,7 +161,7 @@ def serve(
         for line, to_stderr in banner(settings):
             click.echo(line, err=to_stderr)
         if workers == 1:
-            app = create_app(runtime=runtime_of(settings), background=not no_dispatch)
+            app = create_app(runtime=runtime_of(settings), background=not no_dispatch, act_on_replies=not no_dispatch)
             config = uvicorn.Config(app, log_config=None, access_log=False)
             uvicorn.Server(config).run(sockets=[sock])
             return
@@ -174,7 +177,7 @@ def serve(
                 _DISPATCH_ENV: "0" if no_dispatch else "1",
             }
         )
-        where = "dispatching in each" if not no_dispatch else "no dispatcher (run `followup worker`)"
+        where = "dispatching in each" if not no_dispatch else "no dispatcher, no reply worker (run `followup worker`)"
         click.echo(f"  web processes {workers} on one port, {where}", err=False)
         config = uvicorn.Config(
             "followup.cli.serve:worker_app", factory=True, workers=workers, log_config=None, access_log=False

@@ -1,7 +1,7 @@
 """patient.external_id: the clinic's own id for a patient, unique, for idempotent bulk import
 
 Revision ID: e7b2c9d4a1f0
-Revises: d1a5c0e2f3b4
+Revises: e5b7c3a9d1f2
 Create Date: 2026-12-02 14:30:00.000000
 
 `followup import` and `POST /api/triage/batch` insert with `ON CONFLICT (external_id) DO NOTHING`: the unique
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "e7b2c9d4a1f0"
-down_revision: str | None = "d1a5c0e2f3b4"
+down_revision: str | None = "e5b7c3a9d1f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
