@@ -51,6 +51,9 @@ class Patient(SQLModel, table=True):
     sms_confirmed_at: datetime | None = None
     email_confirmed_at: datetime | None = None
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
+    # The clinic's own id for the patient, given by a bulk import (services/bulk_import.py); unique, so a rerun
+    # enrolls no one twice. None for patients enrolled by the API, the intake form or FHIR.
+    external_id: str | None = Field(default=None, unique=True, index=True)
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
     created_at: datetime
