@@ -1,7 +1,7 @@
 """pacing: a bucket row per sender, shared by every dispatcher (followup/services/pacing.py)
 
 Revision ID: e7b2c9d4f1a6
-Revises: e5b7c3a9d1f2
+Revises: e7b2c9d4a1f0
 Create Date: 2026-12-02 14:30:00.000000
 """
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'e7b2c9d4f1a6'
-down_revision: str | None = 'e5b7c3a9d1f2'
+down_revision: str | None = 'e7b2c9d4a1f0'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
