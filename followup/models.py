@@ -280,6 +280,16 @@ class Throttle(SQLModel, table=True):
     last_at: datetime = Field(index=True)
 
 
+class SenderPace(SQLModel, table=True):
+    """One sender's pacing bucket (followup/core/pacing.py), shared by every dispatcher on the database: `tat` is
+    the schedule time of its next send (seconds since the epoch), `granted` how many the last grant took. The key
+    is the sender: the clinic's own number, address or Twilio Messaging Service, never a patient's."""
+
+    sender: str = Field(primary_key=True)
+    tat: float
+    granted: int = 0
+
+
 class StaffSession(SQLModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so logout is real."""
 
