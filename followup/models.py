@@ -57,6 +57,9 @@ class Patient(SQLModel, table=True):
     sms_confirmed_at: datetime | None = None
     email_confirmed_at: datetime | None = None
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
+    # The clinic's own id for the patient, given by a bulk import (services/bulk_import.py); unique, so a rerun
+    # enrolls no one twice. None for patients enrolled by the API, the intake form or FHIR.
+    external_id: str | None = Field(default=None, unique=True, index=True)
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
     # Kept by followup/services/silence.py: the latest reply, and when the second check-in after it went out.
@@ -284,6 +287,16 @@ class Throttle(SQLModel, table=True):
     key: str = Field(primary_key=True)
     count: float
     last_at: datetime = Field(index=True)
+
+
+class SenderPace(SQLModel, table=True):
+    """One sender's pacing bucket (followup/core/pacing.py), shared by every dispatcher on the database: `tat` is
+    the schedule time of its next send (seconds since the epoch), `granted` how many the last grant took. The key
+    is the sender: the clinic's own number, address or Twilio Messaging Service, never a patient's."""
+
+    sender: str = Field(primary_key=True)
+    tat: float
+    granted: int = 0
 
 
 class StaffSession(SQLModel, table=True):

@@ -23,7 +23,7 @@ from followup import metrics
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
 from followup.core.sms import MAX_SEGMENTS, segments
-from followup.core.vocab import WENT_OUT, Channel, Level, Trend
+from followup.core.vocab import WENT_OUT, Channel, Level, Tier, Trend
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit, confirmation, drafts
@@ -186,7 +186,8 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         body = inbound.body
         patient = _match(s, reply)
         flood = (reply.meta or {}).get("flood")
-        reading = _reading_context(rt, s, patient, now) if patient is not None and flood != "unread" else None
+        subject = patient if patient is not None else _claimed(s, reply)
+        reading = _reading_context(rt, s, subject, now) if subject is not None and flood != "unread" else None
     verdict = _assess(rt, body, reading.context()) if reading is not None and body.strip() else None
     with rt.db.session() as s:
         taken = s.exec(
@@ -200,10 +201,16 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         assert inbound is not None
         patient = _match(s, reply)
         if patient is None:
-            unverified = (
-                reply.channel == Channel.EMAIL
-                and s.exec(select(Patient.id).where(Patient.email == reply.sender)).first() is not None
-            )
+            claimed = _claimed(s, reply)
+            unverified = claimed is not None
+            if claimed is not None and flood != "unread" and body.strip():
+                if reading is None or reading.patient_id != claimed.id:
+                    reading = _reading_context(rt, s, claimed, now)
+                    verdict = _assess(rt, body, reading.context())
+                if verdict is not None and verdict.level != Level.NONE:
+                    result = _unverified_red_flag(rt, s, inbound, claimed, reply, now, verdict, reading)
+                    s.commit()
+                    return result
             inbound.intent, inbound.status = "unknown_sender", "ignored"
             inbound.reason = (
                 "sender's address is a patient's, but no reply token and no passing SPF or DKIM: not trusted; kept"
@@ -326,6 +333,93 @@ def _match(s: Session, reply: Reply) -> Patient | None:
     if not (reply.meta or {}).get("sender_verified"):
         return None
     return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+
+
+def _claimed(s: Session, reply: Reply) -> Patient | None:
+    """The patient whose address an unverified email claims to come from (no reply token, no passing SPF or
+    DKIM): not the patient as far as acting goes (`_match`), but a red flag in it must still reach a person."""
+    if reply.channel != Channel.EMAIL:
+        return None
+    return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+
+
+def _unverified_red_flag(
+    rt: Runtime,
+    s: Session,
+    inbound: Inbound,
+    claimed: Patient,
+    reply: Reply,
+    now: datetime,
+    verdict: Any,
+    reading: _Reading,
+) -> Received:
+    """A red flag in an email that claims a patient's address but is not proven theirs. Anyone can write a From
+    header, so it opts no one out, confirms nothing and sends the patient nothing; but a real patient whose mail
+    fails SPF may be the one writing "I can't breathe", so it is never just filed: it becomes a routine review
+    item for staff, marked "sender not verified", with the clinic alerted as for any review (they call the
+    patient on the number they know). It cannot page anyone as an emergency (issue 11, finding 5)."""
+    assert inbound.id is not None and claimed.id is not None
+    inbound.patient_id = claimed.id
+    inbound.intent, inbound.status, inbound.processed_at = "unverified_sender", "processed", now
+    inbound.reason = (
+        "sender's address is a patient's, but no reply token and no passing SPF or DKIM: red flag for staff"
+    )
+    inbound.verdict = {
+        **verdict.to_dict(),
+        "explanation": verdict.explanation(),
+        "sender_unverified": True,
+        "context": {
+            "weeks_since_onset": round(reading.weeks, 1) if reading.weeks is not None else None,
+            "last_question": reading.question.id if reading.question else None,
+        },
+    }
+    inbound.level = verdict.level
+    evidence = [
+        {
+            "text": f.text,
+            "criterion": f.criterion,
+            "tier": Tier.ROUTINE,
+            "rule": f"{f.rule} (sender not verified; read as {f.tier})",
+            "inbound_id": inbound.id,
+        }
+        for f in verdict.findings
+    ]
+    if not evidence and verdict.learned is not None:
+        evidence = [
+            {
+                "text": verdict.learned.clause,
+                "criterion": None,
+                "tier": Tier.ROUTINE,
+                "rule": "learned layer (sender not verified)",
+                "inbound_id": inbound.id,
+            }
+        ]
+    audit.record(s, now, "email:unknown", "inbound.unverified_sender", f"inbound:{inbound.id}", red_flag=True)
+    esc, _ = escalate(
+        rt,
+        s,
+        claimed,
+        level=Level.RED_FLAG,
+        tier=Tier.ROUTINE,
+        criteria=list(verdict.criteria),
+        evidence=evidence,
+        source="reply",
+        now=now,
+        channel=reply.channel,
+        inbound_id=inbound.id,
+        review=True,
+        tell_patient=False,
+    )
+    audit.record(
+        s,
+        now,
+        "system",
+        "escalation.sender_unverified",
+        f"escalation:{esc.id}",
+        patient_id=claimed.id,
+        read_as=verdict.tier,
+    )
+    return Received(inbound.id, False, "unverified_sender", Level.RED_FLAG, esc.id)
 
 
 def _act(
