@@ -1,7 +1,7 @@
 """patient silence: last_reply_at and silent_since, kept by followup/services/silence.py, with their index
 
 Revision ID: e7b2c9d4a1f6
-Revises: e5b7c3a9d1f2
+Revises: e7b2c9d4f1a6
 Create Date: 2026-12-02 14:40:00.000000
 
 The digest and the dashboard's "Not responding" filter read every check-in and reply (bench/README.md: ~50,000
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'e7b2c9d4a1f6'
-down_revision: str | None = 'e5b7c3a9d1f2'
+down_revision: str | None = 'e7b2c9d4f1a6'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
