@@ -33,7 +33,13 @@ def partial(table: str, name: str, columns: list[str], where: str) -> tuple[Inde
 
 class Patient(SQLModel, table=True):
     # On PostgreSQL the search also has trigram indexes on lower(name), email and phone (migration d1a5c0e2f3b4).
-    __table_args__ = (Index("ix_patient_status", "status"), NEVER_REUSED)
+    __table_args__ = (
+        Index("ix_patient_status", "status"),
+        # the non-responders (services/silence.py): per status still followed up, a range of silent_since, so
+        # finished patients' old silences are never read
+        Index("ix_patient_status_silent_since", "status", "silent_since"),
+        NEVER_REUSED,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -56,6 +62,9 @@ class Patient(SQLModel, table=True):
     external_id: str | None = Field(default=None, unique=True, index=True)
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
+    # Kept by followup/services/silence.py: the latest reply, and when the second check-in after it went out.
+    last_reply_at: datetime | None = None
+    silent_since: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -15,6 +15,7 @@ from followup.clock import FakeClock
 from followup.jobs import DispatchLoop
 from followup.models import AuditLog, Escalation, EscalationAlert, Message, Patient
 from followup.runtime import Runtime
+from followup.services import silence
 from followup.services.alerting import contact_tiers, realert_due, run_realerts, sla, tier_index
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
@@ -268,6 +269,8 @@ def test_digest_lists_routine_escalations_unreachable_and_non_responders(
         for n, days in enumerate((9, 3)):
             sent = clock.now() - timedelta(days=days)
             s.add(delivered_checkin(silent, sent, f"ci:{n}"))
+        s.flush()
+        silence.rebuild(s, [silent])
         s.commit()
     clock.set(at_local(25, 7, 30))
     assert send_digest(rt) == 1

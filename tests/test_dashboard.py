@@ -22,6 +22,7 @@ from followup.core.vocab import MessageState
 from followup.fakeprovider import DEV_TWILIO_AUTH_TOKEN, sign_twilio
 from followup.models import AuditLog, Escalation, Inbound, Message, Patient, StaffSession, StaffUser
 from followup.runtime import Runtime, build_runtime
+from followup.services import silence
 from followup.services.dispatch import Dispatcher
 from followup.services.roster import non_responders
 from followup.services.staff import add_staff
@@ -503,6 +504,8 @@ def checkin(rt: Runtime, pid: int, days_ago: float, n: int) -> None:
     sent = rt.clock.now() - timedelta(days=days_ago)
     with rt.db.session() as s:
         s.add(delivered_checkin(pid, sent, f"ci:{pid}:{n}", body="How are you?"))
+        s.flush()
+        silence.checkins_sent(s, [pid])  # as the dispatcher does for the batch it records
         s.commit()
 
 
@@ -523,6 +526,7 @@ def reply(rt: Runtime, pid: int, days_ago: float, body: str = "same as before", 
                 received_at=at,
             )
         )
+        silence.replied(s, pid, at)  # as services/inbound.py does when it matches the reply to its patient
         s.commit()
 
 

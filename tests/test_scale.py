@@ -257,6 +257,22 @@ def test_batched_purge_changes_exactly_the_expired_rows(rt: Runtime, clock: Fake
     assert purge_old_texts(rt, batch=2) == {"messages": 0, "inbound": 0}
 
 
+def test_purging_an_old_failure_does_not_make_it_this_weeks(rt: Runtime, clock: FakeClock) -> None:
+    """A message that failed long ago keeps its date when the retention purge removes its text: the overview's
+    failures this week stay 0 (the purge used to set updated_at, and the old failure counted as new)."""
+    old = clock.now() - timedelta(days=rt.settings.privacy.retention_days + 30)
+    with rt.db.session() as s:
+        pid = _patient(s, 0, old)
+        s.add(_failed(pid, old, "old-failure"))
+        s.commit()
+    assert purge_old_texts(rt)["messages"] == 1
+    with rt.db.session() as s:
+        msg = s.exec(select(m.Message).where(m.Message.dedupe_key == "old-failure")).one()
+        assert msg.body == PURGED and msg.updated_at == old
+    assert overview.overview(rt).failures == 0
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+
+
 def test_erase_finds_replies_from_before_enrolment_and_unreachable_alerts(rt: Runtime) -> None:
     """Erasure still reaches what only the patient's number or id names (a reply before they enrolled, the
     alert that they cannot be reached), now through indexed lookups, and leaves other patients' rows alone."""

@@ -30,6 +30,7 @@ from followup.core.schedule import Defer, Expire, Window, decide_send
 from followup.core.vocab import FINISHED, Channel, MessageKind, MessageState, PatientStatus
 from followup.models import Message, Patient
 from followup.runtime import Runtime
+from followup.services import silence
 from followup.services.confirmation import HOLD_UNCONFIRMED, confirmed
 from followup.services.context import message_context
 from followup.services.pacing import SharedPacer
@@ -340,6 +341,7 @@ class Dispatcher:
         now = self.rt.clock.now()
         cfg = self.rt.settings.dispatch
         finished: list[int] = []
+        checked_in: list[int] = []
         sent_rows: list[dict[str, object]] = []
         with self.rt.db.session() as s:
             for o in outcomes:
@@ -348,6 +350,8 @@ class Dispatcher:
                     report.sent += 1
                     if o.job.kind == MessageKind.CLOSING and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
+                    if o.job.kind == MessageKind.CHECKIN and o.job.patient_id is not None:
+                        checked_in.append(o.job.patient_id)
                     continue
                 msg = s.get(Message, o.job.message_id, with_for_update=True)
                 if msg is None or msg.status != MessageState.SENDING or msg.lease_owner != self.owner:
@@ -394,6 +398,8 @@ class Dispatcher:
                     ),
                     sent_rows,
                 )
+            if checked_in:
+                silence.checkins_sent(s, checked_in)
             if finished:  # the closing message ends the program for patients who are simply active
                 s.exec(
                     update(Patient)
@@ -458,6 +464,15 @@ class Dispatcher:
                     report.reconciled += 1
                     continue
                 self._reconcile_sending(msg, found[msg.id], now, report)
+            s.flush()  # silence reads the sent_at just set
+            silence.checkins_sent(
+                s,
+                [
+                    x.patient_id
+                    for x in stale
+                    if x.sent_at is not None and x.patient_id is not None and x.kind == MessageKind.CHECKIN
+                ],
+            )
             s.commit()
 
     def _find_sent(self, msg: Message) -> str | Exception | None:

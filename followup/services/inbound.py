@@ -31,6 +31,7 @@ from followup.services.context import clinic_context
 from followup.services.escalation import escalate
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
+from followup.services.silence import replied
 
 log = logging.getLogger("followup.inbound")
 NOTIFY_CHANNEL = "followup_inbound"  # PostgreSQL NOTIFY sent with each stored reply; reply workers LISTEN
@@ -223,6 +224,7 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
             s.commit()
             return Received(inbound_id, False, "unknown_sender")
         inbound.patient_id = patient.id
+        replied(s, patient.id, inbound.received_at)  # the patient's "silent since" (services/silence.py)
         if flood == "unread" and not reply.provider_opt_out:  # a STOP Twilio already handled is still recorded
             inbound.status, inbound.processed_at = "flood", now
             inbound.reason = "over the sender's flood limit and reading budget: stored unread, for staff to read"

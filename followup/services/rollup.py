@@ -26,7 +26,7 @@ from followup.core.figures import REPLY_WINDOW, Rows, Tally, day_of, reply_mark,
 from followup.core.vocab import WENT_OUT
 from followup.models import Escalation, Inbound, Message, OverviewDay, Patient
 from followup.runtime import Runtime
-from followup.services.roster import non_responders
+from followup.services import silence
 
 log = logging.getLogger("followup.rollup")
 CLOSED = "closed"  # the figure that marks a day as final
@@ -130,7 +130,7 @@ def enrolled(rt: Runtime) -> int:
 def silent(rt: Runtime) -> int:
     """Patients who did not answer their last two check-ins, as the job last counted them (now if it has not run):
     the count reads every followed-up patient's check-ins, too much for each view at a large cohort."""
-    return _total(rt, SILENT, lambda s: len(non_responders(s, rt.clock.now())))
+    return _total(rt, SILENT, lambda s: silence.count(s, rt.clock.now()))
 
 
 def _count_enrolled(s: Session) -> int:
@@ -183,5 +183,5 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         missing = [d for d in missing if d not in kept and closed(d, tz, now)]
         fresh = compute_days(s, missing, tz, now)
     refresh_total(rt, ENROLLED, _count_enrolled)
-    refresh_total(rt, SILENT, lambda s: len(non_responders(s, now)))
+    refresh_total(rt, SILENT, lambda s: silence.count(s, now))
     return store_closed(rt, fresh, tz, now)

@@ -4,19 +4,19 @@ did not answer two check-ins in a row), and the staff's change of a patient's ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
 from followup.core.paging import COUNT_CAP, Page, cut
 from followup.core.storable import storable
-from followup.core.vocab import CHANNELS, NOT_FINISHED, WENT_OUT, Channel, MessageKind, MessageState
-from followup.models import Inbound, Message, Patient
+from followup.core.vocab import CHANNELS, NOT_FINISHED, Channel, MessageState
+from followup.models import Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit
+from followup.services import audit, silence
 
-REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
+REPLY_GRACE = silence.REPLY_GRACE
 FILTERS = {
     "active": "Active",
     "paused": "Paused",
@@ -57,38 +57,14 @@ class Silent:
 
 def non_responders(s: Session, now: datetime) -> list[Silent]:
     """Patients who did not answer their last two check-ins (the later one at least REPLY_GRACE old): no reply of
-    any kind since the earlier of the two was sent."""
+    any kind since the earlier of the two was sent. Read through the maintained `silent_since`
+    (services/silence.py), so the cost follows the answer, not the tables."""
     rows = s.exec(
-        select(Message.patient_id, Message.sent_at)
-        .join(Patient, col(Patient.id) == Message.patient_id)
-        .where(
-            Message.kind == MessageKind.CHECKIN,
-            col(Message.status).in_(WENT_OUT),
-            col(Message.sent_at).is_not(None),
-            col(Message.sent_at) <= now - REPLY_GRACE,
-            col(Patient.status).in_(NOT_FINISHED),  # not `not_in(FINISHED)`: the status index serves an IN
-        )
-        .order_by(col(Message.patient_id), col(Message.sent_at))
+        select(Patient.id, Patient.last_reply_at).where(silence.not_responding_clause(now)).order_by(col(Patient.id))
     ).all()
-    last_two: dict[int, list[datetime]] = {}
-    for pid, sent_at in rows:
-        if pid is not None and sent_at is not None:
-            last_two.setdefault(pid, []).append(sent_at)
-    candidates = {pid: times[-2:] for pid, times in last_two.items() if len(times) >= 2}
-    if not candidates:
-        return []
-    replies = dict(
-        s.exec(
-            select(Inbound.patient_id, func.max(Inbound.received_at))
-            .where(col(Inbound.patient_id).in_(list(candidates)))
-            .group_by(col(Inbound.patient_id))
-        ).all()
-    )
-    out = []
-    for pid, (first, second) in candidates.items():
-        last_reply = replies.get(pid)
-        if last_reply is None or last_reply <= first:
-            out.append(Silent(pid, second, last_reply))
+    ids = [pid for pid, _ in rows if pid is not None]
+    last = silence.last_checkins(s, ids, now)
+    out = [Silent(pid, last[pid], reply) for pid, reply in rows if pid is not None and pid in last]
     return sorted(out, key=lambda x: x.last_checkin_at)
 
 
@@ -108,8 +84,7 @@ def search(
         elif status == "unreachable":
             stmt = stmt.where(unreachable_clause())
         elif status == "not_responding":
-            ids = [x.patient_id for x in non_responders(s, now)]
-            stmt = stmt.where(col(Patient.id).in_(ids or [-1]))
+            stmt = stmt.where(silence.not_responding_clause(now))
         elif status:
             stmt = stmt.where(Patient.status == status)
         total = s.exec(select(func.count()).select_from(stmt.limit(COUNT_CAP + 1).subquery())).one()
