@@ -17,8 +17,8 @@ from followup.core.vocab import TIERS, Tier
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser, fold_accents
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
-    EFFECTS,
     CUE_LISTS,
+    EFFECTS,
     Answers,
     ContextWords,
     CriteriaError,
