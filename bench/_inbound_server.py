@@ -1,7 +1,10 @@
 """The server side of bench/inbound.py, run in its own process under uvicorn.
 
-python bench/_inbound_server.py app  DATABASE_URL PORT    # the real app (background dispatch off)
-python bench/_inbound_server.py bare DATABASE_URL PORT    # one bare endpoint on the same stack
+python bench/_inbound_server.py app    DATABASE_URL PORT  # the web app as `serve --no-dispatch` runs it: stores and
+                                                          # answers; `followup worker` processes act (_ingest_worker)
+python bench/_inbound_server.py single DATABASE_URL PORT  # the single-process default: web, reply worker thread
+                                                          # and dispatcher in one process (`followup serve`)
+python bench/_inbound_server.py bare   DATABASE_URL PORT  # one bare endpoint on the same stack
 """
 
 from __future__ import annotations
@@ -55,7 +58,10 @@ def main() -> None:
     else:
         from followup.web.app import create_app
 
-        app = create_app(settings_for(url, port), background=False)
+        if mode == "single":
+            app = create_app(settings_for(url, port))
+        else:
+            app = create_app(settings_for(url, port), background=False, act_on_replies=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -4,7 +4,8 @@ messages with the same concurrency and no database, both to the fake provider wi
     .venv/bin/python bench/dispatch.py --db sqlite
     .venv/bin/python bench/dispatch.py --db postgres      # FOLLOWUP_BENCH_POSTGRES_URL or the test server
 
-Prints one JSON line, last: ours_per_s, bare_per_s, ratio (ours / bare), and the settings used.
+Prints one JSON line, last: ours_per_s, bare_per_s, ratio (ours / bare), the CPU time per message of each side
+(this process; the fake provider runs in its own) and cpu_ratio (bare / ours), and the settings used.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def settings_for(url: str, api_base: str, concurrency: int, batch: int) -> Setti
     )
 
 
-def run_ours(url: str, api_base: str, count: int, concurrency: int, batch: int, warmup: int) -> float:
+def run_ours(url: str, api_base: str, count: int, concurrency: int, batch: int, warmup: int) -> tuple[float, float]:
     settings = settings_for(url, api_base, concurrency, batch)
     sms = TwilioSms(
         DEV_TWILIO_ACCOUNT_SID,
@@ -57,17 +58,17 @@ def run_ours(url: str, api_base: str, count: int, concurrency: int, batch: int, 
         seed_due_messages(url, warmup)
         dispatcher.run_once()  # connections, templates and the pool warm up, as in a running worker
         seed_due_messages(url, count, start=warmup)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         sent = 0
         while sent < count:
             sent += dispatcher.run_once().sent
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), (time.process_time() - cpu) / count * 1e6
     finally:
         dispatcher.close()
         rt.db.dispose()
 
 
-def run_bare(api_base: str, count: int, concurrency: int, warmup: int, body: str) -> float:
+def run_bare(api_base: str, count: int, concurrency: int, warmup: int, body: str) -> tuple[float, float]:
     from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
 
@@ -90,9 +91,9 @@ def run_bare(api_base: str, count: int, concurrency: int, warmup: int, body: str
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(send, range(warmup)))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         list(pool.map(send, range(warmup, warmup + count)))
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), (time.process_time() - cpu) / count * 1e6
 
 
 def main() -> None:
@@ -109,14 +110,23 @@ def main() -> None:
         "For emergencies call 911."
     )
     warmup = args.concurrency * 2
-    ours, bare = [], []
+    ours, bare, ours_cpu, bare_cpu = [], [], [], []
     with fake_provider(args.latency_ms) as api_base:
         for _ in range(args.rounds):
-            bare.append(run_bare(api_base, args.count, args.concurrency, warmup, body))
+            rate, cpu = run_bare(api_base, args.count, args.concurrency, warmup, body)
+            bare.append(rate)
+            bare_cpu.append(cpu)
             with database(args.db) as url:
-                ours.append(run_ours(url, api_base, args.count, args.concurrency, args.batch_size, warmup))
-            print(f"bare {bare[-1]:.0f}/s  ours {ours[-1]:.0f}/s", flush=True)
+                rate, cpu = run_ours(url, api_base, args.count, args.concurrency, args.batch_size, warmup)
+            ours.append(rate)
+            ours_cpu.append(cpu)
+            print(
+                f"bare {bare[-1]:.0f}/s ({bare_cpu[-1]:.0f} CPU-us/msg)  "
+                f"ours {ours[-1]:.0f}/s ({ours_cpu[-1]:.0f} CPU-us/msg)",
+                flush=True,
+            )
     o, b = statistics.median(ours), statistics.median(bare)
+    oc, bc = statistics.median(ours_cpu), statistics.median(bare_cpu)
     emit(
         {
             "bench": "dispatch",
@@ -129,6 +139,11 @@ def main() -> None:
             "ours_per_s": round(o, 1),
             "bare_per_s": round(b, 1),
             "ratio": round(o / b, 3),
+            # CPU time of this process per message (the fake provider runs in its own): less sensitive than the
+            # rates to what else the machine is doing, and what runs out first at high concurrency.
+            "ours_cpu_us_per_msg": round(oc, 1),
+            "bare_cpu_us_per_msg": round(bc, 1),
+            "cpu_ratio": round(bc / oc, 3),
         }
     )
 

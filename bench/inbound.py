@@ -1,7 +1,12 @@
-"""Signed inbound SMS webhooks through the real app (signature check, storage, red-flag detection, TwiML answer)
-against a bare endpoint on the same stack (uvicorn + FastAPI, form parsing only), each in its own process.
+"""Signed inbound SMS webhooks through the real app (signature check, storage, TwiML answer; a worker reads each
+reply for red flags and acts, after the answer) against a bare endpoint on the same stack (uvicorn + FastAPI, form
+parsing only), each in its own process.
 
-    .venv/bin/python bench/inbound.py [--rates 50,100,200] [--seconds 10]
+    .venv/bin/python bench/inbound.py [--rates 50,100,200] [--seconds 10] [--shape web+worker|single]
+
+`--shape web+worker` (default): the web process as `serve --no-dispatch` runs it and one worker process
+(bench/_ingest_worker.py) acting on the replies; `single`: the single-process default (web, reply worker thread and
+dispatcher in one process).
 
 Per server: open loops at each rate (latency measured from each request's planned start, so a slow server cannot
 hide its queueing), then a closed loop at `--concurrency` for the most requests/s. Prints one JSON line, last:
@@ -121,8 +126,15 @@ def measure(mode: str, url: str, args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
     if mode == "app":
         enroll(url, port)
-    cmd = [sys.executable, str(ROOT / "bench" / "_inbound_server.py"), mode, url, str(port)]
+    server_mode = "single" if mode == "app" and args.shape == "single" else mode
+    cmd = [sys.executable, str(ROOT / "bench" / "_inbound_server.py"), server_mode, url, str(port)]
     server = subprocess.Popen(cmd, cwd=ROOT)  # noqa: S603 - our own script
+    worker = None
+    if mode == "app" and args.shape == "web+worker":
+        wcmd = [sys.executable, str(ROOT / "bench" / "_ingest_worker.py"), url, str(port)]
+        worker = subprocess.Popen(wcmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own script
+        assert worker.stdout is not None
+        worker.stdout.readline()  # "worker ready"
     try:
         load = Load(port)
         for _ in range(300):
@@ -143,8 +155,10 @@ def measure(mode: str, url: str, args: argparse.Namespace) -> dict[str, object]:
             print(mode, rate, at_rate[str(int(rate))], flush=True)
         best = closed_loop(load, args.max_count, args.concurrency)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for proc in (server, worker):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
     return {"open_loop": at_rate, "max_req_s": round(best, 1)}
 
 
@@ -156,6 +170,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16, help="client threads for the closed loop")
     p.add_argument("--max-count", type=int, default=2000)
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--shape", choices=("web+worker", "single"), default="web+worker")
     args = p.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     with database(args.db) as url:
@@ -167,6 +182,7 @@ def main() -> None:
         {
             "bench": "inbound",
             "db": args.db,
+            "shape": args.shape,
             "seconds_per_rate": args.seconds,
             "app": app,
             "bare": bare,

@@ -85,7 +85,7 @@ COLUMNS = {
     "message": "id patient_id escalation_id dedupe_key channel to kind step_id template question_id context urgent "
     "status due_at expires_at attempts provider_id reason subject body segments sent_at delivered_at created_at "
     "updated_at",
-    "deliveryevent": "id event_key message_id provider status error_code at",
+    "deliveryevent": "id event_key message_id provider status error_code at outcome",  # history: applied
     "inbound": "id provider_key channel patient_id sender body meta status intent level verdict reason received_at "
     "processed_at",
     "appointment": "id escalation_id patient_id starts_at ends_at status booked_by created_at updated_at",
@@ -148,7 +148,16 @@ def patient_history(i: int, rnd: random.Random, ids: Ids, steps: list[Any], year
                 if ev == "sent" and state == "sent" and k == 1:
                     break
                 out["deliveryevent"].append(
-                    (ids.next("deliveryevent"), f"{prov}:{sid}:{ev}", mid, prov, ev, None, sent + timedelta(seconds=k))
+                    (
+                        ids.next("deliveryevent"),
+                        f"{prov}:{sid}:{ev}",
+                        mid,
+                        prov,
+                        ev,
+                        None,
+                        sent + timedelta(seconds=k),
+                        "applied",
+                    )
                 )
         if step.kind == "checkin" and state in ("delivered", "sent") and sent:
             checkins.append((mid, sent))

@@ -3,7 +3,11 @@
 The schedule itself lives in the project's tables, so any number of processes can run these jobs safely
 (APScheduler's own job store could not). Each process runs:
 
-- `dispatch` (every `dispatch.interval_seconds`): retry stored replies not yet acted on, then a dispatcher pass;
+- the ingest worker (a thread, `IngestWorker`): acts on the replies the webhooks stored and applies the delivery
+  events they stored, in batches; woken at once by the web code of this process and, on PostgreSQL, by
+  LISTEN/NOTIFY when any process stores a reply; it polls every `dispatch.interval_seconds` when nothing wakes it;
+- `dispatch` (every `dispatch.interval_seconds`): a dispatcher pass (the ingest worker's own poll is the safety net
+  for replies no wake-up reached);
 - `realert` (every `alerts.check_seconds`): re-alert the next on-call tier for unacknowledged escalations, and
   place the phone calls an emergency re-alert queued (followup/services/voice.py);
 - `webhooks` (every `webhooks.check_seconds`): deliver due signed outbound webhooks from the outbox;
@@ -18,6 +22,7 @@ A job that raises is logged (ids only) and runs again at its next time: one fail
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -26,9 +31,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from followup.runtime import Runtime
 from followup.services.alerting import run_realerts
+from followup.services.delivery import BATCH as EVENTS_BATCH
+from followup.services.delivery import apply_pending
 from followup.services.digest import send_digest
 from followup.services.dispatch import Dispatcher
-from followup.services.inbound import process_pending
+from followup.services.inbound import NOTIFY_CHANNEL, work
 from followup.services.ops import heartbeat, worker_id
 from followup.services.privacy import purge_old_texts
 from followup.services.rollup import refresh as refresh_overview
@@ -60,6 +67,77 @@ def realert_pass(rt: Runtime) -> None:
     place_queued(rt)
 
 
+class IngestWorker:
+    """Acts on stored replies in this process: a thread that claims and processes them (services/inbound.work), then
+    applies stored delivery events in batches (services/delivery.apply_pending), whenever it is woken (this process
+    stored something, or a PostgreSQL NOTIFY says another process stored a reply), and at least every
+    `dispatch.interval_seconds`. Claims and row locks make any number of these, in any number of processes, share
+    the work; acting stays exactly once."""
+
+    BATCH = 20
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.interval = rt.settings.dispatch.interval_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._threads.append(threading.Thread(target=self._run, name="reply-worker", daemon=True))
+        if self.rt.db.is_postgres:
+            self._threads.append(threading.Thread(target=self._listen, name="reply-listener", daemon=True))
+        for t in self._threads:
+            t.start()
+        self.rt.wake_ingest.append(self.wake)
+
+    def stop(self) -> None:
+        if self.wake in self.rt.wake_ingest:
+            self.rt.wake_ingest.remove(self.wake)
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set() and work(self.rt, self.BATCH) >= self.BATCH:
+                    pass  # a full batch: there may be more waiting
+            except Exception:
+                log.exception("reply worker pass failed; the next one retries")
+            try:
+                while not self._stop.is_set() and apply_pending(self.rt) >= EVENTS_BATCH:
+                    pass
+            except Exception:
+                log.exception("delivery events pass failed; the next one retries")
+
+    def _listen(self) -> None:
+        """LISTEN on its own psycopg connection; each NOTIFY wakes the worker. A lost connection is opened again
+        (the worker polls meanwhile)."""
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.rt.db.url).set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # replies stored while not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except Exception:
+                log.warning("reply listener lost its PostgreSQL connection; listening again shortly")
+                self._stop.wait(self.interval)
+
+
 class DispatchLoop:
     """The process's scheduler: the dispatch job and the clinic's jobs, started and stopped together."""
 
@@ -67,6 +145,7 @@ class DispatchLoop:
         self.rt = rt
         self.dispatcher = Dispatcher(rt)
         self.worker = worker_id()
+        self.replies = IngestWorker(rt)
         self.started_at = rt.clock.now()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         settings = rt.settings
@@ -134,7 +213,6 @@ class DispatchLoop:
             )
 
     def _tick(self) -> None:
-        guarded("retrying stored replies", lambda: process_pending(self.rt))()
         report = self.dispatcher.run_once()
         guarded("heartbeat", lambda: heartbeat(self.rt, self.worker, self.started_at, report.claimed, report.sent))()
         if report.claimed or report.reconciled:
@@ -168,8 +246,10 @@ class DispatchLoop:
     def start(self) -> None:
         self.scheduler.start()
         self.rt.wake_dispatcher.append(self.wake)
+        self.replies.start()
 
     def stop(self) -> None:
+        self.replies.stop()
         if self.wake in self.rt.wake_dispatcher:
             self.rt.wake_dispatcher.remove(self.wake)
         self.scheduler.shutdown(wait=True)

@@ -51,6 +51,9 @@ class Patient(SQLModel, table=True):
     sms_confirmed_at: datetime | None = None
     email_confirmed_at: datetime | None = None
     reply_token: str = Field(unique=True, index=True)  # per-patient reply-to local part
+    # The clinic's own id for the patient, given by a bulk import (services/bulk_import.py); unique, so a rerun
+    # enrolls no one twice. None for patients enrolled by the API, the intake form or FHIR.
+    external_id: str | None = Field(default=None, unique=True, index=True)
     onset_at: datetime | None = None  # when the twitching began, as recorded at triage
     enrolled_at: datetime | None = None
     created_at: datetime
@@ -131,17 +134,22 @@ class Message(SQLModel, table=True):
 
 
 class DeliveryEvent(SQLModel, table=True):
-    """A provider callback, stored once (the unique key makes a retried webhook a no-op)."""
+    """A provider callback, stored once (the unique key makes a retried webhook a no-op) by the webhook, and applied
+    to its message later, in batches, by a worker (services/delivery.apply_pending); `outcome` NULL: not yet."""
 
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (*partial("deliveryevent", "pending", ["tries", "id"], "outcome IS NULL"), NEVER_REUSED)
 
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True)  # sendgrid sg_event_id, or twilio "<sid>:<status>"
-    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)  # set once applied
     provider: str
     status: str
     error_code: str | None = None
     at: datetime
+    ref: int | None = None  # our message id as the provider echoed it (not trusted until applied)
+    sid: str | None = None  # the provider's message id
+    outcome: str | None = None  # applied | kept (no regression) | ignored status | unknown message | ...; NULL: pending
+    tries: int = 0  # passes that could not find the message yet (a callback can beat the commit of the send)
 
 
 class Inbound(SQLModel, table=True):
@@ -171,6 +179,7 @@ class Inbound(SQLModel, table=True):
     reason: str | None = None
     received_at: datetime
     processed_at: datetime | None = None
+    claim_until: datetime | None = None  # a reply worker is acting on it until then (services/inbound.claim)
 
 
 class Escalation(SQLModel, table=True):
@@ -269,6 +278,16 @@ class Throttle(SQLModel, table=True):
     key: str = Field(primary_key=True)
     count: float
     last_at: datetime = Field(index=True)
+
+
+class SenderPace(SQLModel, table=True):
+    """One sender's pacing bucket (followup/core/pacing.py), shared by every dispatcher on the database: `tat` is
+    the schedule time of its next send (seconds since the epoch), `granted` how many the last grant took. The key
+    is the sender: the clinic's own number, address or Twilio Messaging Service, never a patient's."""
+
+    sender: str = Field(primary_key=True)
+    tat: float
+    granted: int = 0
 
 
 class StaffSession(SQLModel, table=True):

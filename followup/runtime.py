@@ -68,6 +68,7 @@ class Runtime:
     webhook_poster: WebhookPoster = field(default_factory=HttpxPoster)  # signed outbound webhooks
     caller: Caller | None = None  # phone calls for unacknowledged emergencies (None: no calls)
     wake_dispatcher: list = field(default_factory=list)  # callables run after a commit that queued urgent sends
+    wake_ingest: list = field(default_factory=list)  # callables run after a commit that stored a reply to act on
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -82,6 +83,12 @@ class Runtime:
     def wake(self) -> None:
         for fn in self.wake_dispatcher:
             fn()
+
+    def wake_ingest_workers(self) -> bool:
+        """Wake this process's reply workers; False when it runs none (the reply waits for another process's)."""
+        for fn in self.wake_ingest:
+            fn()
+        return bool(self.wake_ingest)
 
 
 _DETECTORS: dict[tuple[str, float], Screen] = {}

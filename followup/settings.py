@@ -187,14 +187,26 @@ class DispatchSettings(_Section):
     backoff_max_seconds: float = Field(3600.0, gt=0)
     per_sender_per_second: float = Field(10.0, gt=0)
     email_reconcile_grace_seconds: int = Field(600, ge=0)
+    # A worker's claim on a stored reply it is acting on; a worker that dies leaves it to be taken again after this.
+    reply_claim_seconds: float = Field(60.0, gt=0, le=3600)
 
 
 class TwilioSettings(_Section):
     account_sid: str = ""
     auth_token: str = ""
     from_number: str = ""
+    # A Messaging Service ("MG" and 32 hex digits): SMS go out through it, Twilio picks the number from its pool
+    # and queues, and pacing is per service (README, "Sending through a Twilio Messaging Service").
+    messaging_service_sid: str = ""
     api_base: str = ""
     timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("messaging_service_sid")
+    @classmethod
+    def _service_sid(cls, v: str) -> str:
+        if v and not re.fullmatch(r"MG[0-9a-fA-F]{32}", v):
+            raise ValueError("must be a Messaging Service SID: MG followed by 32 hex digits")
+        return v
 
 
 class SendgridSettings(_Section):

@@ -24,6 +24,7 @@ from followup.fakeprovider import (
     FakeProvider,
 )
 from followup.runtime import Runtime, build_runtime
+from followup.services import inbound
 from followup.services.tokens import create_token
 from followup.web.app import create_app
 
@@ -62,7 +63,16 @@ class Live:
             payload["message_sid"] = message_sid
         r = httpx.post(f"{self.fake.url}/_fake/sms/inbound", json=payload, timeout=60)
         r.raise_for_status()
-        return dict(r.json())
+        out = dict(r.json())
+        # The webhook answers before a reply worker acts: wait for the worker, as a patient waits for an answer.
+        if out.get("status") == 200 and out.get("message_sid"):
+            key = f"twilio:{out['message_sid']}"
+            eventually(lambda: inbound.acted_on(self.rt, key), what="a reply worker to act on the reply")
+        return out
+
+    def replies_acted_on(self) -> bool:
+        """Whether every stored reply has been acted on by a reply worker."""
+        return inbound.pending_count(self.rt) == 0
 
 
 def eventually(fn: Callable[[], T | None], what: str = "condition", timeout: float = 15.0) -> T:

@@ -798,3 +798,32 @@ def test_ids_beyond_the_database_are_refused_not_crashed(clinician: TestClient, 
     """An id larger than the database's integers is a 422 (or 404), never a 500."""
     r = getattr(clinician, method)(path.format(big="9" * 25))
     assert r.status_code in (404, 422)
+
+
+def test_escalation_page_warns_when_the_sender_was_not_verified(clinician: TestClient, rt: Runtime) -> None:
+    """A red flag read in an email not proven to be the patient's says so on the escalation page, with what to do."""
+    eid = escalation(rt, "routine", 5, "Una Unverified")
+    verdict = {"level": "red_flag", "tier": "emergency", "criteria": ["breathing"], "findings": [], "suppressed": []}
+    with rt.db.session() as s:
+        e = s.get(Escalation, eid)
+        assert e is not None
+        i = Inbound(
+            provider_key="email:<forged@evil.example>",
+            channel="email",
+            patient_id=e.patient_id,
+            sender="x@example.org",
+            body="I can't breathe",
+            status="processed",
+            intent="unverified_sender",
+            level="red_flag",
+            verdict={**verdict, "sender_unverified": True},
+            received_at=T0,
+        )
+        s.add(i)
+        s.flush()
+        assert i.id is not None
+        e.inbound_ids = [i.id]
+        s.commit()
+    html = clinician.get(f"/dashboard/escalations/{eid}").text
+    assert 'data-testid="unverified-sender"' in html and "the detector read it as emergency" in html
+    assert "Call the patient on the number you have" in html

@@ -152,7 +152,8 @@ def test_callback_for_another_sid_is_ignored(client: TestClient, rt: Runtime) ->
     """A signed callback whose MessageSid is not the message's provider id changes nothing."""
     _, w = enroll_and_send(rt)
     assert twilio_post(client, w.id, status("SMotherotherother", "failed", ErrorCode="21610")) == 204
-    assert welcome(rt, w.patient_id).status == MessageState.SENT and events(rt) == []
+    assert welcome(rt, w.patient_id).status == MessageState.SENT
+    assert [(e.outcome, e.message_id) for e in events(rt)] == [("provider id mismatch", None)]  # kept, not applied
     assert patient(rt, w.patient_id).sms_state == "ok"
 
 
@@ -244,7 +245,7 @@ def test_signed_sendgrid_events_are_applied(client: TestClient, rt: Runtime) -> 
     _, w = enroll_and_send(rt, channel="email")
     assert w.channel == "email" and w.status == MessageState.SENT
     code, counts = sg_post(client, [ev(w.id, "processed", "e1"), ev(w.id, "delivered", "e2"), ev(w.id, "open", "e3")])
-    assert code == 200 and counts["applied"] == 3
+    assert code == 200 and counts["stored"] == 3
     assert welcome(rt, w.patient_id).status == MessageState.DELIVERED
     assert [e.event_key for e in events(rt)] == ["sendgrid:e1", "sendgrid:e2", "sendgrid:e3"]
 
@@ -285,18 +286,19 @@ def test_duplicate_sg_event_id_is_counted_once(client: TestClient, rt: Runtime) 
     """SendGrid's at-least-once delivery: the same sg_event_id, in one batch or a retried one, is stored once."""
     _, w = enroll_and_send(rt, channel="email")
     batch = [ev(w.id, "delivered", "dup-1"), ev(w.id, "delivered", "dup-1")]
-    assert sg_post(client, batch)[1] == {"applied": 1, "duplicate": 1, "unknown": 0, "ignored": 0}
-    assert sg_post(client, batch)[1] == {"applied": 0, "duplicate": 2, "unknown": 0, "ignored": 0}
+    assert sg_post(client, batch)[1] == {"stored": 1, "duplicate": 1, "ignored": 0}
+    assert sg_post(client, batch)[1] == {"stored": 0, "duplicate": 2, "ignored": 0}
     with rt.db.session() as s:
         assert s.exec(select(func.count()).select_from(m.DeliveryEvent)).one() == 1
 
 
-def test_events_for_unknown_messages_are_counted_not_stored(client: TestClient, rt: Runtime) -> None:
-    """Events without our message id, for a message we do not have, or without sg_event_id are skipped."""
+def test_events_without_our_id_are_skipped_and_unknown_messages_kept(client: TestClient, rt: Runtime) -> None:
+    """Events without our message id or without sg_event_id are skipped; one for a message we do not have (yet) is
+    stored and kept pending for a later pass."""
     _, w = enroll_and_send(rt, channel="email")
     batch = [ev(9999, "delivered", "x1"), {"event": "delivered", "sg_event_id": "x2"}, ev(w.id, "delivered", "")]
-    assert sg_post(client, batch)[1]["unknown"] == 3
-    assert events(rt) == []
+    assert sg_post(client, batch)[1] == {"stored": 1, "duplicate": 0, "ignored": 2}
+    assert [(e.event_key, e.outcome, e.tries) for e in events(rt)] == [("sendgrid:x1", None, 1)]
 
 
 def test_bounce_suppresses_email_and_moves_the_patient_to_sms(

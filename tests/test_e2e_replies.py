@@ -93,4 +93,5 @@ def test_email_reply_quoting_question_raises_nothing(live: Live) -> None:
         },
     )
     assert r.status_code == 200, r.text
+    eventually(live.replies_acted_on, what="a reply worker to act on the email")
     assert live.api.get("/api/escalations").json() == []

@@ -91,20 +91,33 @@ def state(rt: Runtime, patient_id: int) -> tuple[str, int, list[str]]:
     ],
     ids=["spf-fail", "dkim-other-domain", "spf-pass-other-envelope", "no-checks"],
 )
-def test_a_forged_from_cannot_opt_out_or_escalate_for_a_patient(
+def test_a_forged_from_cannot_opt_out_or_alarm_for_a_patient(
     client: TestClient, rt: Runtime, patient: m.Patient, checks: dict[str, str]
 ) -> None:
     """The issue's forged mails: From the patient's address without a passing check, STOP does not opt them out
-    and "I can't breathe" opens nothing in their name; both are kept for audit, tied to no one."""
+    and "I can't breathe" pages no one as an emergency and sends the patient nothing; but since a real patient's
+    mail can fail SPF too, its red flag reaches staff as a routine review item marked "sender not verified"."""
     assert patient.id is not None
+    with rt.db.session() as s:
+        before = len(s.exec(select(m.Message)).all())
     assert post(client, mail("STOP", "<forged-1@evil.example>", **dict(checks))).status_code == 200
     assert post(client, mail("I can't breathe", "<forged-2@evil.example>", **dict(checks))).status_code == 200
     email_state, escalations, actions = state(rt, patient.id)
-    assert (email_state, escalations) == ("ok", 0)
+    assert (email_state, escalations) == ("ok", 1)
     assert actions == ["inbound.unverified_sender", "inbound.unverified_sender"]
     with rt.db.session() as s:
-        stored = s.exec(select(m.Inbound)).all()
-    assert [(i.patient_id, i.intent, i.status) for i in stored] == [(None, "unknown_sender", "ignored")] * 2
+        stored = s.exec(select(m.Inbound).order_by(m.Inbound.id)).all()
+        (esc,) = s.exec(select(m.Escalation)).all()
+        events = [a.action for a in s.exec(select(m.AuditLog).where(m.AuditLog.subject == f"escalation:{esc.id}"))]
+        queued = [(x.to, x.kind) for x in s.exec(select(m.Message).order_by(m.Message.id)).all()][before:]
+    assert [(i.patient_id, i.intent, i.status) for i in stored] == [
+        (None, "unknown_sender", "ignored"),
+        (patient.id, "unverified_sender", "processed"),
+    ]
+    assert stored[1].verdict is not None and stored[1].verdict["sender_unverified"] is True
+    assert (esc.level, esc.tier, esc.criteria) == ("red_flag", "routine", ["breathing"])
+    assert "escalation.sender_unverified" in events
+    assert [to for to, _ in queued if to == PATIENT] == [] and ("oncall@clinic.example", "alert") in queued
 
 
 @pytest.mark.parametrize(

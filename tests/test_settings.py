@@ -153,6 +153,7 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
             "server.public_url",
         ),
         ("", {"FOLLOWUP_SERVER__PORT": "eighty"}, "server.port"),
+        ('[twilio]\nmessaging_service_sid = "PN123"\n', {}, "twilio.messaging_service_sid"),
         ('[schedule]\nsend_from = "21:00"\nsend_until = "08:00"\n', {}, "send_from"),
         (
             "",
@@ -175,6 +176,7 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
         "production-without-secret",
         "production-http-url",
         "port-not-int",
+        "messaging-service-not-mg",
         "window-reversed",
         "twilio-without-from",
         "broken-toml",

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from followup.cli._common import runtime_of, settings_of
+from followup.cli.importing import import_file
 from followup.cli.redflags import redflags
 from followup.cli.serve import serve
 from followup.cli.staff import staff
@@ -300,6 +301,7 @@ def patient_erase(ctx: click.Context, patient_id: int, yes: bool, operator: str)
     click.echo(f"patient {patient_id} erased: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
 
 
+cli.add_command(import_file)
 cli.add_command(redflags)
 cli.add_command(serve)
 cli.add_command(staff)

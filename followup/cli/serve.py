@@ -8,12 +8,17 @@ unless `server.public_url` is set, so a second instance on `--port 8001` sends b
 from __future__ import annotations
 
 import errno
+import os
 import socket
+from typing import TYPE_CHECKING
 
 import click
 
 from followup.cli._common import runtime_of, settings_of
-from followup.settings import Settings
+from followup.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class ListenError(click.ClickException):
@@ -98,28 +103,85 @@ def banner(settings: Settings) -> list[tuple[str, bool]]:
     return lines
 
 
+# What a web process started by `--workers` reads from its environment (set by the parent before it forks).
+_DISPATCH_ENV = "FOLLOWUP_SERVE_DISPATCH"
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Several web processes need PostgreSQL: refuse SQLite with a message that says why and what to do."""
+    if workers > 1 and not settings.database.url.startswith("postgresql"):
+        raise click.ClickException(
+            f"--workers {workers} needs PostgreSQL (database.url / FOLLOWUP_DATABASE__URL): SQLite lets one process "
+            "write at a time, so several web processes (and the dispatchers in them) would queue on its file lock, "
+            "and a burst of webhooks would end in 'database is locked' after the 30 s busy timeout instead of being "
+            "served. On SQLite run one web process (`--workers 1`, the default)."
+        )
+
+
+def worker_app() -> FastAPI:
+    """The app in one of the `--workers` processes (uvicorn imports this factory in each): the settings from the
+    same file and environment as the parent; dispatcher or not as the parent was told."""
+    from followup.web.app import create_app
+
+    settings = load_settings()
+    background = os.environ.get(_DISPATCH_ENV, "1") == "1"
+    return create_app(runtime=runtime_of(settings), background=background, act_on_replies=background)
+
+
 @click.command()
 @click.option("--host", default=None, help="Interface to listen on (default: server.host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: server.port).")
-@click.option("--no-dispatch", is_flag=True, help="Web only: leave sending to `followup worker` processes.")
+@click.option(
+    "--no-dispatch", is_flag=True, help="Web only: leave sending and acting on replies to `followup worker` processes."
+)
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Web processes sharing the port (uvicorn's supervisor). More than 1 needs PostgreSQL.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool) -> None:
-    """Run the web app and the scheduler (dispatcher) in one process."""
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, no_dispatch: bool, no_migrate: bool, workers: int
+) -> None:
+    """Run the web app and the scheduler (dispatcher) in one process, or in each of `--workers` processes."""
     import uvicorn
 
     from followup.db import upgrade
     from followup.web.app import create_app
 
     settings = served_settings(settings_of(ctx), host, port)
+    check_workers(settings, workers)
     sock = bind(settings.server.host, settings.server.port)
     try:
         if not no_migrate:
             upgrade(settings.database.url)
-        app = create_app(runtime=runtime_of(settings), background=not no_dispatch)
         for line, to_stderr in banner(settings):
             click.echo(line, err=to_stderr)
-        config = uvicorn.Config(app, log_config=None, access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers == 1:
+            app = create_app(runtime=runtime_of(settings), background=not no_dispatch, act_on_replies=not no_dispatch)
+            config = uvicorn.Config(app, log_config=None, access_log=False)
+            uvicorn.Server(config).run(sockets=[sock])
+            return
+        from uvicorn.supervisors import Multiprocess
+
+        # The processes are spawned: they read what this one was given from the environment.
+        given = ctx.find_root().obj.get("settings_path")
+        os.environ.update(
+            {
+                **({"FOLLOWUP_SETTINGS": str(given)} if given else {}),
+                **({"FOLLOWUP_SERVER__HOST": host} if host else {}),
+                **({"FOLLOWUP_SERVER__PORT": str(port)} if port else {}),
+                _DISPATCH_ENV: "0" if no_dispatch else "1",
+            }
+        )
+        where = "dispatching in each" if not no_dispatch else "no dispatcher, no reply worker (run `followup worker`)"
+        click.echo(f"  web processes {workers} on one port, {where}", err=False)
+        config = uvicorn.Config(
+            "followup.cli.serve:worker_app", factory=True, workers=workers, log_config=None, access_log=False
+        )
+        Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()

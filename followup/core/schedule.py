@@ -52,6 +52,13 @@ def planned_send(step: Step, enrolled_at: datetime, tz: ZoneInfo, window: Window
     return window.next_open(step_due(step, enrolled_at, tz), tz)
 
 
+def added_step_send(step: Step, enrolled_at: datetime, tz: ZoneInfo, window: Window, now: datetime) -> datetime | None:
+    """When a step newly added to an enrollment goes out, or None: a step at a clock time whose moment has passed
+    is not sent late (a re-triage adding it, or enrollment after that day's time)."""
+    due = planned_send(step, enrolled_at, tz, window)
+    return None if due < now and step.at is not None else due
+
+
 @dataclass(frozen=True)
 class Send:
     pass

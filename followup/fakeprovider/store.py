@@ -37,6 +37,7 @@ class SmsRecord:
             "channel": "sms",
             "to": self.to,
             "from": self.from_ if self.from_ is not None else self.messaging_service_sid,
+            "messaging_service_sid": self.messaging_service_sid,
             "body": self.body,
             "message_id": self.message_id,
             "provider_id": self.sid,

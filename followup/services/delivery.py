@@ -1,15 +1,23 @@
-"""Delivery callbacks: Twilio status callbacks and SendGrid events. Each stored once; states never regress."""
+"""Delivery callbacks: Twilio status callbacks and SendGrid events. Each stored once; states never regress.
+
+The webhooks only store what they receive (`store_twilio`, `store_sendgrid`: one insert-on-conflict statement each)
+and answer; a worker applies the stored events in batches (`apply_pending`: one UPDATE per resulting state). An event
+whose message cannot be found yet (a callback can beat the commit of the send) stays pending and is tried again on
+later passes; after GIVE_UP_AFTER it is kept as 'unknown message'. `twilio_status` and `sendgrid_events` apply one
+callback at once, in the caller's thread (the simulator)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
+from followup.core.delivery import RANK, allowed_from, fold
 from followup.core.storable import storable
 from followup.core.vocab import Channel, MessageState
 from followup.models import DeliveryEvent, Message, Patient
@@ -18,8 +26,9 @@ from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_c
 
 log = logging.getLogger("followup.delivery")
 MAX_ROW_ID = 2**31 - 1  # ids are PostgreSQL integers
-
-RANK = {MessageState.SCHEDULED: 0, MessageState.CLAIMED: 1, MessageState.SENDING: 2, MessageState.SENT: 3}
+GIVE_UP_AFTER = timedelta(days=1)  # an event whose message is still unknown after this never will be
+BATCH = 500
+__all__ = ["RANK"]
 TWILIO_STATES = {
     "accepted": MessageState.SENT,
     "queued": MessageState.SENT,
@@ -68,10 +77,7 @@ def insert_once(s: Session, row: dict[str, Any]) -> bool:
 
 def advance(s: Session, message_id: int, status: str, now: datetime, error_code: str | None = None) -> bool:
     """Move a message forward to `status`; a terminal state is never left and no state moves backwards."""
-    # `sent` only moves earlier states on; any non-terminal state may become terminal.
-    allowed = (
-        [st for st, r in RANK.items() if r < RANK[MessageState.SENT]] if status == MessageState.SENT else list(RANK)
-    )
+    allowed = allowed_from(status)  # `sent` only moves earlier states on; any non-terminal state may become terminal
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == MessageState.DELIVERED:
         values["delivered_at"] = now
@@ -114,6 +120,9 @@ def twilio_status(rt: Runtime, form: dict[str, str], message_id: int | None) -> 
                 "status": raw,
                 "error_code": code,
                 "at": now,
+                "ref": message_id,
+                "sid": sid or None,
+                "outcome": "applied in request",
             },
         ):
             return "duplicate"
@@ -141,8 +150,6 @@ def twilio_status(rt: Runtime, form: dict[str, str], message_id: int | None) -> 
 
 
 def select_by_provider(provider_id: str) -> Any:
-    from sqlmodel import select
-
     return select(Message).where(Message.provider_id == provider_id)
 
 
@@ -175,6 +182,8 @@ def sendgrid_events(rt: Runtime, events: list[dict[str, Any]]) -> dict[str, int]
                     "status": kind,
                     "error_code": storable(str(ev.get("status") or ""))[:50] or None,
                     "at": at,
+                    "ref": message_id,
+                    "outcome": "applied in request",
                 },
             ):
                 counts["duplicate"] += 1
@@ -202,3 +211,216 @@ def _ts(value: Any) -> datetime | None:
         return datetime.fromtimestamp(int(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+
+
+def _twilio_key(sid: str, raw: str, ref: int | None) -> str:
+    return f"twilio:{sid}:{raw}" if sid else f"twilio:mid{ref}:{raw}"
+
+
+def store_twilio(rt: Runtime, form: dict[str, str], message_id: int | None) -> bool:
+    """Store one signed status callback, unapplied, in one statement; False: a duplicate (a provider retry)."""
+    sid, raw = form.get("MessageSid", "")[:100], form.get("MessageStatus", "").lower()[:50]
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        stored = insert_once(
+            s,
+            {
+                "event_key": _twilio_key(sid, raw, message_id),
+                "provider": "twilio",
+                "status": raw,
+                "error_code": (form.get("ErrorCode") or "")[:50] or None,
+                "at": now,
+                "ref": message_id,
+                "sid": sid or None,
+            },
+        )
+        s.commit()
+    return stored
+
+
+def store_sendgrid(rt: Runtime, events: list[Any]) -> dict[str, int]:
+    """Store a batch of verified SendGrid events, unapplied, in one statement. Events without an sg_event_id or
+    without our message id can never be applied: counted as ignored, not stored."""
+    now = rt.clock.now()
+    rows: list[dict[str, Any]] = []
+    for ev in events:
+        ref = row_id(ev.get("followup_message_id")) if isinstance(ev, dict) else None
+        event_id = storable(str(ev.get("sg_event_id") or ""))[:200] if isinstance(ev, dict) else ""
+        if ref is None or not event_id:
+            continue
+        assert isinstance(ev, dict)
+        rows.append(
+            {
+                "event_key": f"sendgrid:{event_id}",
+                "provider": "sendgrid",
+                "status": storable(str(ev.get("event", "")))[:50],
+                "error_code": storable(str(ev.get("status") or ""))[:50] or None,
+                "at": _ts(ev.get("timestamp")) or now,
+                "ref": ref,
+                "tries": 0,
+            }
+        )
+    inserted = 0
+    if rows:
+        with rt.db.session() as s:
+            dialect = s.get_bind().dialect.name
+            ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DeliveryEvent).values(rows)
+            inserted = len(
+                s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(col(DeliveryEvent.id))).all()
+            )
+            s.commit()
+    return {"stored": inserted, "duplicate": len(rows) - inserted, "ignored": len(events) - len(rows)}
+
+
+def apply_pending(rt: Runtime, limit: int = BATCH) -> int:
+    """Apply up to `limit` stored events (fresh ones first, then those whose message was not found before), in one
+    transaction: the messages they move are written with one UPDATE per resulting state, each guarded so that no
+    state moves backwards whatever happened since the read. Returns how many events it took. On PostgreSQL the
+    events are locked (SKIP LOCKED): workers applying at once take disjoint batches."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        pick = (
+            select(DeliveryEvent)
+            .where(col(DeliveryEvent.outcome).is_(None))
+            .order_by(col(DeliveryEvent.tries), col(DeliveryEvent.id))
+            .limit(limit)
+        )
+        if s.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        evs = list(s.exec(pick).all())
+        if not evs:
+            return 0
+        found = _messages(s, evs)
+        targets: list[tuple[int, str]] = []
+        plan: list[tuple[DeliveryEvent, Any, str | None]] = []  # (event, message row or None, target state)
+        for ev in evs:
+            msg = found.get(("id", ev.ref)) if ev.ref is not None else None
+            if msg is None and ev.sid:
+                msg = found.get(("sid", ev.sid))
+            to = (TWILIO_STATES if ev.provider == "twilio" else SENDGRID_STATES).get(ev.status)
+            plan.append((ev, msg, str(to) if to is not None else None))
+            if msg is not None and to is not None and not _mismatch(ev, msg):
+                targets.append((msg.id, str(to)))
+        states, moved_flags = fold({m.id: m.status for m in found.values()}, targets)
+        moved = iter(moved_flags)
+        changed: dict[int, tuple[str, str | None]] = {}  # message id -> (state, error code of the event that moved it)
+        updates: list[dict[str, Any]] = []
+        effects: list[tuple[int, str, str, str]] = []  # (patient id, channel, reachability state, source)
+        outcomes: Counter[str] = Counter()
+        for ev, msg, target in plan:
+            outcome: str | None
+            if msg is None:
+                gave_up = ev.at.replace(tzinfo=ev.at.tzinfo or UTC) < now - GIVE_UP_AFTER
+                outcome = "unknown message" if gave_up else None
+            elif _mismatch(ev, msg):
+                outcome = "provider id mismatch"
+            elif target is None:
+                outcome = "ignored status" if ev.provider == "twilio" else "applied"
+            elif next(moved):
+                outcome = "applied"
+                code = ev.error_code if ev.provider == "twilio" else ev.status
+                changed[msg.id] = (
+                    states[msg.id],
+                    code if target in (MessageState.FAILED, MessageState.UNDELIVERED) else None,
+                )
+            else:
+                outcome = "kept (no regression)"
+            if msg is not None and outcome not in ("provider id mismatch",):
+                effects.extend(_effects(ev, msg, target))
+            outcomes[outcome or "pending"] += 1
+            updates.append(
+                {
+                    "eid": ev.id,
+                    "o": outcome,
+                    "m": msg.id if msg is not None and outcome != "provider id mismatch" else None,
+                    "t": ev.tries + (1 if outcome is None else 0),
+                }
+            )
+        _write_states(s, changed, now)
+        for ev, msg, _ in plan:  # a callback that beat the send's commit: the provider's id is learnt here
+            if msg is not None and ev.sid and not msg.provider_id and ev.provider == "twilio":
+                s.exec(
+                    update(Message)
+                    .where(col(Message.id) == msg.id, col(Message.provider_id).is_(None))
+                    .values(provider_id=ev.sid)
+                    .execution_options(synchronize_session=False)
+                )
+        table = DeliveryEvent.__table__  # type: ignore[attr-defined]
+        s.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("eid"))
+            .values(outcome=bindparam("o"), message_id=bindparam("m"), tries=bindparam("t")),
+            updates,
+        )
+        for patient_id, channel, state, source in _unique(effects):
+            patient = s.get(Patient, patient_id)
+            if patient is not None:
+                set_channel_state(rt, s, patient, channel, state, source, now)
+        s.commit()
+    log.info("delivery events applied: %s", dict(outcomes))
+    return len(evs)
+
+
+def _messages(s: Session, evs: list[DeliveryEvent]) -> dict[tuple[str, Any], Any]:
+    """The messages the events name, by our id and by the provider's id: two reads for the whole batch."""
+    cols = (col(Message.id), col(Message.provider_id), col(Message.status), col(Message.patient_id))
+    refs = {ev.ref for ev in evs if ev.ref is not None}
+    found: dict[tuple[str, Any], Any] = {}
+    if refs:
+        row: Any
+        for row in s.exec(select(*cols).where(col(Message.id).in_(refs))).all():
+            found[("id", row.id)] = row
+    sids = {ev.sid for ev in evs if ev.sid and ("id", ev.ref) not in found}
+    if sids:
+        for row in s.exec(select(*cols).where(col(Message.provider_id).in_(sids))).all():
+            found[("sid", row.provider_id)] = row
+    return found
+
+
+def _mismatch(ev: DeliveryEvent, msg: Any) -> bool:
+    """The callback names our message but another provider id: not ours to apply."""
+    return bool(msg.provider_id and ev.sid and msg.provider_id != ev.sid)
+
+
+def _effects(ev: DeliveryEvent, msg: Any, target: str | None) -> list[tuple[int, str, str, str]]:
+    """What an event means for reaching the patient: a carrier refusal or an invalid number (Twilio), a bounce,
+    a spam report or an unsubscribe (SendGrid)."""
+    if msg.patient_id is None:
+        return []
+    if ev.provider == "twilio":
+        code = ev.error_code
+        if code and target in (MessageState.UNDELIVERED, MessageState.FAILED):
+            if code in OPTED_OUT_CODES:
+                return [(msg.patient_id, Channel.SMS, "opted_out", f"provider_{code}")]
+            if code in INVALID_CODES:
+                return [(msg.patient_id, Channel.SMS, "invalid", f"provider_{code}")]
+        return []
+    if ev.status in SENDGRID_SUPPRESS:
+        return [(msg.patient_id, Channel.EMAIL, SENDGRID_SUPPRESS[ev.status], f"sendgrid_{ev.status}")]
+    return []
+
+
+def _unique(effects: list[tuple[int, str, str, str]]) -> list[tuple[int, str, str, str]]:
+    return list(dict.fromkeys(effects))
+
+
+def _write_states(s: Session, changed: dict[int, tuple[str, str | None]], now: datetime) -> None:
+    """One UPDATE per (state, error code): the messages that move there, each only from a state it may leave."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for message_id, key in changed.items():
+        groups.setdefault(key, []).append(message_id)
+    for (status, code), ids in groups.items():
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == MessageState.DELIVERED:
+            values["delivered_at"] = now
+        if code:
+            values["error_code"] = code
+        if status in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED, MessageState.FAILED):
+            values["lease_owner"] = None
+            values["lease_until"] = None
+        s.exec(
+            update(Message)
+            .where(col(Message.id).in_(ids), col(Message.status).in_(allowed_from(status)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )

@@ -14,24 +14,25 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, or_, update
+from sqlalchemy import and_, bindparam, case, or_, true, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup import metrics
 from followup import models as m
 from followup.content.templates import TemplateProblem
+from followup.core.pacing import Pace
 from followup.core.schedule import Defer, Expire, Window, decide_send
 from followup.core.vocab import FINISHED, Channel, MessageKind, MessageState, PatientStatus
 from followup.models import Message, Patient
 from followup.runtime import Runtime
 from followup.services.confirmation import HOLD_UNCONFIRMED, confirmed
 from followup.services.context import message_context
-from followup.services.pacing import SenderPacer
+from followup.services.pacing import SharedPacer
 from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
 
 log = logging.getLogger("followup.dispatch")
@@ -49,6 +50,7 @@ class PassReport:
     deferred: int = 0
     cancelled: int = 0
     reconciled: int = 0
+    paced: int = 0  # put back untried: their sender had no slot within the lease (other workers took them)
     errors: list[str] = field(default_factory=list)
 
 
@@ -60,6 +62,7 @@ class _Job:
     patient_id: int | None = None
     kind: str = ""
     send_by: datetime | None = None  # not started after this, the lease could run out while it is in flight
+    start_at: float = 0.0  # its pacing slot (wall clock, seconds since the epoch): not started before
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,26 @@ class Dispatcher:
         cfg = rt.settings.dispatch
         self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="send")
         # Pace 10% under the limit: requests reach the provider a few ms apart from when they were paced, and at
-        # exactly the limit the provider counted one send too many in some second (tests/test_faults.py).
-        self.pacer = SenderPacer(cfg.per_sender_per_second * PACING_MARGIN)
+        # exactly the limit the provider counted one send too many in some second (tests/test_faults.py). The
+        # bucket is a database row per sender, shared by every worker process (services/pacing.py).
+        self.pacer = SharedPacer(Pace(cfg.per_sender_per_second * PACING_MARGIN))
         # No bigger batch than pacing lets go out in half a lease: batches overlap (one sending, the next waiting),
         # and a message not started in time is put back untried (see `_send_by`), so a bigger one would only churn.
         sendable = cfg.per_sender_per_second * PACING_MARGIN * (cfg.lease_seconds / 2)
         self.batch_limit = max(1, min(cfg.batch_size, int(sendable)))
         self.window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._warmed = False
+
+    def _warm(self) -> None:
+        """Load each transport's SDK before the first slot is reserved: a worker's first batch spent that second
+        after its slots had started, then sent them at its own pace alongside the other workers' on-time sends."""
+        if not self._warmed:
+            for transport in self.rt.transports.values():
+                warm = getattr(transport, "warm", None)
+                if warm is not None:
+                    warm()
+            self._warmed = True
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -94,18 +109,21 @@ class Dispatcher:
         """Claim, prepare, send and record batches until none is full. Batches overlap: the next one is claimed
         and prepared while the previous one is still being sent, so the senders never wait for the database."""
         report = PassReport()
+        self._warm()
         self.reconcile(report)
         in_flight: list[Future[_Outcome]] = []
         try:
             while True:
-                ids = self.claim()
+                limit, channels = self._room()
+                ids = self.claim(limit, channels) if limit else []
                 report.claimed += len(ids)
+                paced_before = report.paced
                 jobs = self.prepare(ids, report) if ids else []
                 sending = [self.pool.submit(self._send, job) for job in jobs]
                 self.record([f.result() for f in in_flight], report)
                 in_flight = sending
-                if len(ids) < self.batch_limit:
-                    break
+                if len(ids) < limit or not ids or report.paced > paced_before:
+                    break  # the queue is drained, or a sender's slots are all taken for now: claim again next pass
         finally:
             # Sends already started finish and are recorded; if recording fails they stay `sending` and are
             # reconciled with the provider after their lease.
@@ -113,21 +131,43 @@ class Dispatcher:
         self.record(outcomes, report)
         return report
 
-    def claim(self) -> list[int]:
-        """Atomically take up to `batch_limit` due messages: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the
-        single writer makes the conditional UPDATE atomic."""
+    def _room(self) -> tuple[int, list[str] | None]:
+        """How many messages to claim, and on which channels (None: all): no more than pacing could slot within
+        the lease."""
+        rooms: dict[str, int] = {}
+        with self.rt.db.session() as s:
+            for channel, transport in self.rt.transports.items():
+                rooms[channel] = self.pacer.room(s, transport.sender, self._horizon(channel), self.batch_limit)
+        open_ = [c for c, n in rooms.items() if n > 0]
+        return min(self.batch_limit, sum(rooms.values())), None if len(open_) == len(rooms) else open_
+
+    def _horizon(self, channel: str) -> float:
+        """Seconds from now to the last moment a send claimed now may start (see `_send_by`)."""
+        cfg = self.rt.settings
+        timeout = cfg.twilio.timeout_seconds if channel == Channel.SMS else cfg.sendgrid.timeout_seconds
+        return cfg.dispatch.lease_seconds - min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
+
+    def claim(self, limit: int | None = None, channels: Sequence[str] | None = None) -> list[int]:
+        """Atomically take up to `limit` (default `batch_limit`) due messages, of `channels` (default all): FOR
+        UPDATE SKIP LOCKED on PostgreSQL; on SQLite the single writer makes the conditional UPDATE atomic."""
         now = self.rt.clock.now()
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
         due = (
             select(Message.id)
             .where(Message.status == MessageState.SCHEDULED, Message.due_at <= now)
+            .where(col(Message.channel).in_(channels) if channels is not None else true())
             .order_by(col(Message.urgent).desc(), col(Message.due_at))
-            .limit(self.batch_limit)
+            .limit(self.batch_limit if limit is None else limit)
             .with_for_update(skip_locked=True)
+            # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
+            # has already changed, skip those (changed by this statement) and take the next ones, so a claim took
+            # every due message rather than `batch_limit` (tests/test_pacing.py).
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         stmt = (
             update(Message)
-            .where(col(Message.id).in_(due.scalar_subquery()), col(Message.status) == MessageState.SCHEDULED)
+            .where(col(Message.id).in_(select(due.c.id)), col(Message.status) == MessageState.SCHEDULED)
             .values(status=MessageState.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
             .returning(col(Message.id))
             # A fresh session holds no Message objects to keep in step: skip the ORM's bookkeeping (a third
@@ -148,6 +188,7 @@ class Dispatcher:
             # rows after a long stall must not re-queue them between this read and this commit, or both writes
             # land and the message goes twice (tests/test_workers_pg.py, database outage).
             msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids)).with_for_update()).all())
+            msgs.sort(key=lambda x: (not x.urgent, x.due_at, x.id or 0))  # urgent ones get the earliest slots
             pids = {x.patient_id for x in msgs if x.patient_id is not None}
             patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
             answers = _latest_answers(s, pids)
@@ -158,8 +199,31 @@ class Dispatcher:
                 job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
                 if job is not None:
                     jobs.append(job)
+            jobs = self._pace(s, jobs, {x.id: x for x in msgs}, now, report)
             s.commit()
         return jobs
+
+    def _pace(
+        self, s: Session, jobs: list[_Job], msgs: dict[int | None, Message], now: datetime, report: PassReport
+    ) -> list[_Job]:
+        """Reserve each sender's slots for its jobs, in the transaction that marks them `sending` (one statement a
+        sender). A job that got no slot before its lease runs short goes back to the queue untried."""
+        by_sender: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_sender.setdefault(self.rt.transports[job.out.channel].sender, []).append(job)
+        paced: list[_Job] = []
+        for sender, group in by_sender.items():
+            lease = float(self.rt.settings.dispatch.lease_seconds)
+            horizon = min(((j.send_by - now).total_seconds() for j in group if j.send_by is not None), default=lease)
+            slots = self.pacer.reserve(s, sender, len(group), max(0.0, horizon))
+            paced += [replace(job, start_at=at) for job, at in zip(group, slots, strict=False)]
+            for job in group[len(slots) :]:
+                msg = msgs[job.message_id]
+                _reschedule(msg, msg.due_at, "no sending slot for its sender within the lease; back in the queue")
+                msg.attempts -= 1
+                report.paced += 1
+        paced.sort(key=lambda j: j.start_at)
+        return paced
 
     def _prepare_one(
         self,
@@ -248,7 +312,10 @@ class Dispatcher:
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
-        self.pacer.wait(transport.sender)
+        warm = getattr(transport, "warm", None)
+        if warm is not None:
+            warm()  # a transport's per-thread setup happens before the slot, not between the slot and the wire
+        self.pacer.wait(transport.sender, job.start_at)
         if job.send_by is not None and self.rt.clock.now() > job.send_by:
             return _Outcome(job, late=True)  # slow pacing or a stalled provider held it back: requeue, untried
         channel = job.out.channel

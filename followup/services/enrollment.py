@@ -7,11 +7,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from followup.core.schedule import Window, planned_send
+from followup.core.schedule import Window, added_step_send, planned_send
 from followup.core.triage import Contact, InputError, TriageIn, check_contact
 from followup.core.vocab import (
     FINISHED,
@@ -107,7 +108,12 @@ def submit_triage(
 
 
 def new_patient(data: TriageIn, phone: str | None, email: str | None, now: datetime) -> Patient:
-    return Patient(
+    return Patient(**new_patient_values(data, phone, email, now))
+
+
+def new_patient_values(data: TriageIn, phone: str | None, email: str | None, now: datetime) -> dict[str, Any]:
+    """The columns a new patient starts with (a bulk import inserts these without building the object)."""
+    return dict(
         name=data.name,
         phone=phone,
         email=email,
@@ -263,10 +269,10 @@ def _enroll(rt: Runtime, s: Session, patient: Patient, data: TriageIn, now: date
     for key, step in wanted.items():
         if key in existing:
             continue
-        due = planned_send(step, enrolled_at, tz, window)
-        if due < now and step.at is not None:
+        send_at = added_step_send(step, enrolled_at, tz, window, now)
+        if send_at is None:
             continue  # a step added by re-triage whose day has passed is not sent late
-        queue(s, rt.settings, drafts.program_step(patient.id, patient.channel, step, enrolled_at, due), now)
+        queue(s, rt.settings, drafts.program_step(patient.id, patient.channel, step, enrolled_at, send_at), now)
 
 
 def _cancel_program(s: Session, patient_id: int, now: datetime, reason: str) -> None:

@@ -54,12 +54,13 @@ def escalate(
     triage_id: int | None = None,
     inbound_id: int | None = None,
     review: bool = False,
+    tell_patient: bool = True,
 ) -> tuple[Escalation, bool]:
     """Open an escalation or add to the open one. Returns it and whether patient and clinic were alerted
     (a new escalation, or one that moved up a tier). A `review` (a reply the learned layer finds somewhat
     concerning, or in a language the clinic does not read) is a routine item: the clinic is told as for any
     routine escalation, and the patient gets the routine answer with "we will read it today", not the red-flag
-    message."""
+    message. Without `tell_patient` (a message not proven to be the patient's), only the clinic hears of it."""
     assert patient.id is not None
     esc = open_escalation(s, patient.id)
     alerted = True
@@ -115,11 +116,12 @@ def escalate(
         )
     if alerted and review:
         chosen = reachable_channel(patient, channel)
-        if chosen is not None:
+        if chosen is not None and tell_patient:
             queue(s, rt.settings, drafts.review_ack(esc, patient.id, chosen, now), now)
         _alert_clinic(rt, s, esc, now)
     elif alerted:
-        _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
+        if tell_patient:
+            _tell_patient(rt, s, patient, esc, criteria, now, channel, source)
         _alert_clinic(rt, s, esc, now)
     return esc, alerted
 

@@ -1,8 +1,9 @@
 """Replies: store each one once, read it for red flags first, then keywords, and act.
 
 Order matters for safety: red-flag detection runs before any keyword, so "STOP worrying, I'm choking when I
-eat" escalates and "Help, I can't breathe" is an emergency, not a HELP request. The webhook answers at once;
-everything sent back goes through the dispatcher (woken after the commit), so it is tracked like any message.
+eat" escalates and "Help, I can't breathe" is an emergency, not a HELP request. The webhook only stores the reply
+(`store`) and answers; a reply worker (`work`, woken at once: followup/jobs.py) claims it and acts. Everything sent
+back goes through the dispatcher (woken after the commit), so it is tracked like any message.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from followup import metrics
 from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
 from followup.core.sms import MAX_SEGMENTS, segments
-from followup.core.vocab import WENT_OUT, Channel, Level, Trend
+from followup.core.vocab import WENT_OUT, Channel, Level, Tier, Trend
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit, confirmation, drafts
@@ -32,6 +33,7 @@ from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
 
 log = logging.getLogger("followup.inbound")
+NOTIFY_CHANNEL = "followup_inbound"  # PostgreSQL NOTIFY sent with each stored reply; reply workers LISTEN
 QUESTION_FRESH = timedelta(days=7)
 ACK_EVERY = timedelta(hours=24)
 MAX_BODY_CHARS = 20_000
@@ -51,27 +53,119 @@ class Received:
     escalation_id: int | None = None
 
 
-def receive(rt: Runtime, reply: Reply) -> Received:
-    """Store the reply once (atomically: a retried webhook inserts nothing), commit, then act on it in a second
-    transaction. If acting fails, the stored reply stays `received` and `process_pending` tries again: a reply
-    is never lost, and never acted on twice."""
+@dataclass(frozen=True)
+class Stored:
+    inbound_id: int | None  # None: a duplicate delivery, nothing stored
+    duplicate: bool
+    unknown_sender: bool = False  # an SMS from a number no patient has (the webhook answers who we are)
+
+
+def store(rt: Runtime, reply: Reply) -> Stored:
+    """What a webhook does before answering: store the reply once, in one statement (a retried webhook inserts
+    nothing), and on PostgreSQL notify the reply workers in the same transaction. Acting on it is left to a worker
+    (`work` / `act_on`); until one does, the reply stays `received`, and nothing is lost if the process dies."""
     reply = storable_reply(reply)
     now = rt.clock.now()
+    unknown = False
     with rt.db.session() as s:
         inbound_id = _insert_once(s, reply, reply.body[:MAX_BODY_CHARS], now)
+        if inbound_id is not None and s.get_bind().dialect.name == "postgresql":
+            s.connection().execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        if inbound_id is not None and reply.channel == Channel.SMS:  # read only, in the same round of the session
+            unknown = s.exec(select(Patient.id).where(Patient.phone == reply.sender)).first() is None
         s.commit()
     if inbound_id is None:
         with rt.db.session() as s:  # a provider retry: nothing to do, but say so where staff can see it
             audit.record(s, now, f"provider:{reply.channel}", "inbound.duplicate_ignored", reply.provider_key[:120])
             s.commit()
+        return Stored(None, duplicate=True)
+    return Stored(inbound_id, False, unknown)
+
+
+def receive(rt: Runtime, reply: Reply) -> Received:
+    """Store the reply once and act on it at once, in this thread (the simulator and direct callers; the webhooks
+    `store` and leave acting to a worker). If acting fails, the stored reply stays `received` and a worker's
+    `process_pending` tries again: a reply is never lost, and never acted on twice."""
+    stored = store(rt, reply)
+    if stored.inbound_id is None:
         return Received(None, duplicate=True)
     try:
-        result = process(rt, inbound_id, reply)
+        result = process(rt, stored.inbound_id, storable_reply(reply))
     except Exception:
-        log.exception("inbound %s stored but not processed; it will be retried", inbound_id)
-        return Received(inbound_id, False, "pending")
+        log.exception("inbound %s stored but not processed; it will be retried", stored.inbound_id)
+        return Received(stored.inbound_id, False, "pending")
     rt.wake()
     return result
+
+
+def acted_on(rt: Runtime, provider_key: str) -> bool:
+    """Whether the stored reply with this provider key has been acted on (or is unknown: nothing to wait for)."""
+    with rt.db.session() as s:
+        status = s.exec(select(Inbound.status).where(Inbound.provider_key == provider_key)).first()
+    return status != "received"
+
+
+def pending_count(rt: Runtime) -> int:
+    """How many stored replies no worker has acted on yet."""
+    with rt.db.session() as s:
+        return int(s.exec(select(func.count()).select_from(Inbound).where(col(Inbound.status) == "received")).one())
+
+
+def claim(rt: Runtime, limit: int = 50, inbound_id: int | None = None) -> list[int]:
+    """Take up to `limit` stored replies (or the one given) for this worker, in one statement: a reply claimed by
+    another worker is skipped until its claim expires (`dispatch.reply_claim_seconds`: that worker died, or failed
+    on it). The claim only spares work; acting stays exactly once because `process` takes the row itself."""
+    now = rt.clock.now()
+    until = now + timedelta(seconds=rt.settings.dispatch.reply_claim_seconds)
+    with rt.db.session() as s:
+        pick = select(Inbound.id).where(
+            col(Inbound.status) == "received",
+            or_(col(Inbound.claim_until).is_(None), col(Inbound.claim_until) < now),
+        )
+        if inbound_id is not None:
+            pick = pick.where(col(Inbound.id) == inbound_id)
+        pick = pick.order_by(col(Inbound.id)).limit(limit)
+        if s.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)  # two workers never wait on, nor take, the same rows
+        rows = s.exec(
+            update(Inbound)
+            .where(col(Inbound.id).in_(pick.scalar_subquery()))
+            .values(claim_until=until)
+            .returning(col(Inbound.id))
+            .execution_options(synchronize_session=False)
+        ).all()
+        s.commit()
+    return sorted(int(r[0]) for r in rows)
+
+
+def act_on(rt: Runtime, inbound_id: int) -> Received | None:
+    """Act on one stored reply now, in this process, if no worker has claimed it (the webhook's "after answering"
+    mode, without a worker thread). None: another worker has it, or it was acted on already."""
+    if not claim(rt, 1, inbound_id):
+        return None
+    try:
+        result = process(rt, inbound_id)
+    except Exception:
+        log.exception("inbound %s stored but not processed; it will be retried", inbound_id)
+        return None
+    rt.wake()
+    return result
+
+
+def work(rt: Runtime, limit: int = 50) -> int:
+    """One pass of a reply worker: claim stored replies and act on each (oldest first); returns how many it took.
+    One that fails stays `received` and is taken again once its claim expires."""
+    ids = claim(rt, limit)
+    acted = 0
+    for inbound_id in ids:
+        try:
+            process(rt, inbound_id)
+            acted += 1
+        except Exception:
+            log.exception("inbound %s not processed; it will be retried", inbound_id)
+    if acted:
+        rt.wake()  # an escalation or a keyword answer was queued: the dispatcher sends it now
+    return len(ids)
 
 
 def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Received:
@@ -91,7 +185,8 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         body = inbound.body
         patient = _match(s, reply)
         flood = (reply.meta or {}).get("flood")
-        reading = _reading_context(rt, s, patient, now) if patient is not None and flood != "unread" else None
+        subject = patient if patient is not None else _claimed(s, reply)
+        reading = _reading_context(rt, s, subject, now) if subject is not None and flood != "unread" else None
     verdict = _assess(rt, body, reading.context()) if reading is not None and body.strip() else None
     with rt.db.session() as s:
         taken = s.exec(
@@ -105,10 +200,16 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         assert inbound is not None
         patient = _match(s, reply)
         if patient is None:
-            unverified = (
-                reply.channel == Channel.EMAIL
-                and s.exec(select(Patient.id).where(Patient.email == reply.sender)).first() is not None
-            )
+            claimed = _claimed(s, reply)
+            unverified = claimed is not None
+            if claimed is not None and flood != "unread" and body.strip():
+                if reading is None or reading.patient_id != claimed.id:
+                    reading = _reading_context(rt, s, claimed, now)
+                    verdict = _assess(rt, body, reading.context())
+                if verdict is not None and verdict.level != Level.NONE:
+                    result = _unverified_red_flag(rt, s, inbound, claimed, reply, now, verdict, reading)
+                    s.commit()
+                    return result
             inbound.intent, inbound.status = "unknown_sender", "ignored"
             inbound.reason = (
                 "sender's address is a patient's, but no reply token and no passing SPF or DKIM: not trusted; kept"
@@ -194,26 +295,10 @@ def _reply_of(inbound: Inbound) -> Reply:
     )
 
 
-def process_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=30), limit: int = 50) -> int:
-    """Retry replies that were stored but not acted on (a crash or an error between the two steps)."""
-    now = rt.clock.now()
-    with rt.db.session() as s:
-        ids = s.exec(
-            select(Inbound.id)
-            .where(Inbound.status == "received", Inbound.received_at < now - older_than)
-            .order_by(col(Inbound.id))
-            .limit(limit)
-        ).all()
-    done = 0
-    for inbound_id in ids:
-        try:
-            process(rt, int(inbound_id or 0))
-            done += 1
-        except Exception:
-            log.exception("inbound %s still failing", inbound_id)
-    if done:
-        rt.wake()
-    return done
+def process_pending(rt: Runtime, limit: int = 50) -> int:
+    """Act on replies stored but not yet acted on (none woke a worker, a worker died, or acting failed): the
+    dispatcher's periodic safety net behind the reply workers."""
+    return work(rt, limit)
 
 
 def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | None:
@@ -246,6 +331,93 @@ def _match(s: Session, reply: Reply) -> Patient | None:
     if not (reply.meta or {}).get("sender_verified"):
         return None
     return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+
+
+def _claimed(s: Session, reply: Reply) -> Patient | None:
+    """The patient whose address an unverified email claims to come from (no reply token, no passing SPF or
+    DKIM): not the patient as far as acting goes (`_match`), but a red flag in it must still reach a person."""
+    if reply.channel != Channel.EMAIL:
+        return None
+    return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+
+
+def _unverified_red_flag(
+    rt: Runtime,
+    s: Session,
+    inbound: Inbound,
+    claimed: Patient,
+    reply: Reply,
+    now: datetime,
+    verdict: Any,
+    reading: _Reading,
+) -> Received:
+    """A red flag in an email that claims a patient's address but is not proven theirs. Anyone can write a From
+    header, so it opts no one out, confirms nothing and sends the patient nothing; but a real patient whose mail
+    fails SPF may be the one writing "I can't breathe", so it is never just filed: it becomes a routine review
+    item for staff, marked "sender not verified", with the clinic alerted as for any review (they call the
+    patient on the number they know). It cannot page anyone as an emergency (issue 11, finding 5)."""
+    assert inbound.id is not None and claimed.id is not None
+    inbound.patient_id = claimed.id
+    inbound.intent, inbound.status, inbound.processed_at = "unverified_sender", "processed", now
+    inbound.reason = (
+        "sender's address is a patient's, but no reply token and no passing SPF or DKIM: red flag for staff"
+    )
+    inbound.verdict = {
+        **verdict.to_dict(),
+        "explanation": verdict.explanation(),
+        "sender_unverified": True,
+        "context": {
+            "weeks_since_onset": round(reading.weeks, 1) if reading.weeks is not None else None,
+            "last_question": reading.question.id if reading.question else None,
+        },
+    }
+    inbound.level = verdict.level
+    evidence = [
+        {
+            "text": f.text,
+            "criterion": f.criterion,
+            "tier": Tier.ROUTINE,
+            "rule": f"{f.rule} (sender not verified; read as {f.tier})",
+            "inbound_id": inbound.id,
+        }
+        for f in verdict.findings
+    ]
+    if not evidence and verdict.learned is not None:
+        evidence = [
+            {
+                "text": verdict.learned.clause,
+                "criterion": None,
+                "tier": Tier.ROUTINE,
+                "rule": "learned layer (sender not verified)",
+                "inbound_id": inbound.id,
+            }
+        ]
+    audit.record(s, now, "email:unknown", "inbound.unverified_sender", f"inbound:{inbound.id}", red_flag=True)
+    esc, _ = escalate(
+        rt,
+        s,
+        claimed,
+        level=Level.RED_FLAG,
+        tier=Tier.ROUTINE,
+        criteria=list(verdict.criteria),
+        evidence=evidence,
+        source="reply",
+        now=now,
+        channel=reply.channel,
+        inbound_id=inbound.id,
+        review=True,
+        tell_patient=False,
+    )
+    audit.record(
+        s,
+        now,
+        "system",
+        "escalation.sender_unverified",
+        f"escalation:{esc.id}",
+        patient_id=claimed.id,
+        read_as=verdict.tier,
+    )
+    return Received(inbound.id, False, "unverified_sender", Level.RED_FLAG, esc.id)
 
 
 def _act(
@@ -428,10 +600,12 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
     number so two automated systems cannot loop."""
     now = rt.clock.now()
     with rt.db.session() as s:
+        # Every text from this number (it matches no patient) in the last day, this one included: a reply worker
+        # may not have acted on them yet, so they are counted whether marked `unknown_sender` or not.
         seen = s.exec(
             select(Inbound.id).where(
                 Inbound.sender == sender,
-                Inbound.intent == "unknown_sender",
+                col(Inbound.patient_id).is_(None),
                 Inbound.received_at > now - UNKNOWN_REPLY_EVERY,
             )
         ).all()

@@ -1,4 +1,16 @@
-"""Per-sender pacing: at most `rate` sends a second from one number or address, shared by all threads."""
+"""Per-sender pacing shared by every dispatcher on the database: one bucket row per sender.
+
+A dispatcher reserves its batch's send slots with one `UPDATE ... RETURNING` on the sender's row, in the same
+transaction that marks the batch `sending` (so a batch that is not committed reserved nothing). The statement does
+followup/core/pacing.py's `grant` in SQL, on the row as it is when the statement runs: on PostgreSQL two workers'
+updates of one row queue on its lock and the second computes from the first's result; on SQLite the single writer
+does the same. So N worker processes together never start more than the sender's rate, and one process (the
+default, on SQLite) takes the same path with no extra server.
+
+Slots are wall-clock times (seconds since the epoch), the one clock every worker process on a machine shares;
+workers on several machines need their clocks in step (NTP), as a clock running ahead lets its worker's grants
+start early by as much.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +18,86 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Float, case, func, literal, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlmodel import Session, col, select
 
-class SenderPacer:
+from followup.core.pacing import Grant, Pace, count, reach
+from followup.models import SenderPace
+
+
+class SharedPacer:
     def __init__(
         self,
-        rate_per_second: float,
+        pace: Pace,
+        wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.interval = 1.0 / rate_per_second
-        self._next: dict[str, float] = {}
+        self.pace = pace
+        self._wall, self._sleep = wall, sleep
+        self._known: set[str] = set()  # senders whose row exists (rows are never deleted)
+        self._started: dict[str, float] = {}  # per sender: the earliest next start in this process
         self._lock = threading.Lock()
-        self._sleep, self._monotonic = sleep, monotonic
 
-    def wait(self, sender: str) -> None:
-        """Block until `sender` may send again; reserves the slot before sleeping so threads queue fairly."""
+    def reserve(self, s: Session, sender: str, want: int, horizon: float) -> list[float]:
+        """Up to `want` slots for `sender`, none later than `horizon` seconds from now, earliest first. Runs in the
+        caller's transaction, which must commit for the slots to count (and holds the row's lock until it does)."""
+        if want <= 0:
+            return []
+        now = self._wall()
+        if sender not in self._known:
+            _ensure_row(s, sender)
+            self._known.add(sender)
+        row = s.exec(self._statement(sender, now, want, horizon)).first()
+        if row is None:  # the row went missing (a restored database): make it and ask again
+            _ensure_row(s, sender)
+            row = s.exec(self._statement(sender, now, want, horizon)).first()
+            assert row is not None
+        tat, granted = float(row[0]), int(row[1])
+        return Grant(granted, tat - granted * self.pace.interval, tat).slots(self.pace, now)
+
+    def room(self, s: Session, sender: str, horizon: float, most: int) -> int:
+        """How many sends (up to `most`) `sender` could be granted now within `horizon`, read without a lock: a
+        dispatcher claims no more messages than that, rather than claiming, rendering and putting back what
+        another worker's grants left no slot for (three workers on one saturated number did that every pass)."""
+        tat = s.exec(select(SenderPace.tat).where(col(SenderPace.sender) == sender)).first()
+        if tat is None:
+            return most
+        now = self._wall()
+        return count(self.pace, max(float(tat), now), reach(self.pace, now, horizon), most)
+
+    def wait(self, sender: str, at: float) -> None:
+        """Sleep until slot `at`, and until this process's previous send from `sender` is an interval behind (the
+        same rule, over the moments sends actually start). A thread held up past its slot (a first send building
+        its client, a busy interpreter) then does not start together with the next slot's: sends that started
+        late reached the provider bunched."""
         with self._lock:
-            now = self._monotonic()
-            slot = max(now, self._next.get(sender, now))
-            self._next[sender] = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
+            now = self._wall()
+            local = self._started.get(sender, now)
+            start = max(at, now, local - self.pace.tolerance)
+            self._started[sender] = max(start, local) + self.pace.interval
+        if start > now:
+            self._sleep(start - now)
+
+    def _statement(self, sender: str, now: float, want: int, horizon: float) -> ReturningUpdate[float, int]:
+        """core.pacing.grant as one statement: the same operations in the same order, so the same result."""
+        p = self.pace
+        tat = col(SenderPace.tat)
+        now_ = literal(now, Float)
+        start = case((tat > now_, tat), else_=now_)
+        fits = func.floor((literal(reach(p, now, horizon), Float) - start) / literal(p.interval, Float)) + 1
+        n = case((fits < 0, literal(0, Float)), (fits > want, literal(float(want), Float)), else_=fits)
+        return (
+            update(SenderPace)
+            .where(col(SenderPace.sender) == sender)
+            .values(granted=n, tat=start + n * literal(p.interval, Float))
+            .returning(col(SenderPace.tat), col(SenderPace.granted))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _ensure_row(s: Session, sender: str) -> None:
+    """The sender's bucket, full (its schedule time in the distant past), unless it exists already."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    s.exec(insert(SenderPace).values(sender=sender, tat=0.0, granted=0).on_conflict_do_nothing())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session
 
@@ -28,7 +29,14 @@ def ttl_for(settings: Settings, kind: str, urgent: bool) -> timedelta:
 
 def queue(s: Session, settings: Settings, draft: Draft, now: datetime) -> Message:
     """Add the draft as a scheduled message, due at `draft.due_at` and expiring one TTL later."""
-    msg = Message(
+    msg = Message(**message_values(settings, draft, now))
+    s.add(msg)
+    return msg
+
+
+def message_values(settings: Settings, draft: Draft, now: datetime) -> dict[str, Any]:
+    """The columns of the scheduled message a draft becomes (what `queue` adds, and a bulk insert writes)."""
+    return dict(
         patient_id=draft.patient_id,
         escalation_id=draft.escalation_id,
         dedupe_key=draft.dedupe_key,
@@ -45,5 +53,3 @@ def queue(s: Session, settings: Settings, draft: Draft, now: datetime) -> Messag
         created_at=now,
         updated_at=now,
     )
-    s.add(msg)
-    return msg

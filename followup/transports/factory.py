@@ -21,6 +21,7 @@ def build_transports(settings: Settings, outbox_dir: Path = Path("var/outbox")) 
             t.account_sid,
             t.auth_token,
             t.from_number,
+            messaging_service_sid=t.messaging_service_sid,
             api_base=t.api_base,
             timeout=t.timeout_seconds,
             status_callback_base=settings.server.public_url,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import BaseModel
 
+from followup.core.bulk import RawRow
 from followup.core.storable import storable
 from followup.core.triage import InputError, TriageIn
 from followup.services import patients as svc
+from followup.services.bulk_import import import_rows
 from followup.services.enrollment import submit_triage
 from followup.web.deps import MAX_ID, RowId, RuntimeDep, TokenDep, actor
 
@@ -54,6 +56,55 @@ def triage(body: TriageIn, rt: RuntimeDep, tok: TokenDep) -> Any:
         escalation_id=result.escalation_id,
         red_flags=result.red_flags,
         steps=[StepOut(**vars(s)) for s in result.steps],
+    )
+
+
+BATCH_MAX = 10_000
+
+
+class BatchRowOut(BaseModel):
+    index: int
+    external_id: str | None
+    status: Literal["enrolled", "escalated", "already", "rejected"]
+    patient_id: int | None = None
+    field: str | None = None
+    message: str | None = None
+
+
+class BatchOut(BaseModel):
+    enrolled: int
+    escalated: int
+    already: int
+    rejected: int
+    rows: list[BatchRowOut]
+
+
+@router.post("/triage/batch", response_model=BatchOut)
+def triage_batch(
+    rt: RuntimeDep, tok: TokenDep, body: Annotated[list[Any], Body(min_length=1, max_length=BATCH_MAX)]
+) -> Any:
+    """Enroll many patients at once: a list of triage bodies, each with the clinic's `external_id`. Each row is
+    checked as `POST /api/triage` checks one; the answer says what became of each, by its index: `enrolled`,
+    `escalated`, `already` (that external_id is enrolled: nothing written) or `rejected` (`field` and `message`
+    say why; a contact another patient holds is rejected, that patient untouched). A row is written whole or
+    not at all; sending the same list again enrolls no one twice."""
+    rows = [RawRow(i, x) if isinstance(x, dict) else RawRow(i, None, "not a JSON object") for i, x in enumerate(body)]
+    outcomes: list[BatchRowOut] = []
+    tally = import_rows(
+        rt,
+        rows,
+        actor=actor(tok),
+        source="api",
+        report=lambda o: outcomes.append(
+            BatchRowOut(index=o.where, **{k: v for k, v in vars(o).items() if k != "where"})
+        ),
+    )
+    return BatchOut(
+        enrolled=tally.enrolled,
+        escalated=tally.escalated,
+        already=tally.already,
+        rejected=tally.rejected,
+        rows=outcomes,
     )
 
 

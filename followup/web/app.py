@@ -30,8 +30,17 @@ def _warm(rt: Runtime) -> None:
         log.exception("red-flag detector failed to load")
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
-    """`background=False` leaves the dispatcher off (tests drive it by hand; `followup worker` runs it apart)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    background: bool = True,
+    act_on_replies: bool | None = None,
+) -> FastAPI:
+    """`background=False` leaves the dispatcher and the reply worker off (tests drive the dispatcher by hand;
+    `followup worker` runs both apart). Who acts on a reply the webhooks stored: this process's reply worker when
+    it runs one; else, with `act_on_replies` (the default without `background`), the request itself after its
+    answer is sent; `act_on_replies=False` (`serve --no-dispatch`): `followup worker` processes, woken by NOTIFY."""
     if runtime is None:
         assert settings is not None
         runtime = build_runtime(settings)
@@ -67,6 +76,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Follows up patients with muscle twitching by SMS and email, and escalates red flags.",
     )
     app.state.runtime = rt
+    app.state.act_after_answer = (not background) if act_on_replies is None else act_on_replies
     app.state.figures_cache = FigureCache(rt.settings.metrics.figures_cache_seconds)
     # The last added is the outermost: bodies are bounded before the sender limits read an inbound SMS, and every
     # answer (a 413 or 429 of the limits included) gets the security headers.

@@ -1,6 +1,7 @@
 """Provider webhooks: delivery status (Twilio, SendGrid) and replies (inbound SMS and email).
 
-Each checks authenticity first (403, nothing stored), then hands the parsed payload to one service function.
+Each checks authenticity first (403, nothing stored), then stores what it received with one service call and
+answers; acting on it (a reply read for red flags, a delivery state applied) is a worker's job, after the answer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from followup import metrics
@@ -41,18 +44,20 @@ async def twilio_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
 
 @router.post("/twilio/status", include_in_schema=True)
 async def twilio_status(request: Request, rt: RuntimeDep) -> Response:
-    """Twilio status callback (signed). Our message id is in the callback URL (`mid`)."""
+    """Twilio status callback (signed). Our message id is in the callback URL (`mid`). Stored and answered; applied
+    in batches by a worker."""
     fields = await twilio_form(request, rt)
     metrics.CALLBACKS.labels("twilio_status").inc()
     mid = delivery.row_id(request.query_params.get("mid"))
-    outcome = await run_in_threadpool(delivery.twilio_status, rt, fields, mid)
-    log.info("twilio status for message %s: %s", mid, outcome)
-    return Response(status_code=204)
+    stored = await run_in_threadpool(delivery.store_twilio, rt, fields, mid)
+    log.info("twilio status for message %s stored (new: %s)", mid, stored)
+    return Response(status_code=204, background=_applying(request, rt, stored))
 
 
 @router.post("/sendgrid/events")
-async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
-    """SendGrid Event Webhook (ECDSA-signed; deduplicated by sg_event_id)."""
+async def sendgrid_events(request: Request, rt: RuntimeDep) -> Response:
+    """SendGrid Event Webhook (ECDSA-signed; deduplicated by sg_event_id). Stored and answered; applied in batches
+    by a worker. Answers {"stored", "duplicate", "ignored"} (ignored: no sg_event_id or no message id of ours)."""
     raw = await request.body()
     if not sendgrid_valid(rt.settings, request, raw):
         log.warning("sendgrid events refused: bad, missing or stale signature")
@@ -64,15 +69,16 @@ async def sendgrid_events(request: Request, rt: RuntimeDep) -> dict[str, int]:
     if not isinstance(events, list):
         raise HTTPException(400, "body must be a JSON array of events")
     metrics.CALLBACKS.labels("sendgrid_events").inc(len(events))
-    counts = await run_in_threadpool(delivery.sendgrid_events, rt, events)
+    counts = await run_in_threadpool(delivery.store_sendgrid, rt, events)
     log.info("sendgrid events: %s", counts)
-    return counts
+    return JSONResponse(counts, background=_applying(request, rt, counts["stored"] > 0))
 
 
 @router.post("/twilio/sms")
 async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
-    """Inbound SMS (signed). Stored once per MessageSid; red flags escalate at once; answered with TwiML. A text
-    over its number's flood limit is stored too, marked, and read within the number's budget (finding 9)."""
+    """Inbound SMS (signed). Stored once per MessageSid and answered with TwiML at once (empty, or who we are to an
+    unknown number); a reply worker reads it for red flags and acts. A text over its number's flood limit is stored
+    too, marked, and read within the number's budget (finding 9)."""
     fields = await twilio_form(request, rt)
     metrics.CALLBACKS.labels("twilio_sms").inc()
     flood = request.scope.get(FLOOD)  # set by limits.SenderLimits: over the per-number limit, still stored
@@ -91,17 +97,18 @@ async def twilio_sms(request: Request, rt: RuntimeDep) -> Response:
             **({"flood": flood} if flood else {}),
         },
     )
-    result = await run_in_threadpool(inbound.receive, rt, reply)
-    log.info("inbound sms %s: intent %s level %s", result.inbound_id, result.intent, result.level)
+    stored = await run_in_threadpool(inbound.store, rt, reply)
+    log.info("inbound sms %s stored (duplicate: %s)", stored.inbound_id, stored.duplicate)
     text = ""
-    if result.intent == "unknown_sender" and result.inbound_id is not None and not flood:
+    if stored.unknown_sender and stored.inbound_id is not None and not flood:
         text = await run_in_threadpool(inbound.unknown_sender_reply, rt, reply.sender)
-    return Response(twiml(text), media_type="application/xml")
+    return Response(twiml(text), media_type="application/xml", background=_acting(request, rt, stored.inbound_id))
 
 
 @router.post("/sendgrid/inbound")
-async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object]:
-    """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID."""
+async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> Response:
+    """SendGrid Inbound Parse (multipart; HTTP Basic credentials from settings). Deduplicated by Message-ID; stored
+    and answered, then acted on by a reply worker."""
     cfg = rt.settings.sendgrid
     address = client_key(request.scope)
     wait = await run_in_threadpool(inbound_auth.retry_after, rt, address)
@@ -136,9 +143,29 @@ async def sendgrid_inbound(request: Request, rt: RuntimeDep) -> dict[str, object
         reply = parse_sendgrid(fields, cfg.reply_domain, attachments)
     except BadInbound as exc:
         raise HTTPException(400, str(exc)) from None
-    result = await run_in_threadpool(inbound.receive, rt, reply)
-    log.info("inbound email %s: intent %s level %s", result.inbound_id, result.intent, result.level)
-    return {"inbound_id": result.inbound_id, "duplicate": result.duplicate}
+    stored = await run_in_threadpool(inbound.store, rt, reply)
+    log.info("inbound email %s stored (duplicate: %s)", stored.inbound_id, stored.duplicate)
+    return JSONResponse(
+        {"inbound_id": stored.inbound_id, "duplicate": stored.duplicate},
+        background=_acting(request, rt, stored.inbound_id),
+    )
+
+
+def _applying(request: Request, rt: RuntimeDep, stored: bool) -> BackgroundTask | None:
+    """Who applies delivery events just stored: as `_acting` for replies (workers in other processes find them on
+    their next pass, every `dispatch.interval_seconds`: batches, not a wake-up per callback)."""
+    if not stored or rt.wake_ingest_workers() or not request.app.state.act_after_answer:
+        return None
+    return BackgroundTask(delivery.apply_pending, rt)
+
+
+def _acting(request: Request, rt: RuntimeDep, inbound_id: int | None) -> BackgroundTask | None:
+    """Who acts on a reply just stored, once the answer is sent: this process's reply worker (woken now), else,
+    without one, this request after its answer (`create_app(act_on_replies=...)`), else `followup worker`
+    processes (woken by the NOTIFY sent with the insert). The answer never waits for red-flag reading."""
+    if inbound_id is None or rt.wake_ingest_workers() or not request.app.state.act_after_answer:
+        return None
+    return BackgroundTask(inbound.act_on, rt, inbound_id)
 
 
 def _voice_call(request: Request, rt: RuntimeDep) -> int:

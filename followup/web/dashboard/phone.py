@@ -1,23 +1,27 @@
 """The patient-phone demo (outbox mode only): see what the service sent a patient and reply as them.
 
 A reply is not written to the database here: it is posted, signed, to the app's own SMS webhook (in process,
-through the whole ASGI stack), so it takes exactly the path of a real SMS: signature check, storage, red-flag
-reading, escalation, booking link. With real providers configured every route here answers 404.
+through the whole ASGI stack), so it takes exactly the path of a real SMS: signature check, storage, then a reply
+worker's red-flag reading, escalation, booking link (the page waits for the worker, so the answer shows at once).
+With real providers configured every route here answers 404.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from followup.fakeprovider import sign_twilio
 from followup.runtime import Runtime
+from followup.services import inbound, roster
 from followup.services import patients as patient_svc
-from followup.services import roster
 from followup.services.staff import Staff
 from followup.web.dashboard.common import phone_demo_available, render
 from followup.web.deps import RowId, RuntimeDep
@@ -27,6 +31,7 @@ from followup.web.staffauth import StaffDep, csrf_ok
 router = APIRouter()
 WEBHOOK = "/webhooks/twilio/sms"
 MAX_REPLY = 1600  # Twilio's own limit for one inbound message
+SETTLE_WAIT_S = 5.0  # at most this long for a reply worker to act on the reply before the page is shown
 
 
 def _available(rt: Runtime) -> None:
@@ -106,6 +111,12 @@ async def phone_reply(request: Request, patient_id: RowId, rt: RuntimeDep, staff
     status = await _post_webhook(request, rt, fields, signature)
     if status != 200:
         return _phone_page(request, rt, staff, patient_id, 502, f"The SMS webhook answered {status}.", text)
+    # The webhook answered before a reply worker acted: wait (bounded) so the page shows the answer at once.
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    while not await run_in_threadpool(inbound.acted_on, rt, f"twilio:{fields['MessageSid']}"):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     return RedirectResponse(f"/dashboard/phone/{patient_id}?done=replied", status_code=303)
 
 

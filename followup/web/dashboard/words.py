@@ -59,6 +59,10 @@ EVENTS: dict[str, Callable[[Mapping[str, Any], Local], str]] = {
     ),
     "escalation.patient_unreachable": lambda d, _: "The patient could not be sent advice: no channel reaches them",
     "escalation.no_oncall_configured": lambda d, _: "No one was alerted: no on-call contact is configured",
+    "escalation.sender_unverified": lambda d, _: (
+        "From an email not proven to be the patient's (no reply token, SPF and DKIM did not pass): nothing was sent"
+        f" to the patient; read as {d.get('read_as', 'a red flag')}, raised for review: call the patient to check"
+    ),
     "escalation.realerted": lambda d, _: (
         ("Not acknowledged on the phone call" if d.get("why", "sla") != "sla" else "Not acknowledged in time")
         + f": re-alert {d.get('round', '')} sent to {d.get('recipients', 0)} contact(s) of on-call tier "
