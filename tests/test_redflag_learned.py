@@ -154,7 +154,7 @@ class _AlarmedModel:
     ("text", "level"),
     [
         ("no trouble breathing at all", "none"),  # negated by the rules: not read by the learned layer
-        ("my sister has trouble breathing", "none"),  # someone else
+        ("my sister has trouble breathing with her asthma", "none"),  # someone else, with her own condition
         ("what if I get trouble breathing?", "none"),  # hypothetical / question
         ("no trouble breathing. but my chest feels like concrete", "emergency"),  # the other clause is read
     ],

@@ -165,4 +165,7 @@ def _figures(pairs: list[tuple[dict[str, Any], Any]]) -> str:
         parts.append(f"emergency {sum(v.level in _accept(r) for r, v in em) / len(em):.3f} of {len(em)}")
     if ok:
         parts.append(f"specificity {sum(v.level in _accept(r) for r, v in ok) / len(ok):.3f} of {len(ok)}")
+    if esc:  # escalated, but at the wrong level (an emergency answered as a red flag, or the other way)
+        wrong = sum(v.level != "none" and v.level not in _accept(r) for r, v in esc)
+        parts.append(f"wrong level {wrong / len(esc):.3f}")
     return ", ".join(parts)

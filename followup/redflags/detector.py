@@ -27,14 +27,14 @@ from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
 from followup.redflags.load import load_rulebook
-from followup.redflags.rulebook import RuleBook
+from followup.redflags.rulebook import CUE_LISTS, RuleBook
 from followup.redflags.verdict import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 
 logger.disable("PyRuSH")
 
 _GROUP = "medspacy_spans"
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_CUES = ("exclusions", "proxy", "question_anchors", "improving")
+_CUES = CUE_LISTS
 
 
 class Detector:

@@ -17,6 +17,7 @@ from followup.core.vocab import TIERS, Tier
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser, fold_accents
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
+    CUE_LISTS,
     EFFECTS,
     Answers,
     ContextWords,
@@ -230,6 +231,9 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
         for ref in applies_to:
             if ref not in criteria:
                 raise m.error("applies_to", f"no criterion called {ref!r}")
+        needs = m.get("needs", str, None)
+        if needs is not None and needs not in CUE_LISTS:
+            raise m.error("needs", f"must be one of the [context] cue lists {', '.join(CUE_LISTS)}; got {needs!r}")
         max_scope = m.get("max_scope", int, None)
         if max_scope is not None and max_scope <= 0:
             raise m.error("max_scope", "must be a positive number of words")
@@ -246,6 +250,7 @@ def _modifiers(t: _Table, criteria: dict[str, Criterion]) -> tuple[Modifier, ...
             clause_break=m.get("clause_break", bool, effect == "suppress"),
             clause_break_on_verbs=m.get("clause_break_on_verbs", bool, True),
             applies_to=applies_to,
+            needs=needs,
         )
         if not (mod.forward or mod.backward or mod.both):
             raise m.error("", "needs at least one of forward, backward, both")
@@ -272,6 +277,7 @@ def _context(t: _Table, modifiers: tuple[Modifier, ...]) -> ContextWords:
         question_lead_ins=words("question_lead_ins"),
         improving=t.strings("improving"),
         exclusions=t.strings("exclusions", ()),
+        other_history=t.strings("other_history", ()),
     )
     t.done()
     return out

@@ -15,6 +15,8 @@ from followup.redflags.verdict import Criterion, Question, Reason
 Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
 EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")
 TokenPatterns = list[list[dict[str, Any]]]
+# The [context] phrase lists matched over a whole reply as message-level cues.
+CUE_LISTS = ("proxy", "question_anchors", "improving", "exclusions", "other_history")
 
 
 class CriteriaError(ValueError):
@@ -37,6 +39,9 @@ class Modifier:
     clause_break: bool
     clause_break_on_verbs: bool
     applies_to: tuple[str, ...]
+    # A [context] cue list: the modifier discounts a mention only when the reply also has one of its cues
+    # (a relative as the subject of a symptom is the patient unless the reply marks someone else's history).
+    needs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class ContextWords:
     question_lead_ins: frozenset[str]
     improving: tuple[str, ...]
     exclusions: tuple[str, ...]
+    other_history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,5 +118,5 @@ class RuleBook:
         for m in self.modifiers:
             for key in ("forward", "backward", "both"):
                 yield from ((f"modifiers.{m.name}.{key}[{i}]", p) for i, p in enumerate(getattr(m, key), 1))
-        for key in ("proxy", "question_anchors", "improving", "exclusions"):
+        for key in CUE_LISTS:
             yield from ((f"context.{key}[{i}]", p) for i, p in enumerate(getattr(self.context, key), 1))

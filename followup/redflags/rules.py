@@ -2,7 +2,9 @@
 
 - a mention counts unless a modifier suppresses it (negated, someone else, hypothetical or worry, question,
   past, resolved, trigger), with the exceptions the file allows: inability phrases ignore negation, a
-  relative writing for the patient makes "she"/"mom" the patient, criteria list reasons they `ignore`, and
+  relative writing for the patient makes "she"/"mom" the patient (and so does a relative as the subject of a
+  symptom, unless the reply marks someone else's history or condition: [modifiers.relative] needs
+  [context] other_history), criteria list reasons they `ignore`, and
   emergencies that passed still count;
 - a question ("...?") that does not say the patient has the symptom is only asking about it;
 - a symptom that came on suddenly becomes its emergency criterion (`sudden_from`);
@@ -70,7 +72,13 @@ def evaluate(
     book: RuleBook, doc: Doc, mentions: list[Mention], cues: Sequence[Cue], context: ReplyContext, evidence: Evidence
 ) -> tuple[list[Finding], list[Suppressed]]:
     """Findings and suppressions for one reply."""
-    reasons = {m.name.upper(): (m.reason, m.applies_to) for m in book.modifiers if m.reason}
+    kinds = {c.kind for c in cues}
+    # A modifier that `needs` a cue list discounts nothing in a reply without one of its cues.
+    reasons = {
+        m.name.upper(): (m.reason, m.applies_to)
+        for m in book.modifiers
+        if m.reason and (m.needs is None or m.needs in kinds)
+    }
     sudden = {m.name.upper() for m in book.modifiers if m.effect == "sudden"}
     proxy = any(c.kind == "proxy" for c in cues)
     asking = _question_sentences(book, doc, cues)

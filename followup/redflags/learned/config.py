@@ -23,6 +23,9 @@ class LearnedSettings:
     flag_at: float = 0.5  # p(any red flag) at or above this escalates
     review_at: float = 0.2  # p(any red flag) at or above this (and below flag_at) goes to staff review
     emergency_at: float = 0.3  # p(emergency criteria) at or above this makes the escalation an emergency
+    # ...and so does the most likely criterion being an emergency one, with p(emergency) at or above this: a learned
+    # finding takes the tier of the criterion it is nearest to (1.0: off)
+    nearest_emergency_at: float = 1.0
     gated_by: tuple[Reason, ...] = REASONS  # a clause the rules discounted for one of these is not read
     read_languages: tuple[str, ...] = ("en", "es")
     detect_languages: tuple[str, ...] = ("en", "es")
@@ -51,7 +54,7 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
     if not _SHA.match(data["sha256"]):
         raise CriteriaError(f"{where}.sha256: must be 64 lowercase hex digits")
     values: dict[str, Any] = {"artefact": (path.parent / data["artefact"]).resolve(), "sha256": data["sha256"]}
-    for key in ("flag_at", "review_at", "emergency_at", "language_min_confidence"):
+    for key in ("flag_at", "review_at", "emergency_at", "nearest_emergency_at", "language_min_confidence"):
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
