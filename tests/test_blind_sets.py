@@ -19,6 +19,8 @@ BLIND = ROOT / "tests" / "blind"
 FLOORS = {
     "blind-2026-12-02-d-en.jsonl": (0.94, 0.86, 0.70),
     "blind-2026-12-02-d-es.jsonl": (0.93, 0.86, 0.60),
+    "blind-2026-12-02-e-en.jsonl": (0.98, 0.88, 0.73),
+    "blind-2026-12-02-e-es.jsonl": (0.96, 0.93, 0.67),
 }
 
 
