@@ -4,10 +4,10 @@
   when it agrees, and its reading is kept beside the rules' for the clinician).
 - No rule fired, and the reply is in a language the clinic does not read: staff review (never "none").
 - No rule fired: p(any red flag) >= flag_at escalates ("learned"), an emergency when p(emergency criteria) >=
-  emergency_at, or when the most likely criterion is an emergency one and p(emergency) >= nearest_emergency_at
-  (the finding takes the tier of the criterion it is nearest to); either is enough for an emergency from
-  review_at up (a possible emergency is not left to a review queue); review_at <= p < flag_at is a staff review
-  item, level red_flag, tier routine, `review` true.
+  emergency_at (from review_at up: a likely emergency is not left to a review queue), or, for a finding at or
+  above flag_at, when the most likely criterion is an emergency one and p(emergency) >= nearest_emergency_at
+  (the finding takes the tier of the criterion it is nearest to); review_at <= p < flag_at is otherwise a staff
+  review item, level red_flag, tier routine, `review` true.
 - Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
   `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
 - The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
@@ -60,8 +60,10 @@ def combine(
         return replace(rules, language=code, layer="rules" if rules.level != Level.NONE else None)
     prediction = _without(prediction, settings.rules_only, tiers)
     top = prediction.ranked[0][0] if prediction.ranked else prediction.criterion
-    nearest_emergency = (
-        tiers.get(top or "") == Tier.EMERGENCY and prediction.p_emergency >= settings.nearest_emergency_at
+    nearest_emergency = (  # a confident finding only: in the review band it told "stop texting me" to call 988
+        prediction.p_any >= settings.flag_at
+        and tiers.get(top or "") == Tier.EMERGENCY
+        and prediction.p_emergency >= settings.nearest_emergency_at
     )
     emergency = prediction.p_any >= settings.review_at and (
         prediction.p_emergency >= settings.emergency_at or nearest_emergency
