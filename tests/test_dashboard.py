@@ -274,6 +274,32 @@ def escalation(rt: Runtime, tier: str, minutes_ago: int, name: str, status: str 
         return e.id
 
 
+def attach_reply(
+    rt: Runtime, eid: int, key: str, body: str, verdict: dict[str, Any], channel: str = "sms", intent: str = "reply"
+) -> None:
+    """Store a processed reply with the given verdict as the evidence of escalation `eid`."""
+    with rt.db.session() as s:
+        e = s.get(Escalation, eid)
+        assert e is not None
+        i = Inbound(
+            provider_key=key,
+            channel=channel,
+            patient_id=e.patient_id,
+            sender="+1",
+            body=body,
+            status="processed",
+            intent=intent,
+            level="red_flag",
+            verdict=verdict,
+            received_at=T0,
+        )
+        s.add(i)
+        s.flush()
+        assert i.id is not None
+        e.inbound_ids = [i.id]
+        s.commit()
+
+
 def test_queue_puts_the_overdue_first_then_open_by_tier_then_acknowledged(clinician: TestClient, rt: Runtime) -> None:
     """Overdue first (even a routine one above an urgent one still in time), then open by tier and age, then the
     acknowledged; each row says the red flag in words and links the patient's number; the title counts."""
@@ -345,26 +371,7 @@ def test_escalation_page_explains_a_learned_layer_finding(clinician: TestClient,
             "neighbours": [{"text": "I keep tripping over my own foot", "label": "weakness", "similarity": 0.81}],
         },
     }
-    with rt.db.session() as s:
-        e = s.get(Escalation, eid)
-        assert e is not None
-        i = Inbound(
-            provider_key="twilio:SMlearned",
-            channel="sms",
-            patient_id=e.patient_id,
-            sender="+1",
-            body=body,
-            status="processed",
-            intent="reply",
-            level="red_flag",
-            verdict=verdict,
-            received_at=T0,
-        )
-        s.add(i)
-        s.flush()
-        assert i.id is not None
-        e.inbound_ids = [i.id]
-        s.commit()
+    attach_reply(rt, eid, "twilio:SMlearned", body, verdict)
     html = clinician.get(f"/dashboard/escalations/{eid}").text
     assert 'data-source="learned"' in html and "Flagged by the learned layer:</strong> p=0.73" in html
     assert "escalates at 0.50" in html and "negated, other person" in html
@@ -394,26 +401,7 @@ def test_escalation_page_marks_evidence_and_suppressed_mentions(clinician: TestC
         ],
         "explanation": "Weakness (urgent): matched.",
     }
-    with rt.db.session() as s:
-        e = s.get(Escalation, eid)
-        assert e is not None
-        i = Inbound(
-            provider_key="twilio:SMev",
-            channel="sms",
-            patient_id=e.patient_id,
-            sender="+1",
-            body=body,
-            status="processed",
-            intent="reply",
-            level="red_flag",
-            verdict=verdict,
-            received_at=T0,
-        )
-        s.add(i)
-        s.flush()
-        assert i.id is not None
-        e.inbound_ids = [i.id]
-        s.commit()
+    attach_reply(rt, eid, "twilio:SMev", body, verdict)
     html = clinician.get(f"/dashboard/escalations/{eid}").text
     assert '<mark class="finding"' in html and ">hand is weaker</mark>" in html
     assert '<mark class="suppressed"' in html and ">trouble swallowing</mark>" in html
@@ -808,26 +796,15 @@ def test_escalation_page_warns_when_the_sender_was_not_verified(clinician: TestC
     """A red flag read in an email not proven to be the patient's says so on the escalation page, with what to do."""
     eid = escalation(rt, "routine", 5, "Una Unverified")
     verdict = {"level": "red_flag", "tier": "emergency", "criteria": ["breathing"], "findings": [], "suppressed": []}
-    with rt.db.session() as s:
-        e = s.get(Escalation, eid)
-        assert e is not None
-        i = Inbound(
-            provider_key="email:<forged@evil.example>",
-            channel="email",
-            patient_id=e.patient_id,
-            sender="x@example.org",
-            body="I can't breathe",
-            status="processed",
-            intent="unverified_sender",
-            level="red_flag",
-            verdict={**verdict, "sender_unverified": True},
-            received_at=T0,
-        )
-        s.add(i)
-        s.flush()
-        assert i.id is not None
-        e.inbound_ids = [i.id]
-        s.commit()
+    attach_reply(
+        rt,
+        eid,
+        "email:<forged@evil.example>",
+        "I can't breathe",
+        {**verdict, "sender_unverified": True},
+        channel="email",
+        intent="unverified_sender",
+    )
     html = clinician.get(f"/dashboard/escalations/{eid}").text
     assert 'data-testid="unverified-sender"' in html and "the detector read it as emergency" in html
     assert "Call the patient on the number you have" in html

@@ -136,6 +136,25 @@ def test_combination(
         assert verdict.criteria == ("weakness",)
 
 
+@pytest.mark.parametrize(
+    ("p", "p_em", "level", "tier", "review"),
+    [
+        (0.6, 0.2, "emergency", "emergency", False),  # confident, nearest an emergency criterion: its tier
+        (0.35, 0.2, "red_flag", "urgent", True),  # the same lean in the review band: an urgent review, no 911/988
+        (0.35, 0.1, "red_flag", "routine", True),  # no lean: a routine review
+        (0.35, 0.31, "emergency", "emergency", False),  # p(emergency) itself at emergency_at: an emergency
+    ],
+)
+def test_nearest_emergency_tier_needs_a_confident_finding(
+    p: float, p_em: float, level: str, tier: str, review: bool
+) -> None:
+    """A learned finding takes its nearest criterion's emergency tier only at or above flag_at; in the review band
+    ("please stop texting me" once read as p 0.33, nearest self-harm) the lean makes an urgent staff review."""
+    settings = LearnedSettings(artefact=Path("unused"), sha256="0" * 64, nearest_emergency_at=0.15)
+    verdict = combine(_rules("none"), _prediction(p, p_em, criterion="breathing"), READ, settings, TIERS)
+    assert (verdict.level, verdict.tier, verdict.review) == (level, tier, review)
+
+
 class _AlarmedModel:
     """A learned layer that finds every clause alarming; records the spans it was told to leave out."""
 

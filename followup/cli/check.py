@@ -86,7 +86,7 @@ def format_verdict(verdict: Verdict) -> str:
     """A short human-readable verdict: the level, the criteria, then one line per reason."""
     head = _LEVEL_WORDS[verdict.level]
     if verdict.review:
-        head = "NEEDS REVIEW (routine)"
+        head = f"NEEDS REVIEW ({verdict.tier})"
     elif verdict.tier:
         head += f" ({verdict.tier}): {', '.join(verdict.criteria)}"
     if verdict.layer:

@@ -4,10 +4,11 @@
   when it agrees, and its reading is kept beside the rules' for the clinician).
 - No rule fired, and the reply is in a language the clinic does not read: staff review (never "none").
 - No rule fired: p(any red flag) >= flag_at escalates ("learned"), an emergency when p(emergency criteria) >=
-  emergency_at, or when the most likely criterion is an emergency one and p(emergency) >= nearest_emergency_at
-  (the finding takes the tier of the criterion it is nearest to); either is enough for an emergency from
-  review_at up (a possible emergency is not left to a review queue); review_at <= p < flag_at is a staff review
-  item, level red_flag, tier routine, `review` true.
+  emergency_at (from review_at up: a likely emergency is not left to a review queue), or, for a finding at or
+  above flag_at, when the most likely criterion is an emergency one and p(emergency) >= nearest_emergency_at
+  (the finding takes the tier of the criterion it is nearest to); review_at <= p < flag_at is otherwise a staff
+  review item, level red_flag, `review` true, tier routine, or urgent when it leans that way (most likely
+  criterion an emergency one, p(emergency) >= nearest_emergency_at).
 - Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
   `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
 - The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
@@ -60,9 +61,10 @@ def combine(
         return replace(rules, language=code, layer="rules" if rules.level != Level.NONE else None)
     prediction = _without(prediction, settings.rules_only, tiers)
     top = prediction.ranked[0][0] if prediction.ranked else prediction.criterion
-    nearest_emergency = (
-        tiers.get(top or "") == Tier.EMERGENCY and prediction.p_emergency >= settings.nearest_emergency_at
-    )
+    leans_emergency = tiers.get(top or "") == Tier.EMERGENCY and prediction.p_emergency >= settings.nearest_emergency_at
+    # A confident finding takes that tier; in the review band the lean makes an urgent review instead (staff now,
+    # re-alerted until acknowledged), not a 911/988 answer: it read "please stop texting me" as nearest self-harm.
+    nearest_emergency = prediction.p_any >= settings.flag_at and leans_emergency
     emergency = prediction.p_any >= settings.review_at and (
         prediction.p_emergency >= settings.emergency_at or nearest_emergency
     )
@@ -80,7 +82,7 @@ def combine(
             rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
         )
     if prediction.p_any >= settings.review_at:
-        return _review(rules, code, kept, "learned")
+        return _review(rules, code, kept, "learned", Tier.URGENT if leans_emergency else Tier.ROUTINE)
     return replace(rules, language=code, learned=kept)
 
 
@@ -110,12 +112,14 @@ def _without(prediction: Prediction, criteria: tuple[str, ...], tiers: Mapping[s
     )
 
 
-def _review(rules: Verdict, code: str | None, kept: LearnedReading | None, why: str) -> Verdict:
+def _review(
+    rules: Verdict, code: str | None, kept: LearnedReading | None, why: str, tier: Tier = Tier.ROUTINE
+) -> Verdict:
     assert why in ("learned", "language")
     return replace(
         rules,
         level=Level.RED_FLAG,
-        tier=Tier.ROUTINE,
+        tier=tier,
         criteria=(),
         language=code,
         layer="language" if why == "language" else "learned",

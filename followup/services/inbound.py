@@ -335,6 +335,21 @@ def _match(s: Session, reply: Reply) -> Patient | None:
     return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
 
 
+def _record_verdict(inbound: Inbound, verdict: Any, reading: _Reading, **flags: bool) -> None:
+    """Keep the verdict with the reply, with what it depended on besides the text: it is the explanation staff
+    read on the escalation page."""
+    inbound.verdict = {
+        **verdict.to_dict(),
+        "explanation": verdict.explanation(),
+        **flags,
+        "context": {
+            "weeks_since_onset": round(reading.weeks, 1) if reading.weeks is not None else None,
+            "last_question": reading.question.id if reading.question else None,
+        },
+    }
+    inbound.level = verdict.level
+
+
 def _claimed(s: Session, reply: Reply) -> Patient | None:
     """The patient whose address an unverified email claims to come from (no reply token, no passing SPF or
     DKIM): not the patient as far as acting goes (`_match`), but a red flag in it must still reach a person."""
@@ -364,16 +379,7 @@ def _unverified_red_flag(
     inbound.reason = (
         "sender's address is a patient's, but no reply token and no passing SPF or DKIM: red flag for staff"
     )
-    inbound.verdict = {
-        **verdict.to_dict(),
-        "explanation": verdict.explanation(),
-        "sender_unverified": True,
-        "context": {
-            "weeks_since_onset": round(reading.weeks, 1) if reading.weeks is not None else None,
-            "last_question": reading.question.id if reading.question else None,
-        },
-    }
-    inbound.level = verdict.level
+    _record_verdict(inbound, verdict, reading, sender_unverified=True)
     evidence = [
         {
             "text": f.text,
@@ -448,7 +454,6 @@ def _act(
         return _opt(rt, s, inbound, patient, reply, "opt_in", now, quiet)  # "YES" after STOP means opt back in
     if verdict is None:  # an empty reply: nothing to read
         verdict = _assess(rt, "", reading.context())
-    weeks, question = reading.weeks, reading.question
     overridden = False
     if verdict.review and verdict.layer == "learned" and (word is not None or keywords.opt_out_phrase(body)):
         # A keyword or an opt-out phrase ("please stop texting me") is what it says: a learned layer's doubt,
@@ -458,16 +463,7 @@ def _act(
     # The layer that decided: rules, learned or both (the learned layer only adds to the rules).
     layer = verdict.layer or ("rules" if verdict.findings else "none")
     metrics.VERDICTS.labels(str(verdict.level), layer).inc()
-    inbound.verdict = {
-        **verdict.to_dict(),
-        "explanation": verdict.explanation(),
-        **({"keyword_over_review": True} if overridden else {}),
-        "context": {
-            "weeks_since_onset": round(weeks, 1) if weeks is not None else None,
-            "last_question": question.id if question else None,
-        },
-    }
-    inbound.level = verdict.level
+    _record_verdict(inbound, verdict, reading, **({"keyword_over_review": True} if overridden else {}))
     inbound.meta = {**(inbound.meta or {}), **_trend(body)}
     if verdict.level != Level.NONE:
         inbound.intent, inbound.status = "reply", "processed"
