@@ -30,6 +30,7 @@ from _common import ROOT, database, emit
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from followup.core.triage import RED_FLAG_QUESTIONS
 from followup.simulator.cohort import email_of, phone_of
 
 ZONES = ["America/Los_Angeles", "America/Chicago", "America/New_York", "America/Denver", "Pacific/Honolulu"]
@@ -53,19 +54,7 @@ def write_rows(path: Path, n: int, seed: int) -> None:
                 "answers": {
                     "onset_weeks": rnd.randint(0, 3),
                     "locations": rnd.sample(["calf", "eyelid", "thigh", "arm", "foot"], rnd.randint(1, 3)),
-                    **dict.fromkeys(
-                        [
-                            "weakness",
-                            "atrophy",
-                            "daily_activities",
-                            "speech_swallowing",
-                            "breathing",
-                            "numbness_tingling",
-                            "balance",
-                            "severe_cramps",
-                        ],
-                        False,
-                    ),
+                    **dict.fromkeys(RED_FLAG_QUESTIONS, False),
                     "caffeine_per_day": rnd.randint(0, 8),
                     "sleep_hours": rnd.choice([5, 6, 7, 8]),
                     "stress": rnd.randint(0, 10),
