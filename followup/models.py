@@ -104,6 +104,7 @@ class Message(SQLModel, table=True):
         UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
         *partial("message", "unpurged", ["created_at"], f"body IS NULL OR body <> {PURGED_SQL}"),
         *partial("message", "clinic", ["template", "created_at"], "patient_id IS NULL AND escalation_id IS NULL"),
+        *partial("message", "urgent_due", ["due_at"], "status = 'scheduled' AND urgent"),  # claimed first
         *partial("message", "checkin_sent", ["sent_at"], "kind = 'checkin'"),
         *partial("message", "failed", ["updated_at"], "status IN ('failed', 'undelivered')"),
         NEVER_REUSED,

@@ -600,3 +600,40 @@ def test_interrupted_email_waits_for_events_before_resending(
     w = one(rt, step_id="welcome")
     assert w.status == MessageState.SENT
     assert len(email.sent) == (1 if event_arrives else 2)  # without any event, a resend is the safe side
+
+
+def test_a_claim_takes_urgent_messages_before_an_older_backlog(rt: Runtime, clock: FakeClock) -> None:
+    """With planned messages overdue for hours, a claim of two takes the urgent alert due now first, then the
+    oldest of the backlog; the rest wait for the next claim."""
+    now = clock.now()
+    with rt.db.session() as s:
+        for i in range(4):
+            queue(
+                s,
+                rt.settings,
+                Draft(
+                    f"backlog:{i}",
+                    "sms",
+                    MessageKind.TIP,
+                    "tip_sleep",
+                    now - timedelta(hours=4 - i),
+                    to="+1310555014{i}",
+                ),
+                now,
+            )
+        queue(
+            s,
+            rt.settings,
+            Draft("alert:9", "sms", MessageKind.ALERT, "clinic_alert", now, to="+13105550199", urgent=True),
+            now,
+        )
+        s.commit()
+    dispatcher = Dispatcher(rt, owner="claims-first")
+    try:
+        first = dispatcher.claim(limit=2)
+        second = dispatcher.claim(limit=10)
+    finally:
+        dispatcher.close()
+    keys = {x.id: x.dedupe_key for x in msgs(rt)}
+    assert sorted(keys[i] for i in first) == ["alert:9", "backlog:0"]
+    assert sorted(keys[i] for i in second) == ["backlog:1", "backlog:2", "backlog:3"]

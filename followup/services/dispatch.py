@@ -149,16 +149,33 @@ class Dispatcher:
         return cfg.dispatch.lease_seconds - min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
 
     def claim(self, limit: int | None = None, channels: Sequence[str] | None = None) -> list[int]:
-        """Atomically take up to `limit` (default `batch_limit`) due messages, of `channels` (default all): FOR
-        UPDATE SKIP LOCKED on PostgreSQL; on SQLite the single writer makes the conditional UPDATE atomic."""
+        """Atomically take up to `limit` (default `batch_limit`) due messages, of `channels` (default all), the
+        urgent ones first: FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the single writer makes the conditional
+        UPDATE atomic. Two statements in one transaction, each an index range bounded by its LIMIT (urgent ones
+        from ix_message_urgent_due, then the rest by due_at from ix_message_due): one ORDER BY urgent, due_at
+        sorted the whole backlog at peak hour (74 ms, on disk, for 100,000 due: migration f3a1b2c4d5e6)."""
         now = self.rt.clock.now()
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
+        want = self.batch_limit if limit is None else limit
+        ids: list[int] = []
+        with self.rt.db.session() as s:
+            for urgent_only in (True, False):
+                if len(ids) >= want:
+                    break
+                ids += [row[0] for row in s.exec(self._claim(now, lease, want - len(ids), channels, urgent_only))]
+            s.commit()
+        return ids
+
+    def _claim(
+        self, now: datetime, lease: datetime, limit: int, channels: Sequence[str] | None, urgent_only: bool
+    ) -> Any:
         due = (
             select(Message.id)
             .where(Message.status == MessageState.SCHEDULED, Message.due_at <= now)
+            .where(col(Message.urgent).is_(True) if urgent_only else true())
             .where(col(Message.channel).in_(channels) if channels is not None else true())
-            .order_by(col(Message.urgent).desc(), col(Message.due_at))
-            .limit(self.batch_limit if limit is None else limit)
+            .order_by(col(Message.due_at))
+            .limit(limit)
             .with_for_update(skip_locked=True)
             # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
             # has already changed, skip those (changed by this statement) and take the next ones, so a claim took
@@ -166,7 +183,7 @@ class Dispatcher:
             .cte("due")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        stmt = (
+        return (
             update(Message)
             .where(col(Message.id).in_(select(due.c.id)), col(Message.status) == MessageState.SCHEDULED)
             .values(status=MessageState.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
@@ -175,10 +192,6 @@ class Dispatcher:
             # of the claim's cost in the simulator's profile).
             .execution_options(synchronize_session=False)
         )
-        with self.rt.db.session() as s:
-            ids = [row[0] for row in s.exec(stmt)]
-            s.commit()
-        return ids
 
     def prepare(self, ids: Sequence[int], report: PassReport) -> list[_Job]:
         """Decide each claimed message; the ones to send are rendered and marked `sending` in one commit."""
