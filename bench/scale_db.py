@@ -416,7 +416,7 @@ def measure(url: str, patients: int, samples: int, plans_path: str | None) -> di
     erase_ids = iter(any_patient[100:])
     ops: list[tuple[str, Callable[[], Any], Callable[[], None] | None]] = [
         ("dispatch: claim, send and record a batch of 50", lambda: Dispatcher(rt).run_once(), make_due),
-        ("dispatch tick: stored replies to retry", lambda: inbound.process_pending(rt), None),
+        ("dispatch tick: stored replies to retry", lambda: inbound.work(rt), None),
         ("reply: store and act (1 in 5 a red flag)", reply, None),
         ("status callback (Twilio, delivered)", status, None),
         ("page: escalation queue", lambda: overview.escalation_queue(rt), None),

@@ -86,7 +86,7 @@ def store(rt: Runtime, reply: Reply) -> Stored:
 def receive(rt: Runtime, reply: Reply) -> Received:
     """Store the reply once and act on it at once, in this thread (the simulator and direct callers; the webhooks
     `store` and leave acting to a worker). If acting fails, the stored reply stays `received` and a worker's
-    `process_pending` tries again: a reply is never lost, and never acted on twice."""
+    `work` tries again: a reply is never lost, and never acted on twice."""
     stored = store(rt, reply)
     if stored.inbound_id is None:
         return Received(None, duplicate=True)
@@ -297,12 +297,6 @@ def _reply_of(inbound: Inbound) -> Reply:
     )
 
 
-def process_pending(rt: Runtime, limit: int = 50) -> int:
-    """Act on replies stored but not yet acted on (none woke a worker, a worker died, or acting failed): the
-    dispatcher's periodic safety net behind the reply workers."""
-    return work(rt, limit)
-
-
 def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | None:
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Inbound).values(
@@ -350,6 +344,28 @@ def _record_verdict(inbound: Inbound, verdict: Any, reading: _Reading, **flags: 
     inbound.level = verdict.level
 
 
+def _evidence(verdict: Any, inbound_id: int) -> list[dict[str, Any]]:
+    """What an escalation shows of a reply: each rule finding, and the learned layer's clause when it decided."""
+    evidence = [
+        {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound_id}
+        for f in verdict.findings
+    ]
+    if verdict.learned is not None and verdict.layer in ("learned", "language"):
+        r = verdict.learned
+        evidence.append(
+            {
+                "text": r.clause,
+                "criterion": r.criterion if not verdict.review else None,
+                "tier": verdict.tier,
+                "rule": f"learned layer p={r.probability:.2f}"
+                + (" (needs review)" if verdict.review else "")
+                + (f", language {verdict.language}" if verdict.review_reason == "language" else ""),
+                "inbound_id": inbound_id,
+            }
+        )
+    return evidence
+
+
 def _claimed(s: Session, reply: Reply) -> Patient | None:
     """The patient whose address an unverified email claims to come from (no reply token, no passing SPF or
     DKIM): not the patient as far as acting goes (`_match`), but a red flag in it must still reach a person."""
@@ -381,25 +397,9 @@ def _unverified_red_flag(
     )
     _record_verdict(inbound, verdict, reading, sender_unverified=True)
     evidence = [
-        {
-            "text": f.text,
-            "criterion": f.criterion,
-            "tier": Tier.ROUTINE,
-            "rule": f"{f.rule} (sender not verified; read as {f.tier})",
-            "inbound_id": inbound.id,
-        }
-        for f in verdict.findings
+        {**e, "tier": Tier.ROUTINE, "rule": f"{e['rule']} (sender not verified; read as {e['tier']})"}
+        for e in _evidence(verdict, inbound.id)
     ]
-    if not evidence and verdict.learned is not None:
-        evidence = [
-            {
-                "text": verdict.learned.clause,
-                "criterion": None,
-                "tier": Tier.ROUTINE,
-                "rule": "learned layer (sender not verified)",
-                "inbound_id": inbound.id,
-            }
-        ]
     audit.record(s, now, "email:unknown", "inbound.unverified_sender", f"inbound:{inbound.id}", red_flag=True)
     esc, _ = escalate(
         rt,
@@ -467,23 +467,7 @@ def _act(
     inbound.meta = {**(inbound.meta or {}), **_trend(body)}
     if verdict.level != Level.NONE:
         inbound.intent, inbound.status = "reply", "processed"
-        evidence = [
-            {"text": f.text, "criterion": f.criterion, "tier": f.tier, "rule": f.rule, "inbound_id": inbound.id}
-            for f in verdict.findings
-        ]
-        if verdict.learned is not None and verdict.layer in ("learned", "language"):
-            r = verdict.learned
-            evidence.append(
-                {
-                    "text": r.clause,
-                    "criterion": r.criterion if not verdict.review else None,
-                    "tier": verdict.tier,
-                    "rule": f"learned layer p={r.probability:.2f}"
-                    + (" (needs review)" if verdict.review else "")
-                    + (f", language {verdict.language}" if verdict.review_reason == "language" else ""),
-                    "inbound_id": inbound.id,
-                }
-            )
+        evidence = _evidence(verdict, inbound.id)
         assert verdict.tier is not None
         esc, _alerted = escalate(
             rt,

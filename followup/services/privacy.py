@@ -43,7 +43,7 @@ from followup.services import audit, drafts
 
 log = logging.getLogger("followup.privacy")
 PURGED = "[removed after the retention period]"
-# Inbound rows still waiting to be acted on keep their text: process_pending needs it.
+# Inbound rows still waiting to be acted on keep their text: a reply worker needs it.
 _SETTLED_INBOUND = ("processed", "ignored")
 
 

@@ -1,7 +1,7 @@
 """The time-travel loop: enroll, deliver webhooks and replies at their moments, run the dispatcher every tick.
 
-The real services do the work (`submit_triage`, `Dispatcher.run_once`, `inbound.receive` and
-`process_pending`, `delivery.twilio_status` and `delivery.sendgrid_events`); the simulator only moves a
+The real services do the work (`submit_triage`, `Dispatcher.run_once`, `inbound.receive`,
+`delivery.twilio_status` and `delivery.sendgrid_events`); the simulator only moves a
 `FakeClock` and plays the patients and the providers. Idle stretches (nights, quiet weeks) are skipped: the clock
 jumps to the next moment anything is due.
 """
