@@ -44,7 +44,7 @@ def credentials(url: str) -> tuple[str, str]:
     from followup.settings import load_settings
 
     rt = build_runtime(load_settings(ROOT / "settings.toml"))
-    user = staff.add_staff(rt, f"mem-{secrets.token_hex(4)}@clinic.example", "staff", secrets.token_urlsafe(24))
+    user = staff.add_staff(rt, f"mem-{secrets.token_hex(4)}@clinic.example", "clinician", secrets.token_urlsafe(24))
     cookie = staff.start_session(rt, user)
     _, token = tokens.create_token(rt, "serve-memory")
     rt.db.dispose()
