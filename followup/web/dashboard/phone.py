@@ -118,7 +118,8 @@ async def phone_reply(request: Request, patient_id: RowId, rt: RuntimeDep, staff
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
-    while rt.wake_dispatcher and await run_in_threadpool(patient_svc.answer_pending, rt, patient_id):
+    dispatching = bool(rt.wake_dispatcher)  # this process runs a dispatcher (else nothing here would send it)
+    while dispatching and await run_in_threadpool(patient_svc.answer_pending, rt, patient_id):
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
