@@ -206,6 +206,12 @@ class _Languages:
         ("ok", True),  # too short to tell: read
         ("Je ne peux plus respirer correctement depuis ce matin", False),
         ("Tôi không thở được từ tối hôm qua, rất khó chịu", False),
+        # lingua's trigram mode reads this as German (0.98); its marker words say English
+        ("can you send me a copy of the letter the neurologist wrote", True),
+        # other languages' own function words are not markers
+        ("minha mão está fraca e não consigo abrir potes, estou com medo", False),
+        ("non riesco più a deglutire da questa mattina, ho paura", False),
+        ("Hindi ako makalunok mula kaninang umaga, natatakot ako", False),
     ],
 )
 def test_language_read(screen: Screen, text: str, readable: bool) -> None:
