@@ -81,9 +81,10 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             values[key] = tuple(langs)
     if "language_markers" in data:
         markers = data["language_markers"]
-        if not isinstance(markers, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(w, str) for w in v) for k, v in markers.items()
-        ):
+        ok = isinstance(markers, dict) and all(
+            isinstance(v, list) and all(isinstance(w, str) for w in v) for v in markers.values()
+        )
+        if not ok:
             raise CriteriaError(f"{where}.language_markers: must map a language code to a list of words")
         if not set(markers) <= set(values.get("read_languages", LearnedSettings.read_languages)):
             raise CriteriaError(f"{where}.language_markers: only languages of read_languages take markers")
