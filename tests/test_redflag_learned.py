@@ -21,6 +21,7 @@ from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import UseEncoder
 from followup.redflags.learned.language import LanguageRead
 from followup.redflags.learned.model import LearnedModel, Prediction
+from followup.redflags.rulebook import CriteriaError
 from followup.redflags.verdict import Finding, Suppressed, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,17 @@ def test_committed_artefact_was_trained_on_the_current_corpus() -> None:
         ROOT / "clinic/corpus", [ROOT / p for p in ("tests/redflag_cases.toml", "tests/redflag_cases_es.toml")]
     )
     assert header["corpus_sha256"] == learn.corpus_sha256(files), "run `followup redflags train`"
+
+
+@pytest.mark.parametrize(
+    "markers",
+    [["the", "and"], {"en": "the and"}, {"fr": ["le", "et"]}, {"en": ["the", 2]}],
+)
+def test_language_markers_are_checked(markers: object) -> None:
+    """[learned] language_markers must map a language read to a list of words, or the criteria file is refused."""
+    table = _learned_table() | {"language_markers": markers}
+    with pytest.raises(CriteriaError, match="language_markers"):
+        parse_learned(table, CRITERIA)
 
 
 @pytest.mark.parametrize("damage", ["other pinned hash", "altered artefact"])
@@ -103,7 +115,9 @@ UNREAD = LanguageRead("fr", 0.97, False)
     [
         ("hit", 0.05, 0.0, READ, "red_flag", "urgent", "rules", False),  # rule hit, low p: the rules stand
         ("hit", 0.9, 0.0, READ, "red_flag", "urgent", "both", False),  # both agree
-        ("hit", 0.9, 0.9, READ, "red_flag", "urgent", "both", False),  # the rules' level stands
+        ("hit", 0.9, 0.9, READ, "emergency", "emergency", "both", False),  # sure of an emergency: it is raised
+        ("hit", 0.9, 0.45, READ, "red_flag", "urgent", "both", False),  # a possible emergency: the rules' level stands
+        ("hit", 0.45, 0.45, READ, "red_flag", "urgent", "both", False),  # below flag_at: the rules' level stands
         ("none", 0.9, 0.0, READ, "red_flag", "urgent", "learned", False),  # no rule, high p: escalated
         ("none", 0.9, 0.6, READ, "emergency", "emergency", "learned", False),  # an emergency criterion
         ("none", 0.35, 0.31, READ, "emergency", "emergency", "learned", False),  # a possible emergency: no queue
@@ -125,15 +139,15 @@ def test_combination(
     layer: str | None,
     review: bool,
 ) -> None:
-    """Rules that fire win; the learned layer adds an escalation, an emergency or a review; an unread language is
-    reviewed."""
+    """Rules that fire stand unless the learned layer is sure of an emergency (then both criteria, at emergency);
+    the learned layer adds an escalation, an emergency or a review; an unread language is reviewed."""
     verdict = combine(_rules(rules), _prediction(p, p_em), language, SETTINGS, TIERS)
     assert (verdict.level, verdict.tier, verdict.layer, verdict.review) == (level, tier, layer, review)
     assert verdict.learned is not None and verdict.learned.probability == p
     if review:
         assert verdict.criteria == () and verdict.review_reason in ("learned", "language")
     if rules == "hit":
-        assert verdict.criteria == ("weakness",)
+        assert verdict.criteria == (("weakness", "breathing") if level == "emergency" else ("weakness",))
 
 
 @pytest.mark.parametrize(
@@ -206,6 +220,12 @@ class _Languages:
         ("ok", True),  # too short to tell: read
         ("Je ne peux plus respirer correctement depuis ce matin", False),
         ("Tôi không thở được từ tối hôm qua, rất khó chịu", False),
+        # lingua's trigram mode reads this as German (0.98); its marker words say English
+        ("can you send me a copy of the letter the neurologist wrote", True),
+        # other languages' own function words are not markers
+        ("minha mão está fraca e não consigo abrir potes, estou com medo", False),
+        ("non riesco più a deglutire da questa mattina, ho paura", False),
+        ("Hindi ako makalunok mula kaninang umaga, natatakot ako", False),
     ],
 )
 def test_language_read(screen: Screen, text: str, readable: bool) -> None:
