@@ -1,0 +1,102 @@
+"""Flood limits shared by every web process on the database: one bucket row per sender and limit.
+
+A request takes its token with one statement, `INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING`, which does
+followup/core/limits.py's `take` in SQL on the row as it is when the statement runs: on PostgreSQL two processes'
+statements on one row queue on its lock and the second computes from the first's result; on SQLite the single
+writer does the same. So N web processes together never allow a sender more than its limit, and the single-process
+default (SQLite) takes the same path with no extra server. Why the database and not Redis: README, "Scale".
+
+Keys are keyed hashes (HMAC with the service's secret) of the number or address, so the table holds neither. On
+PostgreSQL the statement's transaction commits without waiting for the write-ahead log to reach the disk
+(`synchronous_commit = off`): a crash can lose the last few hundred milliseconds of takes, which gives a flooding
+sender a few tokens back and nothing else, and the webhook does not wait on a disk flush for it. Rows of buckets
+that have been full for an hour are deleted on the way, at most once every `PRUNE_EVERY` seconds per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from sqlalchemy import Float, case, delete, literal, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlmodel import col
+
+from followup.core.limits import Bucket, Decision, Limit
+from followup.models import LimitBucket
+from followup.runtime import Runtime
+
+PRUNE_EVERY = 600.0
+FORGET_FULL = 3600.0  # a bucket full for this long is forgotten (no row is a full bucket)
+FORGET_FLOOD = 86_400.0  # ... unless a flood on it has not been seen to end: kept a day for its "ended" audit
+
+
+def key(rt: Runtime, name: str, raw: str) -> str:
+    """The row key for `raw` (a normalised number, a client address) under the limit called `name`."""
+    digest = hmac.new(rt.links.key.encode(), f"limits:{name}:{raw}".encode(), hashlib.sha256).hexdigest()
+    return f"{name}:{digest[:40]}"
+
+
+class SharedLimits:
+    """Takes tokens from the shared buckets, and prunes old rows now and then."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._next_prune = 0.0
+
+    def take(self, name: str, limit: Limit, raw: str, now: float) -> Decision:
+        """Take one token from the bucket of `raw` under `name` at `now` (seconds), committed before it returns."""
+        with self.rt.db.session() as s:
+            if self.rt.db.is_postgres:
+                s.connection().exec_driver_sql("SET LOCAL synchronous_commit = off")
+            refused, ended = s.exec(statement(s.get_bind().dialect.name, key(self.rt, name, raw), limit, now)).one()
+            s.commit()
+        if now >= self._next_prune:  # two threads may both prune: harmless
+            self._next_prune = now + PRUNE_EVERY
+            self.prune(now)
+        if refused:
+            return Decision(False, flood_started=refused == 1)
+        return Decision(True, flood_ended=ended)
+
+    def prune(self, now: float) -> int:
+        """Delete the rows of buckets full for long (see FORGET_FULL); returns how many."""
+        quiet = col(LimitBucket.tat) < now - FORGET_FULL
+        with self.rt.db.session() as s:
+            gone = s.exec(
+                delete(LimitBucket).where(
+                    quiet, or_(col(LimitBucket.refused) == 0, col(LimitBucket.tat) < now - FORGET_FLOOD)
+                )
+            )
+            s.commit()
+        return int(gone.rowcount)
+
+    def bucket(self, name: str, raw: str) -> Bucket | None:
+        """The stored bucket of `raw` under `name` (None: no row, a full bucket); for tests and operators."""
+        with self.rt.db.session() as s:
+            row = s.get(LimitBucket, key(self.rt, name, raw))
+        return None if row is None else Bucket(row.tat, row.refused)
+
+
+def statement(dialect: str, row_key: str, limit: Limit, now: float) -> ReturningInsert[int, int]:
+    """core.limits.take as one statement: a new row is a full bucket's first take; on an existing row the SET
+    expressions all read the row as it was (both databases evaluate SET against the old row)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now_ = literal(now, Float)
+    interval = literal(limit.interval, Float)
+    tat, refused = col(LimitBucket.tat), col(LimitBucket.refused)
+    after = case((tat > now_, tat), else_=now_) + interval
+    allowed = after - now_ <= literal(limit.reach, Float)
+    return (
+        insert(LimitBucket)
+        .values(key=row_key, tat=now + limit.interval, refused=0, ended=0)
+        .on_conflict_do_update(
+            index_elements=[col(LimitBucket.key)],
+            set_={
+                "tat": case((allowed, after), else_=tat),
+                "refused": case((allowed, literal(0)), else_=refused + 1),
+                "ended": case((allowed, refused), else_=literal(0)),
+            },
+        )
+        .returning(col(LimitBucket.refused), col(LimitBucket.ended))
+    )
