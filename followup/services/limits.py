@@ -7,10 +7,11 @@ writer does the same. So N web processes together never allow a sender more than
 default (SQLite) takes the same path with no extra server. Why the database and not Redis: README, "Scale".
 
 Keys are keyed hashes (HMAC with the service's secret) of the number or address, so the table holds neither. On
-PostgreSQL the statement's transaction commits without waiting for the write-ahead log to reach the disk
-(`synchronous_commit = off`): a crash can lose the last few hundred milliseconds of takes, which gives a flooding
-sender a few tokens back and nothing else, and the webhook does not wait on a disk flush for it. Rows of buckets
-that have been full for an hour are deleted on the way, at most once every `PRUNE_EVERY` seconds per process.
+PostgreSQL the statement is its own transaction and commits without waiting for the write-ahead log to reach the
+disk (`synchronous_commit = off` for that transaction only): a crash can lose the last few hundred milliseconds of
+takes, which gives a flooding sender a few tokens back and nothing else, and the webhook waits on no disk flush.
+Rows of buckets that have been full for an hour are deleted on the way, at most once every `PRUNE_EVERY` seconds
+per process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from sqlalchemy import Float, String, bindparam, case, delete, literal, or_
+from sqlalchemy import Float, String, bindparam, case, delete, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import col
@@ -50,10 +51,13 @@ class SharedLimits:
     def take(self, name: str, limit: Limit, raw: str, now: float) -> Decision:
         """Take one token from the bucket of `raw` under `name` at `now` (seconds), committed before it returns."""
         params = {"key": key(self.rt, name, raw), "now": now, "interval": limit.interval, "reach": limit.reach}
-        with self.rt.db.engine.begin() as c:  # Core, not the ORM: this runs on every inbound SMS (bench/limits.py)
-            if self._postgres:
-                c.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            refused, ended = c.execute(self._statement, params).one()
+        # Core, not the ORM, and one round trip on PostgreSQL: this runs on every signed inbound SMS (bench/limits.py)
+        if self._postgres:
+            with self.rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                refused, ended = c.execute(self._statement, params).one()
+        else:
+            with self.rt.db.engine.begin() as c:
+                refused, ended = c.execute(self._statement, params).one()
         if now >= self._next_prune:  # two threads may both prune: harmless
             self._next_prune = now + PRUNE_EVERY
             self.prune(now)
@@ -83,15 +87,23 @@ class SharedLimits:
 def statement(dialect: str) -> ReturningInsert[int, int]:
     """core.limits.take as one statement, on the parameters `key`, `now`, `interval` and `reach` (Limit.reach): a
     new row is a full bucket's first take; on an existing row the SET expressions all read the row as it was (both
-    databases evaluate SET against the old row)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    databases evaluate SET against the old row). On PostgreSQL it runs in autocommit, as its own transaction, and
+    turns `synchronous_commit` off for that transaction itself (`set_config(..., true)` in a subquery it reads), so
+    the take is one round trip that does not wait for the disk."""
     now, interval = bindparam("now", type_=Float), bindparam("interval", type_=Float)
     tat, refused = col(LimitBucket.tat), col(LimitBucket.refused)
     after = case((tat > now, tat), else_=now) + interval
     allowed = after - now <= bindparam("reach", type_=Float)
+    columns = ["key", "tat", "refused", "ended"]
+    new = (bindparam("key", type_=String), now + interval, literal(0), literal(0))
+    source = select(*new)
+    if dialect == "postgresql":
+        config = select(func.set_config("synchronous_commit", "off", True).label("value")).subquery("config")
+        source = source.where(config.c.value == "off")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(LimitBucket)
-        .values(key=bindparam("key", type_=String), tat=now + interval, refused=0, ended=0)
+        .from_select(columns, source)
         .on_conflict_do_update(
             index_elements=[col(LimitBucket.key)],
             set_={
