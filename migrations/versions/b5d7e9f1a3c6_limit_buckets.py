@@ -1,7 +1,7 @@
 """limits: a flood-limit bucket row per sender, shared by every web process (followup/services/limits.py)
 
-Revision ID: a9c3e5f7b1d2
-Revises: f3a1b2c4d5e6
+Revision ID: b5d7e9f1a3c6
+Revises: a9c3e5f7b1d2
 Create Date: 2026-12-02 18:40:00.000000
 """
 
