@@ -539,9 +539,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--plans", help="write the EXPLAIN (ANALYZE, BUFFERS) of each operation's slowest statement here")
     ap.add_argument("--keep", action="store_true", help="keep the database (prints its URL) instead of dropping it")
-    ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure the database at this URL
+    ap.add_argument("--build-only", action="store_true", help="build and keep the database; print its URL, last")
+    ap.add_argument("--measure", help="measure the database built at this URL (migrated to head first)")
     args = ap.parse_args()
     if args.measure:
+        upgrade(args.measure)  # a database kept by --build-only may predate a migration
         print(json.dumps(measure(args.measure, args.patients, args.samples, args.plans)), flush=True)
         return
     gen = throwaway(args.patients)
@@ -550,6 +552,10 @@ def main() -> None:
         upgrade(url)
         built = build(make_url(url), args.patients, args.years, args.seed)
         print(f"built {args.patients:,} patients: {built}", file=sys.stderr, flush=True)
+        if args.build_only:
+            args.keep = True
+            print(json.dumps({"patients": args.patients, **built, "url": url}), flush=True)
+            return
         cmd = [sys.executable, __file__, "--measure", url, "--patients", str(args.patients)]
         cmd += ["--samples", str(args.samples)] + (["--plans", args.plans] if args.plans else [])
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout  # noqa: S603

@@ -16,10 +16,18 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from followup.core.vocab import AppointmentStatus, EscalationStatus, MessageState, PatientStatus
+from followup.core.vocab import NOT_FINISHED, AppointmentStatus, EscalationStatus, MessageState, PatientStatus
 
 NEVER_REUSED = {"sqlite_autoincrement": True}  # SQLite: an id is never handed out again, even after a delete
 PURGED_SQL = "'[removed after the retention period]'"  # services.privacy.PURGED, as partial indexes spell it
+# Still followed up, but no channel works (services.roster.unreachable_clause): the predicate of
+# ix_patient_unreachable, with literals (not bound parameters), so that a query spelled the same can be proven to
+# imply it and reads only these patients, not every patient in follow-up.
+_NOT_FINISHED_SQL = ", ".join(f"'{st}'" for st in NOT_FINISHED)
+UNREACHABLE_SQL = (
+    f"status IN ({_NOT_FINISHED_SQL})"
+    " AND (phone IS NULL OR sms_state <> 'ok') AND (email IS NULL OR email_state <> 'ok')"
+)
 
 
 def new_nonce() -> str:
@@ -38,6 +46,8 @@ class Patient(SQLModel, table=True):
         # the non-responders (services/silence.py): per status still followed up, a range of silent_since, so
         # finished patients' old silences are never read
         Index("ix_patient_status_silent_since", "status", "silent_since"),
+        # the unreachable patients (the digest's list, the overview's count, the roster's filter): the answer only
+        *partial("patient", "unreachable", ["id"], UNREACHABLE_SQL),
         NEVER_REUSED,
     )
 

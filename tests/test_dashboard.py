@@ -703,6 +703,18 @@ def test_patient_phone_reply_goes_through_the_signed_webhook(
     assert empty.status_code == 422 and len(rows(rt, Inbound)) == 1
 
 
+def test_patient_phone_shows_the_services_answer_without_a_refresh(rt: Runtime, auth: dict[str, str]) -> None:
+    """With the dispatcher and reply worker running, the page after Send already shows the service's answer."""
+    add_staff(rt, "nurse@clinic.example", "clinician", PASSWORD)
+    with TestClient(create_app(runtime=rt, background=True), client=("127.0.0.1", 50000)) as c:
+        assert login(c, "nurse@clinic.example").status_code == 303
+        pid = enroll(c, auth)
+        page = c.get(f"/dashboard/phone/{pid}")
+        shown = c.post(f"/dashboard/phone/{pid}", data={"csrf_token": csrf(page.text), "body": "my hand is weaker"})
+    assert shown.status_code == 200 and "my hand is weaker" in shown.text
+    assert "would like to see you soon" in shown.text  # the escalation's advice, sent before the page was drawn
+
+
 @pytest.fixture
 def live_provider_client(db_url: str, clock: FakeClock, transports: dict[str, Any]) -> Iterator[TestClient]:
     settings = make_settings(

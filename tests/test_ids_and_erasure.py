@@ -3,6 +3,7 @@ PostgreSQL; file modes on the files the service creates."""
 
 from __future__ import annotations
 
+import ast
 import json
 import stat
 from pathlib import Path
@@ -68,11 +69,33 @@ def test_erase_removes_health_details_from_the_audit_log(client: TestClient, aut
     erased = [a for a in rows if a.subject in (f"patient:{pid}", f"escalation:{eid}") and a.action != "patient.erased"]
     assert erased and all(a.detail == {"erased": True} for a in erased)
     assert {(a.action, a.actor) for a in erased} == {(a.action, a.actor) for a in about}
+    assert any(a.detail.get("patient_id") == pid for a in about)  # escalation.opened names them in its detail
+    assert not [a for a in rows if a.detail.get("patient_id") == pid]  # found by subject alone, as the export
     (done,) = [a for a in rows if a.action == "patient.erased"]
     assert set(done.detail) == {"deleted"} and all(isinstance(v, int) for v in done.detail["deleted"].values())
     kept = [a for a in rows if a.subject == f"escalation:{other_eid}"]
     assert kept and any("weakness" in json.dumps(a.detail) for a in kept)
     assert other
+
+
+def test_audit_rows_naming_a_patient_in_detail_have_one_of_their_rows_as_subject() -> None:
+    """Export and erase find a patient's audit rows by subject alone (an OR on the JSON detail read the whole audit
+    log): every audit call that puts patient_id in its detail names an escalation or the patient as its subject."""
+    calls = []
+    for path in (ROOT / "followup").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("record", "note")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "audit"
+                and any(k.arg == "patient_id" for k in node.keywords)
+            ):
+                subject = node.args[4 if node.func.attr == "record" else 3]
+                calls.append((f"{path.name}:{node.lineno}", ast.unparse(subject)))
+    assert calls
+    assert [c for c in calls if not c[1].startswith(("f'escalation:", "f'patient:"))] == []
 
 
 def mode(path: Path) -> int:

@@ -184,6 +184,26 @@ def test_stop_then_start(
     assert patient is not None and patient.sms_state == "ok"
 
 
+@pytest.mark.parametrize(("stopped_first", "says"), [(True, "welcome back"), (False, "you are signed up")])
+def test_start_says_welcome_back_only_after_an_opt_out(
+    phone: Phone,
+    rt: Runtime,
+    enrolled: int,
+    transports: dict[str, RecordingTransport],
+    stopped_first: bool,
+    says: str,
+) -> None:
+    """START after STOP is answered "welcome back"; START from a patient who never left says they are signed up."""
+    if stopped_first:
+        phone.send("STOP")
+    phone.send("START")
+    Dispatcher(rt).run_once()
+    (answer,) = [
+        m.body for m in transports["sms"].sent if m.to == PHONE and "to opt out" in m.body and "1 to 3" in m.body
+    ]
+    assert says in answer and ("welcome back" in answer) is stopped_first
+
+
 def test_twilio_handled_stop_is_not_confirmed_twice(phone: Phone, rt: Runtime, enrolled: int) -> None:
     """With Twilio's Advanced Opt-Out (OptOutType) we record the opt-out without a second confirmation."""
     phone.send("STOP", OptOutType="STOP")

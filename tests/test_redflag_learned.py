@@ -103,7 +103,9 @@ UNREAD = LanguageRead("fr", 0.97, False)
     [
         ("hit", 0.05, 0.0, READ, "red_flag", "urgent", "rules", False),  # rule hit, low p: the rules stand
         ("hit", 0.9, 0.0, READ, "red_flag", "urgent", "both", False),  # both agree
-        ("hit", 0.9, 0.9, READ, "red_flag", "urgent", "both", False),  # the rules' level stands
+        ("hit", 0.9, 0.9, READ, "emergency", "emergency", "both", False),  # sure of an emergency: it is raised
+        ("hit", 0.9, 0.45, READ, "red_flag", "urgent", "both", False),  # a possible emergency: the rules' level stands
+        ("hit", 0.45, 0.45, READ, "red_flag", "urgent", "both", False),  # below flag_at: the rules' level stands
         ("none", 0.9, 0.0, READ, "red_flag", "urgent", "learned", False),  # no rule, high p: escalated
         ("none", 0.9, 0.6, READ, "emergency", "emergency", "learned", False),  # an emergency criterion
         ("none", 0.35, 0.31, READ, "emergency", "emergency", "learned", False),  # a possible emergency: no queue
@@ -125,15 +127,15 @@ def test_combination(
     layer: str | None,
     review: bool,
 ) -> None:
-    """Rules that fire win; the learned layer adds an escalation, an emergency or a review; an unread language is
-    reviewed."""
+    """Rules that fire stand unless the learned layer is sure of an emergency (then both criteria, at emergency);
+    the learned layer adds an escalation, an emergency or a review; an unread language is reviewed."""
     verdict = combine(_rules(rules), _prediction(p, p_em), language, SETTINGS, TIERS)
     assert (verdict.level, verdict.tier, verdict.layer, verdict.review) == (level, tier, layer, review)
     assert verdict.learned is not None and verdict.learned.probability == p
     if review:
         assert verdict.criteria == () and verdict.review_reason in ("learned", "language")
     if rules == "hit":
-        assert verdict.criteria == ("weakness",)
+        assert verdict.criteria == (("weakness", "breathing") if level == "emergency" else ("weakness",))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from followup.clock import FakeClock
 from followup.core.figures import Overview, Rows, reply_mark, summarise, weeks_to
 from followup.core.vocab import NOT_DELIVERED, WENT_OUT, MessageKind, MessageState
 from followup.runtime import Runtime
-from followup.services import drafts, overview, patients, privacy, rollup, roster
+from followup.services import digest, drafts, overview, patients, privacy, rollup, roster
 from followup.services.privacy import PURGED, purge_old_texts
 
 
@@ -302,3 +302,52 @@ def test_erase_finds_replies_from_before_enrolment_and_unreachable_alerts(rt: Ru
     with rt.db.session() as s:
         assert [i.provider_key for i in s.exec(select(m.Inbound))] == ["theirs"]
         assert s.get(m.Patient, other) is not None
+
+
+# (status, phone, sms_state, email, email_state) -> unreachable?
+REACH = [
+    ("active", "+1555999001", "ok", None, "ok", False),
+    ("active", "+1555999002", "opted_out", None, "ok", True),
+    ("paused", "+1555999003", "invalid", "a@x.example", "ok", False),
+    ("escalated", "+1555999004", "invalid", "b@x.example", "suppressed", True),
+    ("active", None, "ok", "c@x.example", "opted_out", True),
+    ("active", None, "ok", "d@x.example", "ok", False),
+    ("completed", "+1555999007", "opted_out", None, "ok", False),
+    ("unenrolled", None, "ok", "e@x.example", "suppressed", False),
+]
+
+
+def test_unreachable_patients_are_those_still_followed_up_with_no_working_channel(rt: Runtime) -> None:
+    """The roster's filter, the digest's list and the overview's count (one clause, served on PostgreSQL by the
+    partial index ix_patient_unreachable) hold exactly the followed-up patients whose every channel is unusable."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        ids = {}
+        for i, (status, phone, sms, email, mail, _) in enumerate(REACH):
+            pid = _patient(s, i, now, status)
+            p = s.get(m.Patient, pid)
+            assert p is not None
+            p.phone, p.sms_state, p.email, p.email_state = phone, sms, email, mail
+            ids[i] = pid
+        s.commit()
+        found = set(s.exec(select(m.Patient.id).where(roster.unreachable_clause())))
+    expected = {ids[i] for i, row in enumerate(REACH) if row[-1]}
+    assert found == expected
+    total, page = roster.search(rt, None, "unreachable")
+    assert total == len(expected) and {p.id for p in page.rows} == expected
+    with rt.db.session() as s:
+        assert [u["id"] for u in digest.build_digest(rt, s, now)["unreachable"]] == sorted(expected)
+    assert overview.overview(rt).unreachable == len(expected)
+
+
+def test_the_unreachable_clause_can_be_served_by_its_partial_index(rt: Runtime) -> None:
+    """PostgreSQL can prove the clause implies ix_patient_unreachable's predicate (it is spelled with literals, not
+    bound parameters): with sequential scans off, the digest's query reads that index."""
+    if rt.db.engine.dialect.name != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    stmt = select(m.Patient.id).where(roster.unreachable_clause()).order_by(col(m.Patient.id))
+    with rt.db.engine.connect() as c:
+        c.exec_driver_sql("SET enable_seqscan = off")
+        compiled = stmt.compile(c, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
+    assert "ix_patient_unreachable" in plan, plan

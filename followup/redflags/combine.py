@@ -1,7 +1,9 @@
 """How the rule layer and the learned layer make one verdict. Pure: values in, a verdict out.
 
-- Rules that fire always win: their level, tier and criteria stand; the learned layer only adds (layer "both"
-  when it agrees, and its reading is kept beside the rules' for the clinician).
+- Rules that fire stand: their level, tier and criteria; the learned layer adds (layer "both" when it agrees, and
+  its reading is kept beside the rules' for the clinician). One exception, for safety: a rules' red flag in a
+  reply the learned layer is sure is an emergency (p(any) and p(emergency) both >= flag_at) becomes an emergency,
+  with the learned criterion added: a "persisting" read in a self-harm message must not hide the self-harm.
 - No rule fired, and the reply is in a language the clinic does not read: staff review (never "none").
 - No rule fired: p(any red flag) >= flag_at escalates ("learned"), an emergency when p(emergency criteria) >=
   emergency_at (from review_at up: a likely emergency is not left to a review queue), or, for a finding at or
@@ -72,7 +74,12 @@ def combine(
     criterion = _criterion(prediction, tiers, emergency)
     kept = reading(prediction, settings, criterion)
     if rules.level != Level.NONE:
-        return replace(rules, language=code, layer="both" if flag else "rules", learned=kept)
+        both = replace(rules, language=code, layer="both" if flag else "rules", learned=kept)
+        if rules.level == Level.RED_FLAG and criterion is not None and _sure_emergency(prediction, settings, emergency):
+            # The rules found a lesser criterion (weakness, persisting) in a reply the learned layer is sure is an
+            # emergency (self-harm, a collapse, a stroke): the more serious reading stands, with both criteria.
+            return replace(both, level=Level.EMERGENCY, tier=Tier.EMERGENCY, criteria=(*rules.criteria, criterion))
+        return both
     if language is not None and not language.readable:
         return _review(rules, code, kept, "language")
     if flag and criterion is not None:
@@ -84,6 +91,12 @@ def combine(
     if prediction.p_any >= settings.review_at:
         return _review(rules, code, kept, "learned", Tier.URGENT if leans_emergency else Tier.ROUTINE)
     return replace(rules, language=code, learned=kept)
+
+
+def _sure_emergency(prediction: Prediction, settings: LearnedSettings, emergency: bool) -> bool:
+    """An emergency finding confident enough to raise the rules' red flag: both p(any) and p(emergency) at or
+    above flag_at (more likely than not an emergency), not the lower bars that decide a reply no rule read."""
+    return emergency and prediction.p_any >= settings.flag_at and prediction.p_emergency >= settings.flag_at
 
 
 def _criterion(prediction: Prediction, tiers: Mapping[str, Tier], emergency: bool) -> str | None:

@@ -16,7 +16,9 @@ from followup.runtime import Runtime
 
 
 def record(s: Session, at: datetime, actor: str, action: str, subject: str = "", **detail: Any) -> None:
-    """Never put a phone number, email address or message text in `detail`."""
+    """Never put a phone number, email address or message text in `detail`. A row about a patient has as its
+    `subject` the patient or one of their rows (escalation, message, reply): export and erase find the patient's
+    audit rows by subject alone (services/privacy.py), not by what `detail` says."""
     s.add(AuditLog(at=at, actor=actor, action=action, subject=subject, detail=detail))
 
 

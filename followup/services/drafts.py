@@ -106,8 +106,11 @@ def escalation_reply(
     )
 
 
-def consent_reply(inbound_id: int, patient_id: int, channel: str, template: str, now: datetime) -> Draft:
-    """The confirmation of an opt-out or opt-in, or the HELP answer, to the reply that asked for it."""
+def consent_reply(
+    inbound_id: int, patient_id: int, channel: str, template: str, now: datetime, back: bool = False
+) -> Draft:
+    """The confirmation of an opt-out or opt-in, or the HELP answer, to the reply that asked for it. `back`: an
+    opt-in that ends an opt-out ("welcome back"), not a YES from someone who never left."""
     return Draft(
         dedupe_key=f"inbound:{inbound_id}:{template}",
         channel=channel,
@@ -116,6 +119,7 @@ def consent_reply(inbound_id: int, patient_id: int, channel: str, template: str,
         due_at=now,
         patient_id=patient_id,
         urgent=True,
+        context={"back": back},
     )
 
 

@@ -522,6 +522,7 @@ def _opt(
     inbound.intent, inbound.status = intent, "processed"
     channel = reply.channel
     source = "sms_keyword" if channel == Channel.SMS else "email_keyword"
+    back = (patient.sms_state if channel == Channel.SMS else patient.email_state) == "opted_out"
     if intent == "opt_out":
         set_channel_state(rt, s, patient, channel, "opted_out", source, now)
         template = "opt_out_confirm"
@@ -531,7 +532,7 @@ def _opt(
     else:
         template = "help_reply"
     if not provider_answered:  # with Advanced Opt-Out, Twilio has already answered the keyword itself
-        queue(s, rt.settings, drafts.consent_reply(inbound.id, patient.id, channel, template, now), now)
+        queue(s, rt.settings, drafts.consent_reply(inbound.id, patient.id, channel, template, now, back), now)
     return Received(inbound.id, False, intent, Level.NONE)
 
 

@@ -187,6 +187,24 @@ def change_status(rt: Runtime, patient_id: int, action: str, actor: str) -> Pati
         return p
 
 
+def answer_pending(rt: Runtime, patient_id: int) -> bool:
+    """Whether an urgent message to the patient (an answer to a reply, an escalation's advice) is due and not yet
+    handed to the provider: what the patient-phone demo waits for before showing the conversation."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        row = s.exec(
+            select(Message.id)
+            .where(
+                col(Message.patient_id) == patient_id,
+                col(Message.urgent).is_(True),
+                col(Message.status).in_([MessageState.SCHEDULED, MessageState.CLAIMED, MessageState.SENDING]),
+                col(Message.due_at) <= now,
+            )
+            .limit(1)
+        ).first()
+    return row is not None
+
+
 def next_scheduled(rt: Runtime, limit: int) -> list[Message]:
     with rt.db.session() as s:
         return list(

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from followup.content.dates import arrival
+from followup.core.schedule import Window
 from followup.core.triage import EMAIL, Answers, InputError, TriageIn, normalise_phone
 from followup.core.vocab import Tier, most_serious
 from followup.runtime import Runtime
@@ -239,12 +240,22 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
     that differs between contacts already held and new ones (issue 11, finding 2): no message goes to an
     unconfirmed contact yet, so the page never says one was sent, only that the confirmation was."""
     now = rt.clock.now()
-    out: dict[str, Any] = {"channel": data.channel, "alerted": bool(oncall(rt.settings)), "confirm": data.channel}
+    tz = ZoneInfo(data.timezone)
+    # The confirmation request is a consent message: it waits for the patient's sending hours like any other, so
+    # a form sent at night is told when it will come, not that it has come.
+    window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
+    key, fill = arrival(window.next_open(now, tz), now, tz, lang)
+    out: dict[str, Any] = {
+        "channel": data.channel,
+        "alerted": bool(oncall(rt.settings)),
+        "confirm": data.channel,
+        "confirm_when": words(rt, lang)["done"][key].format(**fill),
+    }
     if result.disposition != "escalated":
         # The program's first message (the confirmation request, a consent message, goes first and is not it).
         scheduled = [st.due_at for st in result.steps if st.status == "scheduled" and st.kind != "consent"]
         if scheduled:
-            key, fill = arrival(min(scheduled), now, ZoneInfo(data.timezone), lang)
+            key, fill = arrival(min(scheduled), now, tz, lang)
             out["first"] = words(rt, lang)["done"][key].format(**fill)
         return {**out, "tier": None}
     criteria = rt.detector.criteria

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "a9c3e5f7b1d2"
-down_revision: str | None = "f3a1b2c4d5e6"
+revision: str = "b5d7e9f1a3c6"
+down_revision: str | None = "a9c3e5f7b1d2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

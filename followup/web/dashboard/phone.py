@@ -111,9 +111,15 @@ async def phone_reply(request: Request, patient_id: RowId, rt: RuntimeDep, staff
     status = await _post_webhook(request, rt, fields, signature)
     if status != 200:
         return _phone_page(request, rt, staff, patient_id, 502, f"The SMS webhook answered {status}.", text)
-    # The webhook answered before a reply worker acted: wait (bounded) so the page shows the answer at once.
+    # The webhook answered before a reply worker acted, and the worker's answer goes out through the dispatcher:
+    # wait (bounded) for both, so the page shows the service's answer at once, not after a Refresh.
     deadline = time.monotonic() + SETTLE_WAIT_S
     while not await run_in_threadpool(inbound.acted_on, rt, f"twilio:{fields['MessageSid']}"):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    dispatching = bool(rt.wake_dispatcher)  # this process runs a dispatcher (else nothing here would send it)
+    while dispatching and await run_in_threadpool(patient_svc.answer_pending, rt, patient_id):
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
