@@ -21,6 +21,7 @@ from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import UseEncoder
 from followup.redflags.learned.language import LanguageRead
 from followup.redflags.learned.model import LearnedModel, Prediction
+from followup.redflags.rulebook import CriteriaError
 from followup.redflags.verdict import Finding, Suppressed, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,17 @@ def test_committed_artefact_was_trained_on_the_current_corpus() -> None:
         ROOT / "clinic/corpus", [ROOT / p for p in ("tests/redflag_cases.toml", "tests/redflag_cases_es.toml")]
     )
     assert header["corpus_sha256"] == learn.corpus_sha256(files), "run `followup redflags train`"
+
+
+@pytest.mark.parametrize(
+    "markers",
+    [["the", "and"], {"en": "the and"}, {"fr": ["le", "et"]}, {"en": ["the", 2]}],
+)
+def test_language_markers_are_checked(markers: object) -> None:
+    """[learned] language_markers must map a language read to a list of words, or the criteria file is refused."""
+    table = _learned_table() | {"language_markers": markers}
+    with pytest.raises(CriteriaError, match="language_markers"):
+        parse_learned(table, CRITERIA)
 
 
 @pytest.mark.parametrize("damage", ["other pinned hash", "altered artefact"])
@@ -208,6 +220,12 @@ class _Languages:
         ("ok", True),  # too short to tell: read
         ("Je ne peux plus respirer correctement depuis ce matin", False),
         ("Tôi không thở được từ tối hôm qua, rất khó chịu", False),
+        # lingua's trigram mode reads this as German (0.98); its marker words say English
+        ("can you send me a copy of the letter the neurologist wrote", True),
+        # other languages' own function words are not markers
+        ("minha mão está fraca e não consigo abrir potes, estou com medo", False),
+        ("non riesco più a deglutire da questa mattina, ho paura", False),
+        ("Hindi ako makalunok mula kaninang umaga, natatakot ako", False),
     ],
 )
 def test_language_read(screen: Screen, text: str, readable: bool) -> None:

@@ -64,6 +64,7 @@ class Screen:
             settings.read_languages,
             settings.language_min_letters,
             settings.language_min_confidence,
+            settings.language_markers,
         )
         return cls(rules, settings, model, languages)
 

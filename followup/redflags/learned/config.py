@@ -31,6 +31,10 @@ class LearnedSettings:
     detect_languages: tuple[str, ...] = ("en", "es")
     language_min_letters: int = 20  # shorter replies are too short to tell a language: they are read
     language_min_confidence: float = 0.6
+    # Words that mark a language read (function words no other language of detect_languages writes the same way):
+    # a reply with at least two of one language's markers, a fifth of its words or more, is read whatever lingua
+    # guesses (its trigram mode took "can you send me a copy of the letter" for German at 0.98).
+    language_markers: tuple[tuple[str, frozenset[str]], ...] = ()
     neighbours: int = 3
     enabled: bool = True
     min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
@@ -75,6 +79,16 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if not isinstance(langs, list) or not all(isinstance(x, str) and _LANG.match(x) for x in langs):
                 raise CriteriaError(f"{where}.{key}: must be a list of two-letter language codes")
             values[key] = tuple(langs)
+    if "language_markers" in data:
+        markers = data["language_markers"]
+        ok = isinstance(markers, dict) and all(
+            isinstance(v, list) and all(isinstance(w, str) for w in v) for v in markers.values()
+        )
+        if not ok:
+            raise CriteriaError(f"{where}.language_markers: must map a language code to a list of words")
+        if not set(markers) <= set(values.get("read_languages", LearnedSettings.read_languages)):
+            raise CriteriaError(f"{where}.language_markers: only languages of read_languages take markers")
+        values["language_markers"] = tuple((k, frozenset(w.lower() for w in v)) for k, v in sorted(markers.items()))
     if "rules_only" in data:
         ids = data["rules_only"]
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):

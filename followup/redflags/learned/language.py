@@ -4,6 +4,7 @@ A reply in a language the clinic does not read must still reach a clinician: `Sc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
@@ -21,9 +22,18 @@ class LanguageRead:
 class LanguageReader:
     """Tell a reply's language among `detect`; a reply is unreadable only when lingua is confident (at least
     `min_confidence`) that it is in a language outside `read`, and it has at least `min_letters` letters
-    ("ok", "2", "gracias" are read whatever lingua guesses; Spanglish splits its votes and stays read)."""
+    ("ok", "2", "gracias" are read whatever lingua guesses; Spanglish splits its votes and stays read). A reply
+    with at least two `markers` of one read language, a fifth of its words or more, is read in that language
+    whatever lingua says: its trigram mode mistakes short plain English for German."""
 
-    def __init__(self, detect: tuple[str, ...], read: tuple[str, ...], min_letters: int, min_confidence: float) -> None:
+    def __init__(
+        self,
+        detect: tuple[str, ...],
+        read: tuple[str, ...],
+        min_letters: int,
+        min_confidence: float,
+        markers: tuple[tuple[str, frozenset[str]], ...] = (),
+    ) -> None:
         languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in detect]
         # Low accuracy mode: trigram models only, loaded lazily (0.5 s on first use instead of 6 s at start);
         # it is as accurate as the full mode on texts of a sentence or more, which is all we act on.
@@ -31,6 +41,7 @@ class LanguageReader:
         self._read = frozenset(read)
         self._min_letters = min_letters
         self._min_confidence = min_confidence
+        self._markers = markers
 
     def read(self, text: str) -> LanguageRead:
         """The language of `text` and whether the clinic reads it."""
@@ -41,5 +52,22 @@ class LanguageReader:
             return LanguageRead(None, 0.0, True)
         top = values[0]
         code = top.language.iso_code_639_1.name.lower()
+        if code not in self._read:
+            marked = self._marked(text)
+            if marked is not None:
+                value = next((v.value for v in values if v.language.iso_code_639_1.name.lower() == marked), 0.0)
+                return LanguageRead(marked, round(float(value), 3), True)
         confident = top.value >= self._min_confidence
         return LanguageRead(code, round(float(top.value), 3), code in self._read or not confident)
+
+    def _marked(self, text: str) -> str | None:
+        """The read language whose marker words make up a fifth or more of `text` (at least two), if any."""
+        words = _WORD.findall(text.lower())
+        for code, markers in self._markers:
+            hits = sum(w in markers for w in words)
+            if hits >= 2 and hits * 5 >= len(words):
+                return code
+        return None
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
