@@ -14,7 +14,8 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
 - `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
 - `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the counts of patients
-  enrolled and not responding (services/rollup.py), so that no page view reads eight weeks of messages.
+  enrolled and (once an hour) not responding (services/rollup.py), so that no page view reads eight weeks of
+  messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """

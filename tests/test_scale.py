@@ -1,5 +1,6 @@
 """What the scale work must not change: the overview from its rollup says what a direct count says, keyset pages
-cover every row once, and the batched retention purge changes exactly the expired rows. SQLite and PostgreSQL.
+cover every row once, the batched retention purge changes exactly the expired rows, and the overview job recounts
+the non-responders once an hour. SQLite and PostgreSQL.
 (How fast it is: bench/scale_db.py, never asserted here.)"""
 
 from __future__ import annotations
@@ -351,3 +352,17 @@ def test_the_unreachable_clause_can_be_served_by_its_partial_index(rt: Runtime) 
         compiled = stmt.compile(c, compile_kwargs={"literal_binds": True})
         plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
     assert "ix_patient_unreachable" in plan, plan
+
+
+@pytest.mark.parametrize(("minute", "kept"), [(5, 0), (25, 7)])
+def test_the_overview_job_recounts_non_responders_once_an_hour(
+    rt: Runtime, clock: FakeClock, minute: int, kept: int
+) -> None:
+    """The job recounts the non-responders only in its run in the first minutes past the hour; other runs keep the
+    last count (here a stale 7; nobody is silent, so a recount gives 0)."""
+    with rt.db.session() as s:
+        s.add(m.OverviewDay(day=rollup.TOTALS, figure=rollup.SILENT, n=7))
+        s.commit()
+    clock.set(clock.now().replace(minute=minute) + timedelta(hours=1))
+    rollup.refresh(rt)
+    assert rollup.silent(rt) == kept

@@ -32,6 +32,9 @@ log = logging.getLogger("followup.rollup")
 CLOSED = "closed"  # the figure that marks a day as final
 TOTALS = date(1970, 1, 1)  # the row day of the figures that are not by day (`enrolled`)
 ENROLLED, SILENT = "enrolled", "non_responders"
+# The job (every ten minutes) recounts the non-responders in its run within this many minutes past the hour: the
+# figure is at most about an hour old (a view before any count counts at once).
+SILENT_MINUTES = 10
 # The partial indexes' predicates, as literals (models.partial): see ix_message_checkin_sent and ix_message_failed.
 CHECKIN: ColumnClause[str] = literal_column("'checkin'")
 FAILED: tuple[ColumnClause[str], ...] = (literal_column("'failed'"), literal_column("'undelivered'"))
@@ -172,7 +175,9 @@ def closed_days(s: Session, first: date, last: date) -> set[date]:
 
 def refresh(rt: Runtime, weeks: int = 8) -> int:
     """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, and count the
-    patients enrolled. Returns the days stored."""
+    patients enrolled; the non-responders only in the run that falls in the first SILENT_MINUTES of each hour (their
+    count reads every silent patient's check-ins: at every run, the job's cost grew with the cohort). Returns the
+    days stored."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     first = weeks_to(now, tz, weeks)[0]
@@ -183,5 +188,6 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         missing = [d for d in missing if d not in kept and closed(d, tz, now)]
         fresh = compute_days(s, missing, tz, now)
     refresh_total(rt, ENROLLED, _count_enrolled)
-    refresh_total(rt, SILENT, lambda s: silence.count(s, now))
+    if now.minute < SILENT_MINUTES:
+        refresh_total(rt, SILENT, lambda s: silence.count(s, now))
     return store_closed(rt, fresh, tz, now)

@@ -1,9 +1,9 @@
 """The time-travel loop: enroll, deliver webhooks and replies at their moments, run the dispatcher every tick.
 
-The real services do the work (`submit_triage`, `Dispatcher.run_once`, `inbound.receive`,
-`delivery.twilio_status` and `delivery.sendgrid_events`); the simulator only moves a
-`FakeClock` and plays the patients and the providers. Idle stretches (nights, quiet weeks) are skipped: the clock
-jumps to the next moment anything is due.
+The real services do the work (`submit_triage`, `Dispatcher.run_once`, `inbound.receive`, the webhooks'
+`delivery.store_twilio` and `delivery.store_sendgrid`, the ingest worker's `delivery.apply_pending`); the simulator
+only moves a `FakeClock` and plays the patients and the providers. Idle stretches (nights, quiet weeks) are
+skipped: the clock jumps to the next moment anything is due.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from followup.clock import FakeClock
-from followup.core.triage import TriageIn
+from followup.core.bulk import RawRow
 from followup.core.vocab import MessageState
 from followup.db import upgrade
 from followup.jobs import JOB_ID, DispatchLoop
 from followup.models import Message, Patient
 from followup.runtime import Runtime, build_runtime
 from followup.services import delivery
-from followup.services.enrollment import submit_triage
+from followup.services.bulk_import import Outcome, import_rows
 from followup.services.inbound import receive
 from followup.settings import Settings
 from followup.simulator.cohort import Cohort
@@ -175,10 +175,16 @@ class _Loop:
             self.progress((now - self.cfg.start).total_seconds() / 3600)
 
     def _tick(self, now: datetime) -> None:
-        """One run of the scheduler's interval job (stored replies retried, one dispatcher pass)."""
+        """One run of the scheduler's interval job (one dispatcher pass), then the ingest worker's pass over the
+        delivery events the webhooks stored (`IngestWorker` does both in a running process)."""
         self.clock.set(now)
         self.stats["ticks"] += 1
         self.loop._tick()
+        self._apply_events()
+
+    def _apply_events(self) -> None:
+        while delivery.apply_pending(self.rt) >= delivery.BATCH:
+            pass
 
     def _step(self, now: datetime) -> datetime:
         """Run the dispatcher if anything is due, and return the next moment anything can happen: never sooner
@@ -192,6 +198,8 @@ class _Loop:
         if due is not None and due <= now:
             self._tick(now)
             due = self._db_next()
+        else:
+            self._apply_events()  # the ingest worker's poll: callbacks stored since the last pass
         candidates = [t for t in (self.provider.next_at(), self.next_enroll_at, due) if t is not None]
         return max(now + self.cfg.tick, min(candidates)) if candidates else self.end
 
@@ -209,16 +217,17 @@ class _Loop:
         return min(times) if times else None
 
     def _events_until(self, until: datetime, *, replies: bool) -> None:
-        """Enroll patients and deliver webhooks and replies due by `until`, each at its own moment; SendGrid
-        events that fall due together go in one batch, as SendGrid posts them."""
+        """Deliver webhooks and replies due by `until`, each at its own moment (SendGrid events that fall due
+        together go in one batch, as SendGrid posts them), then enroll the patients whose triage arrived by `until`:
+        the clinic posts them as one batch (`POST /api/triage/batch`), at most one step after their own moment (the
+        loop steps onto an enrollment when nothing comes sooner, so a small cohort enrolls each at its moment)."""
         batch: list[dict[str, Any]] = []
+        arrived: list[int] = []
+        while replies and self.next_enroll_at is not None and self.next_enroll_at <= until:
+            arrived.append(self.next_patient)
+            self.next_patient += 1
+            self.next_enroll_at = self._enroll_at(self.next_patient)
         while True:
-            ev_at = self.provider.next_at()
-            enroll_at = self.next_enroll_at if replies else None
-            if enroll_at is not None and enroll_at <= until and (ev_at is None or enroll_at <= ev_at):
-                self._flush(batch)
-                self._enroll(enroll_at)
-                continue
             ev = self.provider.pop_due(until)
             if ev is None:
                 break
@@ -231,23 +240,34 @@ class _Loop:
             self._flush(batch)
             self._deliver(ev, replies)
         self._flush(batch)
+        if arrived:
+            self._enroll(arrived, until)
 
-    def _enroll(self, at: datetime) -> None:
-        self.clock.set(at)
-        patient = self.cohort.patient(self.next_patient)
-        result = submit_triage(
-            self.rt, TriageIn.model_validate(self.cohort.triage_body(patient)), source="api", actor="simulator"
-        )
-        self.escalated |= result.escalation_id is not None
-        self.stats["enrolled"] += 1
-        self.next_patient += 1
-        self.next_enroll_at = self._enroll_at(self.next_patient)
+    def _enroll(self, indexes: list[int], at: datetime) -> None:
+        """The clinic's batch of triages, through the bulk path (each row checked as `POST /api/triage` checks one;
+        a red flag escalates)."""
+        self.clock.set(max(at, self.clock.now()))
+        rows = [RawRow(i, self._triage_row(i)) for i in indexes]
+        refused: list[str] = []
+
+        def report(o: Outcome) -> None:
+            if o.status in ("rejected", "already"):
+                refused.append(f"row {o.where}: {o.status} {o.field or ''} {o.message or ''}".strip())
+
+        tally = import_rows(self.rt, rows, actor="simulator", source="api", report=report)
+        if refused:
+            raise SimulationError("the simulated clinic's triage was refused: " + "; ".join(refused[:3]))
+        self.escalated |= tally.escalated > 0
+        self.stats["enrolled"] += tally.enrolled + tally.escalated
+
+    def _triage_row(self, index: int) -> dict[str, Any]:
+        return {"external_id": f"sim-{index}", **self.cohort.triage_body(self.cohort.patient(index))}
 
     def _deliver(self, ev: Event, replies: bool) -> None:
         self.clock.set(max(ev.at, self.clock.now()))
         if ev.kind == "twilio_status":
             form, message_id = ev.payload
-            delivery.twilio_status(self.rt, form, message_id)
+            delivery.store_twilio(self.rt, form, message_id)  # what the webhook does; the tick's worker applies it
             self.stats["twilio_callbacks"] += 1
         elif ev.kind == "staff" and replies:
             esc_id, action = ev.payload
@@ -264,7 +284,7 @@ class _Loop:
 
     def _flush(self, batch: list[dict[str, Any]]) -> None:
         if batch:
-            delivery.sendgrid_events(self.rt, list(batch))
+            delivery.store_sendgrid(self.rt, list(batch))
             self.stats["sendgrid_events"] += len(batch)
             batch.clear()
 
