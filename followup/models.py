@@ -310,6 +310,18 @@ class SenderPace(SQLModel, table=True):
     granted: int = 0
 
 
+class LimitBucket(SQLModel, table=True):
+    """One sender's flood-limit bucket (followup/core/limits.py), shared by every web process on the database: full
+    again at `tat` (seconds since the epoch), `refused` requests refused since its last token, `ended` how many the
+    last allowed request ended a flood after. The key is "<limit>:<keyed hash>" of the number or client address:
+    neither is stored. Rows full for long are deleted on the way (followup/services/limits.py)."""
+
+    key: str = Field(primary_key=True)
+    tat: float = Field(index=True)
+    refused: int = 0
+    ended: int = 0
+
+
 class StaffSession(SQLModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so logout is real."""
 

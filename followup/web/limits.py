@@ -3,9 +3,11 @@
 - `BodyLimit`: a request body over the limit gets 413 before it is read whole: at once when Content-Length says
   so, otherwise (a chunked upload) as soon as the bytes streamed in pass the limit.
 - `SenderLimits`: a token bucket per sender, so one sender flooding cannot starve the others or raise alerts
-  without end. Inbound SMS are counted per From number, and only when Twilio's signature is valid (a forged post
-  must not use up a patient's bucket; the route refuses it anyway). Intake form posts are counted per client
-  address (an IPv6 client per /64, what one household or one attacker gets).
+  without end. The buckets are rows in the database (followup/services/limits.py), shared by every web process:
+  with `serve --workers N` a sender still gets its limit once, not N times. Inbound SMS are counted per From
+  number, and only when Twilio's signature is valid (a forged post must not use up a patient's bucket; the route
+  refuses it anyway). Intake form posts are counted per client address (an IPv6 client per /64, what one household
+  or one attacker gets).
 
 Over the limit, an inbound SMS still goes to the route, marked as a flood (`scope[FLOOD]`): it is stored, never
 dropped (issue 11, finding 9: "I can't breathe" as the 14th text in a minute vanished). It is read for red flags
@@ -24,19 +26,18 @@ import hmac
 import html
 import ipaddress
 import logging
-import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from followup.content.pages import page_texts
+from followup.core.limits import Decision, Limit
 from followup.core.replies import normalise_sender
 from followup.runtime import Runtime
 from followup.services import audit
+from followup.services.limits import SharedLimits
 from followup.web.signatures import twilio_valid
 
 log = logging.getLogger("followup.limits")
@@ -50,7 +51,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 INBOUND_SMS = "/webhooks/twilio/sms"
 INBOUND_EMAIL = "/webhooks/sendgrid/inbound"
 INTAKE = "/intake"
-MAX_KEYS = 10_000
 FLOOD = "followup.flood"  # scope key: "read" (within the reading budget) or "unread"
 
 
@@ -101,60 +101,16 @@ class BodyLimit:
             await _answer(send, 413, b"request body too large", close=True)
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-    refused: int = 0  # refused since the bucket last had a token
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    flood_started: bool = False  # the first refusal since the sender was last allowed
-    flood_ended: int = 0  # allowed again after this many refusals
-
-
-class TokenBuckets:
-    """One bucket per key, holding at most `per_minute` tokens and refilling `per_minute` a minute. The least
-    recently seen keys are forgotten past `max_keys` (a forgotten bucket is a full one), so many senders cannot
-    grow memory without bound. Not thread-safe: the middleware runs on the event loop."""
-
-    def __init__(self, per_minute: float, max_keys: int = MAX_KEYS, capacity: float | None = None) -> None:
-        self.capacity = float(per_minute) if capacity is None else float(capacity)
-        self.rate = per_minute / 60.0
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds until an empty bucket holds a token again."""
-        return max(1, math.ceil(1 / self.rate))
-
-    def take(self, key: str, now: float) -> Decision:
-        bucket = self._buckets.pop(key, None) or _Bucket(self.capacity, now)
-        self._buckets[key] = bucket
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        bucket.tokens = min(self.capacity, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
-        bucket.at = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            ended, bucket.refused = bucket.refused, 0
-            return Decision(True, flood_ended=ended)
-        bucket.refused += 1
-        return Decision(False, flood_started=bucket.refused == 1)
-
-
 class SenderLimits:
     """Per-sender limits on inbound SMS and intake form posts (see the module docstring)."""
 
     def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app, self.rt = app, rt
-        self.sms = TokenBuckets(rt.settings.limits.inbound_sms_per_minute)
-        per_hour = rt.settings.limits.flood_reads_per_hour  # all at once, then refilled over the hour
-        self.flood_reads = TokenBuckets(per_hour / 60.0, capacity=per_hour)
-        self.intake = TokenBuckets(rt.settings.limits.intake_per_minute)
+        self.buckets = SharedLimits(rt)
+        limits = rt.settings.limits
+        self.sms = Limit.per_minute(limits.inbound_sms_per_minute)
+        self.flood_reads = Limit.per_hour(limits.flood_reads_per_hour)  # all at once, then refilled over the hour
+        self.intake = Limit.per_minute(limits.intake_per_minute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (INBOUND_SMS, INTAKE):
@@ -162,7 +118,7 @@ class SenderLimits:
             return
         if scope["path"] == INTAKE:
             client = client_key(scope)
-            decision = self.intake.take(client, self._now())
+            decision = await run_in_threadpool(self.buckets.take, "intake", self.intake, client, self._now())
             if not decision.allowed:
                 await self._refused("intake", client, decision)
                 await _answer(
@@ -179,16 +135,24 @@ class SenderLimits:
         body, replay = await _buffer(receive)
         sender = await self._signed_sender(scope, body)
         if sender is not None:
-            decision = self.sms.take(sender, self._now())
+            decision, read = await run_in_threadpool(self._take_sms, sender)
             if not decision.allowed:
                 await self._refused("inbound_sms", sender, decision)
-                scope[FLOOD] = "read" if self.flood_reads.take(sender, self._now()).allowed else "unread"
+                scope[FLOOD] = "read" if read else "unread"
             else:
                 await self._allowed("inbound_sms", sender, decision)
         await self.app(scope, replay, send)
 
     def _now(self) -> float:
         return self.rt.clock.now().timestamp()
+
+    def _take_sms(self, sender: str) -> tuple[Decision, bool]:
+        """A token from the sender's SMS bucket; past it, whether its flood reading budget still lets it be read."""
+        now = self._now()
+        decision = self.buckets.take("inbound_sms", self.sms, sender, now)
+        if decision.allowed:
+            return decision, True
+        return decision, self.buckets.take("flood_reads", self.flood_reads, sender, now).allowed
 
     async def _signed_sender(self, scope: Scope, body: bytes) -> str | None:
         """The From number of a validly signed inbound SMS, normalised as the route does; else None."""
