@@ -6,17 +6,21 @@ combined detector and for the learned layer alone, with its load time and the pr
 
 Prints one JSON line, last: startup_s (median of 3 cold starts, both layers), rules_startup_s, replies_per_s
 (both layers), learned_replies_per_s (the learned layer alone: embeddings, classifier, neighbours), learned_load_s
-(artefact read and checked, encoder loaded), p50/p99 per reply, peak_rss_mb.
+(artefact read and checked, encoder loaded), p50/p99 per reply, peak_rss_mb; and, less sensitive to a shared
+machine's load than the wall-clock rates, CPU time per reply (`time.process_time`: cpu_ms_per_reply for both layers,
+rules_cpu_ms_per_reply, learned_cpu_ms_per_reply) with the load average at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from _common import ROOT, emit
 
@@ -69,18 +73,28 @@ def learned_load() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def learned_layer(model: LearnedModel, texts: list[str], count: int) -> float:
-    """Replies/s of the learned layer alone (embeddings, classifier, neighbours), the detector's own model."""
-    started = time.perf_counter()
+def learned_layer(model: LearnedModel, texts: list[str], count: int) -> tuple[float, float]:
+    """Replies/s of the learned layer alone (embeddings, classifier, neighbours), the detector's own model, and its
+    CPU-ms per reply."""
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(count):
         model.predict(texts[i % len(texts)])
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / count
+
+
+def cpu_ms(assess: Callable[[str], object], texts: list[str], count: int) -> float:
+    """CPU-ms per reply of `assess` over `count` replies."""
+    cpu = time.process_time()
+    for i in range(count):
+        assess(texts[i % len(texts)])
+    return 1000 * (time.process_time() - cpu) / count
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=3000)
     args = p.parse_args()
+    load_before = os.getloadavg()[0]
     startups = [cold_start() for _ in range(3)]
     rules_startups = [cold_start(learned=False) for _ in range(3)]
     detector = load_detector(ROOT / "clinic/red_flags.toml")
@@ -88,15 +102,16 @@ def main() -> None:
     for t in texts:
         detector.assess(t)  # warm
     per: list[float] = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(args.count):
         t0 = time.perf_counter()
         detector.assess(texts[i % len(texts)])
         per.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu
     q = statistics.quantiles(per, n=100)
     assert detector.model is not None, "the criteria file has no enabled [learned] layer"
-    learned_rate = learned_layer(detector.model, texts, args.count)
+    learned_rate, learned_cpu = learned_layer(detector.model, texts, args.count)
+    rules_cpu = cpu_ms(detector.rules.assess, texts, args.count)
     learned_load_s = learned_load()
     emit(
         {
@@ -111,7 +126,11 @@ def main() -> None:
             "rules_startup_s": round(statistics.median(rules_startups), 2),
             "learned_load_s": round(learned_load_s, 2),
             "learned_replies_per_s": round(learned_rate, 1),
+            "cpu_ms_per_reply": round(1000 * cpu_elapsed / args.count, 2),
+            "rules_cpu_ms_per_reply": round(rules_cpu, 2),
+            "learned_cpu_ms_per_reply": round(learned_cpu, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
     )
 

@@ -27,6 +27,7 @@ from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
 from followup.redflags.load import load_rulebook
+from followup.redflags.matcher import ShardedMatcher
 from followup.redflags.rulebook import CUE_LISTS, RuleBook
 from followup.redflags.verdict import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 
@@ -64,10 +65,15 @@ class Detector:
         self._vocab = nlp.vocab
         self._targets = nlp.get_pipe("medspacy_target_matcher")
         self._context = nlp.get_pipe("medspacy_context")
-        _shard_and_skip_revalidation(self._targets, "_TargetMatcher__matcher")
-        _shard_and_skip_revalidation(self._context, "_ConText__matcher")
+        sharded = [
+            _shard_and_skip_revalidation(self._targets, "_TargetMatcher__matcher"),
+            _shard_and_skip_revalidation(self._context, "_ConText__matcher"),
+        ]
         self._targets.add(self._target_rules())
         self._context.add(context_rules(book))
+        for matcher in sharded:
+            if matcher is not None:
+                matcher.build()
         self._cues = Matcher(nlp.vocab, validate=False)
         for kind in _CUES:
             patterns = [p for where, ps in book.compiled.items() if where.startswith(f"context.{kind}[") for p in ps]
@@ -198,48 +204,22 @@ class Detector:
         return sorted(kept, key=lambda s: (s.start, s.end))
 
 
-def _shard_and_skip_revalidation(component: object, attribute: str) -> None:
-    """Two start-up costs of spaCy's Matcher, removed.
+def _shard_and_skip_revalidation(component: object, attribute: str) -> ShardedMatcher | None:
+    """Two start-up costs of spaCy's Matcher removed, and most of its per-reply cost (see `matcher.py`).
 
     - Every `Matcher.add` rebuilds a dict of all the predicates added so far (spaCy 3.7 `_get_extra_predicates`),
       so adding n patterns costs n²: with English and Spanish phrasings (~10,000 patterns) that was 10 of 15 s.
-      The patterns are spread over matchers of at most `_SHARD` patterns each; matching is unchanged.
+      The patterns are spread over matchers of bounded size; matching is unchanged.
     - Our compiler emits only well-formed token patterns (a test validates every one of them), so spaCy's
       per-pattern schema check is switched off.
     If medspaCy renames its internals this silently keeps one (slower) matcher."""
     medspacy_matcher = getattr(component, attribute, None)
     spacy_matcher = getattr(medspacy_matcher, "_MedspacyMatcher__matcher", None)
     if spacy_matcher is None or not hasattr(spacy_matcher, "validate"):
-        return
-    medspacy_matcher._MedspacyMatcher__matcher = _ShardedMatcher(spacy_matcher.vocab)  # type: ignore[union-attr]
-
-
-_SHARD = 250
-
-
-class _ShardedMatcher:
-    """The slice of spaCy's `Matcher` that medspaCy uses (`add`, call), over several matchers of bounded size."""
-
-    def __init__(self, vocab: Any) -> None:
-        self.vocab = vocab
-        self._shards: list[Matcher] = []
-        self._count = 0
-
-    def add(self, key: str, patterns: list[list[dict[str, Any]]], on_match: Any = None) -> None:
-        if self._count % _SHARD == 0:
-            self._shards.append(Matcher(self.vocab, validate=False))
-        self._shards[-1].add(key, patterns, on_match=on_match)
-        self._count += 1
-
-    def __len__(self) -> int:
-        return sum(len(m) for m in self._shards)
-
-    def __call__(self, doc: Doc) -> list[tuple[int, int, int]]:
-        matches: list[tuple[int, int, int]] = []
-        for shard in self._shards:
-            matches += shard(doc)
-        matches.sort(key=lambda m: (m[1], m[2]))  # one matcher's order: by start, then end (stable within)
-        return matches
+        return None
+    sharded = ShardedMatcher(spacy_matcher.vocab)
+    medspacy_matcher._MedspacyMatcher__matcher = sharded  # type: ignore[union-attr]
+    return sharded
 
 
 def _mention(span: Span) -> rules.Mention:
