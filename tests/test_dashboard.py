@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 from conftest import T0, make_settings
-from factories import delivered_checkin, triage_body
+from factories import delivered_checkin, intake_form, triage_body
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -675,6 +675,31 @@ def test_highlight(
     marked = highlight(text, [{**f, "tier": "urgent"} for f in findings], suppressed, {"w": "W"})
     assert marked == expected
     assert "".join(s.text for s in marked) == text
+
+
+@pytest.mark.parametrize(
+    ("phone", "email", "says"),
+    [
+        ("(310) 555-0142", "", "phone already held by"),
+        ("(310) 555-0142", "new@example.net", "that contact is not on this record"),
+        ("(310) 555-0199", "new@example.net", None),
+    ],
+    ids=["contactless", "phone-held", "nothing-held"],
+)
+def test_a_form_record_whose_contact_another_patient_holds_names_that_patient(
+    clinician: TestClient, auth: dict[str, str], phone: str, email: str, says: str | None
+) -> None:
+    """The record a public form made with a phone some patient already holds links, for staff, to that patient."""
+    held = enroll(clinician, auth)
+    form_page = clinician.get("/intake").text
+    r = clinician.post("/intake", data={**intake_form(phone=phone, email=email), "csrf_token": csrf(form_page)})
+    assert r.status_code == 201
+    page = clinician.get(f"/dashboard/patients/{held + 1}").text
+    banner = re.search(r'data-testid="held-by">(.*?)</p>', page, re.S)
+    if says is None:
+        assert banner is None
+    else:
+        assert banner and says in banner.group(1) and f'href="/dashboard/patients/{held}"' in banner.group(1)
 
 
 # ---- the patient-phone demo -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from followup.core.vocab import (
     MessageState,
     PatientStatus,
 )
-from followup.models import Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
+from followup.models import AuditLog, Consent, DeliveryEvent, Escalation, Inbound, Message, Patient, Triage
 from followup.runtime import Runtime
 from followup.services import audit, webhooks_out
 from followup.services.dispatch import held
@@ -104,6 +105,11 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         ).all()
         triages = s.exec(select(Triage).where(col(Triage.patient_id) == patient_id).order_by(col(Triage.id))).all()
         consents = s.exec(select(Consent).where(col(Consent.patient_id) == patient_id).order_by(col(Consent.at))).all()
+        held = s.exec(
+            select(AuditLog.detail).where(
+                col(AuditLog.subject) == f"patient:{patient_id}", col(AuditLog.action) == "intake.contact_already_held"
+            )
+        ).all()
     by_msg: dict[int, list[dict[str, Any]]] = {}
     for e in events:
         by_msg.setdefault(e.message_id or 0, []).append({"status": e.status, "at": e.at, "error_code": e.error_code})
@@ -150,7 +156,19 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
         "escalations": escalations,
         "triages": triages,
         "consents": consents,
+        "held_by": _held_by(held),
     }
+
+
+def _held_by(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """From the intake's audit: which patients already held the contacts this public form gave (the form kept
+    them off this record), as [{"id": 3, "fields": ["phone"]}]: most often the same person sending the form twice."""
+    out: dict[int, set[str]] = {}
+    for d in details:
+        for ref in d.get("held_by", []):
+            if isinstance(ref, str) and ref.startswith("patient:") and ref[8:].isdigit():
+                out.setdefault(int(ref[8:]), set()).update(str(f) for f in d.get("fields", []))
+    return [{"id": pid, "fields": sorted(fields)} for pid, fields in sorted(out.items())]
 
 
 TRANSITIONS: dict[str, tuple[set[str], PatientStatus]] = {

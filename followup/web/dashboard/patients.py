@@ -69,6 +69,7 @@ def _patient_page(
         escalations=d["escalations"],
         triages=d["triages"],
         consents=d["consents"],
+        held_by=d["held_by"],
         trend=patient_trend(rt, patient_id),
         error=error,
     )
