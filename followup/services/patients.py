@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
     }
 
 
-def _held_by(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _held_by(details: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """From the intake's audit: which patients already held the contacts this public form gave (the form kept
     them off this record), as [{"id": 3, "fields": ["phone"]}]: most often the same person sending the form twice."""
     out: dict[int, set[str]] = {}
