@@ -13,7 +13,6 @@ transaction (never commits), except `confirm_by_link`, which is a route's one se
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -37,7 +36,7 @@ def confirmed(patient: Patient, channel: str) -> bool:
 
 def address_ref(rt: Runtime, channel: str, address: str) -> str:
     """A keyed hash of a number or address: the same one gives the same ref; no one gets the address back."""
-    return hmac.new(rt.links.key.encode(), f"{channel}:{address}".encode(), hashlib.sha256).hexdigest()[:32]
+    return rt.links.keyed_hash(f"{channel}:{address}", 32)
 
 
 def vouch(patient: Patient, channel: str, now: datetime) -> None:

@@ -9,8 +9,6 @@ to 72 hours, so mail from an address that shares SendGrid's is delayed, not lost
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import timedelta
 
@@ -28,7 +26,7 @@ def retry_after(rt: Runtime, address: str) -> timedelta:
 def failed(rt: Runtime, address: str) -> timedelta:
     """Count and audit one failed attempt; returns the wait it now imposes."""
     wait = throttle.failed(rt, [throttle.key(rt, "inbound_auth", address)])
-    ref = hmac.new(rt.links.key.encode(), address.encode(), hashlib.sha256).hexdigest()[:12]
+    ref = rt.links.keyed_hash(address, 12)
     log.warning("inbound email credentials refused from sender %s (next check in %ds)", ref, wait.total_seconds())
     audit.note(rt, "anonymous", "webhooks.inbound_auth_failed", f"sender:{ref}", wait_seconds=int(wait.total_seconds()))
     return wait

@@ -16,9 +16,6 @@ per process.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from sqlalchemy import Float, String, bindparam, case, delete, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
@@ -35,8 +32,7 @@ FORGET_FLOOD = 86_400.0  # ... unless a flood on it has not been seen to end: ke
 
 def key(rt: Runtime, name: str, raw: str) -> str:
     """The row key for `raw` (a normalised number, a client address) under the limit called `name`."""
-    digest = hmac.new(rt.links.key.encode(), f"limits:{name}:{raw}".encode(), hashlib.sha256).hexdigest()
-    return f"{name}:{digest[:40]}"
+    return f"{name}:{rt.links.keyed_hash(f'limits:{name}:{raw}', 40)}"
 
 
 class SharedLimits:

@@ -8,8 +8,6 @@ counted with a compare-and-set, so parallel failures are all counted.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,8 +53,7 @@ def key(rt: Runtime, kind: str, raw: str) -> Key:
     """The key for `raw` (an address, a lower-cased email, a device id, a staff id) of one kind."""
     if kind not in POLICIES:
         raise ValueError(f"kind: one of {', '.join(POLICIES)}")
-    digest = hmac.new(rt.links.key.encode(), f"throttle:{kind}:{raw}".encode(), hashlib.sha256).hexdigest()
-    return Key(kind, f"{kind}:{digest[:40]}")
+    return Key(kind, f"{kind}:{rt.links.keyed_hash(f'throttle:{kind}:{raw}', 40)}")
 
 
 def retry_after(rt: Runtime, keys: Iterable[Key]) -> timedelta:

@@ -21,8 +21,6 @@ address.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import ipaddress
 import logging
@@ -168,7 +166,7 @@ class SenderLimits:
 
     def sender_ref(self, sender: str) -> str:
         """A keyed hash of the sender: the same sender gives the same ref, and no one can get the number back."""
-        return hmac.new(self.rt.links.key.encode(), sender.encode(), hashlib.sha256).hexdigest()[:12]
+        return self.rt.links.keyed_hash(sender, 12)
 
     async def _refused(self, what: str, sender: str, decision: Decision) -> None:
         if not decision.flood_started:

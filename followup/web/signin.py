@@ -14,7 +14,6 @@ Three cookies besides the CSRF one:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 import math
@@ -83,7 +82,7 @@ def _unsign(rt: Runtime, purpose: str, raw: str | None, max_age: int) -> dict[st
 
 
 def _email_tag(rt: Runtime, email: str) -> str:
-    return hmac.new(rt.links.key.encode(), f"device:{normal_email(email)}".encode(), hashlib.sha256).hexdigest()[:24]
+    return rt.links.keyed_hash(f"device:{normal_email(email)}", 24)
 
 
 def device_of(rt: Runtime, request: Request, email: str) -> str | None:
