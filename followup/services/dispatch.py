@@ -185,14 +185,22 @@ class Dispatcher:
             pids = {x.patient_id for x in msgs if x.patient_id is not None}
             patients = {p.id: p for p in s.exec(_PATIENTS, params={"b_ids": list(pids)}).all()} if pids else {}
             answers = _latest_answers(s, pids)
+            decided: list[Message] = []
             for msg in msgs:
                 if msg.status != MessageState.CLAIMED or msg.lease_owner != self.owner:
                     continue
+                decided.append(msg)
                 patient = patients.get(msg.patient_id) if msg.patient_id is not None else None
                 job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
                 if job is not None:
                     jobs.append(job)
             jobs = self._pace(s, jobs, {x.id: x for x in msgs}, now, report)
+            if decided:
+                # One executemany for the batch instead of the ORM's flush (its bookkeeping per object cost more than
+                # the statement): the rows are the ones read above, locked (or, on SQLite, a stale write is refused).
+                rows = [{"b_id": x.id, **{f"b_{k}": getattr(x, k) for k in _DECIDED}} for x in decided]
+                s.expunge_all()
+                s.connection().execute(_WRITE_DECIDED, rows)
             s.commit()
         return jobs
 
@@ -338,7 +346,7 @@ class Dispatcher:
         with self.rt.db.session() as s:
             for o in outcomes:
                 if o.sent is not None:
-                    sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id})
+                    sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id, "b_now": now})
                     report.sent += 1
                     if o.job.kind == MessageKind.CLOSING and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
@@ -376,20 +384,7 @@ class Dispatcher:
 
                         on_permanent_failure(self.rt, s, msg, err, now)
             if sent_rows:  # one statement for the whole batch (executemany): per-row ORM updates cost more than sending
-                t = SQLModel.metadata.tables["message"]
-                s.connection().execute(
-                    update(t)
-                    .where(t.c.id == bindparam("b_id"))
-                    .values(
-                        provider_id=bindparam("b_provider_id"),
-                        error_code=None,  # an earlier attempt's 429 is history, not this message's state
-                        sent_at=now,
-                        updated_at=now,
-                        lease_owner=None,
-                        status=case((t.c.status == MessageState.SENDING, MessageState.SENT), else_=t.c.status),
-                    ),
-                    sent_rows,
-                )
+                s.connection().execute(_RECORD_SENT, sent_rows)
             if checked_in:
                 silence.checkins_sent(s, checked_in)
             if finished:  # the closing message ends the program for patients who are simply active
@@ -603,3 +598,38 @@ def _take_stale_statement() -> Update:
         )
         .returning(t.c.id)
     )
+
+
+# What deciding a claimed message may change (`_prepare_one`, `_pace`, `_finish`, `_reschedule`): prepare writes
+# these columns, from the objects, for every message it decided.
+_DECIDED = (
+    "status",
+    "reason",
+    "lease_owner",
+    "lease_until",
+    "due_at",
+    "updated_at",
+    "to",
+    "body",
+    "subject",
+    "segments",
+    "send_started_at",
+    "attempts",
+)
+_WRITE_DECIDED = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("b_id"))
+    .values({k: bindparam(f"b_{k}", type_=_MESSAGE.c[k].type) for k in _DECIDED})
+)
+_RECORD_SENT = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("b_id"))
+    .values(
+        provider_id=bindparam("b_provider_id", type_=_MESSAGE.c.provider_id.type),
+        error_code=None,  # an earlier attempt's 429 is history, not this message's state
+        sent_at=bindparam("b_now", type_=_MESSAGE.c.sent_at.type),
+        updated_at=bindparam("b_now", type_=_MESSAGE.c.updated_at.type),
+        lease_owner=None,
+        status=case((_MESSAGE.c.status == MessageState.SENDING, MessageState.SENT), else_=_MESSAGE.c.status),
+    )
+)
