@@ -218,3 +218,36 @@ def test_the_migration_backfills_what_the_hooks_keep(rt: Runtime, clock: FakeClo
         upgrade(db_url)  # adds them back and backfills
     with rt.db.session() as s:
         assert s.exec(read).all() == kept
+
+
+@pytest.mark.parametrize("limit", [1, 2, 4, 50])
+def test_not_responding_pages_cover_every_non_responder_once(rt: Runtime, clock: FakeClock, limit: int) -> None:
+    """Following `next_before`, the "Not responding" list names every non-responder once, newest first, with the
+    same total on every page, and the last page has no cursor."""
+    _play(rt, clock.now())
+    with rt.db.session() as s:
+        expected = sorted(_old_scan(s, clock.now()), reverse=True)
+    seen: list[int | None] = []
+    before: int | None = None
+    for _ in range(20):
+        total, page = roster.search(rt, None, "not_responding", limit=limit, before=before)
+        assert total == len(expected)
+        seen += [p.id for p in page.rows]
+        before = page.next_before
+        if before is None:
+            break
+    assert seen == expected and len(expected) == 6
+
+
+def test_the_not_responding_page_reads_the_silent_patients_newest_first(rt: Runtime, clock: FakeClock) -> None:
+    """On PostgreSQL a page of the "Not responding" list reads ix_patient_silent (the planner can prove its
+    predicate from the literals), not the silent_since range that tested every non-responder before the LIMIT.
+    (On a large table it walks that index backwards and stops at the LIMIT: bench/README.md.)"""
+    if rt.db.engine.dialect.name != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    stmt = silence.newest_silent(clock.now()).limit(51)
+    with rt.db.engine.connect() as c:
+        c.exec_driver_sql("SET enable_seqscan = off")
+        compiled = stmt.compile(c, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
+    assert "ix_patient_silent " in plan and "ix_patient_status_silent_since" not in plan, plan

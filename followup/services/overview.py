@@ -195,7 +195,8 @@ TREND_SCAN = 2000  # the latest replies read to find the patients with the most 
 
 def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
     """The overview's figures over the last `weeks` clinic-local weeks: the days from the rollup
-    (services/rollup.py), the counts from indexed reads of what is still open; never a scan of all messages."""
+    (services/rollup.py: closed days kept, open days from the job's snapshot plus what changed since), the counts
+    from indexed reads of what is still open; never a scan of all messages, nor of the open days' rows."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     week_list = weeks_to(now, tz, weeks)
@@ -214,9 +215,16 @@ def overview(rt: Runtime, weeks: int = 8) -> Overview[Patient]:
             enrolled=0,
             unreachable=int(s.exec(select(func.count()).select_from(Patient).where(unreachable_clause())).one()),
             non_responders=0,
-            active_statuses=list(
-                s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
-            ),
+            # counted by status (ix_escalation_status_created, index only), not one row per escalation
+            active_statuses=[
+                st
+                for st, n in s.exec(
+                    select(Escalation.status, func.count())
+                    .where(col(Escalation.status).in_(ACTIVE_ESCALATION))
+                    .group_by(Escalation.status)
+                ).all()
+                for _ in range(n)
+            ],
         )
         trends = _recent_trends(s, start)
     counts = replace(counts, enrolled=rollup.enrolled(rt), non_responders=rollup.silent(rt))

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_, update
+from sqlalchemy import ColumnElement, and_, case, literal_column, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, func, select
 
@@ -89,31 +90,52 @@ def rebuild(s: Session, patient_ids: Iterable[int]) -> None:
     refresh(s, ids)
 
 
-def not_responding_clause(now: datetime) -> ColumnElement[bool]:
+def not_responding_clause(now: datetime, p: Any = Patient) -> ColumnElement[bool]:
     """Patients still followed up whose last two check-ins older than REPLY_GRACE were both sent at or after their
     last reply: per status an index range on ix_patient_status_silent_since, then the exact count for those rows
-    only."""
-    cutoff = now - REPLY_GRACE
+    only. `p` is Patient or an alias of it (`newest_silent`)."""
+    return and_(
+        col(p.silent_since).is_not(None),
+        col(p.silent_since) <= now - REPLY_GRACE,
+        col(p.status).in_(NOT_FINISHED),
+        _unanswered(now, p) >= 2,
+    )
+
+
+def _unanswered(now: datetime, p: Any) -> ColumnElement[int]:
+    """How many check-ins older than REPLY_GRACE went out at or after the patient's last reply."""
     m = aliased(Message)
-    unanswered = (
+    return (
         select(func.count())
         .select_from(m)
         .where(
-            col(m.patient_id) == Patient.id,
+            col(m.patient_id) == p.id,
             m.kind == MessageKind.CHECKIN,
             col(m.status).in_(WENT_OUT),
             col(m.sent_at).is_not(None),
-            col(m.sent_at) <= cutoff,
-            or_(col(Patient.last_reply_at).is_(None), col(m.sent_at) >= Patient.last_reply_at),
+            col(m.sent_at) <= now - REPLY_GRACE,
+            or_(col(p.last_reply_at).is_(None), col(m.sent_at) >= p.last_reply_at),
         )
         .scalar_subquery()
     )
-    return and_(
+
+
+def newest_silent(now: datetime, *where: ColumnElement[bool], before: int | None = None) -> Any:
+    """The patients not responding at `now`, newest first (ids below `before`), a select of Patient rows. The
+    patients with a silence are read newest first from ix_patient_silent (which holds only them) and tested one by
+    one until the caller's LIMIT, so a page costs its rows. As one query with the range on silent_since,
+    PostgreSQL tested every non-responder, then sorted them (7,200 buffers at 100,000 patients for a page of 50).
+    The subquery's OFFSET 0 keeps the planner from flattening it into that plan; the predicate is spelled with
+    literals (models.SILENT_SQL) so that it can prove the index applies."""
+    inner = select(Patient).where(
         col(Patient.silent_since).is_not(None),
-        col(Patient.silent_since) <= cutoff,
-        col(Patient.status).in_(NOT_FINISHED),
-        unanswered >= 2,
+        col(Patient.status).in_([literal_column(f"'{st}'") for st in NOT_FINISHED]),
+        *where,
     )
+    if before is not None:
+        inner = inner.where(col(Patient.id) < before)
+    p = aliased(Patient, inner.order_by(col(Patient.id).desc()).offset(0).subquery())
+    return select(p).where(not_responding_clause(now, p)).order_by(col(p.id).desc())
 
 
 def count(s: Session, now: datetime) -> int:
