@@ -8,7 +8,11 @@ then on, and the few check-ins whose answer or window changed), so it reads minu
 says what a direct count says. The `overview` job (followup/jobs.py) computes closed days ahead of the first view,
 rewrites the open days' snapshot and, once an hour, recounts the figures kept whole (patients ever enrolled,
 non-responders); a page view also stores any closed day it had to compute, and works a day out from its rows only
-when neither is kept (before the job's first run, or when its snapshot is older than SNAPSHOT_STALE).
+when neither is kept (before the job's first run, or when its snapshot is older than SNAPSHOT_STALE). The job's
+10-minute runs carry the snapshot forward the same way (last snapshot + what changed since); its hourly run
+rebuilds it from the rows, which corrects what carrying forward cannot see: a reply stored before a run but read
+(its trend set) after it, a failed message whose `updated_at` moves again, a row committed after a run but dated
+before it. Until then the open days' figures may be off by those rows; closed days are always computed whole.
 The rules are core.figures.tally's, the same as the page used before (tests/test_rollup.py compares the two).
 """
 
@@ -168,15 +172,20 @@ def open_snapshot(s: Session, first: date, last: date) -> tuple[datetime | None,
     return (SINCE + timedelta(seconds=at) if at is not None else None), days
 
 
-def store_open(rt: Runtime, first: date, tz: ZoneInfo, now: datetime) -> int:
-    """Rewrite the snapshot of the days from `first` to today that are not closed yet, as at `now`: their rows
-    dated before `now` (compute_days with `upto`). Returns the days kept."""
+def store_open(rt: Runtime, first: date, tz: ZoneInfo, now: datetime, rebuild: bool = True) -> int:
+    """Rewrite the snapshot of the days from `first` to today that are not closed yet, as at `now` (their rows
+    dated before it): from their rows (`rebuild`, or with no recent snapshot), else the last snapshot plus what
+    changed since, so that a 10-minute run reads ten minutes of rows. Returns the days kept."""
     now = now.replace(microsecond=0)  # OPEN_AT holds whole seconds: what is dated from it on, a view adds
     today = day_of(now, tz)
     days = [first + timedelta(days=i) for i in range((today - first).days + 1)]
     days = [d for d in days if not closed(d, tz, now)]
     with rt.db.session() as s:
-        figures = compute_days(s, days, tz, now, upto=now)
+        taken, last = open_snapshot(s, first, today)
+        carried: Tally = {}
+        if not rebuild and taken is not None and now - SNAPSHOT_STALE <= taken <= now:
+            carried = _plus({d: f for d, f in last.items() if d in days}, since_snapshot(s, tz, taken, now, upto=now))
+        figures = {**compute_days(s, [d for d in days if d not in carried], tz, now, upto=now), **carried}
         s.exec(delete(OverviewDay).where(col(OverviewDay.day).in_(days), col(OverviewDay.figure) != CLOSED))
         s.exec(delete(OverviewDay).where(col(OverviewDay.day) == TOTALS, col(OverviewDay.figure) == OPEN_AT))
         for day in days:
@@ -191,27 +200,33 @@ def store_open(rt: Runtime, first: date, tz: ZoneInfo, now: datetime) -> int:
     return len(days)
 
 
-def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime) -> Tally:
+def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime, upto: datetime | None = None) -> Tally:
     """What changed in the open days' figures from `taken` (the snapshot) to `now`, by day: the escalations,
-    failures and trends dated from `taken` on, and, for the check-ins that may have changed their state (sent
-    since; still pending then and answered since, or whose reply window ran out since), their state now minus
-    their state then. Every read is an index range starting at `taken` (minutes of rows) or a few patients'."""
+    failures and trends dated from `taken` on (and before `upto`, for the job's next snapshot), and, for the
+    check-ins that may have changed their state (sent since; still pending then and answered since, or whose reply
+    window ran out since), their state now minus their state then. Every read is an index range starting at
+    `taken` (minutes of rows) or a few patients'."""
     out: Tally = {}
+    far = upto if upto is not None else datetime.max.replace(tzinfo=UTC)
 
     def add(at: datetime, figure: str, n: int = 1) -> None:
         out.setdefault(day_of(at, tz), Counter())[figure] += n
 
     for created, tier in s.exec(
-        select(Escalation.created_at, Escalation.tier).where(Escalation.created_at >= taken)
+        select(Escalation.created_at, Escalation.tier).where(
+            Escalation.created_at >= taken, Escalation.created_at < far
+        )
     ).all():
         add(created, f"{ESCALATION}{tier}")
     for updated in s.exec(
-        select(Message.updated_at).where(col(Message.status).in_(FAILED), col(Message.updated_at) >= taken)
+        select(Message.updated_at).where(
+            col(Message.status).in_(FAILED), col(Message.updated_at) >= taken, col(Message.updated_at) < far
+        )
     ).all():
         add(updated, FAILURES)
     new_replies = s.exec(
         select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
-            col(Inbound.received_at) >= taken, col(Inbound.patient_id).is_not(None)
+            col(Inbound.received_at) >= taken, col(Inbound.received_at) < far, col(Inbound.patient_id).is_not(None)
         )
     ).all()
     for _, at, level, meta in new_replies:
@@ -251,7 +266,9 @@ def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime) -> 
             (pid, at, None)  # no mark: the trends were counted above, these only answer check-ins
             for pid, at in s.exec(
                 select(Inbound.patient_id, Inbound.received_at).where(
-                    col(Inbound.patient_id).in_(pids[i : i + CHUNK]), col(Inbound.received_at) > taken - REPLY_WINDOW
+                    col(Inbound.patient_id).in_(pids[i : i + CHUNK]),
+                    col(Inbound.received_at) > taken - REPLY_WINDOW,
+                    col(Inbound.received_at) < far,
                 )
             ).all()
             if pid is not None
@@ -333,9 +350,10 @@ def closed_days(s: Session, first: date, last: date) -> set[date]:
 
 
 def refresh(rt: Runtime, weeks: int = 8) -> int:
-    """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, rewrite the
-    snapshot of the open days, and, only in the run that falls in the first SILENT_MINUTES of each hour, count the
-    patients enrolled and the non-responders (both read every patient in follow-up or every patient: at every run,
+    """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, carry the
+    snapshot of the open days forward by what changed since the last run, and, only in the run that falls in the
+    first SILENT_MINUTES of each hour, rebuild that snapshot from its rows and count the patients enrolled and the
+    non-responders (both read every patient in follow-up or every patient: at every run,
     the job's cost grew with the table). Returns the closed days stored."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
@@ -347,8 +365,9 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         missing = [d for d in missing if d not in kept and closed(d, tz, now)]
         fresh = compute_days(s, missing, tz, now)
     stored = store_closed(rt, fresh, tz, now)
-    store_open(rt, first, tz, now)
-    if now.minute < SILENT_MINUTES:
+    hourly = now.minute < SILENT_MINUTES
+    store_open(rt, first, tz, now, rebuild=hourly)  # rebuilt once an hour: see since_snapshot for what it misses
+    if hourly:
         refresh_total(rt, ENROLLED, _count_enrolled)
         refresh_total(rt, SILENT, lambda s: silence.count(s, now))
     return stored
