@@ -251,3 +251,21 @@ def test_the_not_responding_page_reads_the_silent_patients_newest_first(rt: Runt
         compiled = stmt.compile(c, compile_kwargs={"literal_binds": True})
         plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
     assert "ix_patient_silent " in plan and "ix_patient_status_silent_since" not in plan, plan
+
+
+@pytest.mark.parametrize("listed", [2, 6, 50])
+def test_the_digest_lists_the_newest_non_responders_and_counts_them_all(
+    rt: Runtime, clock: FakeClock, listed: int
+) -> None:
+    """The digest names the newest `listed` non-responders (ids, newest first, with their last check-in) and counts
+    all six, and links to the dashboard's full list."""
+    from followup.services.digest import build_digest
+
+    _play(rt, clock.now())
+    with rt.db.session() as s:
+        expected = _old_scan(s, clock.now())
+        digest = build_digest(rt, s, clock.now(), listed=listed)
+    newest = sorted(expected, reverse=True)[:listed]
+    assert [x["id"] for x in digest["non_responders"]] == newest
+    assert [x["last_checkin"] for x in digest["non_responders"]] == [expected[p].date().isoformat() for p in newest]
+    assert digest["non_responders_count"] == "6" and digest["non_responders_url"].endswith("status=not_responding")
