@@ -494,3 +494,22 @@ def test_visit_pages_cover_every_visit_once_both_ways(rt: Runtime, limit: int) -
         back = [v.appointment_id for d in page.days for v in d.visits] + back
         before = page.prev_before
     assert back + pages[-1] == expected
+
+
+def test_the_overview_trends_read_past_a_chunk_of_replies(rt: Runtime, clock: FakeClock) -> None:
+    """When the latest TREND_CHUNK replies name fewer than TRENDS_SHOWN patients, the overview reads on (keyset on
+    received_at, id) and lists the same patients as reading every reply newest first."""
+    now = clock.now()
+    with rt.db.session() as s:
+        pids = [_patient(s, i, now) for i in range(40)]
+        rows = [(pids[k % 10], now - timedelta(minutes=k)) for k in range(overview.TREND_CHUNK + 10)]
+        rows += [(pids[10 + k], now - timedelta(hours=5, minutes=k)) for k in range(30)]
+        rows += [(pids[k % 40], now - timedelta(hours=6)) for k in range(40)]  # ties on received_at
+        s.add_all(_reply(pid, at, f"t{n}", "better") for n, (pid, at) in enumerate(rows))
+        s.commit()
+        everything = s.exec(
+            select(m.Inbound.patient_id).order_by(col(m.Inbound.received_at).desc(), col(m.Inbound.id).desc())
+        ).all()
+    expected = list(dict.fromkeys(everything))[:30]
+    got = [p.id for p, _ in overview.overview(rt).trends]
+    assert sorted(got) == sorted(expected) and len(got) == 30
