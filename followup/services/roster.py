@@ -111,11 +111,10 @@ def _not_responding(rt: Runtime, q: str, now: datetime, limit: int, before: int 
     """The "Not responding" filter: newest first through silence.newest_silent, counted up to SILENT_COUNT_CAP."""
     where = [matches(q)] if q.strip() else []
     with rt.db.session() as s:
-        stmt = silence.newest_silent(now, *where)
-        total = s.exec(select(func.count()).select_from(stmt.limit(SILENT_COUNT_CAP + 1).subquery())).one()
-        stmt = silence.newest_silent(now, *where, before=before)
-        rows: list[Patient] = list(s.exec(stmt.limit(limit + 1)).all())
-        return int(total), cut(rows, limit, lambda x: x.id)
+        total = len(silence.newest_silent(s, now, SILENT_COUNT_CAP + 1, *where))
+        ids = silence.newest_silent(s, now, limit + 1, *where, before=before)
+        rows = s.exec(select(Patient).where(col(Patient.id).in_(ids)).order_by(col(Patient.id).desc())).all()
+        return total, cut(rows, limit, lambda x: x.id)
 
 
 def matches(q: str) -> ColumnElement[bool]:

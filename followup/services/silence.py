@@ -23,12 +23,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, literal_column, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from followup.core.vocab import NOT_FINISHED, WENT_OUT, MessageKind
 from followup.models import Message, Patient
 
 REPLY_GRACE = timedelta(hours=48)  # a check-in younger than this may still be answered
 CHUNK = 500  # patient ids per statement (SQLite's bound-parameter limit is far above)
+CANDIDATES = 200  # patients with a silence tested per statement by newest_silent
 
 
 def _second_checkin_since_reply() -> ColumnElement[datetime | None]:
@@ -120,22 +122,42 @@ def _unanswered(now: datetime, p: Any) -> ColumnElement[int]:
     )
 
 
-def newest_silent(now: datetime, *where: ColumnElement[bool], before: int | None = None) -> Any:
-    """The patients not responding at `now`, newest first (ids below `before`), a select of Patient rows. The
-    patients with a silence are read newest first from ix_patient_silent (which holds only them) and tested one by
-    one until the caller's LIMIT, so a page costs its rows. As one query with the range on silent_since,
-    PostgreSQL tested every non-responder, then sorted them (7,200 buffers at 100,000 patients for a page of 50).
-    The subquery's OFFSET 0 keeps the planner from flattening it into that plan; the predicate is spelled with
-    literals (models.SILENT_SQL) so that it can prove the index applies."""
-    inner = select(Patient).where(
+def candidates(*where: ColumnElement[bool], before: int | None = None) -> SelectOfScalar[int] | SelectOfScalar[None]:
+    """The next CANDIDATES patients with a silence below `before`, newest first: a backward range on
+    ix_patient_silent stopped by the LIMIT."""
+    stmt = select(Patient.id).where(
         col(Patient.silent_since).is_not(None),
         col(Patient.status).in_([literal_column(f"'{st}'") for st in NOT_FINISHED]),
         *where,
     )
     if before is not None:
-        inner = inner.where(col(Patient.id) < before)
-    p = aliased(Patient, inner.order_by(col(Patient.id).desc()).offset(0).subquery())
-    return select(p).where(not_responding_clause(now, p)).order_by(col(p.id).desc())
+        stmt = stmt.where(col(Patient.id) < before)
+    return stmt.order_by(col(Patient.id).desc()).limit(CANDIDATES)
+
+
+def newest_silent(
+    s: Session, now: datetime, n: int, *where: ColumnElement[bool], before: int | None = None
+) -> list[int]:
+    """The ids of up to `n` patients not responding at `now`, newest first (ids below `before`). The patients with
+    a silence are read from ix_patient_silent (which holds only them) CANDIDATES at a time, newest first, an
+    index-only range stopped by its LIMIT; each chunk gets the exact test, until `n` pass. So a page costs its
+    rows, not every non-responder: as one query PostgreSQL tested every non-responder and sorted them (7,200
+    buffers at 100,000 patients for a page of 50), or read and sorted every patient with a silence. The predicate
+    is spelled with literals (models.SILENT_SQL) so that the planner can prove the index applies."""
+    found: list[int | None] = []
+    cursor = before
+    while len(found) < n:
+        ids = [pid for pid in s.exec(candidates(*where, before=cursor)).all() if pid]
+        if ids:
+            found += s.exec(
+                select(Patient.id)
+                .where(col(Patient.id).in_(ids), not_responding_clause(now))
+                .order_by(col(Patient.id).desc())
+            ).all()
+        if len(ids) < CANDIDATES:
+            break
+        cursor = ids[-1]
+    return [pid for pid in found if pid is not None][:n]
 
 
 def count(s: Session, now: datetime) -> int:
