@@ -51,7 +51,7 @@ class Patient(SQLModel, table=True):
         Index("ix_patient_status_silent_since", "status", "silent_since"),
         # the unreachable patients (the digest's list, the overview's count, the roster's filter): the answer only
         *partial("patient", "unreachable", ["id"], UNREACHABLE_SQL),
-        *partial("patient", "silent", ["id"], SILENT_SQL),
+        *partial("patient", "silent", ["id", "silent_since"], SILENT_SQL),
         NEVER_REUSED,
     )
 

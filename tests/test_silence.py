@@ -248,7 +248,7 @@ def test_the_not_responding_candidates_are_a_backward_range_on_their_index(rt: R
     with rt.db.engine.connect() as c:
         c.exec_driver_sql("SET enable_seqscan = off")
         c.exec_driver_sql("SET enable_bitmapscan = off")
-        compiled = silence.candidates(before=10**6).compile(c, compile_kwargs={"literal_binds": True})
+        compiled = silence.candidates(clock.now(), before=10**6).compile(c, compile_kwargs={"literal_binds": True})
         plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
     assert "Scan Backward using ix_patient_silent" in plan and "Sort" not in plan, plan
 

@@ -29,10 +29,10 @@ FILTERS = {
 }
 
 
-# "Not responding" is counted up to here ("200+"): each candidate's count checks its last check-ins (about six
-# pages), so counted to COUNT_CAP it read every non-responder at each view (21,012 buffers at 300,000 patients,
+# "Not responding" is counted up to here ("100+"): each candidate's test reads its check-ins (about nine pages), so
+# counted to COUNT_CAP it read every non-responder at each view (21,012 buffers at 300,000 patients,
 # bench/README.md). The overview shows the whole number, recounted once an hour.
-SILENT_COUNT_CAP = 200
+SILENT_COUNT_CAP = 100
 
 
 def count_cap(status: str | None) -> int:
