@@ -731,7 +731,7 @@ def test_patient_phone_reply_goes_through_the_signed_webhook(
 def test_patient_phone_says_what_comes_next_before_anything_is_sent(
     clinician: TestClient, auth: dict[str, str]
 ) -> None:
-    """Before anything is sent the demo phone names the next message, its due time and the sending hours it waits for."""
+    """Before anything is sent the demo phone names the next message, its due time and the hours it waits for."""
     pid = enroll(clinician, auth)
     line = re.search(r'data-testid="next-out">(.*?)</p>', clinician.get(f"/dashboard/phone/{pid}").text, re.S)
     assert line and "No messages yet" in clinician.get(f"/dashboard/phone/{pid}").text
