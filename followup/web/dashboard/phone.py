@@ -77,7 +77,8 @@ def _phone_page(
         raise HTTPException(404, "no such patient") from None
     # What the service sends next, so that a demo run at night does not look stuck: the confirmation request and
     # the program wait for the patient's sending hours (emergencies do not).
-    waiting = sorted(d["schedule"], key=lambda row: row.message.due_at)
+    # A message that will go (the confirmation request) before one held until the contact is confirmed.
+    waiting = sorted(d["schedule"], key=lambda row: (row.state != "scheduled", row.message.due_at))
     return render(
         request,
         rt,
