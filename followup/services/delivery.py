@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Integer, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from followup.core.delivery import RANK, allowed_from, fold
 from followup.core.storable import storable
@@ -68,11 +69,18 @@ def row_id(value: Any) -> int | None:
 
 def insert_once(s: Session, row: dict[str, Any]) -> bool:
     """Insert a delivery event unless its key is known: one atomic statement, no check-then-insert race."""
-    dialect = s.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DeliveryEvent).values(**row)
+    inserted = s.connection().execute(_insert_event(s.get_bind().dialect.name), row)
     # RETURNING, not rowcount: psycopg reports -1 for this statement, which would count a duplicate as new.
-    inserted = s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(col(DeliveryEvent.id)))
     return inserted.first() is not None
+
+
+@cache
+def _insert_event(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (event_key) DO NOTHING RETURNING id, built once (a callback each time): the columns
+    come from the row it is run with."""
+    table = SQLModel.metadata.tables["deliveryevent"]
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(table.c.id)
 
 
 def advance(s: Session, message_id: int, status: str, now: datetime, error_code: str | None = None) -> bool:
@@ -263,11 +271,9 @@ def store_sendgrid(rt: Runtime, events: list[Any]) -> dict[str, int]:
     inserted = 0
     if rows:
         with rt.db.session() as s:
-            dialect = s.get_bind().dialect.name
-            ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DeliveryEvent).values(rows)
-            inserted = len(
-                s.exec(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(col(DeliveryEvent.id))).all()
-            )
+            # executemany of the one statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues"), and
+            # RETURNING yields only the rows inserted
+            inserted = len(s.connection().execute(_insert_event(s.get_bind().dialect.name), rows).all())
             s.commit()
     return {"stored": inserted, "duplicate": len(rows) - inserted, "ignored": len(events) - len(rows)}
 
@@ -279,15 +285,7 @@ def apply_pending(rt: Runtime, limit: int = BATCH) -> int:
     events are locked (SKIP LOCKED): workers applying at once take disjoint batches."""
     now = rt.clock.now()
     with rt.db.session() as s:
-        pick = (
-            select(DeliveryEvent)
-            .where(col(DeliveryEvent.outcome).is_(None))
-            .order_by(col(DeliveryEvent.tries), col(DeliveryEvent.id))
-            .limit(limit)
-        )
-        if s.get_bind().dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        evs = list(s.exec(pick).all())
+        evs = list(s.exec(_pick_pending(s.get_bind().dialect.name), params={"b_limit": limit}).all())
         if not evs:
             return 0
         found = _messages(s, evs)
@@ -363,16 +361,15 @@ def apply_pending(rt: Runtime, limit: int = BATCH) -> int:
 
 def _messages(s: Session, evs: list[DeliveryEvent]) -> dict[tuple[str, Any], Any]:
     """The messages the events name, by our id and by the provider's id: two reads for the whole batch."""
-    cols = (col(Message.id), col(Message.provider_id), col(Message.status), col(Message.patient_id))
     refs = {ev.ref for ev in evs if ev.ref is not None}
     found: dict[tuple[str, Any], Any] = {}
+    conn = s.connection()
     if refs:
-        row: Any
-        for row in s.exec(select(*cols).where(col(Message.id).in_(refs))).all():
+        for row in conn.execute(_BY_ID, {"b_ids": list(refs)}).all():
             found[("id", row.id)] = row
     sids = {ev.sid for ev in evs if ev.sid and ("id", ev.ref) not in found}
     if sids:
-        for row in s.exec(select(*cols).where(col(Message.provider_id).in_(sids))).all():
+        for row in conn.execute(_BY_SID, {"b_sids": list(sids)}).all():
             found[("sid", row.provider_id)] = row
     return found
 
@@ -409,18 +406,45 @@ def _write_states(s: Session, changed: dict[int, tuple[str, str | None]], now: d
     groups: dict[tuple[str, str | None], list[int]] = {}
     for message_id, key in changed.items():
         groups.setdefault(key, []).append(message_id)
+    conn = s.connection()
     for (status, code), ids in groups.items():
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        if status == MessageState.DELIVERED:
-            values["delivered_at"] = now
-        if code:
-            values["error_code"] = code
-        if status in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED, MessageState.FAILED):
-            values["lease_owner"] = None
-            values["lease_until"] = None
-        s.exec(
-            update(Message)
-            .where(col(Message.id).in_(ids), col(Message.status).in_(allowed_from(status)))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        conn.execute(_state_statement(status, code is not None), {"b_ids": ids, "b_now": now, "b_code": code})
+
+
+@cache
+def _state_statement(status: str, with_code: bool) -> Any:
+    """Move the messages :b_ids to `status` at :b_now (with the error code :b_code), each only from a state it may
+    leave. Built once per (state, with a code or not): the ingest worker runs a few every pass."""
+    t = _MESSAGE
+    now = bindparam("b_now", type_=t.c.updated_at.type)
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == MessageState.DELIVERED:
+        values["delivered_at"] = now
+    if with_code:
+        values["error_code"] = bindparam("b_code", type_=t.c.error_code.type)
+    if status in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED, MessageState.FAILED):
+        values["lease_owner"] = None
+        values["lease_until"] = None
+    return (
+        update(t)
+        .where(t.c.id.in_(bindparam("b_ids", expanding=True)), t.c.status.in_(allowed_from(status)))
+        .values(**values)
+    )
+
+
+@cache
+def _pick_pending(dialect: str) -> Any:
+    """Up to :b_limit stored events not applied yet, fresh ones first (locked, SKIP LOCKED, on PostgreSQL)."""
+    pick = (
+        select(DeliveryEvent)
+        .where(col(DeliveryEvent.outcome).is_(None))
+        .order_by(col(DeliveryEvent.tries), col(DeliveryEvent.id))
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+    return pick.with_for_update(skip_locked=True) if dialect == "postgresql" else pick
+
+
+_MESSAGE = SQLModel.metadata.tables["message"]
+_STATE_COLUMNS = (_MESSAGE.c.id, _MESSAGE.c.provider_id, _MESSAGE.c.status, _MESSAGE.c.patient_id)
+_BY_ID = select(*_STATE_COLUMNS).where(_MESSAGE.c.id.in_(bindparam("b_ids", expanding=True)))
+_BY_SID = select(*_STATE_COLUMNS).where(_MESSAGE.c.provider_id.in_(bindparam("b_sids", expanding=True)))

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, or_, true, update
+from sqlalchemy import Integer, Update, and_, bindparam, case, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup import metrics
@@ -158,40 +159,18 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
         want = self.batch_limit if limit is None else limit
         ids: list[int] = []
+        params: dict[str, Any] = {"b_now": now, "b_lease": lease, "b_owner": self.owner}
+        if channels is not None:
+            params["b_channels"] = list(channels)
         with self.rt.db.session() as s:
+            conn = s.connection()
             for urgent_only in (True, False):
                 if len(ids) >= want:
                     break
-                ids += [row[0] for row in s.exec(self._claim(now, lease, want - len(ids), channels, urgent_only))]
+                stmt = _claim_statement(urgent_only, channels is not None)
+                ids += [row[0] for row in conn.execute(stmt, {**params, "b_limit": want - len(ids)})]
             s.commit()
         return ids
-
-    def _claim(
-        self, now: datetime, lease: datetime, limit: int, channels: Sequence[str] | None, urgent_only: bool
-    ) -> Any:
-        due = (
-            select(Message.id)
-            .where(Message.status == MessageState.SCHEDULED, Message.due_at <= now)
-            .where(col(Message.urgent).is_(True) if urgent_only else true())
-            .where(col(Message.channel).in_(channels) if channels is not None else true())
-            .order_by(col(Message.due_at))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
-            # has already changed, skip those (changed by this statement) and take the next ones, so a claim took
-            # every due message rather than `batch_limit` (tests/test_pacing.py).
-            .cte("due")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        return (
-            update(Message)
-            .where(col(Message.id).in_(select(due.c.id)), col(Message.status) == MessageState.SCHEDULED)
-            .values(status=MessageState.CLAIMED, lease_owner=self.owner, lease_until=lease, updated_at=now)
-            .returning(col(Message.id))
-            # A fresh session holds no Message objects to keep in step: skip the ORM's bookkeeping (a third
-            # of the claim's cost in the simulator's profile).
-            .execution_options(synchronize_session=False)
-        )
 
     def prepare(self, ids: Sequence[int], report: PassReport) -> list[_Job]:
         """Decide each claimed message; the ones to send are rendered and marked `sending` in one commit."""
@@ -201,19 +180,27 @@ class Dispatcher:
             # Row locks (PostgreSQL; SQLite's snapshot refuses a stale write instead): a dispatcher recovering these
             # rows after a long stall must not re-queue them between this read and this commit, or both writes
             # land and the message goes twice (tests/test_workers_pg.py, database outage).
-            msgs = list(s.exec(select(Message).where(col(Message.id).in_(ids)).with_for_update()).all())
+            msgs = list(s.exec(_LOCK_MESSAGES, params={"b_ids": list(ids)}).all())
             msgs.sort(key=lambda x: (not x.urgent, x.due_at, x.id or 0))  # urgent ones get the earliest slots
             pids = {x.patient_id for x in msgs if x.patient_id is not None}
-            patients = {p.id: p for p in s.exec(select(Patient).where(col(Patient.id).in_(pids))).all()}
+            patients = {p.id: p for p in s.exec(_PATIENTS, params={"b_ids": list(pids)}).all()} if pids else {}
             answers = _latest_answers(s, pids)
+            decided: list[Message] = []
             for msg in msgs:
                 if msg.status != MessageState.CLAIMED or msg.lease_owner != self.owner:
                     continue
+                decided.append(msg)
                 patient = patients.get(msg.patient_id) if msg.patient_id is not None else None
                 job = self._prepare_one(s, msg, patient, answers.get(msg.patient_id or -1, {}), now, report)
                 if job is not None:
                     jobs.append(job)
             jobs = self._pace(s, jobs, {x.id: x for x in msgs}, now, report)
+            if decided:
+                # One executemany for the batch instead of the ORM's flush (its bookkeeping per object cost more than
+                # the statement): the rows are the ones read above, locked (or, on SQLite, a stale write is refused).
+                rows = [{"b_id": x.id, **{f"b_{k}": getattr(x, k) for k in _DECIDED}} for x in decided]
+                s.expunge_all()
+                s.connection().execute(_WRITE_DECIDED, rows)
             s.commit()
         return jobs
 
@@ -359,7 +346,7 @@ class Dispatcher:
         with self.rt.db.session() as s:
             for o in outcomes:
                 if o.sent is not None:
-                    sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id})
+                    sent_rows.append({"b_id": o.job.message_id, "b_provider_id": o.sent.provider_id, "b_now": now})
                     report.sent += 1
                     if o.job.kind == MessageKind.CLOSING and o.job.patient_id is not None:
                         finished.append(o.job.patient_id)
@@ -397,20 +384,7 @@ class Dispatcher:
 
                         on_permanent_failure(self.rt, s, msg, err, now)
             if sent_rows:  # one statement for the whole batch (executemany): per-row ORM updates cost more than sending
-                t = SQLModel.metadata.tables["message"]
-                s.connection().execute(
-                    update(t)
-                    .where(t.c.id == bindparam("b_id"))
-                    .values(
-                        provider_id=bindparam("b_provider_id"),
-                        error_code=None,  # an earlier attempt's 429 is history, not this message's state
-                        sent_at=now,
-                        updated_at=now,
-                        lease_owner=None,
-                        status=case((t.c.status == MessageState.SENDING, MessageState.SENT), else_=t.c.status),
-                    ),
-                    sent_rows,
-                )
+                s.connection().execute(_RECORD_SENT, sent_rows)
             if checked_in:
                 silence.checkins_sent(s, checked_in)
             if finished:  # the closing message ends the program for patients who are simply active
@@ -435,37 +409,19 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.rt.settings.dispatch.lease_seconds)
         # Take the stale rows over first, atomically and committed, as claim() does: another dispatcher recovering
         # at the same time must not also look them up, re-queue and send them a second time.
-        is_stale = and_(
-            or_(col(Message.status) == MessageState.CLAIMED, col(Message.status) == MessageState.SENDING),
-            col(Message.lease_until).is_not(None),
-            col(Message.lease_until) < now,
-        )
-        stale_ids = (
-            select(Message.id)
-            .where(is_stale)
-            .limit(self.rt.settings.dispatch.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        take = (
-            update(Message)
-            .where(col(Message.id).in_(stale_ids.scalar_subquery()), is_stale)
-            .values(lease_owner=self.owner, lease_until=lease)
-            .returning(col(Message.id))
-            # A fresh session holds no Message objects to keep in step: skip the ORM's bookkeeping (a third
-            # of the claim's cost in the simulator's profile).
-            .execution_options(synchronize_session=False)
-        )
+        params = {
+            "b_now": now,
+            "b_lease": lease,
+            "b_owner": self.owner,
+            "b_limit": self.rt.settings.dispatch.batch_size,
+        }
         with self.rt.db.session() as s:
-            ids = [row[0] for row in s.exec(take)]
+            ids = [row[0] for row in s.connection().execute(_take_stale_statement(), params)]
             s.commit()
         if not ids:
             return
         with self.rt.db.session() as s:
-            stale = list(
-                s.exec(
-                    select(Message).where(col(Message.id).in_(ids), Message.lease_owner == self.owner).with_for_update()
-                ).all()
-            )
+            stale = list(s.exec(_LOCK_OWNED, params={"b_ids": ids, "b_owner": self.owner}).all())
             # The provider lookups run side by side on the send pool: one at a time, recovering a crashed worker's
             # batch took a lookup's latency times the batch size (tests/test_workers_pg.py).
             sending = [msg for msg in stale if msg.status == MessageState.SENDING]
@@ -564,9 +520,116 @@ def _reschedule(msg: Message, when: datetime, reason: str) -> None:
 def _latest_answers(s: Session, pids: set[int]) -> dict[int, dict[str, Any]]:
     if not pids:
         return {}
-    rows = s.exec(
-        select(m.Triage.patient_id, m.Triage.answers)
-        .where(col(m.Triage.patient_id).in_(pids))
-        .order_by(col(m.Triage.id))
-    ).all()
+    rows = s.exec(_ANSWERS, params={"b_ids": list(pids)}).all()
     return {pid: dict(answers) for pid, answers in rows}
+
+
+# ---- the pass's statements, built once ---------------------------------------------------------------------------
+# A pass runs a fixed set of statements whatever its batch; building each from scratch every pass (coercing every
+# clause, then computing its cache key) cost more than running it (bench/README.md, the simulator's fourth pass).
+# They take bound parameters (b_*: a SET clause may not reuse a column's own name) and run through the connection.
+_MESSAGE = SQLModel.metadata.tables["message"]
+_LOCK_MESSAGES = select(Message).where(col(Message.id).in_(bindparam("b_ids", expanding=True))).with_for_update()
+_LOCK_OWNED = (
+    select(Message)
+    .where(col(Message.id).in_(bindparam("b_ids", expanding=True)), col(Message.lease_owner) == bindparam("b_owner"))
+    .with_for_update()
+)
+_PATIENTS = select(Patient).where(col(Patient.id).in_(bindparam("b_ids", expanding=True)))
+_ANSWERS = (
+    select(m.Triage.patient_id, m.Triage.answers)
+    .where(col(m.Triage.patient_id).in_(bindparam("b_ids", expanding=True)))
+    .order_by(col(m.Triage.id))
+)
+
+
+@cache
+def _claim_statement(urgent_only: bool, by_channel: bool) -> Update:
+    """Take up to :b_limit due messages (only urgent ones, or any; of :b_channels, or of every channel)."""
+    t = _MESSAGE
+    now = bindparam("b_now", type_=t.c.due_at.type)
+    due_q = select(t.c.id).where(t.c.status == MessageState.SCHEDULED, t.c.due_at <= now)
+    if urgent_only:
+        due_q = due_q.where(t.c.urgent.is_(True))
+    if by_channel:
+        due_q = due_q.where(t.c.channel.in_(bindparam("b_channels", expanding=True)))
+    due = (
+        due_q.order_by(t.c.due_at)
+        .limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        # Run once, before the update: as a plain subquery PostgreSQL may run it again for the rows the update
+        # has already changed, skip those (changed by this statement) and take the next ones, so a claim took
+        # every due message rather than `batch_limit` (tests/test_pacing.py).
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return (
+        update(t)
+        .where(t.c.id.in_(select(due.c.id)), t.c.status == MessageState.SCHEDULED)
+        .values(
+            status=MessageState.CLAIMED,
+            lease_owner=bindparam("b_owner", type_=t.c.lease_owner.type),
+            lease_until=bindparam("b_lease", type_=t.c.lease_until.type),
+            updated_at=now,
+        )
+        .returning(t.c.id)
+    )
+
+
+@cache
+def _take_stale_statement() -> Update:
+    """Take over up to :b_limit messages whose lease ran out before :b_now (see `Dispatcher.reconcile`)."""
+    t = _MESSAGE
+    now = bindparam("b_now", type_=t.c.lease_until.type)
+    is_stale = and_(
+        or_(t.c.status == MessageState.CLAIMED, t.c.status == MessageState.SENDING),
+        t.c.lease_until.is_not(None),
+        t.c.lease_until < now,
+    )
+    stale_ids = (
+        select(t.c.id).where(is_stale).limit(bindparam("b_limit", type_=Integer)).with_for_update(skip_locked=True)
+    )
+    return (
+        update(t)
+        .where(t.c.id.in_(stale_ids.scalar_subquery()), is_stale)
+        .values(
+            lease_owner=bindparam("b_owner", type_=t.c.lease_owner.type),
+            lease_until=bindparam("b_lease", type_=t.c.lease_until.type),
+        )
+        .returning(t.c.id)
+    )
+
+
+# What deciding a claimed message may change (`_prepare_one`, `_pace`, `_finish`, `_reschedule`): prepare writes
+# these columns, from the objects, for every message it decided.
+_DECIDED = (
+    "status",
+    "reason",
+    "lease_owner",
+    "lease_until",
+    "due_at",
+    "updated_at",
+    "to",
+    "body",
+    "subject",
+    "segments",
+    "send_started_at",
+    "attempts",
+)
+_WRITE_DECIDED = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("b_id"))
+    .values({k: bindparam(f"b_{k}", type_=_MESSAGE.c[k].type) for k in _DECIDED})
+)
+_RECORD_SENT = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("b_id"))
+    .values(
+        provider_id=bindparam("b_provider_id", type_=_MESSAGE.c.provider_id.type),
+        error_code=None,  # an earlier attempt's 429 is history, not this message's state
+        sent_at=bindparam("b_now", type_=_MESSAGE.c.sent_at.type),
+        updated_at=bindparam("b_now", type_=_MESSAGE.c.updated_at.type),
+        lease_owner=None,
+        status=case((_MESSAGE.c.status == MessageState.SENDING, MessageState.SENT), else_=_MESSAGE.c.status),
+    )
+)

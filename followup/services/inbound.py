@@ -13,11 +13,12 @@ import re
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import or_, text, update
+from sqlalchemy import bindparam, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from followup import metrics
 from followup.core.keywords import Keywords
@@ -73,7 +74,7 @@ def store(rt: Runtime, reply: Reply) -> Stored:
         if inbound_id is not None and s.get_bind().dialect.name == "postgresql":
             s.connection().execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         if inbound_id is not None and reply.channel == Channel.SMS:  # read only, in the same round of the session
-            unknown = s.exec(select(Patient.id).where(Patient.phone == reply.sender)).first() is None
+            unknown = s.exec(_BY_PHONE_ID, params={"b_value": reply.sender}).first() is None
         s.commit()
     if inbound_id is None:
         with rt.db.session() as s:  # a provider retry: nothing to do, but say so where staff can see it
@@ -190,11 +191,7 @@ def process(rt: Runtime, inbound_id: int, reply: Reply | None = None) -> Receive
         reading = _reading_context(rt, s, subject, now) if subject is not None and flood != "unread" else None
     verdict = _assess(rt, body, reading.context()) if reading is not None and body.strip() else None
     with rt.db.session() as s:
-        taken = s.exec(
-            update(Inbound)
-            .where(col(Inbound.id) == inbound_id, col(Inbound.status) == "received")
-            .values(status="processing")
-        )
+        taken = s.connection().execute(_TAKE, {"b_id": inbound_id})
         if not taken.rowcount:
             return Received(inbound_id, True)
         inbound = s.get(Inbound, inbound_id)
@@ -298,20 +295,37 @@ def _reply_of(inbound: Inbound) -> Reply:
 
 
 def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | None:
-    dialect = s.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Inbound).values(
-        provider_key=reply.provider_key,
-        channel=reply.channel,
-        sender=reply.sender,
-        body=body,
-        subject=reply.subject,
-        verdict={},
-        status="received",
-        received_at=now,
-        meta={**(reply.meta or {}), "reply_token": reply.reply_token, "provider_opt_out": reply.provider_opt_out},
+    row = (
+        s.connection()
+        .execute(
+            _insert_inbound(s.get_bind().dialect.name),
+            {
+                "provider_key": reply.provider_key,
+                "channel": reply.channel,
+                "sender": reply.sender,
+                "body": body,
+                "subject": reply.subject,
+                "verdict": {},
+                "status": "received",
+                "received_at": now,
+                "meta": {
+                    **(reply.meta or {}),
+                    "reply_token": reply.reply_token,
+                    "provider_opt_out": reply.provider_opt_out,
+                },
+            },
+        )
+        .first()
     )
-    row = s.exec(ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(col(Inbound.id))).first()
     return int(row[0]) if row else None
+
+
+@cache
+def _insert_inbound(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (provider_key) DO NOTHING RETURNING id, built once (every reply runs it)."""
+    table = SQLModel.metadata.tables["inbound"]
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(table.c.id)
 
 
 def _match(s: Session, reply: Reply) -> Patient | None:
@@ -319,14 +333,14 @@ def _match(s: Session, reply: Reply) -> Patient | None:
     reply-to token, else by the sender's address only when SendGrid's SPF or DKIM check passed for its domain
     (`sender_verified`, set by parsing.inbound_email): a From header alone is anyone's to write (finding 5)."""
     if reply.channel == Channel.SMS:
-        return s.exec(select(Patient).where(Patient.phone == reply.sender)).first()
+        return s.exec(_BY_PHONE, params={"b_value": reply.sender}).first()
     if reply.reply_token:
-        found = s.exec(select(Patient).where(Patient.reply_token == reply.reply_token)).first()
+        found = s.exec(_BY_TOKEN, params={"b_value": reply.reply_token}).first()
         if found is not None:
             return found
     if not (reply.meta or {}).get("sender_verified"):
         return None
-    return s.exec(select(Patient).where(Patient.email == reply.sender)).first()
+    return s.exec(_BY_EMAIL, params={"b_value": reply.sender}).first()
 
 
 def _record_verdict(inbound: Inbound, verdict: Any, reading: _Reading, **flags: bool) -> None:
@@ -539,26 +553,13 @@ def _opt(
 def _ack(rt: Runtime, s: Session, patient: Patient, channel: str, now: datetime) -> None:
     """Thank the patient for a reply, at most once a day (it also repeats the safety net)."""
     assert patient.id is not None
-    recent = s.exec(
-        select(Message.id).where(
-            Message.patient_id == patient.id, Message.template == drafts.REPLY_ACK, Message.created_at > now - ACK_EVERY
-        )
-    ).first()
+    recent = s.exec(_RECENT_ACK, params={"b_patient": patient.id, "b_since": now - ACK_EVERY}).first()
     if recent is None:
         queue(s, rt.settings, drafts.reply_ack(patient.id, channel, now), now)
 
 
 def _last_question(rt: Runtime, s: Session, patient: Patient, now: datetime) -> Any:
-    row = s.exec(
-        select(Message)
-        .where(
-            Message.patient_id == patient.id,
-            col(Message.question_id).is_not(None),
-            col(Message.status).in_(WENT_OUT),
-            col(Message.sent_at) > now - QUESTION_FRESH,
-        )
-        .order_by(col(Message.sent_at).desc())
-    ).first()
+    row = s.exec(_LAST_QUESTION, params={"b_patient": patient.id, "b_since": now - QUESTION_FRESH}).first()
     if row is None or row.question_id is None:
         return None
     try:
@@ -605,3 +606,33 @@ def unknown_sender_reply(rt: Runtime, sender: str) -> str:
         if segments("\n".join(texts))[1] > MAX_SEGMENTS:
             texts.pop()
     return "\n".join(texts)
+
+
+# ---- a reply's statements, built once (each reply runs them: building them cost more than running them) ----------
+_TAKE = (
+    update(SQLModel.metadata.tables["inbound"])
+    .where(
+        SQLModel.metadata.tables["inbound"].c.id == bindparam("b_id"),
+        SQLModel.metadata.tables["inbound"].c.status == "received",
+    )
+    .values(status="processing")
+)
+_BY_PHONE_ID = select(Patient.id).where(Patient.phone == bindparam("b_value"))
+_BY_PHONE = select(Patient).where(Patient.phone == bindparam("b_value"))
+_BY_TOKEN = select(Patient).where(Patient.reply_token == bindparam("b_value"))
+_BY_EMAIL = select(Patient).where(Patient.email == bindparam("b_value"))
+_RECENT_ACK = select(Message.id).where(
+    Message.patient_id == bindparam("b_patient"),
+    Message.template == drafts.REPLY_ACK,
+    col(Message.created_at) > bindparam("b_since"),
+)
+_LAST_QUESTION = (
+    select(Message)
+    .where(
+        Message.patient_id == bindparam("b_patient"),
+        col(Message.question_id).is_not(None),
+        col(Message.status).in_(WENT_OUT),
+        col(Message.sent_at) > bindparam("b_since"),
+    )
+    .order_by(col(Message.sent_at).desc())
+)

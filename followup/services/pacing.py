@@ -18,10 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Float, case, func, literal, update
+from sqlalchemy import Float, bindparam, case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningUpdate
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel
 
 from followup.core.pacing import Grant, Pace, count, reach
 from followup.models import SenderPace
@@ -39,6 +39,7 @@ class SharedPacer:
         self._known: set[str] = set()  # senders whose row exists (rows are never deleted)
         self._started: dict[str, float] = {}  # per sender: the earliest next start in this process
         self._lock = threading.Lock()
+        self._grant = self._grant_statement()  # built once: reserve runs in every dispatcher pass
 
     def reserve(self, s: Session, sender: str, want: int, horizon: float) -> list[float]:
         """Up to `want` slots for `sender`, none later than `horizon` seconds from now, earliest first. Runs in the
@@ -49,10 +50,11 @@ class SharedPacer:
         if sender not in self._known:
             _ensure_row(s, sender)
             self._known.add(sender)
-        row = s.exec(self._statement(sender, now, want, horizon)).first()
+        params = {"b_sender": sender, "b_now": now, "b_reach": reach(self.pace, now, horizon), "b_want": float(want)}
+        row = s.connection().execute(self._grant, params).first()
         if row is None:  # the row went missing (a restored database): make it and ask again
             _ensure_row(s, sender)
-            row = s.exec(self._statement(sender, now, want, horizon)).first()
+            row = s.connection().execute(self._grant, params).first()
             assert row is not None
         tat, granted = float(row[0]), int(row[1])
         return Grant(granted, tat - granted * self.pace.interval, tat).slots(self.pace, now)
@@ -61,7 +63,7 @@ class SharedPacer:
         """How many sends (up to `most`) `sender` could be granted now within `horizon`, read without a lock: a
         dispatcher claims no more messages than that, rather than claiming, rendering and putting back what
         another worker's grants left no slot for (three workers on one saturated number did that every pass)."""
-        tat = s.exec(select(SenderPace.tat).where(col(SenderPace.sender) == sender)).first()
+        tat = s.connection().execute(_TAT, {"b_sender": sender}).scalar()
         if tat is None:
             return most
         now = self._wall()
@@ -80,21 +82,26 @@ class SharedPacer:
         if start > now:
             self._sleep(start - now)
 
-    def _statement(self, sender: str, now: float, want: int, horizon: float) -> ReturningUpdate[float, int]:
-        """core.pacing.grant as one statement: the same operations in the same order, so the same result."""
+    def _grant_statement(self) -> ReturningUpdate[float, int]:
+        """core.pacing.grant as one statement: the same operations in the same order, so the same result. Its
+        parameters: b_sender, b_now, b_reach (core.pacing.reach) and b_want (a float)."""
         p = self.pace
-        tat = col(SenderPace.tat)
-        now_ = literal(now, Float)
+        tat = _PACE.c.tat
+        now_ = bindparam("b_now", type_=Float)
+        want = bindparam("b_want", type_=Float)
         start = case((tat > now_, tat), else_=now_)
-        fits = func.floor((literal(reach(p, now, horizon), Float) - start) / literal(p.interval, Float)) + 1
-        n = case((fits < 0, literal(0, Float)), (fits > want, literal(float(want), Float)), else_=fits)
+        fits = func.floor((bindparam("b_reach", type_=Float) - start) / literal(p.interval, Float)) + 1
+        n = case((fits < 0, literal(0, Float)), (fits > want, want), else_=fits)
         return (
-            update(SenderPace)
-            .where(col(SenderPace.sender) == sender)
+            update(_PACE)
+            .where(_PACE.c.sender == bindparam("b_sender", type_=_PACE.c.sender.type))
             .values(granted=n, tat=start + n * literal(p.interval, Float))
-            .returning(col(SenderPace.tat), col(SenderPace.granted))
-            .execution_options(synchronize_session=False)
+            .returning(_PACE.c.tat, _PACE.c.granted)
         )
+
+
+_PACE = SQLModel.metadata.tables["senderpace"]
+_TAT = select(_PACE.c.tat).where(_PACE.c.sender == bindparam("b_sender", type_=_PACE.c.sender.type))
 
 
 def _ensure_row(s: Session, sender: str) -> None:

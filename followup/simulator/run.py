@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import SQLModel, select
 
 from followup.clock import FakeClock
 from followup.core.bulk import RawRow
 from followup.core.vocab import MessageState
 from followup.db import upgrade
 from followup.jobs import JOB_ID, DispatchLoop
-from followup.models import Message, Patient
+from followup.models import Patient
 from followup.runtime import Runtime, build_runtime
 from followup.services import delivery
 from followup.services.bulk_import import Outcome, import_rows
@@ -205,14 +205,8 @@ class _Loop:
 
     def _db_next(self) -> datetime | None:
         """The earliest due message or lease to run out (one round trip: it is asked at every step)."""
-        due = select(func.min(Message.due_at)).where(Message.status == MessageState.SCHEDULED).scalar_subquery()
-        lease = (
-            select(func.min(Message.lease_until))
-            .where(col(Message.status).in_((MessageState.CLAIMED, MessageState.SENDING)))
-            .scalar_subquery()
-        )
         with self.rt.db.session() as s:
-            row = s.exec(select(due, lease)).one()
+            row = s.connection().execute(_NEXT_DUE).one()
         times = [_aware(t) for t in row if t is not None]
         return min(times) if times else None
 
@@ -309,6 +303,15 @@ class _OtherJobs:
             while following is not None and following <= now:  # coalesce missed runs into this one
                 following = job.trigger.get_next_fire_time(following, now)
             self.jobs[i] = (job, following)
+
+
+_MESSAGE = SQLModel.metadata.tables["message"]
+_NEXT_DUE = select(  # built once: asked at every step of the loop
+    select(func.min(_MESSAGE.c.due_at)).where(_MESSAGE.c.status == MessageState.SCHEDULED).scalar_subquery(),
+    select(func.min(_MESSAGE.c.lease_until))
+    .where(_MESSAGE.c.status.in_((MessageState.CLAIMED, MessageState.SENDING)))
+    .scalar_subquery(),
+)
 
 
 def _aware(t: datetime) -> datetime:
