@@ -363,7 +363,7 @@ def _compile(book: RuleBook, words: dict[str, list[str]]) -> None:
     stops = {*SENTENCE_END, ",", *book.settings.gap_stops}
     for m in book.modifiers:
         if m.effect == "terminate":
-            stops.update(w for phrase in m.both for w in phrase.lower().split())
+            stops.update(phrase.lower() for phrase in m.both if " " not in phrase.strip())
     compiler = PhraseCompiler(book.normaliser.words, words, book.settings.gap_words, stops)
     for where, phrase in book.phrases():
         try:

@@ -110,14 +110,15 @@ def _without_exclusions(
     excluded span blanked (same length: offsets stay those of the reply), and the clauses with fewer than
     `min_words` words left once blanked, not read at all ("se me cae la cara de vergüenza", "please take me off
     these texts"). A clause that says more ("I'm confused about the dose and my arm won't lift") is still read."""
+    blanked = text
     for start, end in spans:
-        text = text[:start] + " " * (end - start) + text[end:]
+        blanked = blanked[:start] + " " * (end - start) + blanked[end:]
     dropped = [
         (c.start, c.end)
         for c in clauses(text)
-        if any(c.start < e and s < c.end for s, e in spans) and len(_WORD.findall(c.text)) < min_words
+        if any(c.start < e and s < c.end for s, e in spans) and len(_WORD.findall(blanked[c.start : c.end])) < min_words
     ]
-    return text, dropped
+    return blanked, dropped
 
 
 def _with_layer(verdict: Verdict) -> Verdict:
