@@ -8,7 +8,8 @@ Prints one JSON line, last: startup_s (median of 3 cold starts, both layers), ru
 (both layers), learned_replies_per_s (the learned layer alone: embeddings, classifier, neighbours), learned_load_s
 (artefact read and checked, encoder loaded), p50/p99 per reply, peak_rss_mb; and, less sensitive to a shared
 machine's load than the wall-clock rates, CPU time per reply (`time.process_time`: cpu_ms_per_reply for both layers,
-rules_cpu_ms_per_reply, learned_cpu_ms_per_reply) with the load average at the start and the end.
+rules_cpu_ms_per_reply, learned_cpu_ms_per_reply) with the load average at the start and the end; cpus (the cores
+this process may run on: `taskset -c 0 .venv/bin/python bench/redflags.py` measures one core) and blas_threads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from _common import ROOT, emit
+from threadpoolctl import threadpool_info
 
 from followup.redflags.learned import LearnedModel
 from followup.runtime import load_detector
@@ -131,6 +133,8 @@ def main() -> None:
             "learned_cpu_ms_per_reply": round(learned_cpu, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "cpus": len(os.sched_getaffinity(0)),
+            "blas_threads": max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=None),
         }
     )
 

@@ -13,9 +13,9 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - `webhooks` (every `webhooks.check_seconds`): deliver due signed outbound webhooks from the outbox;
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
 - `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
-- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, and the counts of patients
-  enrolled and (once an hour) not responding (services/rollup.py), so that no page view reads eight weeks of
-  messages.
+- `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, its open days carried forward
+  by what changed since the last run, and once an hour the open days rebuilt and the counts of patients enrolled
+  and not responding (services/rollup.py), so that no page view reads more than minutes of messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """
@@ -45,7 +45,8 @@ from followup.services.webhooks_out import deliver_due, forget_old
 
 log = logging.getLogger("followup.jobs")
 JOB_ID = "dispatch"
-# How stale the overview's enrolled and non-responder counts may be; the rest is read at each view.
+# How often the overview's open days are carried forward (a view adds what changed since); the enrolled and
+# non-responder counts are redone once an hour.
 OVERVIEW_MINUTES = 10
 
 

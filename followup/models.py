@@ -24,6 +24,9 @@ PURGED_SQL = "'[removed after the retention period]'"  # services.privacy.PURGED
 # ix_patient_unreachable, with literals (not bound parameters), so that a query spelled the same can be proven to
 # imply it and reads only these patients, not every patient in follow-up.
 _NOT_FINISHED_SQL = ", ".join(f"'{st}'" for st in NOT_FINISHED)
+# The patients still followed up who have a silence (services/silence.py): the "Not responding" list reads them
+# newest first through ix_patient_silent, so a page costs its rows, not every non-responder.
+SILENT_SQL = f"silent_since IS NOT NULL AND status IN ({_NOT_FINISHED_SQL})"
 UNREACHABLE_SQL = (
     f"status IN ({_NOT_FINISHED_SQL})"
     " AND (phone IS NULL OR sms_state <> 'ok') AND (email IS NULL OR email_state <> 'ok')"
@@ -48,6 +51,7 @@ class Patient(SQLModel, table=True):
         Index("ix_patient_status_silent_since", "status", "silent_since"),
         # the unreachable patients (the digest's list, the overview's count, the roster's filter): the answer only
         *partial("patient", "unreachable", ["id"], UNREACHABLE_SQL),
+        *partial("patient", "silent", ["id", "silent_since"], SILENT_SQL),
         NEVER_REUSED,
     )
 

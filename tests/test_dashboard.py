@@ -728,6 +728,16 @@ def test_patient_phone_reply_goes_through_the_signed_webhook(
     assert empty.status_code == 422 and len(rows(rt, Inbound)) == 1
 
 
+def test_patient_phone_says_what_comes_next_before_anything_is_sent(
+    clinician: TestClient, auth: dict[str, str]
+) -> None:
+    """Before anything is sent the demo phone names the next message, its due time and the hours it waits for."""
+    pid = enroll(clinician, auth)
+    line = re.search(r'data-testid="next-out">(.*?)</p>', clinician.get(f"/dashboard/phone/{pid}").text, re.S)
+    assert line and "No messages yet" in clinician.get(f"/dashboard/phone/{pid}").text
+    assert "due " in line.group(1) and "09:00 to 20:00 their time" in line.group(1)
+
+
 def test_patient_phone_shows_the_services_answer_without_a_refresh(rt: Runtime, auth: dict[str, str]) -> None:
     """With the dispatcher and reply worker running, the page after Send already shows the service's answer."""
     add_staff(rt, "nurse@clinic.example", "clinician", PASSWORD)

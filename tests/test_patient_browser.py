@@ -383,7 +383,7 @@ def test_the_whole_spanish_journey(phone: Any, live: Live, shots: Path) -> None:
     fill_intake(page, name="Lucía Gómez", phone=number)
     page.get_by_role("button", name="Enviar mis respuestas").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Gracias. Ya está todo listo."
-    assert "su primer mensaje de texto llegará en unos minutos" in page.get_by_test_id("first-message").inner_text()
+    assert "unos minutos después de que responda SI" in page.get_by_test_id("first-message").inner_text()
     page.screenshot(path=str(shots / "journey-1-done-es.png"), full_page=True)
 
     welcome = confirmed_texts(live, number, "es")[0]["body"]  # after her "SI" to the confirmation

@@ -12,7 +12,7 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc
 
 from followup.redflags.load import load_rulebook
-from followup.redflags.matcher import SHARD, FirstWord, ShardedMatcher, first_word
+from followup.redflags.matcher import SHARD, CueMatcher, FirstWord, ShardedMatcher, first_word
 from followup.redflags.rulebook import RuleBook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,5 +120,55 @@ def test_clinic_patterns_match_as_one_matcher_per_shard(book: RuleBook) -> None:
         doc = _doc(book, vocab, text)
         expected = one(doc)
         assert grouped(doc) == expected, text
+        matched += bool(expected)
+    assert matched > 100
+
+
+@pytest.mark.parametrize(
+    "words",
+    [["my", "wife", "says", "8", "weeks"], ["a", "few", "weeks", "."], ["nothing", "x"], [], ["8", "8", "weeks"]],
+)
+def test_cue_matcher_finds_what_one_matcher_finds_sorted(words: list[str]) -> None:
+    """The cue matcher gives one Matcher's matches, once each, by (start, end), ties in the keys' order, including
+    a pattern that starts on any number (its group always runs) and keys sharing a span."""
+    vocab = spacy.blank("en").vocab
+    cues: dict[str, list[Pattern]] = {
+        "proxy": [[{"LOWER": {"IN": ["wife", "son"]}}, {"LOWER": "says"}], [{"LOWER": "my"}, {"LOWER": "wife"}]],
+        "improving": [[{"LOWER": {"REGEX": "^(?:noth)"}}], [{"LOWER": "few"}, {"LOWER": "weeks"}]],
+        "duration": [[{"LIKE_NUM": True}, {"LOWER": "weeks"}], [{"LOWER": "a"}, {"LOWER": "few"}, {"LOWER": "weeks"}]],
+        "open_duration": [[{"LOWER": "few"}, {"LOWER": "weeks"}], [{"LOWER": "a", "OP": "?"}, {"LOWER": "few"}]],
+    }
+    one, grouped = Matcher(vocab, validate=False), CueMatcher(vocab)
+    for key, patterns in cues.items():
+        one.add(key, patterns)
+        grouped.add(key, patterns)
+    grouped.build()
+    rank = {vocab.strings[k]: i for i, k in enumerate(cues)}
+    doc = Doc(vocab, words=words)
+    expected = sorted(set(one(doc)), key=lambda m: (m[1], m[2], rank[m[0]]))
+    assert grouped(doc) == expected
+    assert len(grouped) == 8
+
+
+def test_clinic_cues_match_as_one_matcher(book: RuleBook) -> None:
+    """The clinic's cue lists and durations, as the detector builds them, give one Matcher's matches on the labelled
+    replies of tests/redflag_cases*.toml (no two cues there share a span, so the order is one Matcher's sorted)."""
+    from followup.redflags.detector import Detector
+
+    detector = Detector(book)
+    cues: CueMatcher = detector._cues
+    one = Matcher(detector._vocab, validate=False)
+    for key in cues._keys:
+        one.add(key, [p for k, p in cues._patterns if k == key])
+    texts = [
+        case["text"]
+        for path in sorted(ROOT.glob("tests/redflag_cases*.toml"))
+        for case in tomllib.loads(path.read_text(encoding="utf-8"))["case"]
+    ]
+    matched = 0
+    for text in texts:
+        doc = _doc(book, detector._vocab, text)
+        expected = sorted(one(doc), key=lambda m: (m[1], m[2]))
+        assert cues(doc) == expected, text
         matched += bool(expected)
     assert matched > 100

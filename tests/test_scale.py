@@ -5,6 +5,7 @@ the non-responders once an hour. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,16 +146,19 @@ def test_the_overview_from_its_rollup_equals_a_direct_count(rt: Runtime, clock: 
     days + open days worked out at the view) says exactly what counting every row says."""
     start = clock.now() - timedelta(days=24)
     _scripted_weeks(rt, start)
-    assert rollup.refresh(rt) > 0  # the job keeps the closed days
+    with rt.db.session() as s:
+        pid = s.exec(select(m.Patient.id)).first()
+        assert pid is not None
+        s.add(delivered_checkin(pid, clock.now() - timedelta(hours=30), "late-checkin"))  # pending at the job's run
+        s.commit()
+    assert rollup.refresh(rt) > 0  # the job keeps the closed days, and the open ones as they are now
     with rt.db.session() as s:
         kept = len(s.exec(select(m.OverviewDay).where(m.OverviewDay.figure == rollup.CLOSED)).all())
     assert kept > 10
     assert _figures(overview.overview(rt)) == _figures(_direct(rt))
-    with rt.db.session() as s:  # an answer to a check-in still in its window, and a red flag today
-        pid = s.exec(select(m.Patient.id)).first()
-        assert pid is not None
-        s.add(delivered_checkin(pid, clock.now() - timedelta(hours=30), "late-checkin"))
-        s.add(_reply(pid, clock.now() - timedelta(hours=1), "late-answer", "worse"))
+    clock.advance(timedelta(minutes=10))
+    with rt.db.session() as s:  # after the job: an answer to a check-in still in its window, and a red flag
+        s.add(_reply(pid, clock.now() - timedelta(minutes=1), "late-answer", "worse"))
         s.add(_escalation(pid, clock.now() - timedelta(minutes=5), "urgent"))
         s.commit()
     assert _figures(overview.overview(rt)) == _figures(_direct(rt))
@@ -366,3 +370,146 @@ def test_the_overview_job_recounts_non_responders_once_an_hour(
     clock.set(clock.now().replace(minute=minute) + timedelta(hours=1))
     rollup.refresh(rt)
     assert rollup.silent(rt) == kept
+
+
+# What happens after the job's snapshot (t0): (minutes after t0 the row is dated, kind, argument). Check-ins are
+# dated in hours before t0 when negative. The view is 10 minutes after t0.
+AFTER_SNAPSHOT: dict[str, list[tuple[float, str, str]]] = {
+    "an answer to a check-in pending at the snapshot": [(-30 * 60, "checkin", "c"), (5, "reply", "better")],
+    "a check-in whose reply window runs out after it": [(-72 * 60 + 4, "checkin", "c")],
+    "a reply after the window: not an answer": [(-80 * 60, "checkin", "c"), (5, "reply", "same")],
+    "a check-in sent and answered after it": [(2, "checkin", "c"), (4, "reply", "worse")],
+    "a check-in sent after it, not answered yet": [(3, "checkin", "c")],
+    "an escalation and a failure after it": [(3, "escalation", "emergency"), (6, "failed", "f")],
+    "two answers to one check-in, one on each side": [
+        (-20 * 60, "checkin", "c"),
+        (-60, "reply", "same"),
+        (7, "reply", "better"),
+    ],
+    "a red flag reply after it (no trend)": [(-10 * 60, "checkin", "c"), (8, "red_flag", "")],
+}
+
+
+@pytest.mark.parametrize("events", AFTER_SNAPSHOT.values(), ids=AFTER_SNAPSHOT.keys())
+def test_the_open_days_from_the_snapshot_equal_a_direct_count(
+    rt: Runtime, clock: FakeClock, events: list[tuple[float, str, str]]
+) -> None:
+    """The job keeps the open days as they are; ten minutes later, with rows dated before and after its run, the
+    view (the snapshot plus what changed since) says what counting every row says, and it did use the snapshot;
+    the job's next run carries the snapshot forward to what a rebuild from the rows gives."""
+    _scripted_weeks(rt, clock.now() - timedelta(days=24))
+    t0 = clock.now()
+    with rt.db.session() as s:
+        pid = _patient(s, 99, t0)
+        s.commit()
+
+    def write(before_t0: bool) -> None:
+        with rt.db.session() as s:
+            for n, (minutes, kind, arg) in enumerate(events):
+                at = t0 + timedelta(minutes=minutes)
+                if (at < t0) != before_t0:
+                    continue
+                key = f"ev{n}"
+                if kind == "checkin":
+                    s.add(delivered_checkin(pid, at, key))
+                elif kind == "reply":
+                    s.add(_reply(pid, at, key, arg))
+                elif kind == "red_flag":
+                    s.add(_reply(pid, at, key, level="red_flag"))
+                elif kind == "escalation":
+                    s.add(_escalation(pid, at, arg))
+                else:
+                    s.add(_failed(pid, at, key))
+            s.commit()
+
+    write(before_t0=True)
+    rollup.refresh(rt)
+    with rt.db.session() as s:
+        taken, days = rollup.open_snapshot(s, t0.date() - timedelta(days=30), t0.date())
+    assert taken == t0.replace(microsecond=0) and days
+    clock.advance(timedelta(minutes=10))
+    write(before_t0=False)
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+    clock.advance(timedelta(minutes=5))  # the job's next run (not the hourly one) carries its snapshot forward
+    assert clock.now().minute >= rollup.SILENT_MINUTES
+    rollup.refresh(rt)
+    tz = ZoneInfo(rt.settings.clinic.timezone)
+    with rt.db.session() as s:
+        taken, carried = rollup.open_snapshot(s, t0.date() - timedelta(days=30), clock.now().date())
+        assert taken == clock.now().replace(microsecond=0)
+        rebuilt = rollup.compute_days(s, sorted(carried), tz, clock.now(), upto=taken)
+    assert {d: +f for d, f in carried.items()} == {d: +rebuilt.get(d, Counter()) for d in carried}
+    assert _figures(overview.overview(rt)) == _figures(_direct(rt))
+
+
+def _visits(rt: Runtime, n: int) -> list[int]:
+    """`n` booked visits over the next days (and one cancelled, one yesterday, one past the horizon): their ids in
+    time order."""
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        pid = _patient(s, 1, now)
+        rows = []
+        for i in range(n + 3):
+            esc = _escalation(pid, now, "routine")
+            s.add(esc)
+            s.flush()
+            assert esc.id is not None
+            at = now + timedelta(hours=3 + 7 * i) if i < n else now + timedelta(days=[-1, 60, 2][i - n])
+            a = m.Appointment(
+                escalation_id=esc.id,
+                patient_id=pid,
+                starts_at=at,
+                ends_at=at + timedelta(minutes=30),
+                status="cancelled" if i == n + 2 else "booked",
+                booked_by="staff:1",
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(a)
+            s.flush()
+            rows.append(a)
+        s.commit()
+        return [a.id for a in rows[:n] if a.id is not None]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 100])
+def test_visit_pages_cover_every_visit_once_both_ways(rt: Runtime, limit: int) -> None:
+    """Following `next_after` from the first page lists every booked visit in the horizon once, in time order; then
+    following `prev_before` back lists them again; the ends have no cursor (cancelled, past and later visits
+    never appear)."""
+    from followup.services import visits
+
+    expected = _visits(rt, 11)
+    pages, after = [], None
+    for _ in range(30):
+        page = visits.upcoming_visits(rt, 28, limit, after=after)
+        pages.append([v.appointment_id for d in page.days for v in d.visits])
+        after = page.next_after
+        if after is None:
+            break
+    assert [i for p in pages for i in p] == expected and all(len(p) <= limit for p in pages)
+    back, before = [], page.prev_before
+    while before is not None:
+        page = visits.upcoming_visits(rt, 28, limit, before=before)
+        back = [v.appointment_id for d in page.days for v in d.visits] + back
+        before = page.prev_before
+    assert back + pages[-1] == expected
+
+
+def test_the_overview_trends_read_past_a_chunk_of_replies(rt: Runtime, clock: FakeClock) -> None:
+    """When the latest TREND_CHUNK replies name fewer than TRENDS_SHOWN patients, the overview reads on (keyset on
+    received_at, id) and lists the same patients as reading every reply newest first."""
+    now = clock.now()
+    with rt.db.session() as s:
+        pids = [_patient(s, i, now) for i in range(40)]
+        rows = [(pids[k % 10], now - timedelta(minutes=k)) for k in range(overview.TREND_CHUNK + 10)]
+        rows += [(pids[10 + k], now - timedelta(hours=5, minutes=k)) for k in range(30)]
+        rows += [(pids[k % 40], now - timedelta(hours=6)) for k in range(40)]  # ties on received_at
+        s.add_all(_reply(pid, at, f"t{n}", "better") for n, (pid, at) in enumerate(rows))
+        s.commit()
+        everything = s.exec(
+            select(m.Inbound.patient_id).order_by(col(m.Inbound.received_at).desc(), col(m.Inbound.id).desc())
+        ).all()
+    expected = list(dict.fromkeys(everything))[:30]
+    got = [p.id for p, _ in overview.overview(rt).trends]
+    assert sorted(got) == sorted(expected) and len(got) == 30

@@ -218,3 +218,54 @@ def test_the_migration_backfills_what_the_hooks_keep(rt: Runtime, clock: FakeClo
         upgrade(db_url)  # adds them back and backfills
     with rt.db.session() as s:
         assert s.exec(read).all() == kept
+
+
+@pytest.mark.parametrize("limit", [1, 2, 4, 50])
+def test_not_responding_pages_cover_every_non_responder_once(rt: Runtime, clock: FakeClock, limit: int) -> None:
+    """Following `next_before`, the "Not responding" list names every non-responder once, newest first, with the
+    same total on every page, and the last page has no cursor."""
+    _play(rt, clock.now())
+    with rt.db.session() as s:
+        expected = sorted(_old_scan(s, clock.now()), reverse=True)
+    seen: list[int | None] = []
+    before: int | None = None
+    for _ in range(20):
+        total, page = roster.search(rt, None, "not_responding", limit=limit, before=before)
+        assert total == len(expected)
+        seen += [p.id for p in page.rows]
+        before = page.next_before
+        if before is None:
+            break
+    assert seen == expected and len(expected) == 6
+
+
+def test_the_not_responding_candidates_are_a_backward_range_on_their_index(rt: Runtime, clock: FakeClock) -> None:
+    """On PostgreSQL the "Not responding" list reads its candidates as an index-only backward range on
+    ix_patient_silent stopped by the LIMIT (the literals let the planner prove the index's predicate), never the
+    silent_since range that tested every non-responder before sorting them."""
+    if rt.db.engine.dialect.name != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    with rt.db.engine.connect() as c:
+        c.exec_driver_sql("SET enable_seqscan = off")
+        c.exec_driver_sql("SET enable_bitmapscan = off")
+        compiled = silence.candidates(clock.now(), before=10**6).compile(c, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in c.exec_driver_sql(f"EXPLAIN {compiled}"))
+    assert "Scan Backward using ix_patient_silent" in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.parametrize("listed", [2, 6, 50])
+def test_the_digest_lists_the_newest_non_responders_and_counts_them_all(
+    rt: Runtime, clock: FakeClock, listed: int
+) -> None:
+    """The digest names the newest `listed` non-responders (ids, newest first, with their last check-in) and counts
+    all six, and links to the dashboard's full list."""
+    from followup.services.digest import build_digest
+
+    _play(rt, clock.now())
+    with rt.db.session() as s:
+        expected = _old_scan(s, clock.now())
+        digest = build_digest(rt, s, clock.now(), listed=listed)
+    newest = sorted(expected, reverse=True)[:listed]
+    assert [x["id"] for x in digest["non_responders"]] == newest
+    assert [x["last_checkin"] for x in digest["non_responders"]] == [expected[p].date().isoformat() for p in newest]
+    assert digest["non_responders_count"] == "6" and digest["non_responders_url"].endswith("status=not_responding")

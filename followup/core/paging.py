@@ -24,6 +24,6 @@ def cut(fetched: Sequence[T], limit: int, key: Callable[[T], int | None]) -> Pag
     return Page(rows, last)
 
 
-def total_text(total: int) -> str:
-    """A capped total as people read it: "10,000+" once the count stopped at COUNT_CAP."""
-    return f"{COUNT_CAP:,}+" if total > COUNT_CAP else f"{total:,}"
+def total_text(total: int, cap: int = COUNT_CAP) -> str:
+    """A capped total as people read it: "10,000+" once the count stopped at `cap`."""
+    return f"{cap:,}+" if total > cap else f"{total:,}"

@@ -20,14 +20,13 @@ from typing import Any
 import medspacy
 from loguru import logger
 from medspacy.target_matcher import TargetRule
-from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 
 from followup.redflags import rules
 from followup.redflags.answers import answer_findings
 from followup.redflags.context import context_rules
 from followup.redflags.load import load_rulebook
-from followup.redflags.matcher import ShardedMatcher
+from followup.redflags.matcher import CueMatcher, ShardedMatcher
 from followup.redflags.rulebook import CUE_LISTS, RuleBook
 from followup.redflags.verdict import Criterion, Finding, Question, ReplyContext, Suppressed, Verdict
 
@@ -74,7 +73,7 @@ class Detector:
         for matcher in sharded:
             if matcher is not None:
                 matcher.build()
-        self._cues = Matcher(nlp.vocab, validate=False)
+        self._cues = CueMatcher(nlp.vocab)  # grouped by first word: a reply runs only the cues it can start
         for kind in _CUES:
             patterns = [p for where, ps in book.compiled.items() if where.startswith(f"context.{kind}[") for p in ps]
             if patterns:
@@ -83,6 +82,7 @@ class Detector:
         open_ended = [p for where, ps in book.compiled.items() if where.startswith("durations.open_ended[") for p in ps]
         if open_ended:
             self._cues.add("open_duration", open_ended)
+        self._cues.build()
         self._lock = threading.Lock()
 
     @classmethod

@@ -211,3 +211,85 @@ class ShardedMatcher:
             matches += self._groups[i].matcher(doc)
         matches.sort(key=lambda m: (m[1], m[2]))  # by start, then end; ties in shard order (see the docstring)
         return matches
+
+
+class CueMatcher:
+    """The message-level cue lists (proxy, question anchors, improving, exclusions, durations) as groups of
+    patterns that can start on the same word, like `ShardedMatcher` but pattern by pattern: a cue list is one key
+    with hundreds of patterns, and a single Matcher started all ~670 on every token of every reply.
+
+    Its result is the set of (key, start, end) one Matcher gave (spaCy keeps one match per key and span), sorted by
+    (start, end), ties in the order the keys were added. Every reader of the cues uses them as a set, except
+    `rules._persisting`, which sorts them by (start, end) and so keeps the order of ties: that order is now fixed.
+    A pattern whose first token could be anything (a number, an optional word) goes to one group that always runs.
+    """
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+        self._keys: dict[str, int] = {}
+        self._patterns: list[tuple[str, Pattern]] = []
+        self._groups: list[Matcher] | None = None
+        self._rank: dict[int, int] = {}
+        self._by_word: dict[str, list[int]] = {}
+        self._by_prefix: dict[str, list[int]] = {}
+        self._always: list[int] = []
+        self._longest_prefix = 0
+
+    def add(self, key: str, patterns: list[Pattern]) -> None:
+        self._keys.setdefault(key, len(self._keys))
+        self._patterns += [(key, p) for p in patterns]
+        self._groups = None
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def build(self) -> None:
+        """Group the patterns and build one Matcher per group (at start, not on a patient's reply)."""
+        firsts = [first_word(p) for _key, p in self._patterns]
+        known = {i: f for i, f in enumerate(firsts) if f is not None}
+        members: dict[FirstWord, list[int]] = {}
+        for i, f in known.items():
+            members.setdefault(f, []).append(i)
+        always = [i for i, f in enumerate(firsts) if f is None]
+        groups: list[Matcher] = []
+        self._by_word, self._by_prefix, self._always = {}, {}, []
+        for n, rows in enumerate(sorted(members.values(), key=lambda r: r[0])):
+            groups.append(self._matcher(rows))
+            for i in rows:
+                for w in known[i].words:
+                    self._by_word.setdefault(w, []).append(n)
+                for p in known[i].prefixes:
+                    self._by_prefix.setdefault(p, []).append(n)
+        if always:
+            self._always.append(len(groups))
+            groups.append(self._matcher(always))
+        self._longest_prefix = max(map(len, self._by_prefix), default=0)
+        self._rank = {self.vocab.strings.add(key): rank for key, rank in self._keys.items()}
+        self._groups = groups
+
+    def _matcher(self, rows: list[int]) -> Matcher:
+        """One Matcher for these patterns: one `add` per key (in key order), its patterns in their order."""
+        by_key: dict[str, list[Pattern]] = {}
+        for i in rows:
+            key, pattern = self._patterns[i]
+            by_key.setdefault(key, []).append(pattern)
+        matcher = Matcher(self.vocab, validate=False)
+        for key in sorted(by_key, key=self._keys.__getitem__):
+            matcher.add(key, by_key[key])
+        return matcher
+
+    def __call__(self, doc: Doc) -> list[tuple[int, int, int]]:
+        if self._groups is None:
+            self.build()
+        assert self._groups is not None
+        live = set(self._always)
+        by_word, by_prefix, longest = self._by_word, self._by_prefix, self._longest_prefix
+        for word in {t.lower_ for t in doc}:
+            live.update(by_word.get(word, ()))
+            for k in range(1, min(len(word), longest) + 1):
+                live.update(by_prefix.get(word[:k], ()))
+        found: set[tuple[int, int, int]] = set()
+        for i in live:
+            found.update(self._groups[i](doc))
+        rank = self._rank
+        return sorted(found, key=lambda m: (m[1], m[2], rank[m[0]]))

@@ -1,5 +1,6 @@
 """The daily digest email to the clinic: new routine escalations, open ones, unreachable patients and
-non-responders. Identifiers and links only: names and messages stay in the dashboard.
+non-responders (the newest LISTED, their count and a link to the rest). Identifiers and links only: names and
+messages stay in the dashboard.
 
 One Message per on-call address and clinic-local day (its dedupe key), so any number of processes may run the
 cron job: the first commit wins and the others find the digest already queued.
@@ -15,19 +16,22 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from followup.core.paging import total_text
 from followup.core.vocab import ACTIVE_ESCALATION, EscalationStatus, Tier
 from followup.models import Escalation, Message, Patient
 from followup.runtime import Runtime
-from followup.services import audit, drafts
+from followup.services import audit, drafts, silence
 from followup.services.escalation import criteria_labels
 from followup.services.queue import queue
-from followup.services.roster import non_responders, unreachable_clause
+from followup.services.roster import SILENT_COUNT_CAP, unreachable_clause
 
 log = logging.getLogger("followup.digest")
+LISTED = 50  # non-responders listed by id, newest first; the rest are in the dashboard's "Not responding" list
 
 
-def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
-    """The digest's content for the clinic-local day of `now` (routine escalations since the last digest)."""
+def build_digest(rt: Runtime, s: Session, now: datetime, listed: int = LISTED) -> dict[str, Any]:
+    """The digest's content for the clinic-local day of `now` (routine escalations since the last digest; the
+    newest `listed` non-responders)."""
     tz = ZoneInfo(rt.settings.clinic.timezone)
     last = s.exec(
         select(func.max(Message.created_at)).where(
@@ -43,9 +47,19 @@ def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
         .where(Escalation.tier == Tier.ROUTINE, Escalation.created_at > since, Escalation.created_at <= now)
         .order_by(col(Escalation.created_at))
     ).all()
-    open_rows = s.exec(select(Escalation.status).where(col(Escalation.status).in_(ACTIVE_ESCALATION))).all()
+    open_by_status = dict(
+        s.exec(
+            select(Escalation.status, func.count())
+            .where(col(Escalation.status).in_(ACTIVE_ESCALATION))
+            .group_by(Escalation.status)
+        ).all()
+    )
     unreachable = s.exec(select(Patient).where(unreachable_clause()).order_by(col(Patient.id))).all()
-    silent = non_responders(s, now)
+    # The newest LISTED non-responders and their count up to SILENT_COUNT_CAP, as the dashboard's filter shows them
+    # (silence.newest_silent): the whole list grew with the cohort (20,440 buffers at 300,000 patients).
+    silent_total = len(silence.newest_silent(s, now, SILENT_COUNT_CAP + 1))
+    silent = silence.newest_silent(s, now, listed)
+    last_checkin = silence.last_checkins(s, silent, now)
     return {
         "date": now.astimezone(tz).date().isoformat(),
         "since": since.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
@@ -61,8 +75,8 @@ def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
             for e in new
             if e.id is not None  # always, for a row read back: says so to mypy
         ],
-        "open_count": len(open_rows),
-        "unacknowledged_count": sum(1 for st in open_rows if st == EscalationStatus.OPEN),
+        "open_count": sum(open_by_status.values()),
+        "unacknowledged_count": open_by_status.get(EscalationStatus.OPEN, 0),
         "unreachable": [
             {"id": p.id, "reason": _why_unreachable(p), "url": rt.links.patient(p.id)}
             for p in unreachable
@@ -70,12 +84,15 @@ def build_digest(rt: Runtime, s: Session, now: datetime) -> dict[str, Any]:
         ],
         "non_responders": [
             {
-                "id": x.patient_id,
-                "last_checkin": x.last_checkin_at.astimezone(tz).date().isoformat(),
-                "url": rt.links.patient(x.patient_id),
+                "id": pid,
+                "last_checkin": last_checkin[pid].astimezone(tz).date().isoformat(),
+                "url": rt.links.patient(pid),
             }
-            for x in silent
+            for pid in silent
+            if pid in last_checkin
         ],
+        "non_responders_count": total_text(int(silent_total), SILENT_COUNT_CAP),
+        "non_responders_url": f"{rt.links.dashboard()}/patients?status=not_responding",
     }
 
 
@@ -107,7 +124,7 @@ def send_digest(rt: Runtime) -> int:
             date=digest["date"],
             new=len(digest["new_escalations"]),
             unreachable=len(digest["unreachable"]),
-            non_responders=len(digest["non_responders"]),
+            non_responders=digest["non_responders_count"],
         )
         try:
             s.commit()

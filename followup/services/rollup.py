@@ -2,10 +2,17 @@
 dozen rows instead of every message, reply and escalation of eight weeks.
 
 A day is computed once it is closed (its last check-in's reply window is over: nothing can change its figures any
-more) and kept; the days still open (the last four or so) are worked out at each view from their own rows, which
-indexed range scans find. The `overview` job (followup/jobs.py) computes closed days ahead of the first view and
-refreshes the counts kept whole (patients ever enrolled, non-responders); a page view also stores any closed day it
-had to compute.
+more) and kept. The days still open (the last four or so) are kept too, as the job last saw them (marked OPEN, as
+at OPEN_AT); a page view adds what changed since (`since_snapshot`: the escalations, failures and replies from
+then on, and the few check-ins whose answer or window changed), so it reads minutes of rows, not days, and still
+says what a direct count says. The `overview` job (followup/jobs.py) computes closed days ahead of the first view,
+rewrites the open days' snapshot and, once an hour, recounts the figures kept whole (patients ever enrolled,
+non-responders); a page view also stores any closed day it had to compute, and works a day out from its rows only
+when neither is kept (before the job's first run, or when its snapshot is older than SNAPSHOT_STALE). The job's
+10-minute runs carry the snapshot forward the same way (last snapshot + what changed since); its hourly run
+rebuilds it from the rows, which corrects what carrying forward cannot see: a reply stored before a run but read
+(its trend set) after it, a failed message whose `updated_at` moves again, a row committed after a run but dated
+before it. Until then the open days' figures may be off by those rows; closed days are always computed whole.
 The rules are core.figures.tally's, the same as the page used before (tests/test_rollup.py compares the two).
 """
 
@@ -15,25 +22,45 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnClause, delete, literal_column
+from sqlalchemy import ColumnClause, and_, delete, literal_column, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from followup.core.figures import REPLY_WINDOW, Rows, Tally, day_of, reply_mark, tally, weeks_to
-from followup.core.vocab import WENT_OUT
+from followup.core.figures import (
+    ANSWERED,
+    ASKED,
+    ESCALATION,
+    FAILURES,
+    PENDING,
+    REPLY_WINDOW,
+    TREND,
+    Rows,
+    Tally,
+    day_of,
+    reply_mark,
+    tally,
+    weeks_to,
+)
+from followup.core.vocab import WENT_OUT, Trend
 from followup.models import Escalation, Inbound, Message, OverviewDay, Patient
 from followup.runtime import Runtime
 from followup.services import silence
 
 log = logging.getLogger("followup.rollup")
+CHUNK = 1000  # ids per IN list
 CLOSED = "closed"  # the figure that marks a day as final
 TOTALS = date(1970, 1, 1)  # the row day of the figures that are not by day (`enrolled`)
 ENROLLED, SILENT = "enrolled", "non_responders"
-# The job (every ten minutes) recounts the non-responders in its run within this many minutes past the hour: the
-# figure is at most about an hour old (a view before any count counts at once).
+OPEN, OPEN_AT = "open", "open_at"  # an open day's snapshot mark; on TOTALS, when it was taken (seconds from SINCE)
+SINCE = datetime(2020, 1, 1, tzinfo=UTC)  # OPEN_AT in seconds from here fits the integer column until 2088
+# A snapshot older than this (the job has stopped) is not used: the open days are worked out from their rows.
+SNAPSHOT_STALE = timedelta(hours=1)
+# The job (every ten minutes) recounts the non-responders and the patients enrolled in its run within this many
+# minutes past the hour: the figures are at most about an hour old (a view before any count counts at once). Both
+# read every patient in follow-up (or every patient): done at each run, the job's cost grew with the table.
 SILENT_MINUTES = 10
 # The partial indexes' predicates, as literals (models.partial): see ix_message_checkin_sent and ix_message_failed.
 CHECKIN: ColumnClause[str] = literal_column("'checkin'")
@@ -49,14 +76,17 @@ def closed(day: date, tz: ZoneInfo, now: datetime) -> bool:
     return local_midnight(day + timedelta(days=1), tz) + REPLY_WINDOW <= now
 
 
-def compute_days(s: Session, days: Sequence[date], tz: ZoneInfo, now: datetime) -> Tally:
-    """The figures of `days` (clinic-local) from their own rows: one range read per table over first..last."""
+def compute_days(s: Session, days: Sequence[date], tz: ZoneInfo, now: datetime, upto: datetime | None = None) -> Tally:
+    """The figures of `days` (clinic-local) from their own rows: one range read per table over first..last. With
+    `upto` (the job's snapshot, taken at `now`), only the rows dated before it: what is dated from it on, a view adds
+    (`since_snapshot`)."""
     if not days:
         return {}
     start, end = local_midnight(min(days), tz), local_midnight(max(days) + timedelta(days=1), tz)
+    stop = min(end, upto) if upto is not None else end
     escalations = s.exec(
         select(Escalation.created_at, Escalation.tier).where(
-            Escalation.created_at >= start, Escalation.created_at < end
+            Escalation.created_at >= start, Escalation.created_at < stop
         )
     ).all()
     checkins = s.exec(
@@ -69,13 +99,13 @@ def compute_days(s: Session, days: Sequence[date], tz: ZoneInfo, now: datetime) 
     ).all()
     failed = s.exec(
         select(Message.updated_at).where(
-            col(Message.status).in_(FAILED), col(Message.updated_at) >= start, col(Message.updated_at) < end
+            col(Message.status).in_(FAILED), col(Message.updated_at) >= start, col(Message.updated_at) < stop
         )
     ).all()
     inbound = s.exec(
         select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
             col(Inbound.received_at) >= start,
-            col(Inbound.received_at) < end + REPLY_WINDOW,  # answers to the last day's check-ins
+            col(Inbound.received_at) < (end + REPLY_WINDOW if upto is None else min(end + REPLY_WINDOW, upto)),
             col(Inbound.patient_id).is_not(None),
         )
     ).all()
@@ -113,16 +143,162 @@ def store_closed(rt: Runtime, figures: Tally, tz: ZoneInfo, now: datetime) -> in
 
 
 def figures_for(rt: Runtime, first: date, now: datetime) -> Tally:
-    """The figures of every day from `first` to today: stored ones, and the rest computed (closed ones stored)."""
+    """The figures of every day from `first` to today: closed ones stored, open ones from the job's snapshot and
+    what changed since, and any other day computed from its rows (closed ones then stored)."""
     tz = ZoneInfo(rt.settings.clinic.timezone)
     today = day_of(now, tz)
     days = [first + timedelta(days=i) for i in range((today - first).days + 1)]
     with rt.db.session() as s:
         stored = stored_days(s, first, today)
-        missing = [d for d in days if d not in stored]
+        taken, snapshot = open_snapshot(s, first, today)
+        usable = taken is not None and now - SNAPSHOT_STALE <= taken <= now
+        snapshot = {d: f for d, f in snapshot.items() if usable and d not in stored and not closed(d, tz, now)}
+        if snapshot and taken is not None:
+            snapshot = _plus(snapshot, since_snapshot(s, tz, taken, now))
+        missing = [d for d in days if d not in stored and d not in snapshot]
         fresh = compute_days(s, missing, tz, now)
     store_closed(rt, fresh, tz, now)
-    return {**stored, **fresh}
+    return {**stored, **snapshot, **fresh}
+
+
+def open_snapshot(s: Session, first: date, last: date) -> tuple[datetime | None, Tally]:
+    """The open days the job last kept (marked OPEN) between `first` and `last`, and when it took them."""
+    at = s.exec(select(OverviewDay.n).where(OverviewDay.day == TOTALS, OverviewDay.figure == OPEN_AT)).first()
+    rows = s.exec(select(OverviewDay).where(OverviewDay.day >= first, OverviewDay.day <= last)).all()
+    out: Tally = {}
+    for r in rows:
+        out.setdefault(r.day, Counter())[r.figure] = r.n
+    days = {d: Counter({k: n for k, n in f.items() if k != OPEN}) for d, f in out.items() if f.get(OPEN)}
+    return (SINCE + timedelta(seconds=at) if at is not None else None), days
+
+
+def store_open(rt: Runtime, first: date, tz: ZoneInfo, now: datetime, rebuild: bool = True) -> int:
+    """Rewrite the snapshot of the days from `first` to today that are not closed yet, as at `now` (their rows
+    dated before it): from their rows (`rebuild`, or with no recent snapshot), else the last snapshot plus what
+    changed since, so that a 10-minute run reads ten minutes of rows. Returns the days kept."""
+    now = now.replace(microsecond=0)  # OPEN_AT holds whole seconds: what is dated from it on, a view adds
+    today = day_of(now, tz)
+    days = [first + timedelta(days=i) for i in range((today - first).days + 1)]
+    days = [d for d in days if not closed(d, tz, now)]
+    with rt.db.session() as s:
+        taken, last = open_snapshot(s, first, today)
+        carried: Tally = {}
+        if not rebuild and taken is not None and now - SNAPSHOT_STALE <= taken <= now:
+            carried = _plus({d: f for d, f in last.items() if d in days}, since_snapshot(s, tz, taken, now, upto=now))
+        figures = {**compute_days(s, [d for d in days if d not in carried], tz, now, upto=now), **carried}
+        s.exec(delete(OverviewDay).where(col(OverviewDay.day).in_(days), col(OverviewDay.figure) != CLOSED))
+        s.exec(delete(OverviewDay).where(col(OverviewDay.day) == TOTALS, col(OverviewDay.figure) == OPEN_AT))
+        for day in days:
+            f = figures.get(day, Counter())
+            s.add_all(OverviewDay(day=day, figure=k, n=n) for k, n in {**f, OPEN: 1}.items() if n)
+        s.add(OverviewDay(day=TOTALS, figure=OPEN_AT, n=int((now - SINCE).total_seconds())))
+        try:
+            s.commit()
+        except IntegrityError:  # another process rewrote it at the same moment
+            log.info("overview snapshot already stored by another process")
+            return 0
+    return len(days)
+
+
+def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime, upto: datetime | None = None) -> Tally:
+    """What changed in the open days' figures from `taken` (the snapshot) to `now`, by day: the escalations,
+    failures and trends dated from `taken` on (and before `upto`, for the job's next snapshot), and, for the
+    check-ins that may have changed their state (sent since; still pending then and answered since, or whose reply
+    window ran out since), their state now minus their state then. Every read is an index range starting at
+    `taken` (minutes of rows) or a few patients'."""
+    out: Tally = {}
+    far = upto if upto is not None else datetime.max.replace(tzinfo=UTC)
+
+    def add(at: datetime, figure: str, n: int = 1) -> None:
+        out.setdefault(day_of(at, tz), Counter())[figure] += n
+
+    for created, tier in s.exec(
+        select(Escalation.created_at, Escalation.tier).where(
+            Escalation.created_at >= taken, Escalation.created_at < far
+        )
+    ).all():
+        add(created, f"{ESCALATION}{tier}")
+    for updated in s.exec(
+        select(Message.updated_at).where(
+            col(Message.status).in_(FAILED), col(Message.updated_at) >= taken, col(Message.updated_at) < far
+        )
+    ).all():
+        add(updated, FAILURES)
+    new_replies = s.exec(
+        select(Inbound.patient_id, Inbound.received_at, Inbound.level, Inbound.meta).where(
+            col(Inbound.received_at) >= taken, col(Inbound.received_at) < far, col(Inbound.patient_id).is_not(None)
+        )
+    ).all()
+    for _, at, level, meta in new_replies:
+        mark = reply_mark(level, meta)
+        if mark in tuple(Trend):
+            add(at, f"{TREND}{mark}")
+    # The check-ins whose state may differ: sent since; or sent in the REPLY_WINDOW before `taken` (pending then,
+    # at most) by a patient who replied since, or so long ago that their window has run out since.
+    went_out = (col(Message.kind) == CHECKIN, col(Message.status).in_(WENT_OUT))
+    recent = s.exec(
+        select(Message.id, Message.patient_id, Message.sent_at).where(
+            *went_out,
+            or_(
+                and_(col(Message.sent_at) >= taken, col(Message.sent_at) < now),
+                and_(col(Message.sent_at) > taken - REPLY_WINDOW, col(Message.sent_at) <= now - REPLY_WINDOW),
+            ),
+        )
+    ).all()
+    repliers = sorted({pid for pid, *_ in new_replies if pid is not None})
+    answered: list[tuple[int | None, int | None, datetime | None]] = []
+    for i in range(0, len(repliers), CHUNK):
+        answered += s.exec(
+            select(Message.id, Message.patient_id, Message.sent_at).where(
+                *went_out,
+                col(Message.patient_id).in_(repliers[i : i + CHUNK]),
+                col(Message.sent_at) > taken - REPLY_WINDOW,
+                col(Message.sent_at) < taken,
+            )
+        ).all()
+    checkins = {mid: (pid, at) for mid, pid, at in [*recent, *answered] if pid is not None and at is not None}
+    if not checkins:
+        return out
+    pids = sorted({pid for pid, _ in checkins.values()})
+    replies: list[tuple[int, datetime, str | None]] = []
+    for i in range(0, len(pids), CHUNK):
+        replies += [
+            (pid, at, None)  # no mark: the trends were counted above, these only answer check-ins
+            for pid, at in s.exec(
+                select(Inbound.patient_id, Inbound.received_at).where(
+                    col(Inbound.patient_id).in_(pids[i : i + CHUNK]),
+                    col(Inbound.received_at) > taken - REPLY_WINDOW,
+                    col(Inbound.received_at) < far,
+                )
+            ).all()
+            if pid is not None
+        ]
+    before = [r for r in replies if r[1] < taken]
+    then = _states([c for c in checkins.values() if c[1] < taken], before, tz, taken)
+    later = _states(list(checkins.values()), replies, tz, now)
+    for day in then.keys() | later.keys():
+        for figure in (ASKED, ANSWERED, PENDING):
+            n = later.get(day, Counter())[figure] - then.get(day, Counter())[figure]
+            if n:
+                out.setdefault(day, Counter())[figure] += n
+    return out
+
+
+def _states(
+    checkins: list[tuple[int, datetime]], replies: list[tuple[int, datetime, str | None]], tz: ZoneInfo, at: datetime
+) -> Tally:
+    """The check-ins asked (answered or not) and pending at `at`, by day (core.figures.tally's rule)."""
+    rows: Rows[object] = Rows({}, 0, 0, 0, [], [], list(checkins), [], replies, {})
+    return tally(rows, tz, at, day_of)
+
+
+def _plus(days: Tally, delta: Tally) -> Tally:
+    """`days` with `delta` added, on those days only (a counter may go down: Counter.update keeps negatives)."""
+    out = {d: Counter(f) for d, f in days.items()}
+    for day, f in delta.items():
+        if day in out:
+            out[day].update(f)
+    return out
 
 
 def enrolled(rt: Runtime) -> int:
@@ -174,10 +350,11 @@ def closed_days(s: Session, first: date, last: date) -> set[date]:
 
 
 def refresh(rt: Runtime, weeks: int = 8) -> int:
-    """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, and count the
-    patients enrolled; the non-responders only in the run that falls in the first SILENT_MINUTES of each hour (their
-    count reads every silent patient's check-ins: at every run, the job's cost grew with the cohort). Returns the
-    days stored."""
+    """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, carry the
+    snapshot of the open days forward by what changed since the last run, and, only in the run that falls in the
+    first SILENT_MINUTES of each hour, rebuild that snapshot from its rows and count the patients enrolled and the
+    non-responders (both read every patient in follow-up or every patient: at every run,
+    the job's cost grew with the table). Returns the closed days stored."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     first = weeks_to(now, tz, weeks)[0]
@@ -187,7 +364,10 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         missing = [first + timedelta(days=i) for i in range((today - first).days + 1)]
         missing = [d for d in missing if d not in kept and closed(d, tz, now)]
         fresh = compute_days(s, missing, tz, now)
-    refresh_total(rt, ENROLLED, _count_enrolled)
-    if now.minute < SILENT_MINUTES:
+    stored = store_closed(rt, fresh, tz, now)
+    hourly = now.minute < SILENT_MINUTES
+    store_open(rt, first, tz, now, rebuild=hourly)  # rebuilt once an hour: see since_snapshot for what it misses
+    if hourly:
+        refresh_total(rt, ENROLLED, _count_enrolled)
         refresh_total(rt, SILENT, lambda s: silence.count(s, now))
-    return store_closed(rt, fresh, tz, now)
+    return stored

@@ -244,7 +244,8 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
     # The confirmation request is a consent message: it waits for the patient's sending hours like any other, so
     # a form sent at night is told when it will come, not that it has come.
     window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
-    key, fill = arrival(window.next_open(now, tz), now, tz, lang)
+    confirm_at = window.next_open(now, tz)
+    key, fill = arrival(confirm_at, now, tz, lang)
     out: dict[str, Any] = {
         "channel": data.channel,
         "alerted": bool(oncall(rt.settings)),
@@ -257,6 +258,10 @@ def _outcome(rt: Runtime, data: TriageIn, result: TriageResult, lang: str) -> di
         if scheduled:
             key, fill = arrival(min(scheduled), now, tz, lang)
             out["first"] = words(rt, lang)["done"][key].format(**fill)
+            # A first message already due when the confirmation goes out waits for the patient's answer, not for
+            # a clock time: saying "tomorrow at 09:00" for both would promise it before the patient could reply.
+            waits = min(scheduled) <= confirm_at
+            out["first_key"] = f"first_after_{data.channel}" if waits else f"first_{data.channel}"
         return {**out, "tier": None}
     criteria = rt.detector.criteria
     tiers = [criteria[c].tier if c in criteria else Tier.ROUTINE for c in result.red_flags]

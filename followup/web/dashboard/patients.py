@@ -41,7 +41,7 @@ def patient_list(
         staff,
         "patients.html",
         patients=found.rows,
-        total=total_text(total),
+        total=total_text(total, roster.count_cap(status or None)),
         next_before=found.next_before,
         q=q,
         status=status,

@@ -75,8 +75,22 @@ def _phone_page(
         d = patient_svc.detail(rt, patient_id)
     except patient_svc.NotFound:
         raise HTTPException(404, "no such patient") from None
+    # What the service sends next, so that a demo run at night does not look stuck: the confirmation request and
+    # the program wait for the patient's sending hours (emergencies do not).
+    # A message that will go (the confirmation request) before one held until the contact is confirmed.
+    waiting = sorted(d["schedule"], key=lambda row: (row.state != "scheduled", row.message.due_at))
     return render(
-        request, rt, staff, "phone.html", status, p=d["patient"], timeline=d["timeline"], error=error, text=text
+        request,
+        rt,
+        staff,
+        "phone.html",
+        status,
+        p=d["patient"],
+        timeline=d["timeline"],
+        next_out=waiting[0] if waiting else None,
+        hours=(f"{rt.settings.schedule.send_from:%H:%M}", f"{rt.settings.schedule.send_until:%H:%M}"),
+        error=error,
+        text=text,
     )
 
 
