@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,37 @@ def test_nearest_emergency_tier_needs_a_confident_finding(
     assert (verdict.level, verdict.tier, verdict.review) == (level, tier, review)
 
 
+@pytest.mark.parametrize(
+    ("gradual", "criterion", "p", "p_em", "level", "tier", "review"),
+    [
+        (False, "breathing", 0.6, 0.5, "emergency", "emergency", False),  # no time course: the model's emergency
+        (True, "breathing", 0.6, 0.5, "red_flag", "urgent", False),  # told slowly: flagged at the tier below
+        (True, "breathing", 0.35, 0.31, "red_flag", "urgent", False),  # a possible emergency told slowly: flagged
+        (True, "self_harm", 0.6, 0.5, "emergency", "emergency", False),  # self-harm is never capped
+        (True, "breathing", 0.35, 0.0, "red_flag", "routine", True),  # the review band is unchanged
+        (True, "breathing", 0.1, 0.0, "none", None, False),  # and so is "none"
+    ],
+)
+def test_a_slow_time_course_keeps_a_learned_only_finding_below_emergency(
+    gradual: bool, criterion: str, p: float, p_em: float, level: str, tier: str | None, review: bool
+) -> None:
+    """In a reply that tells a slow course ("desde hace semanas", "little by little") the learned layer alone
+    makes a red flag, not an emergency: never below a red flag, and never for self-harm, overdose or seizure."""
+    tiers = TIERS | {"self_harm": Tier.EMERGENCY}
+    ranked = ((criterion, p_em), ("weakness", round(p - p_em, 4)), ("sensory", 0.0))
+    prediction = Prediction(p, p_em, criterion, p_em, None, ranked=tuple(sorted(ranked, key=lambda x: -x[1])))
+    rules = replace(_rules("none"), gradual=gradual)
+    verdict = combine(rules, prediction, READ, SETTINGS, tiers)
+    assert (verdict.level, verdict.tier, verdict.review) == (level, tier, review)
+
+
+def test_a_slow_time_course_keeps_the_rules_red_flag_from_being_raised() -> None:
+    """A rules' red flag in a reply told slowly is not raised to an emergency by the learned layer alone."""
+    raised = combine(_rules("hit"), _prediction(0.9, 0.9), READ, SETTINGS, TIERS)
+    kept = combine(replace(_rules("hit"), gradual=True), _prediction(0.9, 0.9), READ, SETTINGS, TIERS)
+    assert (raised.level, kept.level) == ("emergency", "red_flag")
+
+
 class _AlarmedModel:
     """A learned layer that finds every clause alarming; records the spans it was told to leave out."""
 
@@ -202,6 +234,25 @@ def test_the_learned_layer_does_not_override_what_the_rules_discounted(text: str
     verdict = Screen(rules, settings, model, languages).assess(text)  # type: ignore[arg-type]
     assert verdict.level == level, verdict.explanation()
     assert model.gated and model.gated[0], "the rules' suppressed spans reach the learned layer"
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("please take me off these texts", False),  # an opt-out request: the model does not read it
+        ("se me cae la cara de vergüenza", False),  # a figure of speech the rules exclude
+        ("the wifi is weak. my chest feels like concrete", True),  # the other clause is still read
+    ],
+)
+def test_the_learned_layer_does_not_read_what_the_rules_excluded(text: str, read: bool) -> None:
+    """A [context] exclusion (a figure of speech, an opt-out) is kept from the learned layer as from the rules."""
+    model = _AlarmedModel()
+    rules = Detector.from_file(CRITERIA)
+    settings = parse_learned(_learned_table(), CRITERIA)
+    assert settings is not None
+    verdict = Screen(rules, settings, model, _Languages()).assess(text)  # type: ignore[arg-type]
+    assert (verdict.level != "none") == read, verdict.explanation()
+    assert rules.assess(text).excluded, "the rules report what they excluded"
 
 
 class _Languages:

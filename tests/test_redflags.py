@@ -411,3 +411,46 @@ def test_format_verdict_is_readable(detector: Detector) -> None:
     assert text.startswith("EMERGENCY (emergency): collapse")
     assert '"fainted"' in text and '"numbness"' in text
     assert format_verdict(detector.assess("all good")).startswith("no red flag")
+
+
+@pytest.mark.parametrize(
+    ("text", "criteria", "rule"),
+    [
+        ("desde hace semanas me falta el aire", ("breathless_exertion",), "breathing#54+gradual"),
+        ("a las dos cuadras ya me ahogo", ("breathless_exertion",), "breathing#60+gradual"),
+        ("I've been getting short of breath lying flat, little by little", ("breathing",), "breathing#"),
+        ("se me atora la comida desde hace meses, cada vez más", ("swallowing",), "choking#11+gradual"),
+        ("hoy se atoró con la comida y se puso morado, le pasa cada vez más", ("choking",), "choking#"),
+    ],
+)
+def test_an_emergency_criterion_told_slowly_becomes_its_lesser_one(
+    detector: Detector, text: str, criteria: tuple[str, ...], rule: str
+) -> None:
+    """`gradual_to`: a slow or on-effort course turns breathing, choking, sudden weakness into their lesser
+    criterion, unless the reply is at rest or lying flat ([context] acute)."""
+    verdict = detector.assess(text)
+    assert verdict.criteria[: len(criteria)] == criteria, verdict.explanation()
+    assert any(rule in f.rule for f in verdict.findings), verdict.explanation()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dont need these anymore",
+        "please take me off these texts",
+        "i won't need any more check ins, thanks for everything",
+        "I nearly died laughing at the school play",
+        "Ya no quiero recibir esto",
+        "no quiero más mensajes",
+        "me quiero morir de la vergüenza",
+        "mi mamá me va a matar si llego tarde",
+        "no quiero alarmar pero todo sigue igual",
+    ],
+)
+def test_admin_wording_and_idioms_are_not_self_harm(detector: Detector, text: str) -> None:
+    """Opt-out and admin requests, and "dying of" idioms, are not read as self-harm (nor anything else).
+
+    Kept here rather than in tests/redflag_cases*.toml: those are training inputs too, and these negatives, trained
+    on, cost the learned layer an escalation per language on the corpus' held-out split (the rules' [context]
+    exclusions keep such wording from the learned layer at run time instead)."""
+    assert detector.assess(text).level == "none", detector.assess(text).explanation()

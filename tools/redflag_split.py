@@ -2,6 +2,13 @@
 
     .venv/bin/python tools/redflag_split.py                 # figures per language, both splits
     .venv/bin/python tools/redflag_split.py --misses train  # and the training split's misses
+    .venv/bin/python tools/redflag_split.py --both          # both layers, the model trained on the training split
+
+The rule layer alone by default. `--both` trains a model on the training split (and the labelled test cases) in
+memory, exactly as `followup redflags train` does but without the validation lines, and reads the validation split
+with both layers combined as the service combines them: the only honest figure for the learned layer on the corpus
+(the committed model is trained on every line). Embeddings are cached under var/ (the encoder is deterministic).
+`--sweep` then prints the validation figures for other learned thresholds, from the same predictions.
 
 The split is seeded and fixed: 30% of the lines of every corpus file (clinic/corpus/*.jsonl) are validation. Rules
 are written from the training split's misses only; the validation split is only ever counted, never listed
@@ -26,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from followup.parsing.mailtext import extract_reply  # noqa: E402
 from followup.redflags import Detector  # noqa: E402
+from followup.redflags.combine import combine  # noqa: E402
 
 SEED = 20261202
 VALIDATION_SHARE = 0.30
@@ -65,7 +73,12 @@ def main() -> int:
     p.add_argument("--lang", choices=["en", "es"])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     p.add_argument("--only", choices=["train", "validation"], help="read one split only")
+    p.add_argument("--both", action="store_true", help="both layers, the model trained on the training split")
+    p.add_argument("--sweep", action="store_true", help="with --both: validation figures at other thresholds")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --both: a [learned] setting")
     args = p.parse_args()
+    if args.both:
+        return both_layers(args)
     if args.misses == "validation":
         print("the validation split is counted, never listed: write rules from the training split's misses")
         return 2
@@ -100,6 +113,146 @@ def main() -> int:
             shown = ", ".join(f"{k} {a / max(b, 1):.3f} ({a}/{b})" for k, (a, b) in figs.items())
             print(f"{name:10s} {lang}: {shown}")
     print(f"{n} replies in {elapsed:.1f}s ({n / elapsed:.0f}/s)")
+    return 0
+
+
+class CachedEncoder:
+    """The encoder with its sentence embeddings kept on disk between runs (USE is deterministic)."""
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        from followup.redflags.learned.features import UseEncoder
+
+        self._np = np
+        self._inner = UseEncoder()
+        self._path = path
+        self._vec: dict[str, object] = {}
+        if path.with_suffix(".json").exists():
+            texts = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            vecs = np.load(path.with_suffix(".npy"))
+            self._vec = dict(zip(texts, vecs, strict=True))
+        self._dirty = False
+
+    def encode(self, texts: list[str]):
+        np = self._np
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vec))
+        if missing:
+            for t, v in zip(missing, self._inner.encode(missing), strict=True):
+                self._vec[t] = v
+            self._dirty = True
+        return np.stack([self._vec[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, 512), np.float32)
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self._vec)
+        self._path.with_suffix(".json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        self._np.save(self._path.with_suffix(".npy"), self._np.stack([self._vec[t] for t in texts]))
+
+
+def both_layers(args: argparse.Namespace) -> int:
+    """Validation figures for both layers, with a model trained on the training split only."""
+    import tomllib
+    from dataclasses import replace
+
+    from followup.redflags.learned import train as learn
+    from followup.redflags.learned.artefact import loads
+    from followup.redflags.learned.config import parse_learned
+    from followup.redflags.learned.language import LanguageReader
+    from followup.redflags.learned.model import LearnedModel
+    from followup.redflags.screen import Screen
+
+    settings = parse_learned(tomllib.loads(args.criteria.read_text(encoding="utf-8")).get("learned"), args.criteria)
+    assert settings is not None
+    for item in args.set:
+        key, _, value = item.partition("=")
+        settings = replace(settings, **{key: json.loads(value)})
+    detector = Detector.from_file(args.criteria)
+    tiers = {cid: c.tier for cid, c in detector.criteria.items()}
+    parts = split(args.corpus)
+    started = time.perf_counter()
+    examples = []
+    for r in parts["train"]:
+        text = extract_reply(r["text"]) if r.get("channel") == "email" else r["text"]
+        crit = tuple(r.get("criteria") or ())
+        label = crit[0] if crit and r["level"] != "none" else "none"
+        examples.append(learn.Example(text, r.get("lang", "en"), r["level"], label, r["_where"], crit))
+    cases = [ROOT / "tests" / "redflag_cases.toml", ROOT / "tests" / "redflag_cases_es.toml"]
+    examples += learn.load_examples(cases, labeller=lambda text: detector.assess(text).criteria)
+    encoder = CachedEncoder(ROOT / "var" / "cache" / "redflag-embeddings")
+    data = learn.embed(examples, tiers, encoder)
+    header, arrays = loads(learn.artefact_bytes(examples, data, "split", 0, tiers))
+    model = LearnedModel(header, arrays, tiers, settings, encoder)
+    languages = LanguageReader(
+        settings.detect_languages,
+        settings.read_languages,
+        settings.language_min_letters,
+        settings.language_min_confidence,
+        settings.language_markers,
+    )
+    screen = Screen(detector, settings, model, languages)
+    rows = parts["validation"]
+    read = []
+    for r in rows:
+        text = extract_reply(r["text"]) if r.get("channel") == "email" else r["text"]
+        rules_verdict, prediction, language = screen.read(text)
+        read.append((r, text, rules_verdict, prediction, language, screen.assess(text)))
+    encoder.save()
+    print(f"trained on {len(examples)} examples, read {len(rows)} in {time.perf_counter() - started:.0f}s")
+
+    def report(verdicts: list, title: str) -> None:
+        print(title)
+        for lang in ("en", "es"):
+            sel = [(x[0], v) for x, v in zip(read, verdicts, strict=True) if x[0]["lang"] == lang]
+            figs = figures([r for r, _ in sel], [v.level for _, v in sel])
+            esc = [(r, v) for r, v in sel if r["level"] != "none"]
+            wrong = sum(v.level != r["level"] for r, v in esc)
+            figs["escalations at the wrong level"] = (wrong, len(esc))
+            shown = ", ".join(f"{k} {a / max(b, 1):.3f} ({a}/{b})" for k, (a, b) in figs.items())
+            print(f"  {lang}: {shown}")
+            alarms = [v for r, v in sel if r["level"] == "none" and v.level != "none"]
+            kinds: dict[str, int] = {}
+            for v in alarms:
+                k = f"{v.layer}:{'review' if v.review else v.level}"
+                kinds[k] = kinds.get(k, 0) + 1
+            print(f"      false alarms by layer: {dict(sorted(kinds.items()))}")
+            pairs: dict[str, int] = {}
+            for r, v in esc:
+                if v.level != r["level"]:
+                    key = f"{r['level']}->{v.level}" + (f"({v.layer})" if v.layer else "")
+                    pairs[key] = pairs.get(key, 0) + 1
+            print(f"      escalations at the wrong level: {dict(sorted(pairs.items()))}")
+            raised = sum(
+                1
+                for x, v in zip(read, verdicts, strict=True)
+                if x[0]["lang"] == lang
+                and x[2].level == "red_flag"
+                and v.level == "emergency"
+                and x[0]["level"] != "emergency"
+            )
+            print(f"      red flags of the rules raised to emergency by the learned layer, wrongly: {raised}")
+            missed = [(r, v) for r, v in esc if v.level == "none"]
+            print(
+                f"      escalations answered none: {len(missed)}; emergencies answered below emergency: "
+                f"{sum(v.level != 'emergency' for r, v in esc if r['level'] == 'emergency')}"
+            )
+
+    report([x[5] for x in read], "validation, both layers (as the service reads them)")
+    if args.sweep:
+        grid = [{"review_at": ra} for ra in (0.15, 0.25, 0.3)]
+        grid += [{"emergency_at": ea} for ea in (0.25, 0.4, 0.5)]
+        grid += [{"nearest_emergency_at": ne} for ne in (0.1, 0.3, 1.0)]
+        grid += [{"raise_at": ra} for ra in (0.6, 0.7, 0.8, 0.9)]
+        for g in grid:
+            s2 = replace(settings, **g)
+            verdicts = [
+                combine(rv, pr, lg, s2, tiers) if pr is not None else x[5]
+                for x in read
+                for (rv, pr, lg) in [(x[2], x[3], x[4])]
+            ]
+            report(verdicts, f"sweep {g}")
     return 0
 
 

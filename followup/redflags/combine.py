@@ -71,11 +71,19 @@ def combine(
         prediction.p_emergency >= settings.emergency_at or nearest_emergency
     )
     flag = prediction.p_any >= settings.flag_at or emergency
+    capped = emergency and rules.gradual and settings.gradual_caps_emergency
+    capped = capped and _criterion(prediction, tiers, True) not in settings.never_capped
+    if capped and rules.level == Level.NONE:
+        # Told as a slow change ("desde hace semanas", "little by little"): the model's emergency reading alone is
+        # not a 911 answer; it stays flagged, at the tier below (found on blind sets: gradual swallowing, breathing
+        # and speech changes in Spanish answered as emergencies).
+        emergency, leans_emergency = False, False
     criterion = _criterion(prediction, tiers, emergency)
     kept = reading(prediction, settings, criterion)
     if rules.level != Level.NONE:
         both = replace(rules, language=code, layer="both" if flag else "rules", learned=kept)
-        if rules.level == Level.RED_FLAG and criterion is not None and _sure_emergency(prediction, settings, emergency):
+        sure = _sure_emergency(prediction, settings, emergency) and not capped
+        if rules.level == Level.RED_FLAG and criterion is not None and sure:
             # The rules found a lesser criterion (weakness, persisting) in a reply the learned layer is sure is an
             # emergency (self-harm, a collapse, a stroke): the more serious reading stands, with both criteria.
             return replace(both, level=Level.EMERGENCY, tier=Tier.EMERGENCY, criteria=(*rules.criteria, criterion))
@@ -85,6 +93,8 @@ def combine(
     if flag and criterion is not None:
         tier = tiers[criterion]
         level = Level.EMERGENCY if tier == Tier.EMERGENCY else Level.RED_FLAG
+        if level == Level.EMERGENCY and not emergency:  # capped above, and the model ranks no lesser criterion
+            tier, level = Tier.URGENT, Level.RED_FLAG
         return replace(
             rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
         )
@@ -96,7 +106,7 @@ def combine(
 def _sure_emergency(prediction: Prediction, settings: LearnedSettings, emergency: bool) -> bool:
     """An emergency finding confident enough to raise the rules' red flag: both p(any) and p(emergency) at or
     above flag_at (more likely than not an emergency), not the lower bars that decide a reply no rule read."""
-    return emergency and prediction.p_any >= settings.flag_at and prediction.p_emergency >= settings.flag_at
+    return emergency and prediction.p_any >= settings.flag_at and prediction.p_emergency >= settings.raise_at
 
 
 def _criterion(prediction: Prediction, tiers: Mapping[str, Tier], emergency: bool) -> str | None:

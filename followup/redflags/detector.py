@@ -111,6 +111,8 @@ class Detector:
         if isinstance(text, str) and len(text) > WINDOW_CHARS:
             findings: list[Finding] = []
             suppressed: list[Suppressed] = []
+            excluded: list[tuple[int, int]] = []
+            gradual = False
             read, unread_from = 0, None
             for start, chunk in windows(text, WINDOW_CHARS):
                 if read >= MAX_TOKENS:
@@ -120,10 +122,13 @@ class Detector:
                 read += count
                 findings += [replace(f, start=f.start + start, end=f.end + start) for f in part.findings]
                 suppressed += [replace(x, start=x.start + start, end=x.end + start) for x in part.suppressed]
+                excluded += [(a + start, b + start) for a, b in part.excluded]
+                gradual = gradual or part.gradual
                 if part.unread_from is not None:
                     unread_from = start + part.unread_from
                     break
-            return replace(Verdict.of(findings, suppressed, self._labels), unread_from=unread_from)
+            verdict = Verdict.of(findings, suppressed, self._labels)
+            return replace(verdict, unread_from=unread_from, excluded=tuple(excluded), gradual=gradual)
         return self._read(text, context, MAX_TOKENS)[0]
 
     def _assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
@@ -152,7 +157,10 @@ class Detector:
         evidence = rules.Evidence(text, offsets)
         findings, suppressed = rules.evaluate(self._book, doc, mentions, cues, context, evidence)
         findings += answer_findings(self._book, tokens, context, text)
-        return replace(Verdict.of(findings, suppressed, self._labels), unread_from=unread_from), len(tokens)
+        excluded = tuple(evidence.span(c.start, c.end)[1:] for c in cues if c.kind == "exclusions")
+        gradual = any(c.kind == "gradual" for c in cues)
+        verdict = Verdict.of(findings, suppressed, self._labels)
+        return replace(verdict, unread_from=unread_from, excluded=excluded, gradual=gradual), len(tokens)
 
     def _target_rules(self) -> list[TargetRule]:
         book = self._book

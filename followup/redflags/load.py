@@ -175,6 +175,9 @@ def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
             inability=c.strings("inability", ()),
             sudden_from=c.strings("sudden_from", ()),
             refines=c.strings("refines", ()),
+            gradual_to=c.get("gradual_to", str, None),
+            gradual_cues=c.strings("gradual_cues", ("gradual",)),
+            gradual_unless=c.get("gradual_unless", str, None),
             ignore=cast(tuple[Reason, ...], ignore),
             counts_when_resolved=c.get("counts_when_resolved", bool, False),
         )
@@ -186,6 +189,20 @@ def _criteria(t: _Table, forbidden: tuple[str, ...]) -> dict[str, Criterion]:
                     raise CriteriaError(f"{t.path}: criteria.{crit.id}.{key}: no criterion called {ref!r}")
         if crit.sudden_from and crit.tier != Tier.EMERGENCY:
             raise CriteriaError(f"{t.path}: criteria.{crit.id}.sudden_from: only emergency criteria take it")
+        if crit.gradual_to is not None:
+            lesser = out.get(crit.gradual_to)
+            if lesser is None or lesser.tier == Tier.EMERGENCY:
+                raise CriteriaError(
+                    f"{t.path}: criteria.{crit.id}.gradual_to: must name a criterion below the emergency tier"
+                )
+        for cue in crit.gradual_cues:
+            if cue not in CUE_LISTS:
+                raise CriteriaError(f"{t.path}: criteria.{crit.id}.gradual_cues: {cue!r} is not a [context] cue list")
+        if crit.gradual_unless is not None and crit.gradual_unless not in CUE_LISTS:
+            raise CriteriaError(
+                f"{t.path}: criteria.{crit.id}.gradual_unless: must be one of the [context] cue lists "
+                f"{', '.join(CUE_LISTS)}"
+            )
     if not out:
         raise t.error("", "no criteria defined")
     return out
@@ -278,6 +295,10 @@ def _context(t: _Table, modifiers: tuple[Modifier, ...]) -> ContextWords:
         improving=t.strings("improving"),
         exclusions=t.strings("exclusions", ()),
         other_history=t.strings("other_history", ()),
+        gradual=t.strings("gradual", ()),
+        recurring=t.strings("recurring", ()),
+        exertion=t.strings("exertion", ()),
+        acute=t.strings("acute", ()),
     )
     t.done()
     return out
@@ -342,7 +363,7 @@ def _compile(book: RuleBook, words: dict[str, list[str]]) -> None:
     stops = {*SENTENCE_END, ",", *book.settings.gap_stops}
     for m in book.modifiers:
         if m.effect == "terminate":
-            stops.update(w for phrase in m.both for w in phrase.lower().split())
+            stops.update(phrase.lower() for phrase in m.both if " " not in phrase.strip())
     compiler = PhraseCompiler(book.normaliser.words, words, book.settings.gap_words, stops)
     for where, phrase in book.phrases():
         try:

@@ -16,7 +16,17 @@ Effect = Literal["suppress", "terminate", "pseudo", "sudden"]
 EFFECTS: tuple[Effect, ...] = ("suppress", "terminate", "pseudo", "sudden")
 TokenPatterns = list[list[dict[str, Any]]]
 # The [context] phrase lists matched over a whole reply as message-level cues.
-CUE_LISTS = ("proxy", "question_anchors", "improving", "exclusions", "other_history")
+CUE_LISTS = (
+    "proxy",
+    "question_anchors",
+    "improving",
+    "exclusions",
+    "other_history",
+    "gradual",
+    "recurring",
+    "exertion",
+    "acute",
+)
 
 
 class CriteriaError(ValueError):
@@ -62,6 +72,10 @@ class ContextWords:
     improving: tuple[str, ...]
     exclusions: tuple[str, ...]
     other_history: tuple[str, ...] = ()
+    gradual: tuple[str, ...] = ()  # a slow time course: "for weeks", "poco a poco", "cada vez más"
+    recurring: tuple[str, ...] = ()  # it keeps happening: "a diario", "seguido", "every meal"
+    exertion: tuple[str, ...] = ()  # on effort: stairs, a walk, getting dressed
+    acute: tuple[str, ...] = ()  # at rest, lying flat, turning blue, today: keeps it an emergency however told
 
 
 @dataclass(frozen=True)

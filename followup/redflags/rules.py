@@ -7,7 +7,12 @@
   [context] other_history), criteria list reasons they `ignore`, and
   emergencies that passed still count;
 - a question ("...?") that does not say the patient has the symptom is only asking about it;
-- a symptom that came on suddenly becomes its emergency criterion (`sudden_from`);
+- a symptom that came on suddenly becomes its emergency criterion (`sudden_from`), unless its sentence tells a slow
+  time course ([context] gradual: "desde hace semanas", "poco a poco", "little by little");
+- an emergency criterion told as a slow change (or, per `gradual_cues`, on effort or as something that keeps
+  happening) becomes its lesser criterion (`gradual_to`: "cada vez me cuesta más respirar" is breathlessness on
+  exertion, "se atraganta con el agua a diario" a swallowing problem, not 911 calls), unless the reply has a
+  `gradual_unless` cue (at rest, lying flat);
 - twitching that goes on: a stated duration of `persisting_min_weeks` or more, or any mention of the twitching
   still being there once onset is `context_persisting_weeks` ago, is "persisting" unless it is improving.
 """
@@ -80,6 +85,10 @@ def evaluate(
         if m.reason and (m.needs is None or m.needs in kinds)
     }
     sudden = {m.name.upper() for m in book.modifiers if m.effect == "sudden"}
+    gradual = {doc[c.start].sent.start for c in cues if c.kind == "gradual"}
+    course: dict[str, set[int]] = {}  # cue list -> the sentences it marks
+    for c in cues:
+        course.setdefault(c.kind, set()).add(doc[c.start].sent.start)
     proxy = any(c.kind == "proxy" for c in cues)
     asking = _question_sentences(book, doc, cues)
     findings: list[Finding] = []
@@ -108,8 +117,16 @@ def evaluate(
         if reason is not None:
             suppressed.append(Suppressed(crit.id, text, start, end, reason))
             continue
+        sent = doc[m.start].sent.start
+        slow = any(sent in course.get(k, ()) for k in crit.gradual_cues) and not sudden & m.categories
+        slow = slow and m.kind != "inability"  # "can't swallow at all", however long it has been, stays
+        if slow and crit.gradual_to and (crit.gradual_unless is None or crit.gradual_unless not in kinds):
+            lesser = book.criteria[crit.gradual_to]
+            rule = f"{m.kind}:{crit.id}#{m.index}+gradual"
+            findings.append(Finding(lesser.id, lesser.tier, text, start, end, rule))
+            continue
         findings.append(Finding(crit.id, crit.tier, text, start, end, f"{m.kind}:{crit.id}#{m.index}"))
-        if sudden & m.categories:
+        if sudden & m.categories and doc[m.start].sent.start not in gradual:
             for emergency in book.criteria.values():
                 if crit.id in emergency.sudden_from:
                     findings.append(Finding(emergency.id, emergency.tier, text, start, end, f"onset:sudden+{crit.id}"))

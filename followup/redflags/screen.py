@@ -17,10 +17,11 @@ from pathlib import Path
 from followup.core.vocab import Tier
 from followup.redflags.combine import combine, unread_to_review
 from followup.redflags.detector import Detector
+from followup.redflags.learned.clauses import clauses
 from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import Encoder
-from followup.redflags.learned.language import LanguageReader
-from followup.redflags.learned.model import LearnedModel
+from followup.redflags.learned.language import LanguageRead, LanguageReader
+from followup.redflags.learned.model import LearnedModel, Prediction
 from followup.redflags.load import load_rulebook
 from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
 
@@ -77,16 +78,47 @@ class Screen:
 
     def assess(self, text: str, context: ReplyContext | None = None) -> Verdict:
         """The combined verdict for one reply (for email, pass the reply with quoted history removed)."""
+        verdict, prediction, language = self.read(text, context)
+        if self.settings is None or language is None:
+            return unread_to_review(verdict if verdict.level == "none" else _with_layer(verdict))
+        return unread_to_review(combine(verdict, prediction, language, self.settings, self._tiers))
+
+    def read(
+        self, text: str, context: ReplyContext | None = None
+    ) -> tuple[Verdict, Prediction | None, LanguageRead | None]:
+        """What each layer read, before they are combined: the rules' verdict, the learned layer's prediction (None
+        for a reply too short for it) and the language (None without the learned layer)."""
         verdict = self.rules.assess(text, context)
         if self.settings is None or self.model is None or self.languages is None or not isinstance(text, str):
-            return unread_to_review(verdict if verdict.level == "none" else _with_layer(verdict))
+            return verdict, None, None
         # A lone surrogate (a JSON "\ud800") cannot reach the tokenizer or lingua's Rust; one for one keeps offsets.
         text = _SURROGATE.sub("\ufffd", text)
         gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
         short = len(_WORD.findall(text)) < self.settings.min_words
-        prediction = None if short else self.model.predict(text, gated)
-        language = self.languages.read(text)
-        return unread_to_review(combine(verdict, prediction, language, self.settings, self._tiers))
+        seen = text
+        if self.settings.gate_exclusions and verdict.excluded:
+            seen, dropped = _without_exclusions(text, verdict.excluded, self.settings.min_words)
+            gated += dropped
+        prediction = None if short else self.model.predict(seen, gated)
+        return verdict, prediction, self.languages.read(text)
+
+
+def _without_exclusions(
+    text: str, spans: tuple[tuple[int, int], ...], min_words: int
+) -> tuple[str, list[tuple[int, int]]]:
+    """A figure of speech or an admin request the rules excluded, kept from the model as well: the text with each
+    excluded span blanked (same length: offsets stay those of the reply), and the clauses with fewer than
+    `min_words` words left once blanked, not read at all ("se me cae la cara de vergüenza", "please take me off
+    these texts"). A clause that says more ("I'm confused about the dose and my arm won't lift") is still read."""
+    blanked = text
+    for start, end in spans:
+        blanked = blanked[:start] + " " * (end - start) + blanked[end:]
+    dropped = [
+        (c.start, c.end)
+        for c in clauses(text)
+        if any(c.start < e and s < c.end for s, e in spans) and len(_WORD.findall(blanked[c.start : c.end])) < min_words
+    ]
+    return blanked, dropped
 
 
 def _with_layer(verdict: Verdict) -> Verdict:

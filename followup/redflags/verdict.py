@@ -52,6 +52,12 @@ class Criterion:
     inability: tuple[str, ...] = ()
     sudden_from: tuple[str, ...] = ()
     refines: tuple[str, ...] = ()
+    # Told as a slow change (a cue of `gradual_cues` in its sentence, no sudden cue on it): the finding becomes this
+    # lesser criterion ("me cuesta respirar, cada vez más, desde hace semanas" is not a 911 call), unless the reply
+    # has a cue of the [context] list named by gradual_unless (breathless at rest or lying flat stays an emergency).
+    gradual_to: str | None = None
+    gradual_cues: tuple[str, ...] = ("gradual",)  # the [context] cue lists that tell a slow (or a not-acute) course
+    gradual_unless: str | None = None
     ignore: tuple[Reason, ...] = ()
     counts_when_resolved: bool = False
 
@@ -167,6 +173,12 @@ class Verdict:
     learned: LearnedReading | None = None
     # Where reading stopped in a reply too long to read whole (the detector's token cap); None: read to the end.
     unread_from: int | None = None
+    # Character spans of the reply the rules read as a figure of speech or an admin request ([context] exclusions):
+    # the learned layer does not read the clauses they are in either.
+    excluded: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    # The reply tells a slow time course ([context] gradual: "desde hace semanas", "little by little"): a finding of
+    # the learned layer alone is then not made an emergency (it stays a red flag or a review).
+    gradual: bool = field(default=False, compare=False)
 
     @classmethod
     def of(cls, findings: list[Finding], suppressed: list[Suppressed], labels: dict[str, str] | None = None) -> Verdict:
@@ -179,6 +191,11 @@ class Verdict:
         quiet = [s for s in _unique(suppressed) if (s.criterion, s.start, s.end) not in found]
         quiet.sort(key=lambda s: (s.start, s.end, s.criterion))
         return cls(level, tier, criteria, tuple(ordered), tuple(quiet), dict(labels or {}))
+
+    @property
+    def demoted(self) -> bool:
+        """Whether the rules read an emergency criterion as its lesser one (told slowly, on effort, recurring)."""
+        return any(f.rule.endswith("+gradual") for f in self.findings)
 
     @property
     def evidence(self) -> tuple[str, ...]:

@@ -26,7 +26,16 @@ class LearnedSettings:
     # ...and so does the most likely criterion being an emergency one, with p(emergency) at or above this: a learned
     # finding takes the tier of the criterion it is nearest to (1.0: off)
     nearest_emergency_at: float = 1.0
+    raise_at: float = 0.5  # p(emergency) at or above this (and p >= flag_at) raises a rules' red flag to emergency
     gated_by: tuple[Reason, ...] = REASONS  # a clause the rules discounted for one of these is not read
+    # A [context] exclusion (a figure of speech, an admin or opt-out request) is blanked out before the model reads
+    # the reply: "se me cae la cara de vergüenza" and "please take me off these texts" are not read by it either
+    gate_exclusions: bool = True
+    # A finding of the learned layer alone in a reply that tells a slow time course ([context] gradual) is not made
+    # an emergency: it stays a red flag (or a review) at the tier below (the rules still make emergencies)
+    gradual_caps_emergency: bool = True
+    # ...except these: a self-harm, overdose or seizure reading is never capped, however the reply tells time
+    never_capped: tuple[str, ...] = ("self_harm", "overdose", "seizure")
     read_languages: tuple[str, ...] = ("en", "es")
     detect_languages: tuple[str, ...] = ("en", "es")
     language_min_letters: int = 20  # shorter replies are too short to tell a language: they are read
@@ -58,7 +67,7 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
     if not _SHA.match(data["sha256"]):
         raise CriteriaError(f"{where}.sha256: must be 64 lowercase hex digits")
     values: dict[str, Any] = {"artefact": (path.parent / data["artefact"]).resolve(), "sha256": data["sha256"]}
-    for key in ("flag_at", "review_at", "emergency_at", "nearest_emergency_at", "language_min_confidence"):
+    for key in ("flag_at", "review_at", "emergency_at", "nearest_emergency_at", "raise_at", "language_min_confidence"):
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -69,10 +78,11 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
                 raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
             values[key] = data[key]
-    if "enabled" in data:
-        if not isinstance(data["enabled"], bool):
-            raise CriteriaError(f"{where}.enabled: must be true or false")
-        values["enabled"] = data["enabled"]
+    for key in ("enabled", "gate_exclusions", "gradual_caps_emergency"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise CriteriaError(f"{where}.{key}: must be true or false")
+            values[key] = data[key]
     for key in ("read_languages", "detect_languages"):
         if key in data:
             langs = data[key]
@@ -89,11 +99,12 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
         if not set(markers) <= set(values.get("read_languages", LearnedSettings.read_languages)):
             raise CriteriaError(f"{where}.language_markers: only languages of read_languages take markers")
         values["language_markers"] = tuple((k, frozenset(w.lower() for w in v)) for k, v in sorted(markers.items()))
-    if "rules_only" in data:
-        ids = data["rules_only"]
-        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
-            raise CriteriaError(f"{where}.rules_only: must be a list of criterion ids")
-        values["rules_only"] = tuple(ids)
+    for key in ("rules_only", "never_capped"):
+        if key in data:
+            ids = data[key]
+            if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+                raise CriteriaError(f"{where}.{key}: must be a list of criterion ids")
+            values[key] = tuple(ids)
     if "gated_by" in data:
         reasons = data["gated_by"]
         if not isinstance(reasons, list) or any(r not in REASONS for r in reasons):
