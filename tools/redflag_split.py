@@ -76,6 +76,13 @@ def main() -> int:
     p.add_argument("--both", action="store_true", help="both layers, the model trained on the training split")
     p.add_argument("--sweep", action="store_true", help="with --both: validation figures at other thresholds")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --both: a [learned] setting")
+    p.add_argument(
+        "--validate",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --both: read only these corpus files' validation lines (a corpus change on the old lines)",
+    )
     args = p.parse_args()
     if args.both:
         return both_layers(args)
@@ -193,7 +200,7 @@ def both_layers(args: argparse.Namespace) -> int:
         settings.language_markers,
     )
     screen = Screen(detector, settings, model, languages)
-    rows = parts["validation"]
+    rows = [r for r in parts["validation"] if not args.validate or r["_where"].split(":")[0] in args.validate]
     read = []
     for r in rows:
         text = extract_reply(r["text"]) if r.get("channel") == "email" else r["text"]
