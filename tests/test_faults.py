@@ -149,4 +149,7 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
     assert found, "no stalled send was reconciled (found at the provider instead of resent)"
 
     stats = provider.stats()
-    assert stats["max_per_second_by_sender"][FROM] <= RATE
+    # The pacer spaces send starts (test_pacing_pg checks the granted slots exactly); the provider stamps arrivals, and
+    # a send started on its slot can arrive some ms late on a loaded machine, so one 1 s window's edge may hold one
+    # more (CI at load 6 saw 21 at a rate of 20). A pacer that let bursts through would still fail here.
+    assert stats["max_per_second_by_sender"][FROM] <= RATE + 1
