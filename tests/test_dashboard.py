@@ -736,6 +736,12 @@ def test_patient_phone_says_what_comes_next_before_anything_is_sent(
     line = re.search(r'data-testid="next-out">(.*?)</p>', clinician.get(f"/dashboard/phone/{pid}").text, re.S)
     assert line and "No messages yet" in clinician.get(f"/dashboard/phone/{pid}").text
     assert "due " in line.group(1) and "09:00 to 20:00 their time" in line.group(1)
+    form_page = clinician.get("/intake").text
+    r = clinician.post("/intake", data={**intake_form(phone="(213) 555-0177"), "csrf_token": csrf(form_page)})
+    assert r.status_code == 201  # the public form: the contact waits for its YES, and the phone says what comes first
+    page = clinician.get(f"/dashboard/phone/{pid + 1}").text
+    line = re.search(r'data-testid="next-out">(.*?)</p>', page, re.S)
+    assert line and line.group(1).startswith("Next from the service: Confirmation request (reply YES), due ")
 
 
 def test_patient_phone_shows_the_services_answer_without_a_refresh(rt: Runtime, auth: dict[str, str]) -> None:

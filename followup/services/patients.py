@@ -23,6 +23,7 @@ from followup.models import AuditLog, Consent, DeliveryEvent, Escalation, Inboun
 from followup.runtime import Runtime
 from followup.services import audit, webhooks_out
 from followup.services.dispatch import held
+from followup.services.drafts import CONFIRM_REQUEST
 from followup.services.escalation import has_active_escalation
 
 
@@ -35,6 +36,16 @@ class Conflict(ValueError):
 
 
 KIND_TITLES = {"escalation": "Advice after a red flag", "system": "Reply to the patient", "consent": "Consent"}
+TEMPLATE_TITLES = {CONFIRM_REQUEST: "Confirmation request (reply YES)"}  # a consent message staff should tell apart
+
+
+def message_title(rt: Runtime, msg: Message) -> str:
+    """How staff name a message: its program step, else what it is (the confirmation request, advice, ...)."""
+    return (
+        rt.program.step_title(msg.step_id)
+        or TEMPLATE_TITLES.get(msg.template)
+        or KIND_TITLES.get(msg.kind, msg.template.replace("_", " "))
+    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ class ScheduleRow:
 
 def schedule_row(rt: Runtime, patient: Patient, msg: Message) -> ScheduleRow:
     """The program's label and the state the dispatcher would give the message now (dispatch.held decides)."""
-    title = rt.program.step_title(msg.step_id) or KIND_TITLES.get(msg.kind, msg.template.replace("_", " "))
+    title = message_title(rt, msg)
     verdict = held(patient, msg) if msg.status == MessageState.SCHEDULED else None
     if verdict is None:
         return ScheduleRow(msg, title, msg.status, msg.reason)
@@ -124,7 +135,7 @@ def detail(rt: Runtime, patient_id: int) -> dict[str, Any]:
                 "message_id": x.id,
                 "kind": x.kind,
                 "step_id": x.step_id,
-                "title": rt.program.step_title(x.step_id) or KIND_TITLES.get(x.kind, x.kind),
+                "title": message_title(rt, x),
                 "channel": x.channel,
                 "status": x.status,
                 "reason": x.reason,
