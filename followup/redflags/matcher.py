@@ -22,7 +22,7 @@ tests/test_redflag_matcher.py checks this against one Matcher per shard.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,12 +200,7 @@ class ShardedMatcher:
         if self._groups is None:
             self.build()
         assert self._groups is not None
-        live = set(self._always)
-        by_word, by_prefix, longest = self._by_word, self._by_prefix, self._longest_prefix
-        for word in {t.lower_ for t in doc}:
-            live.update(by_word.get(word, ()))
-            for k in range(1, min(len(word), longest) + 1):
-                live.update(by_prefix.get(word[:k], ()))
+        live = live_groups(doc, self._always, self._by_word, self._by_prefix, self._longest_prefix)
         matches: list[tuple[int, int, int]] = []
         for i in sorted(live):
             matches += self._groups[i].matcher(doc)
@@ -282,14 +277,25 @@ class CueMatcher:
         if self._groups is None:
             self.build()
         assert self._groups is not None
-        live = set(self._always)
-        by_word, by_prefix, longest = self._by_word, self._by_prefix, self._longest_prefix
-        for word in {t.lower_ for t in doc}:
-            live.update(by_word.get(word, ()))
-            for k in range(1, min(len(word), longest) + 1):
-                live.update(by_prefix.get(word[:k], ()))
+        live = live_groups(doc, self._always, self._by_word, self._by_prefix, self._longest_prefix)
         found: set[tuple[int, int, int]] = set()
         for i in live:
             found.update(self._groups[i](doc))
         rank = self._rank
         return sorted(found, key=lambda m: (m[1], m[2], rank[m[0]]))
+
+
+def live_groups(
+    doc: Doc,
+    always: Iterable[int],
+    by_word: Mapping[str, Iterable[int]],
+    by_prefix: Mapping[str, Iterable[int]],
+    longest: int,
+) -> set[int]:
+    """The groups a reply can match: those that always run, and those whose first word (or a prefix of it) it has."""
+    live = set(always)
+    for word in {t.lower_ for t in doc}:
+        live.update(by_word.get(word, ()))
+        for k in range(1, min(len(word), longest) + 1):
+            live.update(by_prefix.get(word[:k], ()))
+    return live
