@@ -192,13 +192,7 @@ def both_layers(args: argparse.Namespace) -> int:
     data = learn.embed(examples, tiers, encoder)
     header, arrays = loads(learn.artefact_bytes(examples, data, "split", 0, tiers))
     model = LearnedModel(header, arrays, tiers, settings, encoder)
-    languages = LanguageReader(
-        settings.detect_languages,
-        settings.read_languages,
-        settings.language_min_letters,
-        settings.language_min_confidence,
-        settings.language_markers,
-    )
+    languages = LanguageReader.from_settings(settings)
     screen = Screen(detector, settings, model, languages)
     rows = [r for r in parts["validation"] if not args.validate or r["_where"].split(":")[0] in args.validate]
     read = []

@@ -60,13 +60,7 @@ class Screen:
         tiers = {cid: c.tier for cid, c in book.criteria.items()}
         model = LearnedModel.load(settings, tiers, encoder)
         model.predict("loaded and ready")  # the encoder loads its weights lazily: at start, not on a patient's reply
-        languages = LanguageReader(
-            settings.detect_languages,
-            settings.read_languages,
-            settings.language_min_letters,
-            settings.language_min_confidence,
-            settings.language_markers,
-        )
+        languages = LanguageReader.from_settings(settings)
         return cls(rules, settings, model, languages)
 
     def question(self, qid: str) -> Question:

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+if TYPE_CHECKING:
+    from followup.redflags.learned.config import LearnedSettings
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,17 @@ class LanguageReader:
         self._min_letters = min_letters
         self._min_confidence = min_confidence
         self._markers = markers
+
+    @classmethod
+    def from_settings(cls, settings: LearnedSettings) -> LanguageReader:
+        """The reader the criteria file's [learned] section describes."""
+        return cls(
+            settings.detect_languages,
+            settings.read_languages,
+            settings.language_min_letters,
+            settings.language_min_confidence,
+            settings.language_markers,
+        )
 
     def read(self, text: str) -> LanguageRead:
         """The language of `text` and whether the clinic reads it."""
