@@ -85,10 +85,10 @@ def evaluate(
         if m.reason and (m.needs is None or m.needs in kinds)
     }
     sudden = {m.name.upper() for m in book.modifiers if m.effect == "sudden"}
-    gradual = {doc[c.start].sent.start for c in cues if c.kind == "gradual"}
     course: dict[str, set[int]] = {}  # cue list -> the sentences it marks
     for c in cues:
         course.setdefault(c.kind, set()).add(doc[c.start].sent.start)
+    gradual = course.get("gradual", set())
     proxy = any(c.kind == "proxy" for c in cues)
     asking = _question_sentences(book, doc, cues)
     findings: list[Finding] = []
@@ -126,7 +126,7 @@ def evaluate(
             findings.append(Finding(lesser.id, lesser.tier, text, start, end, rule))
             continue
         findings.append(Finding(crit.id, crit.tier, text, start, end, f"{m.kind}:{crit.id}#{m.index}"))
-        if sudden & m.categories and doc[m.start].sent.start not in gradual:
+        if sudden & m.categories and sent not in gradual:
             for emergency in book.criteria.values():
                 if crit.id in emergency.sudden_from:
                     findings.append(Finding(emergency.id, emergency.tier, text, start, end, f"onset:sudden+{crit.id}"))

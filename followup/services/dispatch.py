@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Update, and_, bindparam, case, or_, update
+from sqlalchemy import Integer, Update, and_, bindparam, case, inspect, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from followup import metrics
@@ -195,12 +195,15 @@ class Dispatcher:
                 if job is not None:
                     jobs.append(job)
             jobs = self._pace(s, jobs, {x.id: x for x in msgs}, now, report)
-            if decided:
-                # One executemany for the batch instead of the ORM's flush (its bookkeeping per object cost more than
-                # the statement): the rows are the ones read above, locked (or, on SQLite, a stale write is refused).
-                rows = [{"b_id": x.id, **{f"b_{k}": getattr(x, k) for k in _DECIDED}} for x in decided]
+            # One executemany for the batch instead of the ORM's flush (its bookkeeping per object cost more than
+            # the statement), of the columns deciding set, as the ORM recorded them (`committed_state`: the loaded
+            # value of every attribute set since). The rows are the ones read above, locked (or, on SQLite, a stale
+            # write is refused).
+            columns = tuple(sorted({k for x in decided for k in inspect(x).committed_state}))
+            if columns:
+                rows = [{"b_id": x.id, **{f"b_{k}": getattr(x, k) for k in columns}} for x in decided]
                 s.expunge_all()
-                s.connection().execute(_WRITE_DECIDED, rows)
+                s.connection().execute(_write_decided(columns), rows)
             s.commit()
         return jobs
 
@@ -600,27 +603,16 @@ def _take_stale_statement() -> Update:
     )
 
 
-# What deciding a claimed message may change (`_prepare_one`, `_pace`, `_finish`, `_reschedule`): prepare writes
-# these columns, from the objects, for every message it decided.
-_DECIDED = (
-    "status",
-    "reason",
-    "lease_owner",
-    "lease_until",
-    "due_at",
-    "updated_at",
-    "to",
-    "body",
-    "subject",
-    "segments",
-    "send_started_at",
-    "attempts",
-)
-_WRITE_DECIDED = (
-    update(_MESSAGE)
-    .where(_MESSAGE.c.id == bindparam("b_id"))
-    .values({k: bindparam(f"b_{k}", type_=_MESSAGE.c[k].type) for k in _DECIDED})
-)
+@cache
+def _write_decided(columns: tuple[str, ...]) -> Update:
+    """Write these columns of the messages a pass decided, by :b_id (one statement per set of columns)."""
+    return (
+        update(_MESSAGE)
+        .where(_MESSAGE.c.id == bindparam("b_id"))
+        .values({k: bindparam(f"b_{k}", type_=_MESSAGE.c[k].type) for k in columns})
+    )
+
+
 _RECORD_SENT = (
     update(_MESSAGE)
     .where(_MESSAGE.c.id == bindparam("b_id"))
