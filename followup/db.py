@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 from followup.files import create_private
 
@@ -76,3 +78,13 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
     make_engine(url).dispose()  # creates the SQLite folder if needed
     command.upgrade(alembic_config(url), revision)
+
+
+@cache
+def insert_new(dialect: str, table: str, key: str) -> Any:
+    """INSERT into `table` ... ON CONFLICT (`key`) DO NOTHING RETURNING id, for `dialect`, built once: an idempotent
+    store (a provider's event or a reply, keyed by the provider's id) whose columns come from the rows it runs with.
+    RETURNING, not rowcount: psycopg reports -1 for this statement, which would count a duplicate as new."""
+    t = SQLModel.metadata.tables[table]
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
+    return ins.on_conflict_do_nothing(index_elements=[key]).returning(t.c.id)

@@ -15,12 +15,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from followup.core.delivery import RANK, allowed_from, fold
 from followup.core.storable import storable
 from followup.core.vocab import Channel, MessageState
+from followup.db import insert_new
 from followup.models import DeliveryEvent, Message, Patient
 from followup.runtime import Runtime
 from followup.services.reachability import INVALID_CODES, OPTED_OUT_CODES, set_channel_state
@@ -69,18 +69,8 @@ def row_id(value: Any) -> int | None:
 
 def insert_once(s: Session, row: dict[str, Any]) -> bool:
     """Insert a delivery event unless its key is known: one atomic statement, no check-then-insert race."""
-    inserted = s.connection().execute(_insert_event(s.get_bind().dialect.name), row)
-    # RETURNING, not rowcount: psycopg reports -1 for this statement, which would count a duplicate as new.
+    inserted = s.connection().execute(insert_new(s.get_bind().dialect.name, "deliveryevent", "event_key"), row)
     return inserted.first() is not None
-
-
-@cache
-def _insert_event(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (event_key) DO NOTHING RETURNING id, built once (a callback each time): the columns
-    come from the row it is run with."""
-    table = SQLModel.metadata.tables["deliveryevent"]
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(table.c.id)
 
 
 def advance(s: Session, message_id: int, status: str, now: datetime, error_code: str | None = None) -> bool:
@@ -273,7 +263,8 @@ def store_sendgrid(rt: Runtime, events: list[Any]) -> dict[str, int]:
         with rt.db.session() as s:
             # executemany of the one statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues"), and
             # RETURNING yields only the rows inserted
-            inserted = len(s.connection().execute(_insert_event(s.get_bind().dialect.name), rows).all())
+            stmt = insert_new(s.get_bind().dialect.name, "deliveryevent", "event_key")
+            inserted = len(s.connection().execute(stmt, rows).all())
             s.commit()
     return {"stored": inserted, "duplicate": len(rows) - inserted, "ignored": len(events) - len(rows)}
 

@@ -13,11 +13,9 @@ import re
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, or_, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, func, select
 
 from followup import metrics
@@ -25,6 +23,7 @@ from followup.core.keywords import Keywords
 from followup.core.replies import Reply, storable_reply
 from followup.core.sms import MAX_SEGMENTS, segments
 from followup.core.vocab import WENT_OUT, Channel, Level, Tier, Trend
+from followup.db import insert_new
 from followup.models import Inbound, Message, Patient
 from followup.runtime import Runtime
 from followup.services import audit, confirmation, drafts
@@ -298,7 +297,7 @@ def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | No
     row = (
         s.connection()
         .execute(
-            _insert_inbound(s.get_bind().dialect.name),
+            insert_new(s.get_bind().dialect.name, "inbound", "provider_key"),
             {
                 "provider_key": reply.provider_key,
                 "channel": reply.channel,
@@ -318,14 +317,6 @@ def _insert_once(s: Session, reply: Reply, body: str, now: datetime) -> int | No
         .first()
     )
     return int(row[0]) if row else None
-
-
-@cache
-def _insert_inbound(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (provider_key) DO NOTHING RETURNING id, built once (every reply runs it)."""
-    table = SQLModel.metadata.tables["inbound"]
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return ins.on_conflict_do_nothing(index_elements=["provider_key"]).returning(table.c.id)
 
 
 def _match(s: Session, reply: Reply) -> Patient | None:
