@@ -57,8 +57,8 @@ def build_digest(rt: Runtime, s: Session, now: datetime, listed: int = LISTED) -
     unreachable = s.exec(select(Patient).where(unreachable_clause()).order_by(col(Patient.id))).all()
     # The newest LISTED non-responders and their count up to SILENT_COUNT_CAP, as the dashboard's filter shows them
     # (silence.newest_silent): the whole list grew with the cohort (20,440 buffers at 300,000 patients).
-    silent_total = len(silence.newest_silent(s, now, SILENT_COUNT_CAP + 1))
-    silent = silence.newest_silent(s, now, listed)
+    newest = silence.newest_silent(s, now, max(SILENT_COUNT_CAP + 1, listed))  # the list is the count's head
+    silent_total, silent = min(len(newest), SILENT_COUNT_CAP + 1), newest[:listed]
     last_checkin = silence.last_checkins(s, silent, now)
     return {
         "date": now.astimezone(tz).date().isoformat(),

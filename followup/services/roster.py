@@ -111,8 +111,10 @@ def _not_responding(rt: Runtime, q: str, now: datetime, limit: int, before: int 
     """The "Not responding" filter: newest first through silence.newest_silent, counted up to SILENT_COUNT_CAP."""
     where = [matches(q)] if q.strip() else []
     with rt.db.session() as s:
-        total = len(silence.newest_silent(s, now, SILENT_COUNT_CAP + 1, *where))
-        ids = silence.newest_silent(s, now, limit + 1, *where, before=before)
+        newest = silence.newest_silent(s, now, max(SILENT_COUNT_CAP, limit) + 1, *where)
+        total = min(len(newest), SILENT_COUNT_CAP + 1)
+        # The first page is the count's head; a later one reads on from its cursor
+        ids = newest[: limit + 1] if before is None else silence.newest_silent(s, now, limit + 1, *where, before=before)
         rows = s.exec(select(Patient).where(col(Patient.id).in_(ids)).order_by(col(Patient.id).desc())).all()
         return total, cut(rows, limit, lambda x: x.id)
 

@@ -91,31 +91,31 @@ def rebuild(s: Session, patient_ids: Iterable[int]) -> None:
     refresh(s, ids)
 
 
-def not_responding_clause(now: datetime, p: Any = Patient) -> ColumnElement[bool]:
+def not_responding_clause(now: datetime) -> ColumnElement[bool]:
     """Patients still followed up whose last two check-ins older than REPLY_GRACE were both sent at or after their
     last reply: per status an index range on ix_patient_status_silent_since, then the exact count for those rows
-    only. `p` is Patient or an alias of it (`newest_silent`)."""
+    only."""
     return and_(
-        col(p.silent_since).is_not(None),
-        col(p.silent_since) <= now - REPLY_GRACE,
-        col(p.status).in_(NOT_FINISHED),
-        _unanswered(now, p) >= 2,
+        col(Patient.silent_since).is_not(None),
+        col(Patient.silent_since) <= now - REPLY_GRACE,
+        col(Patient.status).in_(NOT_FINISHED),
+        _unanswered(now) >= 2,
     )
 
 
-def _unanswered(now: datetime, p: Any) -> ColumnElement[int]:
+def _unanswered(now: datetime) -> ColumnElement[int]:
     """How many check-ins older than REPLY_GRACE went out at or after the patient's last reply."""
     m = aliased(Message)
     return (
         select(func.count())
         .select_from(m)
         .where(
-            col(m.patient_id) == p.id,
+            col(m.patient_id) == Patient.id,
             m.kind == MessageKind.CHECKIN,
             col(m.status).in_(WENT_OUT),
             col(m.sent_at).is_not(None),
             col(m.sent_at) <= now - REPLY_GRACE,
-            or_(col(p.last_reply_at).is_(None), col(m.sent_at) >= p.last_reply_at),
+            or_(col(Patient.last_reply_at).is_(None), col(m.sent_at) >= Patient.last_reply_at),
         )
         .scalar_subquery()
     )
@@ -154,7 +154,7 @@ def newest_silent(
         if ids:
             found += s.exec(
                 select(Patient.id)
-                .where(col(Patient.id).in_(ids), _unanswered(now, Patient) >= 2)
+                .where(col(Patient.id).in_(ids), _unanswered(now) >= 2)
                 .order_by(col(Patient.id).desc())
             ).all()
         if len(ids) < want:
