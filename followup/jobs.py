@@ -48,6 +48,7 @@ JOB_ID = "dispatch"
 # How often the overview's open days are carried forward (a view adds what changed since); the enrolled and
 # non-responder counts are redone once an hour.
 OVERVIEW_MINUTES = 10
+PLANNER_STATS_MINUTES = 60  # SQLite's index statistics (see `Database.refresh_planner_stats`)
 
 
 def guarded(what: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -201,6 +202,16 @@ class DispatchLoop:
             coalesce=True,
             misfire_grace_time=600,
             next_run_time=datetime.now(UTC) + timedelta(seconds=30),
+        )
+        self.scheduler.add_job(
+            guarded("planner statistics", rt.db.refresh_planner_stats),
+            "interval",
+            minutes=PLANNER_STATS_MINUTES,
+            id="planner-stats",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=600,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=60),
         )
         if settings.privacy.retention_days:  # 0 keeps texts for ever
             self.scheduler.add_job(
