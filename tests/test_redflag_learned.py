@@ -21,7 +21,7 @@ from followup.redflags.learned.clauses import clauses
 from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import UseEncoder
 from followup.redflags.learned.language import LanguageRead
-from followup.redflags.learned.model import LearnedModel, Prediction
+from followup.redflags.learned.model import LearnedModel, Neighbour, Prediction
 from followup.redflags.rulebook import CriteriaError
 from followup.redflags.verdict import Finding, Suppressed, Verdict
 
@@ -149,6 +149,40 @@ def test_combination(
         assert verdict.criteria == () and verdict.review_reason in ("learned", "language")
     if rules == "hit":
         assert verdict.criteria == (("weakness", "breathing") if level == "emergency" else ("weakness",))
+
+
+def _near(*labels: str) -> tuple[Neighbour, ...]:
+    return tuple(Neighbour(f"example {i}", label, 0.6) for i, label in enumerate(labels))
+
+
+CLEARING = LearnedSettings(
+    artefact=Path("unused"), sha256="0" * 64, review_needs_flagged_neighbour=True, review_neighbours=5
+)
+
+
+@pytest.mark.parametrize(
+    ("p", "p_em", "neighbours", "level", "review", "cleared"),
+    [
+        (0.35, 0.0, ("none",) * 5, "none", False, True),  # review band, five benign examples: cleared
+        (0.35, 0.0, ("none",) * 4 + ("weakness",), "red_flag", True, False),  # one red flag among them: review
+        (0.35, 0.0, ("none",) * 3, "red_flag", True, False),  # fewer examples than it takes: review
+        (0.35, 0.31, ("none",) * 5, "emergency", False, False),  # a possible emergency is never cleared
+        (0.9, 0.0, ("none",) * 5, "red_flag", False, False),  # a confident finding is not a review to clear
+    ],
+)
+def test_review_needs_a_flagged_neighbour(
+    p: float, p_em: float, neighbours: tuple[str, ...], level: str, review: bool, cleared: bool
+) -> None:
+    """With review_needs_flagged_neighbour, a review-band reply whose closest labelled examples all needed nothing
+    is answered none, says why, and shows the clinician only `neighbours` (3) of them."""
+    prediction = replace(_prediction(p, p_em), neighbours=_near(*neighbours))
+    verdict = combine(_rules("none"), prediction, READ, CLEARING, TIERS)
+    assert (verdict.level, verdict.review) == (level, review)
+    assert verdict.learned is not None and verdict.learned.cleared_by_neighbours is cleared
+    assert len(verdict.learned.neighbours) == min(3, len(neighbours))
+    assert verdict.learned.to_dict()["cleared_by_neighbours"] is cleared
+    if cleared:
+        assert "Not sent to review" in verdict.explanation()
 
 
 @pytest.mark.parametrize(

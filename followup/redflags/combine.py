@@ -10,7 +10,9 @@
   above flag_at, when the most likely criterion is an emergency one and p(emergency) >= nearest_emergency_at
   (the finding takes the tier of the criterion it is nearest to); review_at <= p < flag_at is otherwise a staff
   review item, level red_flag, `review` true, tier routine, or urgent when it leans that way (most likely
-  criterion an emergency one, p(emergency) >= nearest_emergency_at).
+  criterion an emergency one, p(emergency) >= nearest_emergency_at); with `review_needs_flagged_neighbour`, a
+  review that does not lean to an emergency needs one red flag among its closest labelled examples, and is
+  cleared (level none, `cleared_by_neighbours`, explained) when they all needed nothing.
 - Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
   `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
 - The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
@@ -25,7 +27,7 @@ from dataclasses import replace
 from followup.core.vocab import Level, Tier
 from followup.redflags.learned.config import LearnedSettings
 from followup.redflags.learned.language import LanguageRead
-from followup.redflags.learned.model import Prediction
+from followup.redflags.learned.model import NONE, Prediction
 from followup.redflags.verdict import LearnedReading, Verdict
 
 
@@ -44,7 +46,7 @@ def reading(prediction: Prediction, settings: LearnedSettings, criterion: str | 
         emergency_at=settings.emergency_at,
         checked=tuple(settings.gated_by),
         not_read=tuple(c.text for c in prediction.gated),
-        neighbours=prediction.neighbours,
+        neighbours=prediction.neighbours[: settings.neighbours],
     )
 
 
@@ -99,8 +101,16 @@ def combine(
             rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
         )
     if prediction.p_any >= settings.review_at:
+        if settings.review_needs_flagged_neighbour and not leans_emergency and _all_benign(prediction, settings):
+            return replace(rules, language=code, learned=replace(kept, cleared_by_neighbours=True))
         return _review(rules, code, kept, "learned", Tier.URGENT if leans_emergency else Tier.ROUTINE)
     return replace(rules, language=code, learned=kept)
+
+
+def _all_benign(prediction: Prediction, settings: LearnedSettings) -> bool:
+    """All of the reply's `review_neighbours` closest labelled examples needed nothing (and there are that many)."""
+    labels = [n.label for n in prediction.neighbours[: settings.review_neighbours]]
+    return len(labels) >= max(settings.review_neighbours, 1) and all(label == NONE for label in labels)
 
 
 def _sure_emergency(prediction: Prediction, settings: LearnedSettings, emergency: bool) -> bool:

@@ -17,7 +17,7 @@ _TOKEN = re.compile(
     r"""
     (?P<nl>[\r\n]+)
   | (?P<short>w/o|w/|b/c)(?![^\W\d_])
-  | (?P<num>\d+(?:[.,]\d+)?(?:st|nd|rd|th)?)
+  | (?P<num>\d+(?:[.,]\d+)?(?:st|nd|rd|th|k(?![^\W\d_]))?)  # "10k" is a race, not "10" and "k" ("que")
   | (?P<word>[^\W\d_]+(?:['’‘`´][^\W\d_]+)*)
   | (?P<dots>\.{2,}|…)
   | (?P<punct>[^\w\s])

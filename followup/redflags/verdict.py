@@ -140,6 +140,8 @@ class LearnedReading:
     checked: tuple[str, ...]  # the ConText reasons that, found by the rules, keep a clause out of its reading
     not_read: tuple[str, ...] = ()  # the clauses left out because the rules discounted what they say
     neighbours: tuple[Neighbour, ...] = ()
+    # In the review band, but every one of its closest labelled examples needs nothing: not sent to review
+    cleared_by_neighbours: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class LearnedReading:
             "checked": list(self.checked),
             "not_read": list(self.not_read),
             "neighbours": [{"text": n.text, "label": n.label, "similarity": n.similarity} for n in self.neighbours],
+            "cleared_by_neighbours": self.cleared_by_neighbours,
         }
 
 
@@ -249,12 +252,16 @@ class Verdict:
         if self.review and self.review_reason:
             lines.append(f"Needs review: {_REVIEW_WORDS[self.review_reason]}.")
         r = self.learned
-        if r is not None and (self.layer in ("learned", "both") or self.review):
+        if r is not None and (self.layer in ("learned", "both") or self.review or r.cleared_by_neighbours):
             what = self.labels.get(r.criterion or "", r.criterion or "a red flag")
             lines.append(
                 f"Learned layer: p={r.probability:.2f} (flag at {r.flag_at:.2f}, review at {r.review_at:.2f}; "
                 f'emergency p={r.p_emergency:.2f}, at {r.emergency_at:.2f}), closest to {what}, driven by "{r.clause}".'
             )
+            if r.cleared_by_neighbours:
+                lines.append(
+                    "Not sent to review: p is in the review band, but its closest labelled examples all needed nothing."
+                )
             if r.not_read:
                 lines.append(f"Learned layer did not read {len(r.not_read)} clause(s) the rules discounted.")
             for n in r.neighbours:

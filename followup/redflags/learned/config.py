@@ -45,6 +45,11 @@ class LearnedSettings:
     # guesses (its trigram mode took "can you send me a copy of the letter" for German at 0.98).
     language_markers: tuple[tuple[str, frozenset[str]], ...] = ()
     neighbours: int = 3
+    # A reply no rule flagged whose p(any) is only in the review band, and does not lean to an emergency, goes to
+    # review only if at least one of its `neighbours` closest labelled examples is a red flag: when all of them
+    # needed nothing, the corpus says replies like it are benign (a second opinion, by example, on an unsure model)
+    review_needs_flagged_neighbour: bool = False
+    review_neighbours: int = 5  # how many closest examples that takes (the clinician is shown `neighbours`)
     enabled: bool = True
     min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
     rules_only: tuple[str, ...] = ("persisting",)  # criteria that need context the model lacks (weeks since onset)
@@ -73,12 +78,12 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise CriteriaError(f"{where}.{key}: must be a number from 0 to 1; got {value!r}")
             values[key] = float(value)
-    for key in ("language_min_letters", "neighbours", "min_words"):
+    for key in ("language_min_letters", "neighbours", "min_words", "review_neighbours"):
         if key in data:
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
                 raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
             values[key] = data[key]
-    for key in ("enabled", "gate_exclusions", "gradual_caps_emergency"):
+    for key in ("enabled", "gate_exclusions", "gradual_caps_emergency", "review_needs_flagged_neighbour"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise CriteriaError(f"{where}.{key}: must be true or false")

@@ -107,7 +107,10 @@ class LearnedModel:
         )
 
     def _nearest(self, vector: npt.NDArray[np.float32]) -> tuple[Neighbour, ...]:
-        k = self.settings.neighbours
+        k = max(
+            self.settings.neighbours,
+            self.settings.review_neighbours if self.settings.review_needs_flagged_neighbour else 0,
+        )
         if k == 0 or not len(self._bank):
             return ()
         sims = self._bank @ (vector / max(float(np.linalg.norm(vector)), 1e-9))

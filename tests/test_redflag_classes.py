@@ -1,0 +1,56 @@
+"""Kinds of reply the detector read wrongly on blind set L (2026-12-03), each in this project's own words (never
+the blind set's): a score that climbs across check-ins, an onset at a time of today, Spanish diminutives and
+"más de 3 meses", Spanglish self-harm, a race or a blood draw that explains the symptom, the clinic's own leaflet
+as the topic, and short Spanish replies that lingua took for another language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from followup.redflags import Screen
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def screen() -> Screen:
+    return Screen.from_file(ROOT / "clinic" / "red_flags.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "level", "criterion"),
+    [
+        ("4 this week. it was 1 when these texts started and it has gone up every week since", "red_flag", "worsening"),
+        ("3 again, keeps climbing a little with each check in", "red_flag", "worsening"),
+        ("un 4, y va subiendo cada semana desde que empece", "red_flag", "worsening"),
+        ("her speech has been slurred since about 4 and she never drinks", "emergency", "stroke_signs"),
+        ("mi papa habla arrastrando las palabras desde las 5 de la tarde", "emergency", "stroke_signs"),
+        ("el brinquito del parpado ya lleva mas de 3 meses, todos los dias", "red_flag", "persisting"),
+        ("el tic del ojo lleva mas de 3 meses", "red_flag", "persisting"),
+        ("ya no aguanto more, todos estarian better off sin mi", "emergency", "self_harm"),
+        ("after my 10k on sunday i was totally out of breath, fine after a shower", "none", None),
+        ("hice un 10k y termine sin aire, normal no?", "none", None),
+        ("me desmaye cuando me sacaron la sangre en el laboratorio, luego bien", "none", None),
+        ("I read your leaflet about swallowing problems and I have none of that", "none", None),
+        ("lei su folleto sobre la debilidad y no tengo nada de eso", "none", None),
+        ("mi nieta de 3 meses tiene hipo y brincos", "none", None),
+    ],
+)
+def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
+    """Each kind is read at the level a clinician expects, for the criterion that makes it so."""
+    verdict = screen.assess(text)
+    assert verdict.level == level, verdict.explanation()
+    if criterion is not None:
+        assert criterion in verdict.criteria, verdict.explanation()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["fui a spinning y acabe sin aire", "se me durmio la boca por la anestesia del dentista pero ya se me paso"],
+)
+def test_short_spanish_is_read_as_spanish(screen: Screen, text: str) -> None:
+    """A short Spanish reply with two Spanish function words is read in Spanish, not sent to review as unreadable."""
+    verdict = screen.assess(text)
+    assert verdict.language == "es" and verdict.review_reason != "language", verdict.explanation()
