@@ -1,7 +1,8 @@
-"""Kinds of reply the detector read wrongly on blind set L (2026-12-03), each in this project's own words (never
-the blind set's): a score that climbs across check-ins, an onset at a time of today, Spanish diminutives and
-"más de 3 meses", Spanglish self-harm, a race or a blood draw that explains the symptom, the clinic's own leaflet
-as the topic, and short Spanish replies that lingua took for another language."""
+"""Kinds of reply the detector read wrongly on blind sets L and M (2026-12-03), each in this project's own words
+(never the blind sets'): a score that climbs across check-ins, an onset at a time of today, Spanish diminutives
+and "más de 3 meses", Spanglish self-harm, an overdose told by the container, "rather just not wake up", a twitch
+that "hasn't" (settled) after weeks, numbness with "no fui al dentista", a race or a blood draw that explains the
+symptom, the clinic's own leaflet as the topic, and short Spanish replies that lingua took for another language."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def screen() -> Screen:
         ("I read your leaflet about swallowing problems and I have none of that", "none", None),
         ("lei su folleto sobre la debilidad y no tengo nada de eso", "none", None),
         ("mi nieta de 3 meses tiene hipo y brincos", "none", None),
+        ("my daughter swallowed most of a bottle of her antidepressants last night", "emergency", "overdose"),
+        ("mi hijo se tomo casi toda la caja de pastillas", "emergency", "overdose"),
+        ("honestly I'd rather just not wake up than keep feeling like this", "emergency", "self_harm"),
+        ("prefiero no despertar a seguir asi", "emergency", "self_harm"),
+        (
+            "they told me to write if it had not settled in 8 weeks. it has been 10 weeks and it hasn't.",
+            "red_flag",
+            "persisting",
+        ),
+        ("tengo el labio dormido desde ayer y no fui al dentista", "emergency", "sudden_numbness"),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
