@@ -1,8 +1,9 @@
-"""Kinds of reply the detector read wrongly on blind sets L and M (2026-12-03), each in this project's own words
-(never the blind sets'): a score that climbs across check-ins, an onset at a time of today, Spanish diminutives
-and "más de 3 meses", Spanglish self-harm, an overdose told by the container, "rather just not wake up", a twitch
-that "hasn't" (settled) after weeks, numbness with "no fui al dentista", a race or a blood draw that explains the
-symptom, the clinic's own leaflet as the topic, and short Spanish replies that lingua took for another language."""
+"""Kinds of reply the detector read wrongly on blind sets L, M and N (2026-12-03), each in this project's own words
+(never the blind sets'): a score that climbs across check-ins, an onset at a time of today or "in the last half
+hour", Spanish diminutives and "más de 3 meses", Spanglish self-harm, an overdose told by its container, "rather
+just not wake up", pills set aside, someone hard to rouse, a twitch that "hasn't" (settled) after weeks, numbness
+with "no fui al dentista", a race or a blood draw that explains the symptom, the clinic's own leaflet as the topic,
+and short Spanish replies that lingua took for another language."""
 
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def screen() -> Screen:
             "persisting",
         ),
         ("tengo el labio dormido desde ayer y no fui al dentista", "emergency", "sudden_numbness"),
+        ("found my dad very drowsy, can barely wake him, his pill bottle is empty", "emergency", "collapse"),
+        ("encontre a mi mama muy dormida, casi no despierta", "emergency", "collapse"),
+        ("the pill box is empty, can you send a new prescription?", "none", None),
+        ("some nights i go to bed hoping i just don't wake up", "emergency", "self_harm"),
+        ("I've been putting a few of my sleeping pills aside each week, just in case", "emergency", "self_harm"),
+        ("in the last half hour my hand went weak and clumsy", "emergency", "sudden_weakness"),
+        ("her words are all mushed together since this morning", "emergency", "speech"),
+        ("it's way worse than when I saw the doctor", "red_flag", "worsening"),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
