@@ -1,4 +1,4 @@
-"""Kinds of reply the detector read wrongly on blind sets L, M and N (2026-12-03), each in this project's own words
+"""Kinds of reply the detector read wrongly on blind sets L to O (2026-12-03), each in this project's own words
 (never the blind sets'): a score that climbs across check-ins, an onset at a time of today or "in the last half
 hour", Spanish diminutives and "más de 3 meses", Spanglish self-harm, an overdose told by its container, "rather
 just not wake up", pills set aside, someone hard to rouse, a twitch that "hasn't" (settled) after weeks, numbness
@@ -56,6 +56,16 @@ def screen() -> Screen:
         ("in the last half hour my hand went weak and clumsy", "emergency", "sudden_weakness"),
         ("her words are all mushed together since this morning", "emergency", "speech"),
         ("it's way worse than when I saw the doctor", "red_flag", "worsening"),
+        ("my grandma's face has gone funny on one side, her mouth hangs down on the left", "emergency", "stroke_signs"),
+        ("mi papa de repente is talking weird, arrastra las palabras", "emergency", "stroke_signs"),
+        ("0. tbh wouldnt care if i didnt wake up tomorrow, everyone'd be better off", "emergency", "self_harm"),
+        ("counting out my pills tonight to see if there's enough", "emergency", "self_harm"),
+        ("ya deje cartas para mis hijos y le di el perro a mi hermana, gracias por todo", "emergency", "self_harm"),
+        ("si me acuesto y no me despierto mas pues tampoco seria tan malo", "emergency", "self_harm"),
+        ("5. it was a 2 in spring, 3 in summer, only going one way", "red_flag", "worsening"),
+        ("el parpado me sigue temblando desde diciembre, mas de tres meses ya", "red_flag", "persisting"),
+        ("week 9 of the calf twitch, still there", "red_flag", "persisting"),
+        ("had to ask my husband to do my shirt buttons, fingers just fumble about", "red_flag", "daily_activities"),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
