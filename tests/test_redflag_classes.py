@@ -1,4 +1,4 @@
-"""Kinds of reply the detector read wrongly on blind sets L to O (2026-12-03), each in this project's own words
+"""Kinds of reply the detector read wrongly on blind sets L to P (2026-12-03), each in this project's own words
 (never the blind sets'): a score that climbs across check-ins, an onset at a time of today or "in the last half
 hour", Spanish diminutives and "más de 3 meses", Spanglish self-harm, an overdose told by its container, "rather
 just not wake up", pills set aside, someone hard to rouse, a twitch that "hasn't" (settled) after weeks, numbness
@@ -66,6 +66,12 @@ def screen() -> Screen:
         ("el parpado me sigue temblando desde diciembre, mas de tres meses ya", "red_flag", "persisting"),
         ("week 9 of the calf twitch, still there", "red_flag", "persisting"),
         ("had to ask my husband to do my shirt buttons, fingers just fumble about", "red_flag", "daily_activities"),
+        ("honestly whats the point. id rather not be around long enough to see it get worse", "emergency", "self_harm"),
+        ("anoche me volvi a cortar los brazos, es lo unico q me calma", "emergency", "self_harm"),
+        ("cut my arms again last night, it's the only thing that helps", "emergency", "self_harm"),
+        ("had to ask my 12 yo to open the pickle jar this morning", "red_flag", "daily_activities"),
+        ("4. same as the last 6 weeks, never really goes away", "red_flag", "persisting"),
+        ("pero el parpado sigue cerrandoseme solo desde hace 6 semanas", "red_flag", "eyelid_face"),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
