@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnClause, and_, delete, literal_column, or_
+from sqlalchemy import ColumnClause, delete, literal_column
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -236,15 +236,23 @@ def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime, upt
     # The check-ins whose state may differ: sent since; or sent in the REPLY_WINDOW before `taken` (pending then,
     # at most) by a patient who replied since, or so long ago that their window has run out since.
     went_out = (col(Message.kind) == CHECKIN, col(Message.status).in_(WENT_OUT))
-    recent = s.exec(
-        select(Message.id, Message.patient_id, Message.sent_at).where(
-            *went_out,
-            or_(
-                and_(col(Message.sent_at) >= taken, col(Message.sent_at) < now),
-                and_(col(Message.sent_at) > taken - REPLY_WINDOW, col(Message.sent_at) <= now - REPLY_WINDOW),
-            ),
-        )
-    ).all()
+    # Two plain ranges of the check-ins' sent_at index, the state filtered here: with `status IN` (and an OR) in the
+    # statement, SQLite's sampled statistics made it walk every sent message by state instead (the overview job
+    # was a fifth of a 100,000-patient simulation's time at day 9).
+    ranges = (
+        (col(Message.sent_at) >= taken, col(Message.sent_at) < now),
+        (col(Message.sent_at) > taken - REPLY_WINDOW, col(Message.sent_at) <= now - REPLY_WINDOW),
+    )
+    recent = [  # a check-in in both ranges comes twice: `checkins` below keeps it once
+        (mid, pid, at)
+        for bounds in ranges
+        for mid, pid, at, status in s.exec(
+            select(Message.id, Message.patient_id, Message.sent_at, Message.status).where(
+                col(Message.kind) == CHECKIN, *bounds
+            )
+        ).all()
+        if status in WENT_OUT
+    ]
     repliers = sorted({pid for pid, *_ in new_replies if pid is not None})
     answered: list[tuple[int | None, int | None, datetime | None]] = []
     for i in range(0, len(repliers), CHUNK):
