@@ -79,6 +79,12 @@ class ServerSettings(_Section):
         return self._public_url_derived
 
 
+def send_in_flight_seconds(timeout: float, settle: float) -> float:
+    """The longest a provider call can still be on its way after it starts: the HTTP client applies `timeout` to
+    connecting and again to reading, and the provider may take `settle` more to show the message to a lookup."""
+    return 2 * timeout + settle
+
+
 def served_url(host: str, port: int) -> str:
     """The URL a browser on this machine uses to reach `host:port` (0.0.0.0 and :: listen everywhere)."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 (names the wildcard, does not bind it)
@@ -187,6 +193,8 @@ class DispatchSettings(_Section):
     backoff_max_seconds: float = Field(3600.0, gt=0)
     per_sender_per_second: float = Field(10.0, gt=0)
     email_reconcile_grace_seconds: int = Field(600, ge=0)
+    # After a provider call ends, how long before a lookup at the provider is trusted to show what it accepted.
+    lookup_settle_seconds: float = Field(1.0, ge=0, le=60)
     # A worker's claim on a stored reply it is acting on; a worker that dies leaves it to be taken again after this.
     reply_claim_seconds: float = Field(60.0, gt=0, le=3600)
 
@@ -503,6 +511,16 @@ class Settings(_Section):
                     )
             if not self.server.public_url.startswith("https://"):
                 raise ValueError("server.public_url: must be https:// in production")
+        for section, timeout in (("twilio", self.twilio.timeout_seconds), ("sendgrid", self.sendgrid.timeout_seconds)):
+            in_flight = send_in_flight_seconds(timeout, self.dispatch.lookup_settle_seconds)
+            if self.dispatch.lease_seconds < in_flight + 1:
+                # A send still on its way when its lease ran out could be looked up, not found, and sent again.
+                raise ValueError(
+                    f"dispatch.lease_seconds: {self.dispatch.lease_seconds} s is too short for "
+                    f"{section}.timeout_seconds = {timeout:g}: a send may be on its way for {in_flight:g} s "
+                    "(connect and read timeouts, plus dispatch.lookup_settle_seconds), and the lease must outlive it "
+                    "by at least 1 s; raise the lease or lower the timeout"
+                )
         if self.twilio_configured and not self.twilio.from_number:
             raise ValueError("twilio.from_number: required when Twilio credentials are set")
         if (self.twilio_configured or self.sendgrid_configured) and not self.oncall_configured:

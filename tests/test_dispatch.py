@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from followup.services.drafts import Draft
 from followup.services.enrollment import submit_triage
 from followup.services.queue import queue
 from followup.services.reachability import set_channel_state
+from followup.settings import send_in_flight_seconds
 from followup.transports.base import LookupUnavailable, PermanentSendError, RetryableSendError
 from followup.transports.recording import RecordingTransport
 
@@ -489,6 +490,57 @@ def test_interrupted_send_is_reconciled_not_resent(
         assert w.reason == "found at the provider after an interrupted send"
     else:
         assert (report.sent, w.attempts) == (1, 2)
+
+
+class CallInFlight(RecordingTransport):
+    """A provider call that stays on its way for `seconds` of the clock and reaches the provider at its end; `during`
+    runs once while it is on its way (another dispatcher recovering stale messages)."""
+
+    def __init__(self, channel: str, clock: FakeClock, seconds: float) -> None:
+        super().__init__(channel)
+        self.clock, self.seconds = clock, seconds
+        self.during: Callable[[], None] | None = None
+
+    def send(self, msg: Any) -> Any:
+        self.clock.advance(timedelta(seconds=self.seconds))
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return super().send(msg)
+
+
+@pytest.mark.parametrize(("lease", "timeout"), [(120, 10.0), (8, 2.0), (30, 1.0)], ids=["defaults", "short", "fast"])
+def test_a_send_on_its_way_when_another_dispatcher_recovers_is_left_alone(
+    db_url: str, clock: FakeClock, lease: int, timeout: float
+) -> None:
+    """A send started at its last allowed moment and on its way for its whole connect and read timeouts is not
+    recovered and re-sent by another dispatcher meanwhile: the patient gets one copy."""
+    settings = make_settings(
+        db_url,
+        dispatch={"lease_seconds": lease},
+        twilio={"timeout_seconds": timeout},
+        sendgrid={"timeout_seconds": timeout},
+    )
+    on_its_way = send_in_flight_seconds(timeout, settings.dispatch.lookup_settle_seconds) - 0.01
+    sms = CallInFlight("sms", clock, on_its_way)
+    rt = build_runtime(settings, clock=clock, transports={"sms": sms, "email": RecordingTransport("email")})
+    enroll(rt)
+    a, b = Dispatcher(rt, owner="a"), Dispatcher(rt, owner="b")
+    meanwhile: list[PassReport] = []
+    sms.during = lambda: meanwhile.append(b.run_once())
+    try:
+        jobs = a.prepare(a.claim(), PassReport())
+        assert len(jobs) == 1 and jobs[0].send_by is not None
+        clock.set(jobs[0].send_by)  # the latest moment the send may start
+        a.record([a._send(jobs[0])], PassReport())
+        later = b.run_once()
+    finally:
+        a.close()
+        b.close()
+    assert len(meanwhile) == 1 and (meanwhile[0].reconciled, meanwhile[0].sent) == (0, 0)
+    assert (later.reconciled, later.sent) == (0, 0)
+    assert len(sms.sent) == 1
+    assert one(rt, step_id="welcome").status == MessageState.SENT
 
 
 def test_claimed_but_never_started_goes_back_to_the_queue(

@@ -21,6 +21,7 @@ from followup.db import Database
 from followup.runtime import Runtime
 from followup.services.dispatch import Dispatcher, PassReport
 from followup.services.pacing import SharedPacer
+from followup.settings import send_in_flight_seconds
 
 SENDER = "+15005550006"
 
@@ -139,9 +140,9 @@ def test_dispatcher_puts_back_untried_what_its_sender_has_no_slot_for(rt: Runtim
         sender = rt.transports["sms"].sender
         n = 12
         seed(rt, n)
-        send_by = d.rt.settings.dispatch.lease_seconds - min(
-            rt.settings.twilio.timeout_seconds + 1.0, rt.settings.dispatch.lease_seconds / 2
-        )
+        cfg = rt.settings
+        in_flight = send_in_flight_seconds(cfg.twilio.timeout_seconds, cfg.dispatch.lookup_settle_seconds)
+        send_by = cfg.dispatch.lease_seconds - in_flight
         # The other worker's grants run until 2.5 intervals before this batch's last useful moment.
         with rt.db.session() as s:
             s.add(m.SenderPace(sender=sender, tat=wall.t + send_by - 2.5 / rate, granted=0))

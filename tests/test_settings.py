@@ -161,6 +161,8 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
             "twilio.from_number",
         ),
         ("[server\nport = 1\n", {}, "not valid TOML"),
+        ("[dispatch]\nlease_seconds = 20\n", {}, "dispatch.lease_seconds"),
+        ("", {"FOLLOWUP_DISPATCH__LEASE_SECONDS": "8", "FOLLOWUP_TWILIO__TIMEOUT_SECONDS": "4"}, "twilio.timeout"),
     ],
     ids=[
         "unknown-zone-env",
@@ -180,6 +182,8 @@ def test_a_secret_in_the_file_is_refused(toml, section: str, key: str) -> None:
         "window-reversed",
         "twilio-without-from",
         "broken-toml",
+        "lease-shorter-than-a-sendgrid-call",
+        "lease-shorter-than-a-twilio-call",
     ],
 )
 def test_bad_values_raise_settings_error_naming_the_key(toml, file_text: str, env: dict, names: str) -> None:

@@ -87,13 +87,15 @@ class Workers:
             "FOLLOWUP_TWILIO__AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
             "FOLLOWUP_TWILIO__FROM_NUMBER": FROM,
             "FOLLOWUP_TWILIO__API_BASE": provider.url,
-            # Sends start only while the lease outlives the provider call (its timeout): keep it well under the lease.
+            # Sends start only while the lease outlives the whole provider call (twice its timeout and a settle time):
+            # 8 s of lease leaves 3 s to start sends in (settings.send_in_flight_seconds).
             "FOLLOWUP_TWILIO__TIMEOUT_SECONDS": "2",
+            "FOLLOWUP_SENDGRID__TIMEOUT_SECONDS": "2",
             "FOLLOWUP_SENDGRID__API_KEY": "",
             "FOLLOWUP_CLINIC__ONCALL_SMS": '["+13105550199"]',  # required with a real provider
             "FOLLOWUP_DISPATCH__INTERVAL_SECONDS": "0.2",
             "FOLLOWUP_DISPATCH__BATCH_SIZE": "200",
-            "FOLLOWUP_DISPATCH__LEASE_SECONDS": "5",
+            "FOLLOWUP_DISPATCH__LEASE_SECONDS": "8",
             "FOLLOWUP_DISPATCH__CONCURRENCY": "8",
             "FOLLOWUP_DISPATCH__PER_SENDER_PER_SECOND": "100000",
             "FOLLOWUP_DISPATCH__BACKOFF_BASE_SECONDS": "0.5",

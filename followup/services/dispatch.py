@@ -35,6 +35,7 @@ from followup.services import silence
 from followup.services.confirmation import HOLD_UNCONFIRMED, confirmed
 from followup.services.context import message_context
 from followup.services.pacing import SharedPacer
+from followup.settings import send_in_flight_seconds
 from followup.transports.base import LookupUnavailable, Outgoing, SendError, Sent
 
 log = logging.getLogger("followup.dispatch")
@@ -85,9 +86,11 @@ class Dispatcher:
         # exactly the limit the provider counted one send too many in some second (tests/test_faults.py). The
         # bucket is a database row per sender, shared by every worker process (services/pacing.py).
         self.pacer = SharedPacer(Pace(cfg.per_sender_per_second * PACING_MARGIN))
-        # No bigger batch than pacing lets go out in half a lease: batches overlap (one sending, the next waiting),
-        # and a message not started in time is put back untried (see `_send_by`), so a bigger one would only churn.
-        sendable = cfg.per_sender_per_second * PACING_MARGIN * (cfg.lease_seconds / 2)
+        # No bigger batch than pacing lets go out in half a lease (nor within the sending horizon): batches overlap
+        # (one sending, the next waiting), and a message not started in time is put back untried (see `_send_by`),
+        # so a bigger one would only churn.
+        window = min([cfg.lease_seconds / 2, *(self._horizon(channel) for channel in rt.transports)])
+        sendable = cfg.per_sender_per_second * PACING_MARGIN * window
         self.batch_limit = max(1, min(cfg.batch_size, int(sendable)))
         self.window = Window(rt.settings.schedule.send_from, rt.settings.schedule.send_until)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
@@ -145,9 +148,13 @@ class Dispatcher:
 
     def _horizon(self, channel: str) -> float:
         """Seconds from now to the last moment a send claimed now may start (see `_send_by`)."""
+        return self.rt.settings.dispatch.lease_seconds - self._in_flight(channel)
+
+    def _in_flight(self, channel: str) -> float:
+        """The longest a send on `channel` can still be on its way after it starts (settings.send_in_flight_seconds)."""
         cfg = self.rt.settings
         timeout = cfg.twilio.timeout_seconds if channel == Channel.SMS else cfg.sendgrid.timeout_seconds
-        return cfg.dispatch.lease_seconds - min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
+        return send_in_flight_seconds(timeout, cfg.dispatch.lookup_settle_seconds)
 
     def claim(self, limit: int | None = None, channels: Sequence[str] | None = None) -> list[int]:
         """Atomically take up to `limit` (default `batch_limit`) due messages, of `channels` (default all), the
@@ -305,14 +312,13 @@ class Dispatcher:
         return _Job(msg.id, out, msg.attempts, msg.patient_id, msg.kind, self._send_by(msg))
 
     def _send_by(self, msg: Message) -> datetime | None:
-        """The last moment a send may start: the lease must outlive the provider call (its timeout), or another
-        dispatcher could reconcile the message, find nothing at the provider yet, and send it a second time."""
+        """The last moment a send may start: the lease must outlive the whole provider call (connect and read
+        timeouts, and the provider's settle time), or another dispatcher could reconcile the message, find nothing
+        at the provider yet, and send it a second time. This margin was once capped at half the lease, and with a
+        short lease a slow call outlived it: a message went twice (tests/test_workers_pg.py, database outage)."""
         if msg.lease_until is None:
             return None
-        cfg = self.rt.settings
-        timeout = cfg.twilio.timeout_seconds if msg.channel == Channel.SMS else cfg.sendgrid.timeout_seconds
-        margin = min(timeout + 1.0, cfg.dispatch.lease_seconds / 2)
-        return msg.lease_until - timedelta(seconds=margin)
+        return msg.lease_until - timedelta(seconds=self._in_flight(msg.channel))
 
     def _send(self, job: _Job) -> _Outcome:
         transport = self.rt.transports[job.out.channel]
@@ -368,8 +374,10 @@ class Dispatcher:
                 assert err is not None
                 msg.updated_at, msg.error_code = now, err.code
                 if err.retryable and err.ambiguous:
-                    # Maybe sent: leave it `sending` with an expired lease; reconcile() asks the provider first.
-                    msg.lease_until, msg.reason = now, f"outcome unknown ({err.reason}); reconciling"
+                    # Maybe sent: leave it `sending`; reconcile() asks the provider first, once the provider has had
+                    # its settle time to show a message it accepted as the call timed out.
+                    settle = timedelta(seconds=cfg.lookup_settle_seconds)
+                    msg.lease_until, msg.reason = now + settle, f"outcome unknown ({err.reason}); reconciling"
                     report.retried += 1
                 elif err.retryable and o.job.attempts < cfg.max_attempts:
                     _reschedule(
