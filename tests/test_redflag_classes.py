@@ -3,7 +3,9 @@
 hour", Spanish diminutives and "más de 3 meses", Spanglish self-harm, an overdose told by its container, "rather
 just not wake up", pills set aside, someone hard to rouse, a twitch that "hasn't" (settled) after weeks, numbness
 with "no fui al dentista", a race or a blood draw that explains the symptom, the clinic's own leaflet as the topic,
-and short Spanish replies that lingua took for another language."""
+and short Spanish replies that lingua took for another language. Set R (session 22): breathlessness at rest told by
+an effort not made ("like I'd run a marathon"), "sin hacer nada" taken for a negation, lips that "have gone" blue,
+a numb limb with a positional or cold cause, threats and "de infarto" as figures, a cramp in the pool, cider."""
 
 from __future__ import annotations
 
@@ -72,6 +74,41 @@ def screen() -> Screen:
         ("had to ask my 12 yo to open the pickle jar this morning", "red_flag", "daily_activities"),
         ("4. same as the last 6 weeks, never really goes away", "red_flag", "persisting"),
         ("pero el parpado sigue cerrandoseme solo desde hace 6 semanas", "red_flag", "eyelid_face"),
+        # set R (session 22): breathless at rest told by an effort not made; figures and episodes with a cause
+        (
+            "sat in my armchair doing nothing and panting like i just sprinted for a bus, lips gone a bit blue",
+            "emergency",
+            "breathing",
+        ),
+        ("lying in bed and puffing like I've climbed ten flights of stairs", "emergency", "breathing"),
+        ("estoy sentada sin hacer nada y respiro como si hubiera corrido un maratón", "emergency", "breathing"),
+        ("se me pusieron morados los labios hace un rato", "emergency", "breathing"),
+        ("out of breath after climbing the stairs at work, worse every week", "red_flag", "breathless_exertion"),
+        (
+            "se me durmió el pie en la reunión de tres horas, me levanté y a los dos minutos ya estaba normal",
+            "none",
+            None,
+        ),
+        ("me quede dormida sobre el brazo en el sillon y se me entumio, al rato se me paso", "none", None),
+        ("se me entume la mano derecha todos los dias desde hace un mes", "red_flag", "sensory"),
+        (
+            "hands went numb and tingly holding the steering wheel in the frost, came right once the car warmed up",
+            "none",
+            None,
+        ),
+        ("my hands go numb every morning for no reason", "red_flag", "sensory"),
+        ("my landlord is going to strangle me if the rent is late again lol. twitches 1", "none", None),
+        ("I choke on my food at nearly every meal now", "emergency", "choking"),
+        ("fue un mes de infarto en el trabajo, pero los brincos tranquilos, un 1", "none", None),
+        ("almost passed out laughing at my nephew's dance moves. all good otherwise, 0", "none", None),
+        ("passed out in the kitchen this morning and couldn't get up for a while", "emergency", "collapse"),
+        ("had a charley horse in my foot in the pool, stretched it and it went, not had another", "none", None),
+        ("cramps in both calves every night, so bad they wake me", "red_flag", None),
+        (
+            "words came out a bit slurry after too many ciders at the barbecue but back to normal the next morning",
+            "none",
+            None,
+        ),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:

@@ -416,8 +416,8 @@ def test_format_verdict_is_readable(detector: Detector) -> None:
 @pytest.mark.parametrize(
     ("text", "criteria", "rule"),
     [
-        ("desde hace semanas me falta el aire", ("breathless_exertion",), "breathing#54+gradual"),
-        ("a las dos cuadras ya me ahogo", ("breathless_exertion",), "breathing#60+gradual"),
+        ("desde hace semanas me falta el aire", ("breathless_exertion",), "breathing#56+gradual"),
+        ("a las dos cuadras ya me ahogo", ("breathless_exertion",), "breathing#62+gradual"),
         ("I've been getting short of breath lying flat, little by little", ("breathing",), "breathing#"),
         ("se me atora la comida desde hace meses, cada vez más", ("swallowing",), "choking#11+gradual"),
         ("hoy se atoró con la comida y se puso morado, le pasa cada vez más", ("choking",), "choking#"),

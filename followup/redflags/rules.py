@@ -164,9 +164,12 @@ def _persisting(
     ongoing = [m for m in signals if m not in easing]
     suppressed = []
     min_weeks = book.settings.persisting_min_weeks
+    excluded = [(c.start, c.end) for c in cues if c.kind == "exclusions"]
     for c in sorted(cues, key=lambda c: (c.start, -c.end)):
         if c.kind not in ("duration", "open_duration"):
             continue
+        if any(c.start < e and b < c.end for b, e in excluded):
+            continue  # inside a figure of speech: "un mes de infarto" is a hectic month, not a month of twitching
         if (
             c.start
             and doc[c.start - 1].text in book.duration_not_after
