@@ -5,7 +5,9 @@ just not wake up", pills set aside, someone hard to rouse, a twitch that "hasn't
 with "no fui al dentista", a race or a blood draw that explains the symptom, the clinic's own leaflet as the topic,
 and short Spanish replies that lingua took for another language. Set R (session 22): breathlessness at rest told by
 an effort not made ("like I'd run a marathon"), "sin hacer nada" taken for a negation, lips that "have gone" blue,
-a numb limb with a positional or cold cause, threats and "de infarto" as figures, a cramp in the pool, cider."""
+a numb limb with a positional or cold cause, threats and "de infarto" as figures, a cramp in the pool, cider. Set S:
+a car left running in a garage, "lo más fácil sería no despertarme", looking up how many pills, "she's fine now"
+from a relative writing for the patient."""
 
 from __future__ import annotations
 
@@ -112,6 +114,22 @@ def screen() -> Screen:
         ("out of breath just walking to the letterbox now and I used to do parkrun", "red_flag", "breathless_exertion"),
         ("me falta el aire para ir a la tienda de la esquina y antes corria maratones", "red_flag", None),
         ("legs give out on the stairs these days, I used to play five a side every week", "red_flag", "weakness"),
+        # set S (session 22): a means told without intent words, a death wish as "easier", pills counted up,
+        # a relative writing for the patient who adds "she's fine now"
+        ("been sitting in the car with the engine running in the garage at night, thinking", "emergency", "self_harm"),
+        ("me he sentado en el coche dentro del garaje con el motor encendido, pensando", "emergency", "self_harm"),
+        ("the garage said the engine was running rough so the car is in for repairs, twitches 1", "none", None),
+        ("la verdad lo mas facil seria no despertarme mañana", "emergency", "self_harm"),
+        ("anoche estuve buscando cuantas pastillas hacen falta", "emergency", None),
+        ("last night I looked up how many of my tablets it would take", "emergency", None),
+        ("my gran chokes on her tea every time now, she's fine now but it's been two weeks", "emergency", "choking"),
+        (
+            "mi abuela se atraganta cada vez que toma agua, ahorita ya esta bien pero lleva dos semanas asi",
+            "emergency",
+            None,
+        ),
+        ("my son had a fever last week, he's fine now. my twitches are the same", "none", None),
+        ("my sister slurs her words when she drinks", "none", None),
         (
             "words came out a bit slurry after too many ciders at the barbecue but back to normal the next morning",
             "none",
