@@ -130,6 +130,15 @@ def screen() -> Screen:
         ),
         ("my son had a fever last week, he's fine now. my twitches are the same", "none", None),
         ("my sister slurs her words when she drinks", "none", None),
+        # after set T (not measured on a blind set): a high place told with the looking down or the nights
+        (
+            "been standing on the bridge over the canal the last few nights just looking down at the water",
+            "emergency",
+            "self_harm",
+        ),
+        ("he estado yendo al puente de noche, nada mas a mirar el agua", "emergency", "self_harm"),
+        ("we stood on the bridge to watch the fireworks, lovely night. twitches 1", "none", None),
+        ("took the kids to the top floor of the car park to look at the view", "none", None),
         (
             "words came out a bit slurry after too many ciders at the barbecue but back to normal the next morning",
             "none",
