@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnClause, delete, literal_column
+from sqlalchemy import ColumnClause, ColumnElement, delete, literal_column
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -89,17 +89,8 @@ def compute_days(s: Session, days: Sequence[date], tz: ZoneInfo, now: datetime, 
             Escalation.created_at >= start, Escalation.created_at < stop
         )
     ).all()
-    # The state is filtered here, not in the statement: with `status IN` there, SQLite's sampled statistics walked
-    # every sent message by state (ix_message_status_channel) instead of the check-ins' sent_at range, a seventh
-    # of a 100,000-patient simulation's time at day 10 (bench/README.md).
     checkins = [
-        (pid, at)
-        for pid, at, status in s.exec(
-            select(Message.patient_id, Message.sent_at, Message.status).where(
-                col(Message.kind) == CHECKIN, col(Message.sent_at) >= start, col(Message.sent_at) < min(end, now)
-            )
-        ).all()
-        if status in WENT_OUT
+        (pid, at) for _, pid, at in _went_out(s, col(Message.sent_at) >= start, col(Message.sent_at) < min(end, now))
     ]
     failed = s.exec(
         select(Message.updated_at).where(
@@ -239,38 +230,21 @@ def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime, upt
             add(at, f"{TREND}{mark}")
     # The check-ins whose state may differ: sent since; or sent in the REPLY_WINDOW before `taken` (pending then,
     # at most) by a patient who replied since, or so long ago that their window has run out since.
-    # Two plain ranges of the check-ins' sent_at index, the state filtered here: with `status IN` (and an OR) in the
-    # statement, SQLite's sampled statistics made it walk every sent message by state instead (the overview job
-    # was a fifth of a 100,000-patient simulation's time at day 9).
+    # Two plain ranges of the check-ins' sent_at index (an OR of both walked the status index too: `_went_out`).
     ranges = (
         (col(Message.sent_at) >= taken, col(Message.sent_at) < now),
         (col(Message.sent_at) > taken - REPLY_WINDOW, col(Message.sent_at) <= now - REPLY_WINDOW),
     )
-    recent = [  # a check-in in both ranges comes twice: `checkins` below keeps it once
-        (mid, pid, at)
-        for bounds in ranges
-        for mid, pid, at, status in s.exec(
-            select(Message.id, Message.patient_id, Message.sent_at, Message.status).where(
-                col(Message.kind) == CHECKIN, *bounds
-            )
-        ).all()
-        if status in WENT_OUT
-    ]
+    recent = [row for bounds in ranges for row in _went_out(s, *bounds)]  # one in both ranges: kept once below
     repliers = sorted({pid for pid, *_ in new_replies if pid is not None})
     answered: list[tuple[int | None, int | None, datetime | None]] = []
     for i in range(0, len(repliers), CHUNK):
-        answered += [  # the state filtered here too: with it in the statement, SQLite walked every sent message
-            (mid, pid, at)
-            for mid, pid, at, status in s.exec(
-                select(Message.id, Message.patient_id, Message.sent_at, Message.status).where(
-                    col(Message.kind) == CHECKIN,
-                    col(Message.patient_id).in_(repliers[i : i + CHUNK]),
-                    col(Message.sent_at) > taken - REPLY_WINDOW,
-                    col(Message.sent_at) < taken,
-                )
-            ).all()
-            if status in WENT_OUT
-        ]
+        answered += _went_out(
+            s,
+            col(Message.patient_id).in_(repliers[i : i + CHUNK]),
+            col(Message.sent_at) > taken - REPLY_WINDOW,
+            col(Message.sent_at) < taken,
+        )
     checkins = {mid: (pid, at) for mid, pid, at in [*recent, *answered] if pid is not None and at is not None}
     if not checkins:
         return out
@@ -297,6 +271,19 @@ def since_snapshot(s: Session, tz: ZoneInfo, taken: datetime, now: datetime, upt
             if n:
                 out.setdefault(day, Counter())[figure] += n
     return out
+
+
+def _went_out(s: Session, *where: ColumnElement[bool]) -> list[tuple[int | None, int | None, datetime | None]]:
+    """(id, patient, sent_at) of the check-ins that went out among those matching `where`. The state is filtered here,
+    not in the statement: with `status IN` there, SQLite's sampled statistics walked every sent message by state
+    (ix_message_status_channel) instead of the check-ins' sent_at index (bench/README.md, the 100,000-patient
+    simulation; tests/test_planner_stats.py)."""
+    rows = s.exec(
+        select(Message.id, Message.patient_id, Message.sent_at, Message.status).where(
+            col(Message.kind) == CHECKIN, *where
+        )
+    ).all()
+    return [(mid, pid, at) for mid, pid, at, status in rows if status in WENT_OUT]
 
 
 def _states(
