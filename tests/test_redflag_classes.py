@@ -7,7 +7,9 @@ and short Spanish replies that lingua took for another language. Set R (session 
 an effort not made ("like I'd run a marathon"), "sin hacer nada" taken for a negation, lips that "have gone" blue,
 a numb limb with a positional or cold cause, threats and "de infarto" as figures, a cramp in the pool, cider. Set S:
 a car left running in a garage, "lo más fácil sería no despertarme", looking up how many pills, "she's fine now"
-from a relative writing for the patient."""
+from a relative writing for the patient. Set U (session 23): cutting told with "on" ("cutting on my legs again"), a
+decision told with the peace that follows it ("ya tomé mi decisión y estoy en paz"), "no me dejan dormir nada" (after
+a "no" verb, "nada" is emphasis, not a "no"), "no duermo nada por los brincos"."""
 
 from __future__ import annotations
 
@@ -144,6 +146,14 @@ def screen() -> Screen:
             "none",
             None,
         ),
+        ("relapsed last night, cutting on my legs again", "emergency", "self_harm"),
+        ("ya tomé mi decisión y estoy en paz, gracias por todo doctor", "emergency", "self_harm"),
+        ("I have made my decision and I am at peace, thanks for everything doctor", "emergency", "self_harm"),
+        ("I've made my decision to cut out coffee, thanks for everything!", "none", None),
+        ("ya tome la decision de dejar el cafe y estoy tranquila, gracias", "none", None),
+        ("cuando me acuesto de dia los brincos no me dejan dormir nada", "red_flag", "sleep_disrupted"),
+        ("no duermo nada por los brincos", "red_flag", "sleep_disrupted"),
+        ("¿los brincos no te dejan dormir? nada, duermo bien", "none", None),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
