@@ -14,8 +14,9 @@ The schedule itself lives in the project's tables, so any number of processes ca
 - `digest` (daily at `alerts.digest_time`, clinic's zone): the routine-escalation digest email;
 - `retention` (daily, first run five minutes after start): old message texts replaced by a marker;
 - `overview` (every OVERVIEW_MINUTES): the overview's closed days into its rollup, its open days carried forward
-  by what changed since the last run, and once an hour the open days rebuilt and the counts of patients enrolled
-  and not responding (services/rollup.py), so that no page view reads more than minutes of messages.
+  by what changed since the last run, once an hour the counts of patients enrolled and not responding, and every
+  six hours the open days rebuilt from their rows (services/rollup.py), so that no page view reads more than
+  minutes of messages.
 
 A job that raises is logged (ids only) and runs again at its next time: one failure never stops the loop.
 """

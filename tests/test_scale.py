@@ -372,6 +372,30 @@ def test_the_overview_job_recounts_non_responders_once_an_hour(
     assert rollup.silent(rt) == kept
 
 
+@pytest.mark.parametrize(("hours_on", "counted"), [(1, 0), (rollup.REBUILD_HOURS, 1)])
+def test_the_overview_job_rebuilds_the_open_days_every_few_hours(
+    rt: Runtime, clock: FakeClock, hours_on: int, counted: int
+) -> None:
+    """An escalation stored after the job's run but dated before it (what carrying forward cannot see) reaches the
+    open days' snapshot at the job's next rebuild (the first minutes of every REBUILD_HOURS-th hour), not before."""
+    start = clock.now().astimezone(ZoneInfo("UTC"))
+    t0 = start.replace(hour=0, minute=20, second=0, microsecond=0) + timedelta(days=1)
+    clock.set(t0)
+    with rt.db.session() as s:
+        pid = _patient(s, 1, t0 - timedelta(days=1))
+        s.commit()
+    rollup.refresh(rt)
+    with rt.db.session() as s:
+        s.add(_escalation(pid, t0 - timedelta(minutes=5), "emergency"))
+        s.commit()
+    clock.set(t0.replace(minute=5) + timedelta(hours=hours_on))
+    rollup.refresh(rt)
+    with rt.db.session() as s:
+        taken, days = rollup.open_snapshot(s, t0.date() - timedelta(days=7), clock.now().date())
+    assert taken == clock.now().replace(microsecond=0)
+    assert sum(f["escalation:emergency"] for f in days.values()) == counted
+
+
 # What happens after the job's snapshot (t0): (minutes after t0 the row is dated, kind, argument). Check-ins are
 # dated in hours before t0 when negative. The view is 10 minutes after t0.
 AFTER_SNAPSHOT: dict[str, list[tuple[float, str, str]]] = {

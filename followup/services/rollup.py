@@ -1,19 +1,20 @@
-"""The overview's rollup: its figures per clinic-local day in `OverviewDay`, so that a page view reads a few
-dozen rows instead of every message, reply and escalation of eight weeks.
+"""The overview's rollup: its figures per clinic-local day in `OverviewDay`, so that a page view reads a few dozen rows
+instead of every message, reply and escalation of eight weeks.
 
-A day is computed once it is closed (its last check-in's reply window is over: nothing can change its figures any
-more) and kept. The days still open (the last four or so) are kept too, as the job last saw them (marked OPEN, as
-at OPEN_AT); a page view adds what changed since (`since_snapshot`: the escalations, failures and replies from
-then on, and the few check-ins whose answer or window changed), so it reads minutes of rows, not days, and still
-says what a direct count says. The `overview` job (followup/jobs.py) computes closed days ahead of the first view,
-rewrites the open days' snapshot and, once an hour, recounts the figures kept whole (patients ever enrolled,
-non-responders); a page view also stores any closed day it had to compute, and works a day out from its rows only
-when neither is kept (before the job's first run, or when its snapshot is older than SNAPSHOT_STALE). The job's
-10-minute runs carry the snapshot forward the same way (last snapshot + what changed since); its hourly run
-rebuilds it from the rows, which corrects what carrying forward cannot see: a reply stored before a run but read
-(its trend set) after it, a failed message whose `updated_at` moves again, a row committed after a run but dated
-before it. Until then the open days' figures may be off by those rows; closed days are always computed whole.
-The rules are core.figures.tally's, the same as the page used before (tests/test_rollup.py compares the two).
+A day is computed once it is closed (its last check- in's reply window is over: nothing can change its figures any
+more) and kept. The days still open (the last four or so) are kept too, as the job last saw them (marked OPEN, as at
+OPEN_AT); a page view adds what changed since (`since_snapshot`: the escalations, failures and replies from then on,
+and the few check-ins whose answer or window changed), so it reads minutes of rows, not days, and still says what a
+direct count says. The `overview` job (followup/jobs.py) computes closed days ahead of the first view, rewrites the
+open days' snapshot and, once an hour, recounts the figures kept whole (patients ever enrolled, non-responders); a
+page view also stores any closed day it had to compute, and works a day out from its rows only when neither is kept
+(before the job's first run, or when its snapshot is older than SNAPSHOT_STALE). The job's 10-minute runs carry the
+snapshot forward the same way (last snapshot + what changed since); its run in the first minutes of every
+REBUILD_HOURS-th hour rebuilds it from the rows, which corrects what carrying forward cannot see: a reply stored
+before a run but read (its trend set) after it, a failed message whose `updated_at` moves again, a row committed
+after a run but dated before it. Until then (at most REBUILD_HOURS) the open days' figures may be off by those rows;
+closed days are always computed whole. The rules are core.figures.tally's, the same as the page used before
+(tests/test_rollup.py compares the two).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ SNAPSHOT_STALE = timedelta(hours=1)
 # minutes past the hour: the figures are at most about an hour old (a view before any count counts at once). Both
 # read every patient in follow-up (or every patient): done at each run, the job's cost grew with the table.
 SILENT_MINUTES = 10
+# ...and rebuilds the open days' snapshot from their rows in that run of every REBUILD_HOURS-th hour (UTC) only: the
+# rebuild reads every row of the four or five open days, and run hourly it was a sixth of a 100,000-patient
+# simulation (bench/README.md); what carrying forward misses in between is listed in the module's docstring.
+REBUILD_HOURS = 6
 # The partial indexes' predicates, as literals (models.partial): see ix_message_checkin_sent and ix_message_failed.
 CHECKIN: ColumnClause[str] = literal_column("'checkin'")
 FAILED: tuple[ColumnClause[str], ...] = (literal_column("'failed'"), literal_column("'undelivered'"))
@@ -354,9 +359,9 @@ def closed_days(s: Session, first: date, last: date) -> set[date]:
 def refresh(rt: Runtime, weeks: int = 8) -> int:
     """The `overview` job: compute and keep the closed days of the last `weeks` weeks not kept yet, carry the
     snapshot of the open days forward by what changed since the last run, and, only in the run that falls in the
-    first SILENT_MINUTES of each hour, rebuild that snapshot from its rows and count the patients enrolled and the
-    non-responders (both read every patient in follow-up or every patient: at every run,
-    the job's cost grew with the table). Returns the closed days stored."""
+    first SILENT_MINUTES of each hour, count the patients enrolled and the non-responders (both read every patient
+    in follow-up or every patient: at every run, the job's cost grew with the table) and, every REBUILD_HOURS
+    hours, rebuild that snapshot from its rows. Returns the closed days stored."""
     now = rt.clock.now()
     tz = ZoneInfo(rt.settings.clinic.timezone)
     first = weeks_to(now, tz, weeks)[0]
@@ -368,7 +373,8 @@ def refresh(rt: Runtime, weeks: int = 8) -> int:
         fresh = compute_days(s, missing, tz, now)
     stored = store_closed(rt, fresh, tz, now)
     hourly = now.minute < SILENT_MINUTES
-    store_open(rt, first, tz, now, rebuild=hourly)  # rebuilt once an hour: see since_snapshot for what it misses
+    rebuild = hourly and now.astimezone(UTC).hour % REBUILD_HOURS == 0  # see since_snapshot for what carrying misses
+    store_open(rt, first, tz, now, rebuild=rebuild)
     if hourly:
         refresh_total(rt, ENROLLED, _count_enrolled)
         refresh_total(rt, SILENT, lambda s: silence.count(s, now))
