@@ -1,7 +1,7 @@
 """The overview's rollup: its figures per clinic-local day in `OverviewDay`, so that a page view reads a few dozen rows
 instead of every message, reply and escalation of eight weeks.
 
-A day is computed once it is closed (its last check- in's reply window is over: nothing can change its figures any
+A day is computed once it is closed (its last check-in's reply window is over: nothing can change its figures any
 more) and kept. The days still open (the last four or so) are kept too, as the job last saw them (marked OPEN, as at
 OPEN_AT); a page view adds what changed since (`since_snapshot`: the escalations, failures and replies from then on,
 and the few check-ins whose answer or window changed), so it reads minutes of rows, not days, and still says what a
