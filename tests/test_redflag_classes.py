@@ -9,7 +9,10 @@ a numb limb with a positional or cold cause, threats and "de infarto" as figures
 a car left running in a garage, "lo más fácil sería no despertarme", looking up how many pills, "she's fine now"
 from a relative writing for the patient. Set U (session 23): cutting told with "on" ("cutting on my legs again"), a
 decision told with the peace that follows it ("ya tomé mi decisión y estoy en paz"), "no me dejan dormir nada" (after
-a "no" verb, "nada" is emphasis, not a "no"), "no duermo nada por los brincos"."""
+a "no" verb, "nada" is emphasis, not a "no"), "no duermo nada por los brincos". Set V: an adult's age given by the
+relative writing for the patient ("He's 80") made the symptom someone else's; "no despierta bien" read as a negation;
+the thinness told before the limb ("flaco de un brazo"); a self-harm line at the end of a friendly check-in, averaged
+away by the rest of the reply (the learned layer now reads each clause alone for emergencies: `clause_alone`)."""
 
 from __future__ import annotations
 
@@ -154,6 +157,29 @@ def screen() -> Screen:
         ("cuando me acuesto de dia los brincos no me dejan dormir nada", "red_flag", "sleep_disrupted"),
         ("no duermo nada por los brincos", "red_flag", "sleep_disrupted"),
         ("¿los brincos no te dejan dormir? nada, duermo bien", "none", None),
+        (
+            "1 twitches ok but since this morning his mouth has dropped on one side and his speech is slurred. "
+            "He's 80. Daughter",
+            "emergency",
+            "stroke_signs",
+        ),
+        ("my husband is 74 years old and can't swallow his tablets since yesterday", "emergency", "choking"),
+        ("mi hijo tiene 5 anos y se queja de calambres", "none", None),
+        ("mi mama no despierta bien, la encontramos dormida en el sillon", "emergency", "collapse"),
+        ("3 po. tengo mas flaca una pierna que la otra nomas, raro o no?", "red_flag", "wasting"),
+        ("estoy mas flaca de la cara por la dieta", "none", None),
+        (
+            "2 - twitches settled a lot, thanks. Happy to keep the appointment next week on the system. "
+            "I won't be here for it anyway, I've made my peace with it.",
+            "emergency",
+            "self_harm",
+        ),
+        (
+            "1, todo tranquilo con los brincos. Les confirmo la cita del martes. Igual no creo que llegue, "
+            "ya no quiero seguir aqui.",
+            "emergency",
+            "self_harm",
+        ),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:

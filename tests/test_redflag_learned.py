@@ -394,3 +394,22 @@ def test_training_is_reproducible_and_the_result_loads(tmp_path: Path) -> None:
     assert model.predict("I can't get any air in").criterion == "breathing"
     assert model.predict("all fine thanks").p_any < model.predict("I can't get any air in").p_any
     assert len(model.predict("hola").neighbours) == 3
+
+
+BURIED = (
+    "2 - twitches a lot calmer this week, thanks for the tips. Happy to keep my appointment on the 14th in the "
+    "system. I don't think I'll be around by then, I've made my mind up."
+)
+
+
+@pytest.mark.parametrize(("alone", "emergency"), [(True, True), (False, False)])
+def test_an_emergency_in_one_clause_is_not_averaged_away(screen: Screen, alone: bool, emergency: bool) -> None:
+    """With clause_alone, a clause read alone as an emergency gives the reply its reading and is named as the driver;
+    without it, the rest of a friendly reply averages the alarm away (what blind set V found)."""
+    assert screen.model is not None
+    tiers = {cid: c.tier for cid, c in screen.criteria.items()}
+    model = LearnedModel.load(replace(screen.model.settings, clause_alone=alone), tiers)
+    prediction = model.predict(BURIED)
+    assert (prediction.p_emergency >= 0.5) is emergency, prediction
+    if alone:
+        assert prediction.clause is not None and "around" in prediction.clause.text

@@ -52,6 +52,12 @@ class LearnedSettings:
     review_neighbours: int = 5  # how many closest examples that takes (the clinician is shown `neighbours`)
     enabled: bool = True
     min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
+    # Each clause of at least min_words words is also read as a reply on its own; when the one that reads most like
+    # an emergency does so at clause_emergency_at or more, and more than the whole reply does, the reply takes that
+    # clause's reading: a self-harm line at the end of a long friendly message is not averaged away by the rest
+    # (for any red flag, not only emergencies, it cost 9 false alarms per finding on the corpus' validation split)
+    clause_alone: bool = False
+    clause_emergency_at: float = 0.5
     rules_only: tuple[str, ...] = ("persisting",)  # criteria that need context the model lacks (weeks since onset)
 
 
@@ -72,7 +78,15 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
     if not _SHA.match(data["sha256"]):
         raise CriteriaError(f"{where}.sha256: must be 64 lowercase hex digits")
     values: dict[str, Any] = {"artefact": (path.parent / data["artefact"]).resolve(), "sha256": data["sha256"]}
-    for key in ("flag_at", "review_at", "emergency_at", "nearest_emergency_at", "raise_at", "language_min_confidence"):
+    for key in (
+        "flag_at",
+        "review_at",
+        "emergency_at",
+        "nearest_emergency_at",
+        "raise_at",
+        "language_min_confidence",
+        "clause_emergency_at",
+    ):
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -83,7 +97,13 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
                 raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
             values[key] = data[key]
-    for key in ("enabled", "gate_exclusions", "gradual_caps_emergency", "review_needs_flagged_neighbour"):
+    for key in (
+        "enabled",
+        "gate_exclusions",
+        "gradual_caps_emergency",
+        "review_needs_flagged_neighbour",
+        "clause_alone",
+    ):
         if key in data:
             if not isinstance(data[key], bool):
                 raise CriteriaError(f"{where}.{key}: must be true or false")

@@ -92,7 +92,16 @@ class LearnedModel:
         probs = softmax(self._coef @ pooled(emb) + self._bias)
         # Each clause on its own (its embedding as both halves of the feature): which one drove the verdict.
         own = softmax(np.concatenate([emb[: len(kept)], emb[: len(kept)]], axis=1) @ self._coef.T + self._bias)
-        driver = kept[int(np.argmax(1.0 - own[:, self._none]))]
+        concern = 1.0 - own[:, self._none]
+        at = int(np.argmax(concern))
+        driver, whole = kept[at], emb[-1]
+        if self.settings.clause_alone:
+            urgent = own[:, self._emergency].sum(axis=1)
+            long_enough = [i for i, c in enumerate(kept) if len(c.text.split()) >= self.settings.min_words]
+            if long_enough:
+                best = max(long_enough, key=lambda i: float(urgent[i]))
+                if urgent[best] >= self.settings.clause_emergency_at and urgent[best] > probs[self._emergency].sum():
+                    probs, driver, whole = own[best], kept[best], emb[best]
         ranked = [i for i in np.argsort(-probs) if i != self._none]
         top = int(ranked[0])
         return Prediction(
@@ -101,7 +110,7 @@ class LearnedModel:
             criterion=self.classes[top],
             p_criterion=round(float(probs[top]), 4),
             clause=driver,
-            neighbours=self._nearest(emb[-1]),
+            neighbours=self._nearest(whole),
             gated=dropped,
             ranked=tuple((self.classes[int(i)], round(float(probs[i]), 4)) for i in ranked),
         )
