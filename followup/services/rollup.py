@@ -14,7 +14,7 @@ REBUILD_HOURS-th hour rebuilds it from the rows, which corrects what carrying fo
 before a run but read (its trend set) after it, a failed message whose `updated_at` moves again, a row committed
 after a run but dated before it. Until then (at most REBUILD_HOURS) the open days' figures may be off by those rows;
 closed days are always computed whole. The rules are core.figures.tally's, the same as the page used before
-(tests/test_rollup.py compares the two).
+(tests/test_scale.py compares the two).
 """
 
 from __future__ import annotations

@@ -92,9 +92,7 @@ class LearnedModel:
         probs = softmax(self._coef @ pooled(emb) + self._bias)
         # Each clause on its own (its embedding as both halves of the feature): which one drove the verdict.
         own = softmax(np.concatenate([emb[: len(kept)], emb[: len(kept)]], axis=1) @ self._coef.T + self._bias)
-        concern = 1.0 - own[:, self._none]
-        at = int(np.argmax(concern))
-        driver, whole = kept[at], emb[-1]
+        driver, whole = kept[int(np.argmax(1.0 - own[:, self._none]))], emb[-1]
         if self.settings.clause_alone:
             urgent = own[:, self._emergency].sum(axis=1)
             long_enough = [i for i, c in enumerate(kept) if len(c.text.split()) >= self.settings.min_words]
