@@ -18,7 +18,11 @@ BLIND = ROOT / "tests" / "blind"
 # down; a floor, not a target (see tests/blind/README.md for why these cases are never used to tune). On 2026-12-04
 # (session 23) the learned layer began reading each clause alone for emergencies (`clause_alone`, chosen on the
 # corpus' validation split): emergency recall rose on 23 sets (floors raised to it) and specificity fell by one to
-# three replies on 13 (floors lowered to it), a trade made on purpose; escalation recall moved on none.
+# three replies on 13 (floors lowered to it), a trade made on purpose; escalation recall moved on none. On
+# 2026-12-04 (session 24) a vaccine stopped explaining weakness or numbness away ("since the flu jab my legs are
+# weak" was answered none: "flu" read as the illness): one benign reply about a flu shot became a red flag on i-en
+# and on o-es (floors lowered to it); the same change's figures of speech and causes cleared 12 benign replies
+# across 11 sets (net +9 of 2,738), recall unchanged on every set.
 FLOORS = {
     "blind-2026-12-02-d-en.jsonl": (0.94, 0.93, 0.70),
     "blind-2026-12-02-d-es.jsonl": (0.93, 0.97, 0.60),
@@ -30,7 +34,7 @@ FLOORS = {
     "blind-2026-12-02-g-es.jsonl": (0.98, 1.0, 0.70),
     "blind-2026-12-02-h-en.jsonl": (0.98, 1.0, 0.66),
     "blind-2026-12-02-h-es.jsonl": (1.0, 1.0, 0.68),
-    "blind-2026-12-03-i-en.jsonl": (1.0, 1.0, 0.64),
+    "blind-2026-12-03-i-en.jsonl": (1.0, 1.0, 0.62),
     "blind-2026-12-03-i-es.jsonl": (1.0, 1.0, 0.67),
     "blind-2026-12-03-j-en.jsonl": (1.0, 1.0, 0.74),
     "blind-2026-12-03-j-es.jsonl": (0.98, 1.0, 0.58),
@@ -43,7 +47,7 @@ FLOORS = {
     "blind-2026-12-03-n-en.jsonl": (0.97, 1.0, 0.68),
     "blind-2026-12-03-n-es.jsonl": (0.97, 1.0, 0.70),
     "blind-2026-12-03-o-en.jsonl": (0.93, 0.96, 0.70),
-    "blind-2026-12-03-o-es.jsonl": (0.97, 1.0, 0.61),
+    "blind-2026-12-03-o-es.jsonl": (0.97, 1.0, 0.60),
     "blind-2026-12-03-p-en.jsonl": (0.95, 0.96, 0.70),
     "blind-2026-12-03-p-es.jsonl": (0.95, 1.0, 0.77),
     "blind-2026-12-03-q-en.jsonl": (1.0, 0.96, 0.70),

@@ -12,7 +12,11 @@ decision told with the peace that follows it ("ya tomé mi decisión y estoy en 
 a "no" verb, "nada" is emphasis, not a "no"), "no duermo nada por los brincos". Set V: an adult's age given by the
 relative writing for the patient ("He's 80") made the symptom someone else's; "no despierta bien" read as a negation;
 the thinness told before the limb ("flaco de un brazo"); a self-harm line at the end of a friendly check-in, averaged
-away by the rest of the reply (the learned layer now reads each clause alone for emergencies: `clause_alone`)."""
+away by the rest of the reply (the learned layer now reads each clause alone for emergencies: `clause_alone`).
+Session 24, from the corpus' training split (not a blind set): "I'm cutting back on coffee" read as self-harm (the
+tips ask for exactly that), figures of speech (collapsed on the sofa, blackout blinds, a price that makes one faint or
+choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a limb,
+the cold or a long drive; and, the other way, weakness after a flu jab was explained away by the word "flu"."""
 
 from __future__ import annotations
 
@@ -168,6 +172,28 @@ def screen() -> Screen:
         ("mi mama no despierta bien, la encontramos dormida en el sillon", "emergency", "collapse"),
         ("3 po. tengo mas flaca una pierna que la otra nomas, raro o no?", "red_flag", "wasting"),
         ("estoy mas flaca de la cara por la dieta", "none", None),
+        ("I'm cutting back on coffee like the tips said", "none", None),
+        ("been cutting down on caffeine and the twitches are calmer", "none", None),
+        ("I'm cutting back on coffee but I cut myself again last night", "emergency", "self_harm"),
+        ("my Spanish is weak but I'm practising", "none", None),
+        ("collapsed on the sofa after a long shift, slept 10 hours", "none", None),
+        ("got blackout blinds and I sleep better", "none", None),
+        ("the gazebo collapsed in the wind lol", "none", None),
+        ("nearly fainted at the price of the car repair", "none", None),
+        ("telly overdose this weekend lol, twitching same", "none", None),
+        ("nearly choked on the price of petrol", "none", None),
+        ("my inbox is suffocating me this week", "none", None),
+        ("arm went dead from sleeping on it, shook it out and it was fine", "none", None),
+        ("lips tingly after the spicy curry, that's the point", "none", None),
+        ("numb bum from a 6 hour drive haha", "none", None),
+        ("feet numb with cold after the dog walk, fine once I warmed up", "none", None),
+        ("my leg has been numb since a 6 hour drive two weeks ago and it is still numb", "red_flag", "sensory"),
+        ("my chest feels like an elephant is sitting on it and my arm hurts", "emergency", "chest_pain"),
+        ("my wife had a fit in bed, whole body shaking", "emergency", "seizure"),
+        ("since the flu jab my legs are weak and I keep tripping", "red_flag", "weakness"),
+        ("desde la vacuna de la gripe tengo las piernas débiles", "red_flag", "weakness"),
+        ("me tienen asfixiada con tanta reunión pero bien de salud", "none", None),
+        ("se me durmió la pierna de estar en cuclillas, se quitó al caminar", "none", None),
         (
             "2 - twitches settled a lot, thanks. Happy to keep the appointment next week on the system. "
             "I won't be here for it anyway, I've made my peace with it.",
