@@ -16,7 +16,7 @@ away by the rest of the reply (the learned layer now reads each clause alone for
 Session 24, from the corpus' training split (not a blind set): "I'm cutting back on coffee" read as self-harm (the
 tips ask for exactly that), figures of speech (collapsed on the sofa, blackout blinds, a price that makes one faint or
 choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a limb,
-the cold or a long drive; and, the other way, weakness after a flu jab was explained away by the word "flu"."""
+the cold or a long drive; a trait the writer has always had ("de toda la vida"); and, the other way, weakness after a flu jab was explained away by the word "flu"."""
 
 from __future__ import annotations
 
@@ -193,6 +193,11 @@ def screen() -> Screen:
         ("since the flu jab my legs are weak and I keep tripping", "red_flag", "weakness"),
         ("desde la vacuna de la gripe tengo las piernas débiles", "red_flag", "weakness"),
         ("me tienen asfixiada con tanta reunión pero bien de salud", "none", None),
+        ("I speak slowly because English is my second language, always been like that", "none", None),
+        ("hablo enredado cuando me pongo nervioso, de toda la vida", "none", None),
+        ("always been a slow talker but this week my words are slurred and I drool", "red_flag", "speech"),
+        ("still slurring my words, nothing new there", "red_flag", "speech"),
+        ("desde niño tengo tics pero ahora me cuesta abotonar la camisa", "red_flag", "daily_activities"),
         ("se me durmió la pierna de estar en cuclillas, se quitó al caminar", "none", None),
         (
             "2 - twitches settled a lot, thanks. Happy to keep the appointment next week on the system. "
