@@ -14,9 +14,12 @@ relative writing for the patient ("He's 80") made the symptom someone else's; "n
 the thinness told before the limb ("flaco de un brazo"); a self-harm line at the end of a friendly check-in, averaged
 away by the rest of the reply (the learned layer now reads each clause alone for emergencies: `clause_alone`).
 Session 24, from the corpus' training split (not a blind set): "I'm cutting back on coffee" read as self-harm (the
-tips ask for exactly that), figures of speech (collapsed on the sofa, blackout blinds, a price that makes one faint or
-choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a limb,
-the cold or a long drive; a trait the writer has always had ("de toda la vida"); and, the other way, weakness after a flu jab was explained away by the word "flu"."""
+tips ask for exactly that), figures of speech (collapsed on the sofa, blackout blinds, a price that makes one faint
+or choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a
+limb, the cold or a long drive; a trait the writer has always had ("de toda la vida"), a year long past ("in 2019");
+the other way, a negation that reached a symptom across a comma kept the learned layer from reading the whole clause
+("pill stuck, can't shift it, ... drooling": now only the negated word is blanked for it), "stuck in my throat", and
+weakness after a flu jab was explained away by the word "flu"."""
 
 from __future__ import annotations
 
@@ -193,6 +196,9 @@ def screen() -> Screen:
         ("since the flu jab my legs are weak and I keep tripping", "red_flag", "weakness"),
         ("desde la vacuna de la gripe tengo las piernas débiles", "red_flag", "weakness"),
         ("me tienen asfixiada con tanta reunión pero bien de salud", "none", None),
+        ("pill stuck in my throat, can't shift it, spitting and drooling", "emergency", "choking"),
+        ("there is a piece of chicken stuck in my throat and I cannot swallow my spit", "emergency", "choking"),
+        ("a fishbone got stuck in my throat in 2019, nothing like that since", "none", None),
         ("I speak slowly because English is my second language, always been like that", "none", None),
         ("hablo enredado cuando me pongo nervioso, de toda la vida", "none", None),
         ("always been a slow talker but this week my words are slurred and I drool", "red_flag", "speech"),
