@@ -18,8 +18,9 @@ tips ask for exactly that), figures of speech (collapsed on the sofa, blackout b
 or choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a
 limb, the cold or a long drive; a trait the writer has always had ("de toda la vida"), a year long past ("in 2019");
 the other way, a negation that reached a symptom across a comma kept the learned layer from reading the whole clause
-("pill stuck, can't shift it, ... drooling": now only the negated word is blanked for it), "stuck in my throat", and
-weakness after a flu jab was explained away by the word "flu"."""
+("pill stuck, can't shift it, ... drooling": now only the negated word is blanked for it), "stuck in my throat", the
+week told by its number ("ya es la semana 7") and "instead of settling", and weakness after a flu jab was explained
+away by the word "flu"."""
 
 from __future__ import annotations
 
@@ -196,6 +197,10 @@ def screen() -> Screen:
         ("since the flu jab my legs are weak and I keep tripping", "red_flag", "weakness"),
         ("desde la vacuna de la gripe tengo las piernas débiles", "red_flag", "weakness"),
         ("me tienen asfixiada con tanta reunión pero bien de salud", "none", None),
+        ("ya es la semana 7 y los brincos siguen igual", "red_flag", "persisting"),
+        ("we're on week 9 now, calf still twitching every day", "red_flag", "persisting"),
+        ("los tics siguen, ya van 8 semanas en vez de mejorar", "red_flag", "persisting"),
+        ("this is week 7 of the program and the twitching has stopped", "none", None),
         ("pill stuck in my throat, can't shift it, spitting and drooling", "emergency", "choking"),
         ("there is a piece of chicken stuck in my throat and I cannot swallow my spit", "emergency", "choking"),
         ("a fishbone got stuck in my throat in 2019, nothing like that since", "none", None),
