@@ -17,10 +17,10 @@ Session 24, from the corpus' training split (not a blind set): "I'm cutting back
 tips ask for exactly that), figures of speech (collapsed on the sofa, blackout blinds, a price that makes one faint
 or choke, telly "overdose", an inbox "suffocating" me), numbness explained by spicy food, vibration, lying on a
 limb, the cold or a long drive; a trait the writer has always had ("de toda la vida"), a year long past ("in 2019");
-the other way, a negation that reached a symptom across a comma kept the learned layer from reading the whole clause
-("pill stuck, can't shift it, ... drooling": now only the negated word is blanked for it), "stuck in my throat", the
-week told by its number ("ya es la semana 7") and "instead of settling", and weakness after a flu jab was explained
-away by the word "flu"."""
+the other way, a verb negated with its object ("can't shift it") negated the symptoms listed after it and kept the
+learned layer from the clause ("pill stuck, can't shift it, spitting and drooling"), Spanish "not only" ("ya no son
+nomás en ..., ahora también en ...") read as a "no", "stuck in my throat", the week told by its number ("ya es la
+semana 7") and "instead of settling", and weakness after a flu jab was explained away by the word "flu"."""
 
 from __future__ import annotations
 
@@ -202,6 +202,11 @@ def screen() -> Screen:
         ("los tics siguen, ya van 8 semanas en vez de mejorar", "red_flag", "persisting"),
         ("this is week 7 of the program and the twitching has stopped", "none", None),
         ("pill stuck in my throat, can't shift it, spitting and drooling", "emergency", "choking"),
+        ("se me atoró un pedazo de carne, no se me baja, babeando", "emergency", "choking"),
+        ("I can't say I've noticed any drooling", "none", None),
+        ("never had a seizure or anything like that in my life", "none", None),
+        ("no tengo debilidad en las manos ni en los pies", "none", None),
+        ("los brincos ya no son nomás en el muslo, ahora también en la espalda", "red_flag", "spreading"),
         ("there is a piece of chicken stuck in my throat and I cannot swallow my spit", "emergency", "choking"),
         ("a fishbone got stuck in my throat in 2019, nothing like that since", "none", None),
         ("I speak slowly because English is my second language, always been like that", "none", None),

@@ -90,15 +90,8 @@ class Screen:
         gated = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gated_by]
         short = len(_WORD.findall(text)) < self.settings.min_words
         seen = text
-        mentions = [(s.start, s.end) for s in verdict.suppressed if s.reason in self.settings.gate_mentions]
-        if mentions:
-            # A negated mention blanked, not its whole clause: "can't get it up or down, drooling" is one clause
-            # whose "drooling" a negation reached; the rest still says food is stuck. A clause left with fewer than
-            # gate_mentions_min_words words once blanked ("no trouble breathing at all") is not read at all.
-            seen, kept = _without_exclusions(seen, tuple(mentions), self.settings.gate_mentions_min_words)
-            gated = [g for g in gated if g not in mentions] + kept
         if self.settings.gate_exclusions and verdict.excluded:
-            seen, dropped = _without_exclusions(seen, verdict.excluded, self.settings.min_words)
+            seen, dropped = _without_exclusions(text, verdict.excluded, self.settings.min_words)
             gated += dropped
         prediction = None if short else self.model.predict(seen, gated)
         return verdict, prediction, self.languages.read(text)

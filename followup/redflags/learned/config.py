@@ -31,11 +31,6 @@ class LearnedSettings:
     # A [context] exclusion (a figure of speech, an admin or opt-out request) is blanked out before the model reads
     # the reply: "se me cae la cara de vergüenza" and "please take me off these texts" are not read by it either
     gate_exclusions: bool = True
-    # A mention the rules discounted for one of these reasons is blanked out before the model reads the reply, and
-    # only a clause left with fewer than gate_mentions_min_words words is not read; for the other reasons of gated_by
-    # (someone else, hypothetical, ...: the whole clause is about that) the clause is not read
-    gate_mentions: tuple[Reason, ...] = ()
-    gate_mentions_min_words: int = 5
     # A finding of the learned layer alone in a reply that tells a slow time course ([context] gradual) is not made
     # an emergency: it stays a red flag (or a review) at the tier below (the rules still make emergencies)
     gradual_caps_emergency: bool = True
@@ -97,7 +92,7 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise CriteriaError(f"{where}.{key}: must be a number from 0 to 1; got {value!r}")
             values[key] = float(value)
-    for key in ("language_min_letters", "neighbours", "min_words", "review_neighbours", "gate_mentions_min_words"):
+    for key in ("language_min_letters", "neighbours", "min_words", "review_neighbours"):
         if key in data:
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
                 raise CriteriaError(f"{where}.{key}: must be a whole number >= 0; got {data[key]!r}")
@@ -135,12 +130,11 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
             if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
                 raise CriteriaError(f"{where}.{key}: must be a list of criterion ids")
             values[key] = tuple(ids)
-    for key in ("gated_by", "gate_mentions"):
-        if key in data:
-            reasons = data[key]
-            if not isinstance(reasons, list) or any(r not in REASONS for r in reasons):
-                raise CriteriaError(f"{where}.{key}: must list reasons among {', '.join(REASONS)}")
-            values[key] = tuple(reasons)
+    if "gated_by" in data:
+        reasons = data["gated_by"]
+        if not isinstance(reasons, list) or any(r not in REASONS for r in reasons):
+            raise CriteriaError(f"{where}.gated_by: must list reasons among {', '.join(REASONS)}")
+        values["gated_by"] = tuple(reasons)
     settings = LearnedSettings(**values)
     if not settings.review_at <= settings.flag_at:
         raise CriteriaError(f"{where}.review_at: must not be above flag_at")
