@@ -190,6 +190,7 @@ def screen() -> Screen:
         ("arm went dead from sleeping on it, shook it out and it was fine", "none", None),
         ("lips tingly after the spicy curry, that's the point", "none", None),
         ("numb bum from a 6 hour drive haha", "none", None),
+        ("numb fingers every day after the 8 hour shift and they don't come back for hours", "red_flag", "sensory"),
         ("feet numb with cold after the dog walk, fine once I warmed up", "none", None),
         ("my leg has been numb since a 6 hour drive two weeks ago and it is still numb", "red_flag", "sensory"),
         ("my chest feels like an elephant is sitting on it and my arm hurts", "emergency", "chest_pain"),
