@@ -3,8 +3,9 @@
     followup check "my right hand feels weaker"
     followup check --jsonl < replies.jsonl     # {"text": ..., "channel": "sms"|"email"} per line
 
-Each input line gives exactly one output line, in order. Optional keys: "weeks_since_onset" (number) and
-"last_question" (a question id from the criteria file). A line that cannot be read yields
+Each input line gives exactly one output line, in order. Optional keys: "weeks_since_onset" (number),
+"last_question" (a question id from the criteria file) and "received_on" (the reply's date, YYYY-MM-DD: "since
+Christmas" is counted back from it; without it a named date counts as long enough). A line that cannot be read yields
 {"error": ..., "level": null}: never a silent "none". Error messages never quote the patient's text.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from datetime import date
 from typing import Any, Protocol, TextIO
 
 from followup.core.vocab import CHANNELS
@@ -79,7 +81,27 @@ def parse_line(line: str, detector: _Detector) -> tuple[str, ReplyContext]:
         except KeyError:
             raise BadLine(f'unknown question id "{qid}"') from None
     body = extract_reply(text) if channel == "email" else text
-    return body, ReplyContext(weeks_since_onset=None if weeks is None else float(weeks), last_question=question)
+    context = ReplyContext(
+        weeks_since_onset=None if weeks is None else float(weeks),
+        last_question=question,
+        today=received_on(obj),
+    )
+    return body, context
+
+
+def received_on(obj: dict[str, Any]) -> date | None:
+    """The optional "received_on" of a line, as a date (BadLine when it is not one)."""
+    value = obj.get("received_on")
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad_date()
+    except ValueError:
+        return _bad_date()
+
+
+def _bad_date() -> date:
+    raise BadLine('"received_on" must be a date (YYYY-MM-DD)')
 
 
 def format_verdict(verdict: Verdict) -> str:

@@ -102,9 +102,11 @@ def evaluate(ctx: click.Context, file: Path, rules_only: bool, criteria: Path | 
     """Figures for a labelled JSON-lines file: per language, per tier and per criterion, then the misses.
 
     Each line: "text", "channel", and the truth as "gold" (with "accept", the development set's shape) or
-    "level" (with "criteria", the corpus' shape); the language from "lang", else the tags spanish/spanglish."""
+    "level" (with "criteria", the corpus' shape); the language from "lang", else the tags spanish/spanglish; the
+    reply's date from "received_on" (YYYY-MM-DD), if there is one."""
+    from followup.cli.check import received_on
     from followup.parsing.mailtext import extract_reply
-    from followup.redflags import Screen
+    from followup.redflags import ReplyContext, Screen
 
     path = criteria or settings_of(ctx).clinic.red_flags
     screen = Screen.from_file(path, learned=not rules_only)
@@ -113,7 +115,7 @@ def evaluate(ctx: click.Context, file: Path, rules_only: bool, criteria: Path | 
     results = []
     for row in rows:
         text = extract_reply(row["text"]) if row.get("channel") == "email" else row["text"]
-        results.append((row, screen.assess(text)))
+        results.append((row, screen.assess(text, ReplyContext(today=received_on(row)))))
     elapsed = time.perf_counter() - started
     groups: dict[str, list[tuple[dict[str, Any], Any]]] = defaultdict(list)
     for row, verdict in results:

@@ -13,7 +13,7 @@ part ("better, same or worse?") with its `on_worse` criteria.
 
 from __future__ import annotations
 
-from followup.redflags.normalise import SENTENCE_END, Token
+from followup.redflags.normalise import SENTENCE_END, Token, enumeration_starts
 from followup.redflags.rulebook import RuleBook
 from followup.redflags.verdict import Finding, Question, ReplyContext
 
@@ -33,7 +33,21 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
     words = [t for t in tokens if any(ch.isalnum() for ch in t.text) or t.text in ("👍", "👎")]
     if not words:
         return []
-    if question.options:
+    items = _items(tokens, text)
+    if question.options and items:
+        # "1 yes 2 no 3 no 4 worse": the numbered list answered item by item; an item answered yes, maybe or
+        # worse is chosen, one answered no, better or in words of its own is not (the rules read the words).
+        chosen = [(key, tok) for key, tok, answer in items if key in question.options and _affirms(book, answer)]
+        if chosen and not prompted and not _trend_answered(book, tokens):
+            chosen = []
+        if chosen:
+            rule = "answer:item{}->" + question.id
+            return [
+                _finding(book, cid, text, tok, tok, rule.format(key))
+                for key, tok in chosen
+                for cid in question.options.get(key, ())
+            ] + _worse(book, question, tokens, text, chosen=True)
+    elif question.options:
         chosen = _chosen_options(book, question, tokens, digits_only=not prompted)
         if chosen and not prompted and not _trend_answered(book, tokens):
             chosen = []  # a bare "2" with no question asked means nothing; "2, worse" is a check-in answer
@@ -55,6 +69,24 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
     first, last = words[0], words[lead[1] - 1]
     found = [_finding(book, cid, text, first, last, f"answer:yes->{question.id}") for cid in question.criteria_on_yes]
     return found + trend
+
+
+def _items(tokens: list[Token], text: str) -> list[tuple[str, Token, list[str]]]:
+    """(number, its token, the words answering it) for each item of a numbered answer ("1 worse 2 no")."""
+    starts = enumeration_starts(text)
+    out: list[tuple[str, Token, list[str]]] = []
+    for tok in tokens:
+        if tok.start in starts and tok.text.isdigit():
+            out.append((tok.text, tok, []))
+        elif out and any(ch.isalnum() for ch in tok.text):
+            out[-1][2].append(tok.text)
+    return out
+
+
+def _affirms(book: RuleBook, answer: list[str]) -> bool:
+    """An item's answer says yes: "yes", "maybe", "a bit", or "worse" (its trend)."""
+    lead = _lead(book, answer)
+    return (lead is not None and lead[0] == "yes") or any(w in book.answers.worse for w in answer[:3])
 
 
 def _trend_answered(book: RuleBook, tokens: list[Token]) -> bool:

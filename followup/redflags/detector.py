@@ -82,6 +82,9 @@ class Detector:
         open_ended = [p for where, ps in book.compiled.items() if where.startswith("durations.open_ended[") for p in ps]
         if open_ended:
             self._cues.add("open_duration", open_ended)
+        dated = [p for where, ps in book.compiled.items() if where.startswith("durations.dated[") for p in ps]
+        if dated:
+            self._cues.add("dated_duration", dated)
         self._cues.build()
         self._lock = threading.Lock()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from followup.core.vocab import TIERS, Tier
+from followup.redflags.dated import Resolver, SpecError, parse_spec
 from followup.redflags.normalise import SENTENCE_END, NormaliseConfig, Normaliser, fold_accents
 from followup.redflags.patterns import PatternError, PhraseCompiler
 from followup.redflags.rulebook import (
@@ -114,7 +115,16 @@ def load_rulebook(path: Path | str) -> RuleBook:
     unprompted = book.answers.unprompted_question
     if unprompted is not None and unprompted not in book.questions:
         raise CriteriaError(f"{path}: answers.unprompted_question: no question called {unprompted!r}")
-    _compile(book, _words(top.table("words", {})))
+    words = _words(top.table("words", {}))
+    if "named_date" in words:
+        raise CriteriaError(f"{path}: words.named_date: this set is [durations] named_dates' names; define them there")
+    # A name is looked up in the reply's own tokens, so it is normalised as a reply is ("New Year's" -> new year).
+    book.named_dates = {
+        " ".join(t.text for t in normaliser.tokens(name) if t.text not in SENTENCE_END): when
+        for name, when in book.named_dates.items()
+    }
+    words["named_date"] = sorted(book.named_dates)
+    _compile(book, words)
     top.get("learned", dict, {}, "a table")  # the learned layer's settings: read by followup.redflags.learned.config
     top.done()
     return book
@@ -221,14 +231,34 @@ def _durations(t: _Table) -> dict[str, Any]:
             raise t.error(key, "every value must be a positive number")
         return {k.lower(): float(v) for k, v in table.items()}
 
+    day_words = t.get("day_words", dict, {}, "a table of word = day of the month")
+    if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 31 for d in day_words.values()):
+        raise t.error("day_words", "every value must be a day of the month (1 to 31)")
     out = {
         "duration_numbers": numbers("numbers"),
         "duration_units": numbers("units"),
         "duration_not_after": frozenset(w.lower() for w in t.strings("not_after", ())),
         "duration_fillers": frozenset(w.lower() for w in t.strings("fillers", ())),
         "open_ended": t.strings("open_ended", ()),
+        "dated": t.strings("dated", ()),
+        "named_dates": _named_dates(t),
+        "day_words": {k.lower(): d for k, d in day_words.items()},
     }
     t.done()
+    return out
+
+
+def _named_dates(t: _Table) -> dict[str, Resolver]:
+    """`named_dates`: a name as patients write it = when it falls (see redflags/dated.py)."""
+    table = t.get("named_dates", dict, {}, "a table of name = date")
+    out = {}
+    for name, spec in table.items():
+        if not isinstance(spec, str):
+            raise t.error("named_dates", f'{name!r}: the date must be a string such as "12-25"')
+        try:
+            out[name] = parse_spec(spec)
+        except SpecError as exc:
+            raise t.error("named_dates", f"{name!r}: {exc}") from None
     return out
 
 

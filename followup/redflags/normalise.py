@@ -80,9 +80,13 @@ class Normaliser:
     def tokens(self, text: str) -> list[Token]:
         """Normalised tokens with sentence starts; sentences not ending in punctuation get a "." token."""
         raw = _raw_tokens(text)
+        items = enumeration_starts(text)
         out: list[Token] = []
         new_sentence = True
         for i, (kind, word, start, end) in enumerate(raw):
+            if start in items and out:
+                self._close(out)  # "1 worse 2 no 3 ...": each numbered answer is a sentence
+                new_sentence = True
             if kind == "nl":
                 self._close(out)
                 new_sentence = True
@@ -182,6 +186,43 @@ def fold_accents(word: str) -> str:
         return word
     decomposed = unicodedata.normalize("NFD", word)
     return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
+
+
+_MARKER_PUNCT = frozenset(").:-")
+_MAX_MARKER = 9
+_UNITS = frozenset({
+    "day", "days", "week", "weeks", "wk", "wks", "month", "months", "year", "years", "hour", "hours", "hr", "hrs", "h",
+    "min", "mins", "minute", "minutes", "time", "times", "x", "dia", "dias", "semana", "semanas", "mes", "meses",
+    "ano", "anos", "hora", "horas", "minuto", "minutos", "vez", "veces", "am", "pm",
+})  # fmt: skip
+
+
+def enumeration_starts(text: str) -> frozenset[int]:
+    """Where each item of a numbered answer begins ("1 worse 2 no 3 ..."), as character offsets.
+
+    Numbers 1, 2, ... in that order, the 1 at the start of the reply, a line or a sentence, each followed by a word
+    in the same way (all by ")", all by "." ... or all by nothing), a word that is not a unit ("2 weeks"): the
+    answers to a numbered check-in. Each begins a sentence of its own, so a "no" answering one item does not negate
+    the next. A lone option list ("1 and 3", "1 2 5") is not an enumeration: its numbers are the answer."""
+    raw = _raw_tokens(text)
+    found: list[int] = []
+    style: str | None = None
+    for i, (kind, word, start, _) in enumerate(raw):
+        if kind != "num" or word != str(len(found) + 1) or len(found) >= _MAX_MARKER:
+            continue
+        if not found and i and not (raw[i - 1][0] in ("nl", "dots") or raw[i - 1][1] in ".!?:;,"):
+            continue  # "I had 1 coffee and 2 beers": the list starts the reply, a line or a sentence
+        j = i + 1
+        while j < len(raw) and raw[j][0] == "punct" and raw[j][1] in _MARKER_PUNCT:
+            j += 1
+        after = "".join(p for _, p, _, _ in raw[i + 1 : j])
+        if j == len(raw) or raw[j][0] not in ("word", "short") or raw[j][1].lower() in _UNITS:
+            continue
+        if style is not None and after != style:
+            continue  # "1 - worse, and it wasn't 2 weeks ago" is one answer
+        style = after
+        found.append(start)
+    return frozenset(found) if len(found) >= 2 else frozenset()
 
 
 def _raw_tokens(text: str) -> list[tuple[str, str, int, int]]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from followup.redflags.dated import Resolver
 from followup.redflags.normalise import Normaliser
 from followup.redflags.verdict import Criterion, Question, Reason
 
@@ -114,6 +115,9 @@ class RuleBook:
     duration_not_after: frozenset[str]
     duration_fillers: frozenset[str]
     open_ended: tuple[str, ...]
+    dated: tuple[str, ...]  # phrases naming when the twitching began ("since christmas"): see redflags/dated.py
+    named_dates: dict[str, Resolver]
+    day_words: dict[str, int]
     modifiers: tuple[Modifier, ...]
     context: ContextWords
     answers: Answers
@@ -129,6 +133,7 @@ class RuleBook:
         for name, phrases in self.signals.items():
             yield from ((f"signals.{name}[{i}]", p) for i, p in enumerate(phrases, 1))
         yield from ((f"durations.open_ended[{i}]", p) for i, p in enumerate(self.open_ended, 1))
+        yield from ((f"durations.dated[{i}]", p) for i, p in enumerate(self.dated, 1))
         for m in self.modifiers:
             for key in ("forward", "backward", "both"):
                 yield from ((f"modifiers.{m.name}.{key}[{i}]", p) for i, p in enumerate(getattr(m, key), 1))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from spacy.tokens import Doc
 
+from followup.redflags.dated import weeks_since
 from followup.redflags.rulebook import RuleBook
 from followup.redflags.verdict import Finding, Reason, ReplyContext, Suppressed
 
@@ -166,7 +168,7 @@ def _persisting(
     min_weeks = book.settings.persisting_min_weeks
     excluded = [(c.start, c.end) for c in cues if c.kind == "exclusions"]
     for c in sorted(cues, key=lambda c: (c.start, -c.end)):
-        if c.kind not in ("duration", "open_duration"):
+        if c.kind not in ("duration", "open_duration", "dated_duration"):
             continue
         if any(c.start < e and b < c.end for b, e in excluded):
             continue  # inside a figure of speech: "un mes de infarto" is a hectic month, not a month of twitching
@@ -176,14 +178,24 @@ def _persisting(
             and not any(s.end == c.start - 1 for s in signals)
         ):  # "in 6 weeks" is a date, "hasn't stopped in 6 weeks" is not
             continue
-        weeks = duration_weeks(book, [t.text for t in doc[c.start : c.end]], c.kind)
+        words = [t.text for t in doc[c.start : c.end]]
+        if c.kind == "dated_duration":
+            weeks = dated_weeks(book, words, context.today)
+        else:
+            weeks = duration_weeks(book, words, c.kind)
         if weeks is None or weeks < min_weeks or not signals:
             continue
         text, start, end = evidence.span(c.start, c.end)
         if doc[c.start].sent.start in improving or not ongoing:
             suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
             continue
-        return [Finding(PERSISTING, tier, text, start, end, f"duration:{weeks:g}w")], []
+        if c.kind != "dated_duration":
+            rule = f"duration:{weeks:g}w"
+        elif context.today is None:
+            rule = "dated:reply date unknown, counted as long enough"
+        else:
+            rule = f"dated:{weeks:.1f}w before {context.today.isoformat()}"
+        return [Finding(PERSISTING, tier, text, start, end, rule)], []
     weeks_since = context.weeks_since_onset
     threshold = book.settings.context_persisting_weeks
     if weeks_since is None or weeks_since < threshold:
@@ -196,6 +208,13 @@ def _persisting(
         text, start, end = evidence.span(m.start, m.end)
         suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
     return [], suppressed
+
+
+def dated_weeks(book: RuleBook, words: list[str], today: date | None) -> float | None:
+    """Weeks since the date a dated phrase names ("since christmas"), counted back from the reply's date."""
+    if today is None:
+        return max(book.settings.persisting_min_weeks, book.settings.context_persisting_weeks)
+    return weeks_since(words, book.named_dates, book.day_words, today)
 
 
 def duration_weeks(book: RuleBook, words: list[str], kind: str) -> float | None:

@@ -7,6 +7,7 @@ compared in tests. Offsets (`start`, `end`) index the text given to `Detector.as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, TypeVar
 
 from followup.core.vocab import Level, Tier, level_of, tier_rank
@@ -80,6 +81,9 @@ class ReplyContext:
 
     weeks_since_onset: float | None = None
     last_question: Question | None = None
+    # The reply's date where the patient is: "since Christmas" is counted back from it. Unknown (None), a named
+    # date counts as long ago enough to be "persisting", as an open-ended "for months" does.
+    today: date | None = None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import logging
 import re
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, or_, text, update
 from sqlmodel import Session, SQLModel, col, func, select
@@ -258,11 +259,12 @@ class _Reading:
     patient_id: int | None
     weeks: float | None
     question: Any
+    today: date | None = None  # the reply's date where the patient is ("since Christmas" counts back from it)
 
     def context(self) -> Any:
         from followup.redflags import ReplyContext
 
-        return ReplyContext(weeks_since_onset=self.weeks, last_question=self.question)
+        return ReplyContext(weeks_since_onset=self.weeks, last_question=self.question, today=self.today)
 
 
 def _assess(rt: Runtime, body: str, context: Any) -> Any:
@@ -276,7 +278,13 @@ def _assess(rt: Runtime, body: str, context: Any) -> Any:
 def _reading_context(rt: Runtime, s: Session, patient: Patient, now: datetime) -> _Reading:
     question = _last_question(rt, s, patient, now)
     weeks = (now - patient.onset_at).total_seconds() / (7 * 86400) if patient.onset_at else None
-    return _Reading(patient.id, weeks, question)
+    return _Reading(patient.id, weeks, question, local_date(now, patient.timezone or rt.settings.clinic.timezone))
+
+
+def local_date(now: datetime, zone: str) -> date:
+    """The date at `now` in the patient's time zone (a naive `now` is UTC)."""
+    aware = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(zone)).date()
 
 
 def _reply_of(inbound: Inbound) -> Reply:

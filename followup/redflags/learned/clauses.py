@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from followup.redflags.normalise import enumeration_starts
+
 # A sentence end, a line break, a semicolon, or a contrastive word ("but", "pero", "aunque", "though"): after
 # one of these, negation and hedging stop applying, and a new complaint can start.
 _CUT = re.compile(
@@ -26,10 +28,14 @@ class Clause:
 def clauses(text: str) -> list[Clause]:
     """The non-empty clauses of `text` in order (at most MAX_CLAUSES; the rest is folded into the last)."""
     out: list[Clause] = []
+    cuts = [(m.start(), m.end()) for m in _CUT.finditer(text)]
+    cuts += [(at, at) for at in enumeration_starts(text)]  # "1 worse 2 no 3 ...": one clause per numbered answer
     pos = 0
-    for cut in _CUT.finditer(text):
-        _add(out, text, pos, cut.start())
-        pos = cut.end()
+    for start, end in sorted(cuts):
+        if start < pos:
+            continue
+        _add(out, text, pos, start)
+        pos = end
     _add(out, text, pos, len(text))
     if len(out) > MAX_CLAUSES:
         last = out[MAX_CLAUSES - 1]
