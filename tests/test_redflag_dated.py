@@ -1,5 +1,7 @@
 """Named dates as the onset of twitching ("since Christmas", "desde el 3 de noviembre"), counted back from the
-reply's date: a week in early December for Thanksgiving, most of a year for Christmas (followup/redflags/dated.py)."""
+reply's date: a week in early December for Thanksgiving, most of a year for Christmas (followup/redflags/dated.py).
+And, from the same session (blind set AA), numbered answers read item by item ("1 worse 2 no 3 ...") and a person
+stiffening then shaking read as a seizure, each in this project's own words."""
 
 from __future__ import annotations
 
@@ -156,3 +158,54 @@ def test_check_counts_back_from_the_reply_date(screen: Screen) -> None:
     december, january = (json.loads(line) for line in out.getvalue().splitlines())
     assert "persisting" in december["criteria"]
     assert "persisting" not in january["criteria"]
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("1 worse 2 no 3 something else", 3),
+        ("hi. 1) same 2) no", 2),
+        ("1. No.\n2. No.\n3. Yes", 3),
+        ("ok\n1 yes\n2 no", 2),
+        ("1 and 3", 0),  # an option list: its numbers are the answer
+        ("1 2 5", 0),
+        ("1 yes", 0),
+        ("I had 1 coffee and 2 beers", 0),  # the list starts the reply, a line or a sentence
+        ("1 - much worse, and it wasn't 2 weeks ago", 0),  # one answer: "2 weeks" is a duration
+        ("1) better 2 no 3) no", 0),  # numbered one way, then another: not read as a list
+    ],
+)
+def test_numbered_answers_are_found(text: str, items: int) -> None:
+    """Numbers 1, 2, ... each followed by a word in the same way mark the items of a numbered answer."""
+    from followup.redflags.normalise import enumeration_starts
+
+    assert len(enumeration_starts(text)) == items
+
+
+@pytest.mark.parametrize(
+    ("text", "level", "criterion"),
+    [
+        ("1 same 2 no 3 honestly i just want to end it all", "emergency", "self_harm"),
+        ("1) igual 2) no 3) ya no quiero seguir viviendo", "emergency", "self_harm"),
+        ("1 worse 2 yes my left hand is weaker 3 no", "red_flag", "weakness"),
+        ("1. better\n2. no\n3. no", "none", None),
+        ("my husband went rigid and then started shaking, he is confused now", "emergency", "seizure"),
+        ("she stiffened and then jerked for about a minute", "emergency", "seizure"),
+    ],
+)
+def test_a_numbered_answer_is_read_item_by_item(screen: Screen, text: str, level: str, criterion: str | None) -> None:
+    """A "no" answering one numbered item does not negate the next; a person stiffening then shaking is a seizure."""
+    verdict = screen.assess(text)
+    assert verdict.level == level, verdict.explanation()
+    if criterion:
+        assert criterion in verdict.criteria
+
+
+def test_numbered_items_answered_yes_choose_their_options(screen: Screen) -> None:
+    """Against the check-in's numbered list, "1 yes 2 no 3 no 4 yes 5 no" chooses options 1 and 4, and no others."""
+    from followup.redflags.verdict import ReplyContext as Context
+
+    question = screen.question("safety_screen")
+    verdict = screen.assess("1 yes 2 no 3 no 4 yes 5 no", Context(last_question=question))
+    assert set(verdict.criteria) == {*question.options["1"], *question.options["4"]}
+    assert all(f.rule.startswith("answer:item") for f in verdict.findings)
