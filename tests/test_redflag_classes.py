@@ -49,6 +49,17 @@ def screen() -> Screen:
         ("el brinquito del parpado ya lleva mas de 3 meses, todos los dias", "red_flag", "persisting"),
         ("el tic del ojo lleva mas de 3 meses", "red_flag", "persisting"),
         ("ya no aguanto more, todos estarian better off sin mi", "emergency", "self_harm"),
+        # session 25: a "better" that is negated says the twitching goes on; a clause the rules mostly blanked out
+        # (an improvement, a figure of speech, an opt-out) is not read by the learned layer, nor what little is left
+        ("6 weeks now and the twitching is not even a little better", "red_flag", "persisting"),
+        ("llevo 2 meses con los brincos y ni tantito mejor", "red_flag", "persisting"),
+        ("The twitching in my arm is less since I cut down on energy drinks.", "none", None),
+        ("BAJA. ya no quiero recibir mas mensajes, gracias", "none", None),
+        # session 25: the week told by its number alone; an age is not how long the twitching has lasted
+        ("sigo igual, semana 8, todos los dias", "red_flag", "persisting"),
+        ("same, week 7, every day", "red_flag", "persisting"),
+        ("the neurologist said it should settle by week 6", "none", None),
+        ("my 15 year old son has had twitching in his calf for 6 weeks", "red_flag", "persisting"),
         ("after my 10k on sunday i was totally out of breath, fine after a shower", "none", None),
         ("hice un 10k y termine sin aire, normal no?", "none", None),
         ("me desmaye cuando me sacaron la sangre en el laboratorio, luego bien", "none", None),

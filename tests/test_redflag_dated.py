@@ -209,3 +209,12 @@ def test_numbered_items_answered_yes_choose_their_options(screen: Screen) -> Non
     verdict = screen.assess("1 yes 2 no 3 no 4 yes 5 no", Context(last_question=question))
     assert set(verdict.criteria) == {*question.options["1"], *question.options["4"]}
     assert all(f.rule.startswith("answer:item") for f in verdict.findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I'm 34 years old and my calf twitches", "my 15 year old son has twitching in his calf", "a 40-year-old man"],
+)
+def test_an_age_is_not_how_long_the_twitching_has_lasted(screen: Screen, text: str) -> None:
+    """ "15 year old" is an age: the rules find no persisting twitching in it (it was read as 780 weeks)."""
+    assert "persisting" not in screen.rules.assess(text).criteria

@@ -102,16 +102,19 @@ def _without_exclusions(
 ) -> tuple[str, list[tuple[int, int]]]:
     """A figure of speech or an admin request the rules excluded, kept from the model as well: the text with each
     excluded span blanked (same length: offsets stay those of the reply), and the clauses with fewer than
-    `min_words` words left once blanked, not read at all ("se me cae la cara de vergüenza", "please take me off
-    these texts"). A clause that says more ("I'm confused about the dose and my arm won't lift") is still read."""
+    `min_words` words left once blanked, or with less than half of its words left, not read at all ("se me cae la
+    cara de vergüenza", "please take me off these texts", "the [twitching is less] since I [cut down] on coffee"). A
+    clause that says more ("I'm confused about the dose and my arm won't lift") is still read."""
     blanked = text
     for start, end in spans:
         blanked = blanked[:start] + " " * (end - start) + blanked[end:]
-    dropped = [
-        (c.start, c.end)
-        for c in clauses(text)
-        if any(c.start < e and s < c.end for s, e in spans) and len(_WORD.findall(blanked[c.start : c.end])) < min_words
-    ]
+    dropped = []
+    for c in clauses(text):
+        if not any(c.start < e and s < c.end for s, e in spans):
+            continue
+        left, words = len(_WORD.findall(blanked[c.start : c.end])), len(_WORD.findall(c.text))
+        if left < min_words or 2 * left < words:  # "The ... since I ...": what is left of it is not a sentence
+            dropped.append((c.start, c.end))
     return blanked, dropped
 
 

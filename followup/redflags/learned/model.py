@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ from followup.redflags.learned.features import DIM, Encoder, UseEncoder, pieces,
 from followup.redflags.verdict import Neighbour
 
 NONE = "none"
+
+
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class LearnedModel:
         self._bank_texts: list[str] = list(header["neighbour_texts"])
         self._emergency = np.array([tiers.get(c) == Tier.EMERGENCY for c in self.classes])
         self._none = self.classes.index(NONE)
-        self._encoder: Encoder = encoder or UseEncoder()
+        self.encoder: Encoder = encoder or UseEncoder()  # public: the simulator embeds ahead in a second process
 
     @classmethod
     def load(cls, settings: LearnedSettings, tiers: Mapping[str, Tier], encoder: Encoder | None = None) -> LearnedModel:
@@ -85,10 +89,10 @@ class LearnedModel:
         parts = clauses(text)
         dropped = tuple(c for c in parts if any(c.start < e and s < c.end for s, e in gated))
         kept = [c for c in parts if c not in dropped]
-        if not kept:
-            return Prediction.nothing(dropped)
+        if not kept or (dropped and sum(len(_WORD.findall(c.text)) for c in kept) < self.settings.min_words):
+            return Prediction.nothing(dropped)  # what the rules left unread is too short to read ("BAJA.")
         texts = pieces(text, kept)
-        emb = self._encoder.encode(texts)
+        emb = self.encoder.encode(texts)
         probs = softmax(self._coef @ pooled(emb) + self._bias)
         # Each clause on its own (its embedding as both halves of the feature): which one drove the verdict.
         own = softmax(np.concatenate([emb[: len(kept)], emb[: len(kept)]], axis=1) @ self._coef.T + self._bias)
