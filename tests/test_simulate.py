@@ -4,6 +4,7 @@ last line is the JSON summary, and the simulator's own checks do catch what they
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -88,6 +89,19 @@ def test_same_seed_same_run(base_settings: Settings) -> None:
     first, second = simulate(base_settings, cfg), simulate(base_settings, cfg)
     for key in ("messages_sent", "messages_by_channel_and_kind", "escalations_by_tier", "replies"):
         assert first[key] == second[key]
+
+
+def test_reading_ahead_in_a_second_process_changes_no_outcome(base_settings: Settings) -> None:
+    """Embedding replies ahead in a worker process gives the same run as embedding them inline, and is used."""
+    cfg = SimConfig(patients=40, days=10, seed=5, rates=Rates(reply=0.9, red_flag=0.25))
+    ahead = simulate(base_settings, cfg)
+    inline = simulate(base_settings, replace(cfg, read_ahead=False))
+    used = ahead.pop("read_ahead")
+    assert "read_ahead" not in inline
+    assert used["ahead"] > 0, used
+    for key in ("wall_seconds", "wall_ms_per_patient", "peak_rss_mb"):
+        ahead.pop(key), inline.pop(key)
+    assert ahead == inline
 
 
 def test_addresses_map_back_to_patients() -> None:

@@ -92,6 +92,11 @@ def worker(ctx: click.Context, no_migrate: bool) -> None:
 @click.option("--database-url", default=None, help="Default: a throwaway SQLite file. An EMPTY database only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object, on the last line.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option(
+    "--no-read-ahead",
+    is_flag=True,
+    help="Embed every reply inline instead of the next tick's in a second process (same outcome, one core).",
+)
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -106,6 +111,7 @@ def simulate(
     database_url: str | None,
     as_json: bool,
     no_progress: bool,
+    no_read_ahead: bool,
 ) -> None:
     """Run the program for a synthetic cohort on a virtual clock (real enrollment, dispatcher, replies and
     escalation; an in-process fake provider). Exits 1 if an invariant is not zero."""
@@ -123,6 +129,7 @@ def simulate(
         database_url=database_url,
         as_json=as_json,
         progress=not no_progress,
+        read_ahead=not no_read_ahead,
     )
     sys.exit(code)
 

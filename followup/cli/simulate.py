@@ -28,6 +28,7 @@ def run_simulate_command(
     database_url: str | None,
     as_json: bool,
     progress: bool,
+    read_ahead: bool = True,
 ) -> int:
     """Returns the exit status: 0 when every invariant is zero, 1 otherwise."""
     import logging
@@ -44,6 +45,7 @@ def run_simulate_command(
         start=start.replace(tzinfo=UTC) if start else DEFAULT_START,
         tick=timedelta(minutes=tick_minutes),
         database_url=database_url,
+        read_ahead=read_ahead,
     )
     cfg.rates = replace(cfg.rates, **rates)
     bar = None

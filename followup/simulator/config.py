@@ -19,4 +19,5 @@ class SimConfig:
     tick: timedelta = timedelta(minutes=5)
     enroll_days: float = 7.0
     database_url: str | None = None  # default: a throwaway SQLite file
+    read_ahead: bool = True  # embed the next tick's replies in a second process (simulator/ahead.py)
     rates: Rates = field(default_factory=Rates)

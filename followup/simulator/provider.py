@@ -80,6 +80,7 @@ class SimProvider:
         self.window = window
         self.oracle = Oracle()
         self.events: list[Event] = []
+        self._replies: list[tuple[datetime, int, Any]] = []  # the reply events again, for the loop to read ahead
         self.replies: Counter[str] = Counter()
         self.webhooks: Counter[str] = Counter()
         self._seq = itertools.count()
@@ -93,10 +94,23 @@ class SimProvider:
     # ---- the event queue --------------------------------------------------------------------------------
     def push(self, at: datetime, kind: str, payload: Any) -> None:
         with self._lock:
-            heapq.heappush(self.events, Event(at, next(self._seq), kind, payload))
+            seq = next(self._seq)
+            heapq.heappush(self.events, Event(at, seq, kind, payload))
+            if kind == "reply":
+                heapq.heappush(self._replies, (at, seq, payload))
 
     def next_at(self) -> datetime | None:
         return self.events[0].at if self.events else None
+
+    def replies_between(self, after: datetime, until: datetime) -> list[tuple[datetime, Any]]:
+        """(due, payload) of the replies due in (after, until], each returned once (earlier ones are forgotten)."""
+        out = []
+        with self._lock:
+            while self._replies and self._replies[0][0] <= until:
+                at, _, payload = heapq.heappop(self._replies)
+                if at > after:
+                    out.append((at, payload))
+        return out
 
     def pop_due(self, until: datetime) -> Event | None:
         with self._lock:

@@ -24,6 +24,7 @@ from sqlmodel import SQLModel, select
 
 from followup.clock import FakeClock
 from followup.core.bulk import RawRow
+from followup.core.storable import storable
 from followup.core.vocab import MessageState
 from followup.db import upgrade
 from followup.jobs import JOB_ID, DispatchLoop
@@ -33,6 +34,7 @@ from followup.services import delivery
 from followup.services.bulk_import import Outcome, import_rows
 from followup.services.inbound import receive
 from followup.settings import Settings
+from followup.simulator.ahead import HORIZON, AheadEncoder
 from followup.simulator.cohort import Cohort
 from followup.simulator.config import SimConfig
 from followup.simulator.provider import Event, SimProvider
@@ -65,13 +67,22 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
         window = (settings.schedule.send_from, settings.schedule.send_until)
         provider = SimProvider(clock, cohort, cfg.rates, cfg.seed, window)
         rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))
+        model = rt.detector.model
+        ahead = AheadEncoder(model.encoder) if cfg.read_ahead and model is not None else None
         try:
             _refuse_used_database(rt)
-            loop = _Loop(rt, clock, cohort, provider, cfg, progress)
+            if ahead is not None and model is not None:
+                model.encoder = ahead
+            loop = _Loop(rt, clock, cohort, provider, cfg, progress, ahead)
             loop.run()
             summary = summarise(rt, provider, cfg, loop.end, loop.stats)
             summary["staff_actions"] = dict(loop.staff.done)
+            if ahead is not None:
+                summary["read_ahead"] = {k: ahead.stats[k] for k in ("ahead", "inline", "unused")}
         finally:
+            if ahead is not None and model is not None:
+                model.encoder = ahead.inline  # the detector is shared by the process: give it back as it was
+                ahead.close()
             rt.db.dispose()
     finally:
         logging.getLogger("followup").removeHandler(errors)
@@ -127,9 +138,11 @@ class _Loop:
         provider: SimProvider,
         cfg: SimConfig,
         progress: Progress | None,
+        ahead: AheadEncoder | None = None,
     ) -> None:
         self.rt, self.clock, self.cohort, self.provider, self.cfg = rt, clock, cohort, provider, cfg
         self.progress = progress
+        self.ahead = ahead
         self.end = cfg.start + timedelta(days=cfg.days)
         self.loop = DispatchLoop(rt)  # never started: the simulator calls its jobs on the virtual clock
         self.jobs = _OtherJobs(self.loop.scheduler, cfg.start)
@@ -158,6 +171,7 @@ class _Loop:
             now = self.cfg.start
             while now < self.end:
                 self._events_until(now, replies=True)
+                self._read_ahead(now)
                 now = min(self._step(now), self.end)
                 self._progress(now)
             self._events_until(self.end, replies=True)
@@ -169,6 +183,12 @@ class _Loop:
                 self._tick(now)
         finally:
             self.loop.dispatcher.close()
+
+    def _read_ahead(self, now: datetime) -> None:
+        """Start embedding the replies of the next half hour in the second process while this step dispatches."""
+        if self.ahead is not None:
+            due = self.provider.replies_between(now, now + HORIZON)
+            self.ahead.ahead(((at, storable(reply.body)) for at, (reply, _) in due), now)
 
     def _progress(self, now: datetime) -> None:
         if self.progress is not None:
