@@ -62,6 +62,22 @@ REPLIES = [
         "Hello\nWarning: my hand is weaker, see mail",
         "Hello\nWarning: my hand is weaker, see mail",
     ),
+    (
+        "a reply opening with El above a spanish header",
+        "El tic del ojo sigue igual, todos los dias.\n\nEl 3 dic 2026, a las 7:58, Clínica <c@x.example> escribió:"
+        "\n\n> ¿Cómo sigue?",
+        "El tic del ojo sigue igual, todos los dias.",
+    ),
+    (
+        "a reply opening with On above an english header",
+        f"On Monday my left hand gave way twice.\n{_HEADER}\n> Any weakness?",
+        "On Monday my left hand gave way twice.",
+    ),
+    (
+        "answers between the quoted questions",
+        "> How are you?\nSame\n> 1. Weakness\nNo\n> 2. Trouble swallowing\nYes, pills get stuck",
+        "Same\nNo\nYes, pills get stuck",
+    ),
     ("only quoted text", "> Any weakness?\n> yes", ""),
     ("empty", "", ""),
     ("blank", " \n\t ", ""),

@@ -15,8 +15,12 @@ import html2text
 from mailparser_reply.parser import EmailMessage
 
 _QUOTED = re.compile(r"^[ \t]*>")
+# An attribution line, wrapped over a few lines at most: it never crosses a blank line or a sentence's end, so a
+# reply that opens with "El ojo ..." or "On Monday ..." is not taken for the header below it (it was erased whole).
+_IN_HEADER = r"(?:(?![.!?][ \t]*\r?\n|\r?\n[ \t]*\r?\n).)"
 _WROTE = re.compile(
-    r"^[ \t]*(On\b.{0,300}?\bwrote|El\b.{0,300}?\bescribi[óo]):[ \t]*$", re.IGNORECASE | re.MULTILINE | re.DOTALL
+    rf"^[ \t]*(On\b{_IN_HEADER}{{0,300}}?\bwrote|El\b{_IN_HEADER}{{0,300}}?\bescribi[óo]):[ \t]*$",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
 )
 _ORIGINAL = re.compile(
     r"^[ \t]*-{2,}[ \t]*((Original|Forwarded) Message|Mensaje (original|reenviado))[ \t]*-{2,}",
@@ -51,12 +55,21 @@ def extract_reply(body: str) -> str:
         replies = []
     if replies:
         reply = replies[0]
-        content = reply.content.replace(reply.headers or "", "", 1) if reply.headers else reply.content
+        content = (
+            reply.content.replace(reply.headers, _before_header(reply.headers), 1) if reply.headers else reply.content
+        )
         for cut in [*reply.disclaimers, reply.signatures]:
             if cut and _safe_to_cut(cut):
                 content = content.replace(cut, "")
         text = content
     return _fallback(text).strip()
+
+
+def _before_header(headers: str) -> str:
+    """What the parser took for the reply header but comes before the attribution line itself: the patient's own
+    line ("On Monday my hand gave way" above "On Mon, 30 Nov ... wrote:" was cut with it)."""
+    found = _WROTE.search(headers)
+    return headers[: found.start()] if found else ""
 
 
 def html_to_text(html: str) -> str:

@@ -175,8 +175,8 @@ def _persisting(
         if (
             c.start
             and doc[c.start - 1].text in book.duration_not_after
-            and not any(s.end == c.start - 1 for s in signals)
-        ):  # "in 6 weeks" is a date, "hasn't stopped in 6 weeks" is not
+            and not any(_just_before(doc, s.end, c.start - 1) for s in signals)
+        ):  # "in 6 weeks" is a date, "hasn't stopped (for a single day) in 6 weeks" is not
             continue
         words = [t.text for t in doc[c.start : c.end]]
         if c.kind == "dated_duration":
@@ -208,6 +208,11 @@ def _persisting(
         text, start, end = evidence.span(m.start, m.end)
         suppressed.append(Suppressed(PERSISTING, text, start, end, "resolved"))
     return [], suppressed
+
+
+def _just_before(doc: Doc, end: int, at: int, gap: int = 5) -> bool:
+    """A signal ending at most `gap` words before `at`, in its sentence ("hasn't stopped for a single day in")."""
+    return 0 <= at - end <= gap and doc[end - 1].sent.start == doc[at].sent.start if end else False
 
 
 def dated_weeks(book: RuleBook, words: list[str], today: date | None) -> float | None:
