@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from followup.parsing.mailtext import extract_reply
-from followup.redflags import Screen
+from followup.redflags import ReplyContext, Screen
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = ROOT / "clinic" / "red_flags.toml"
@@ -75,6 +76,11 @@ FLOORS = {
     "blind-2026-12-04-y-es.jsonl": (0.95, 1.0, 0.55),
     "blind-2026-12-04-z-en.jsonl": (0.98, 1.0, 0.72),
     "blind-2026-12-04-z-es.jsonl": (1.0, 1.0, 0.77),
+    # session 25: read with their "received_on" (the writers were told the replies arrive in early December 2026)
+    "blind-2026-12-04-aa-en.jsonl": (1.0, 1.0, 0.74),
+    "blind-2026-12-04-aa-es.jsonl": (0.95, 0.96, 0.64),
+    "blind-2026-12-04-ab-en.jsonl": (0.92, 1.0, 0.75),
+    "blind-2026-12-04-ab-es.jsonl": (0.96, 0.96, 0.78),
 }
 
 
@@ -90,7 +96,8 @@ def test_blind_set_floor(screen: Screen, name: str) -> None:
     got = {}
     for case in cases:
         text = extract_reply(case["text"]) if case.get("channel") == "email" else case["text"]
-        got[case["id"]] = screen.assess(text).level
+        today = date.fromisoformat(case["received_on"]) if "received_on" in case else None  # sets from AA on
+        got[case["id"]] = screen.assess(text, ReplyContext(today=today)).level
     escalations = [c for c in cases if c["gold"] in ("emergency", "red_flag")]
     emergencies = [c for c in cases if c["gold"] == "emergency"]
     benign = [c for c in cases if c["gold"] == "none"]
