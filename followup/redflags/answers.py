@@ -33,28 +33,21 @@ def answer_findings(book: RuleBook, tokens: list[Token], context: ReplyContext, 
     words = [t for t in tokens if any(ch.isalnum() for ch in t.text) or t.text in ("👍", "👎")]
     if not words:
         return []
-    items = _items(tokens, text)
-    if question.options and items:
-        # "1 yes 2 no 3 no 4 worse": the numbered list answered item by item; an item answered yes, maybe or
-        # worse is chosen, one answered no, better or in words of its own is not (the rules read the words).
-        chosen = [(key, tok) for key, tok, answer in items if key in question.options and _affirms(book, answer)]
-        if chosen and not prompted and not _trend_answered(book, tokens):
-            chosen = []
-        if chosen:
-            rule = "answer:item{}->" + question.id
-            return [
-                _finding(book, cid, text, tok, tok, rule.format(key))
-                for key, tok in chosen
-                for cid in question.options.get(key, ())
-            ] + _worse(book, question, tokens, text, chosen=True)
-    elif question.options:
-        chosen = _chosen_options(book, question, tokens, digits_only=not prompted)
+    if question.options:
+        items = _items(tokens, text)
+        if items:
+            # "1 yes 2 no 3 no 4 worse": the numbered list answered item by item; an item answered yes, maybe or
+            # worse is chosen, one answered no, better or in words of its own is not (the rules read the words).
+            kind = "item"
+            chosen = [(key, tok) for key, tok, answer in items if key in question.options and _affirms(book, answer)]
+        else:
+            kind = "option"
+            chosen = _chosen_options(book, question, tokens, digits_only=not prompted)
         if chosen and not prompted and not _trend_answered(book, tokens):
             chosen = []  # a bare "2" with no question asked means nothing; "2, worse" is a check-in answer
         if chosen:
-            rule = "answer:option{}->" + question.id
             return [
-                _finding(book, cid, text, tok, tok, rule.format(key))
+                _finding(book, cid, text, tok, tok, f"answer:{kind}{key}->{question.id}")
                 for key, tok in chosen
                 for cid in question.options.get(key, ())
             ] + _worse(book, question, tokens, text, chosen=True)
