@@ -49,6 +49,20 @@ def screen() -> Screen:
         ("el brinquito del parpado ya lleva mas de 3 meses, todos los dias", "red_flag", "persisting"),
         ("el tic del ojo lleva mas de 3 meses", "red_flag", "persisting"),
         ("ya no aguanto more, todos estarian better off sin mi", "emergency", "self_harm"),
+        # session 25, set AC: a question at the end of a run-on sentence does not unsay the symptom before it; "not ok"
+        # negates nothing after it; a goodbye already said to one's family (not at an airport)
+        (
+            "cant breathe properly even sitting on the couch, my lips look a bit blue, could it be the muscles??",
+            "emergency",
+            "breathing",
+        ),
+        ("can not swallow anything since lunch, is that the nerves?", "emergency", None),
+        ("is it normal to feel weak after the flu?", "none", None),
+        ("pls call me im not ok ive been cutting again and it wont stop bleeding", "emergency", "self_harm"),
+        ("i'm not okay, not eating much, but no thoughts of hurting myself", "none", None),
+        ("ya me despedi de mi familia, gracias por todo doctor", "emergency", "self_harm"),
+        ("said goodbye to my family at the airport, flying to Denver for Christmas", "none", None),
+        ("ya me despedi de mi familia en el aeropuerto, me voy de viaje 2 semanas", "none", None),
         # session 25: a "better" that is negated says the twitching goes on; a clause the rules mostly blanked out
         # (an improvement, a figure of speech, an opt-out) is not read by the learned layer, nor what little is left
         ("6 weeks now and the twitching is not even a little better", "red_flag", "persisting"),

@@ -144,10 +144,23 @@ def _question_sentences(book: RuleBook, doc: Doc, cues: Sequence[Cue]) -> set[in
     for sent in doc.sents:
         if sent.start in anchored or not any(t.text == "?" for t in sent[-3:]):
             continue
-        first = next((t.text for t in sent if t.text not in words.question_lead_ins), "")
-        if first in words.question_openers:
+        lead = [t.text for t in sent if t.text not in words.question_lead_ins]
+        first = lead[0] if lead else ""
+        if first in words.question_openers and not _subjectless_not(lead):
             out.add(sent.start)
     return out
+
+
+_SUBJECTS = frozenset({
+    "i", "you", "he", "she", "it", "we", "they", "this", "that", "these", "those", "there", "my", "your", "his", "her",
+    "its", "our", "their",
+})  # fmt: skip
+
+
+def _subjectless_not(lead: list[str]) -> bool:
+    """ "can not breathe right, lips blue, is this the muscles??": a negated verb with its subject left out is a
+    statement; the question is another part of the sentence ("can not you ...?" is a question)."""
+    return len(lead) > 2 and lead[1] == "not" and lead[2] not in _SUBJECTS
 
 
 def _persisting(
