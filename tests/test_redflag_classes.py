@@ -63,6 +63,10 @@ def screen() -> Screen:
         ("ya me despedi de mi familia, gracias por todo doctor", "emergency", "self_harm"),
         ("said goodbye to my family at the airport, flying to Denver for Christmas", "none", None),
         ("ya me despedi de mi familia en el aeropuerto, me voy de viaje 2 semanas", "none", None),
+        # "ya no" before a verb of ability or knowledge is not an improvement (set AC, Spanish)
+        ("cuatro meses con el parpado brincando y ya no se que hacer", "red_flag", "persisting"),
+        ("twitching for 3 months and I no longer know what to do", "red_flag", "persisting"),
+        ("ya no tengo brincos desde hace 3 semanas", "none", None),
         # session 25: a "better" that is negated says the twitching goes on; a clause the rules mostly blanked out
         # (an improvement, a figure of speech, an opt-out) is not read by the learned layer, nor what little is left
         ("6 weeks now and the twitching is not even a little better", "red_flag", "persisting"),

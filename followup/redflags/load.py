@@ -323,6 +323,7 @@ def _context(t: _Table, modifiers: tuple[Modifier, ...]) -> ContextWords:
         question_openers=words("question_openers"),
         question_lead_ins=words("question_lead_ins"),
         improving=t.strings("improving"),
+        not_improving=t.strings("not_improving", ()),
         exclusions=t.strings("exclusions", ()),
         other_history=t.strings("other_history", ()),
         gradual=t.strings("gradual", ()),

@@ -21,6 +21,7 @@ CUE_LISTS = (
     "proxy",
     "question_anchors",
     "improving",
+    "not_improving",
     "exclusions",
     "other_history",
     "gradual",
@@ -71,6 +72,7 @@ class ContextWords:
     question_openers: frozenset[str]
     question_lead_ins: frozenset[str]
     improving: tuple[str, ...]
+    not_improving: tuple[str, ...]  # an improving word that is not one here: "ya no sé qué hacer"
     exclusions: tuple[str, ...]
     other_history: tuple[str, ...] = ()
     gradual: tuple[str, ...] = ()  # a slow time course: "for weeks", "poco a poco", "cada vez más"

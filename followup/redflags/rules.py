@@ -172,7 +172,9 @@ def _persisting(
     improving = {
         doc[c.start].sent.start
         for c in cues
-        if c.kind == "improving" and not any(m.start < c.end and c.start < m.end for m in present)
+        if c.kind == "improving"
+        and not any(m.start < c.end and c.start < m.end for m in present)
+        and not any(n.kind == "not_improving" and n.start < c.end and c.start < n.end for n in cues)
     }
     signals = [m for m in present if m.label in ("signal_twitch", "signal_ongoing")]
     easing = [m for m in present if doc[m.start].sent.start in improving]
