@@ -94,13 +94,11 @@ def received_on(obj: dict[str, Any]) -> date | None:
     value = obj.get("received_on")
     if value is None:
         return None
-    try:
-        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad_date()
-    except ValueError:
-        return _bad_date()
-
-
-def _bad_date() -> date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     raise BadLine('"received_on" must be a date (YYYY-MM-DD)')
 
 

@@ -15,14 +15,20 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 
+from dateutil.easter import easter as western_easter
+from dateutil.relativedelta import relativedelta, weekdays
+
+from followup.content.dates import MONTHS as MONTH_NAMES
+from followup.redflags.normalise import fold_accents
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Month names as the messages spell them (content/dates.py), folded as replies are, with English abbreviations.
 MONTHS = {
-    "january": 1, "jan": 1, "enero": 1, "february": 2, "feb": 2, "febrero": 2, "march": 3, "mar": 3, "marzo": 3,
-    "april": 4, "apr": 4, "abril": 4, "may": 5, "mayo": 5, "june": 6, "jun": 6, "junio": 6, "july": 7, "jul": 7,
-    "julio": 7, "august": 8, "aug": 8, "agosto": 8, "september": 9, "sep": 9, "sept": 9, "septiembre": 9,
-    "setiembre": 9, "october": 10, "oct": 10, "octubre": 10, "november": 11, "nov": 11, "noviembre": 11,
-    "december": 12, "dec": 12, "diciembre": 12,
-}  # fmt: skip
+    **{fold_accents(name.lower()): n for names in MONTH_NAMES.values() for n, name in enumerate(names, 1)},
+    **{name[:3].lower(): n for n, name in enumerate(MONTH_NAMES["en"], 1)},
+    "sept": 9,
+    "setiembre": 9,
+}
 _DAY = re.compile(r"^(\d{1,2})(st|nd|rd|th|ro|o|a)?$")
 
 Resolver = Callable[[int], date]  # the named date in a given year
@@ -62,24 +68,14 @@ def _clamped(year: int, month: int, day: int) -> date:
 
 def nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
     """The nth `weekday` (0 = Monday) of the month; n = -1 for the last."""
-    if n > 0:
-        first = date(year, month, 1)
-        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-    last = (date(year + month // 12, month % 12 + 1, 1)) - timedelta(days=1)
-    return last - timedelta(days=(last.weekday() - weekday) % 7)
+    found: date = date(year, month, 1) + relativedelta(day=1 if n > 0 else 31, weekday=weekdays[weekday](n))
+    return found
 
 
 def easter(year: int) -> date:
-    """Easter Sunday (Gregorian; the anonymous algorithm of Meeus/Jones/Butcher)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
+    """Easter Sunday (Gregorian), from python-dateutil."""
+    found: date = western_easter(year)
+    return found
 
 
 def latest(resolve: Resolver, today: date) -> date:

@@ -8,6 +8,7 @@ fuzzy-match) come from the criteria file; this module only holds the mechanics.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import unicodedata
@@ -197,6 +198,7 @@ _UNITS = frozenset({
 })  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)  # the tokens, the clauses and the answers of one reply each ask for it
 def enumeration_starts(text: str) -> frozenset[int]:
     """Where each item of a numbered answer begins ("1 worse 2 no 3 ..."), as character offsets.
 

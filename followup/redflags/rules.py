@@ -169,12 +169,11 @@ def _persisting(
     if PERSISTING not in book.criteria:
         return [], []
     tier = book.criteria[PERSISTING].tier
+    taken = [(m.start, m.end) for m in present] + [(c.start, c.end) for c in cues if c.kind == "not_improving"]
     improving = {
         doc[c.start].sent.start
         for c in cues
-        if c.kind == "improving"
-        and not any(m.start < c.end and c.start < m.end for m in present)
-        and not any(n.kind == "not_improving" and n.start < c.end and c.start < n.end for n in cues)
+        if c.kind == "improving" and not any(s < c.end and c.start < e for s, e in taken)
     }
     signals = [m for m in present if m.label in ("signal_twitch", "signal_ongoing")]
     easing = [m for m in present if doc[m.start].sent.start in improving]
@@ -227,7 +226,7 @@ def _persisting(
 
 def _just_before(doc: Doc, end: int, at: int, gap: int = 5) -> bool:
     """A signal ending at most `gap` words before `at`, in its sentence ("hasn't stopped for a single day in")."""
-    return 0 <= at - end <= gap and doc[end - 1].sent.start == doc[at].sent.start if end else False
+    return end > 0 and 0 <= at - end <= gap and doc[end - 1].sent.start == doc[at].sent.start
 
 
 def dated_weeks(book: RuleBook, words: list[str], today: date | None) -> float | None:
