@@ -22,7 +22,7 @@ from followup.redflags.learned.config import LearnedSettings, parse_learned
 from followup.redflags.learned.features import Encoder
 from followup.redflags.learned.language import LanguageRead, LanguageReader
 from followup.redflags.learned.model import LearnedModel, Prediction
-from followup.redflags.load import load_rulebook
+from followup.redflags.load import RuleBook, load_rulebook
 from followup.redflags.verdict import Criterion, Question, ReplyContext, Verdict
 
 _WORD = re.compile(r"\w+")
@@ -50,18 +50,10 @@ class Screen:
     def from_file(cls, path: Path | str, *, learned: bool = True, encoder: Encoder | None = None) -> Screen:
         """Load the rules and, if the file has an enabled [learned] table and `learned`, the pinned model.
         Raises CriteriaError or ArtefactError naming the problem: the service must not start half-armed."""
-        path = Path(path)
         book = load_rulebook(path)
+        layer = load_learned(path, encoder, book) if learned else None
         rules = Detector(book)
-        data = tomllib.loads(path.read_text(encoding="utf-8")).get("learned")
-        settings = parse_learned(data, path)
-        if settings is None or not settings.enabled or not learned:
-            return cls(rules)
-        tiers = {cid: c.tier for cid, c in book.criteria.items()}
-        model = LearnedModel.load(settings, tiers, encoder)
-        model.predict("loaded and ready")  # the encoder loads its weights lazily: at start, not on a patient's reply
-        languages = LanguageReader.from_settings(settings)
-        return cls(rules, settings, model, languages)
+        return cls(rules) if layer is None else cls(rules, *layer)
 
     def question(self, qid: str) -> Question:
         return self.rules.question(qid)
@@ -95,6 +87,21 @@ class Screen:
             gated += dropped
         prediction = None if short else self.model.predict(seen, gated)
         return verdict, prediction, self.languages.read(text)
+
+
+def load_learned(
+    path: Path | str, encoder: Encoder | None = None, book: RuleBook | None = None
+) -> tuple[LearnedSettings, LearnedModel, LanguageReader] | None:
+    """The criteria file's learned layer (settings, pinned model, language reader), None when it has none enabled:
+    what `Screen.from_file` adds to the rules, and all a process that only reads ahead needs (no medspaCy)."""
+    path = Path(path)
+    settings = parse_learned(tomllib.loads(path.read_text(encoding="utf-8")).get("learned"), path)
+    if settings is None or not settings.enabled:
+        return None
+    tiers = {cid: c.tier for cid, c in (book or load_rulebook(path)).criteria.items()}
+    model = LearnedModel.load(settings, tiers, encoder)
+    model.predict("loaded and ready")  # the encoder loads its weights lazily: at start, not on a patient's reply
+    return settings, model, LanguageReader.from_settings(settings)
 
 
 def _without_exclusions(

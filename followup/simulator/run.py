@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from followup.services import delivery
 from followup.services.bulk_import import Outcome, import_rows
 from followup.services.inbound import receive
 from followup.settings import Settings
-from followup.simulator.ahead import HORIZON, AheadEncoder
+from followup.simulator.ahead import HORIZON, ReadAhead
 from followup.simulator.cohort import Cohort
 from followup.simulator.config import SimConfig
 from followup.simulator.provider import Event, SimProvider
@@ -67,22 +68,18 @@ def simulate(base: Settings, cfg: SimConfig, progress: Progress | None = None) -
         window = (settings.schedule.send_from, settings.schedule.send_until)
         provider = SimProvider(clock, cohort, cfg.rates, cfg.seed, window)
         rt = build_runtime(settings, clock=clock, transports=dict(provider.transports))
-        model = rt.detector.model
-        ahead = AheadEncoder(model.encoder) if cfg.read_ahead and model is not None else None
+        screen = rt.detector
+        ahead = ReadAhead(screen, settings.clinic.red_flags) if cfg.read_ahead and screen.model is not None else None
         try:
             _refuse_used_database(rt)
-            if ahead is not None and model is not None:
-                model.encoder = ahead
-            loop = _Loop(rt, clock, cohort, provider, cfg, progress, ahead)
-            loop.run()
+            with ahead or nullcontext():
+                loop = _Loop(rt, clock, cohort, provider, cfg, progress, ahead)
+                loop.run()
             summary = summarise(rt, provider, cfg, loop.end, loop.stats)
             summary["staff_actions"] = dict(loop.staff.done)
             if ahead is not None:
                 summary["read_ahead"] = {k: ahead.stats[k] for k in ("ahead", "inline", "unused")}
         finally:
-            if ahead is not None and model is not None:
-                model.encoder = ahead.inline  # the detector is shared by the process: give it back as it was
-                ahead.close()
             rt.db.dispose()
     finally:
         logging.getLogger("followup").removeHandler(errors)
@@ -138,7 +135,7 @@ class _Loop:
         provider: SimProvider,
         cfg: SimConfig,
         progress: Progress | None,
-        ahead: AheadEncoder | None = None,
+        ahead: ReadAhead | None = None,
     ) -> None:
         self.rt, self.clock, self.cohort, self.provider, self.cfg = rt, clock, cohort, provider, cfg
         self.progress = progress
