@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnClause, ColumnElement, delete, literal_column
+from sqlalchemy import ColumnClause, ColumnElement, delete, insert, literal_column
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -164,11 +164,16 @@ def figures_for(rt: Runtime, first: date, now: datetime) -> Tally:
 def open_snapshot(s: Session, first: date, last: date) -> tuple[datetime | None, Tally]:
     """The open days the job last kept (marked OPEN) between `first` and `last`, and when it took them."""
     at = s.exec(select(OverviewDay.n).where(OverviewDay.day == TOTALS, OverviewDay.figure == OPEN_AT)).first()
-    rows = s.exec(select(OverviewDay).where(OverviewDay.day >= first, OverviewDay.day <= last)).all()
-    out: Tally = {}
-    for r in rows:
-        out.setdefault(r.day, Counter())[r.figure] = r.n
-    days = {d: Counter({k: n for k, n in f.items() if k != OPEN}) for d, f in out.items() if f.get(OPEN)}
+    t = OverviewDay.__table__.c  # type: ignore[attr-defined]
+    marked = select(t.day).where(t.figure == OPEN, t.day >= first, t.day <= last)
+    # the open days' rows only, as tuples: the closed weeks beside them are read by `stored_days`
+    rows = s.connection().execute(select(t.day, t.figure, t.n).where(t.day.in_(marked))).all()
+    days: Tally = {}
+    for day, figure, n in rows:
+        if figure != OPEN:
+            days.setdefault(day, Counter())[figure] = n
+        else:
+            days.setdefault(day, Counter())
     return (SINCE + timedelta(seconds=at) if at is not None else None), days
 
 
@@ -188,10 +193,14 @@ def store_open(rt: Runtime, first: date, tz: ZoneInfo, now: datetime, rebuild: b
         figures = {**compute_days(s, [d for d in days if d not in carried], tz, now, upto=now), **carried}
         s.exec(delete(OverviewDay).where(col(OverviewDay.day).in_(days), col(OverviewDay.figure) != CLOSED))
         s.exec(delete(OverviewDay).where(col(OverviewDay.day) == TOTALS, col(OverviewDay.figure) == OPEN_AT))
-        for day in days:
-            f = figures.get(day, Counter())
-            s.add_all(OverviewDay(day=day, figure=k, n=n) for k, n in {**f, OPEN: 1}.items() if n)
-        s.add(OverviewDay(day=TOTALS, figure=OPEN_AT, n=int((now - SINCE).total_seconds())))
+        rows = [
+            {"day": day, "figure": k, "n": n}
+            for day in days
+            for k, n in {**figures.get(day, Counter()), OPEN: 1}.items()
+            if n
+        ]
+        rows.append({"day": TOTALS, "figure": OPEN_AT, "n": int((now - SINCE).total_seconds())})
+        s.connection().execute(insert(OverviewDay), rows)  # one statement, no ORM objects: this runs every ten minutes
         try:
             s.commit()
         except IntegrityError:  # another process rewrote it at the same moment
