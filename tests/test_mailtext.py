@@ -82,6 +82,30 @@ REPLIES = [
     ("empty", "", ""),
     ("blank", " \n\t ", ""),
     ("plain sms-like body", "my toes are numb", "my toes are numb"),
+    (
+        "spanish closing, name and telephone",
+        "Los tics bien, casi nada.\n\nSaludos cordiales,\nPatricia Núñez\nTel. (323) 555-0148",
+        "Los tics bien, casi nada.",
+    ),
+    ("atte and a name", "Por lo demás bien, un 1.\n\nAtte.\nVerónica Lozano", "Por lo demás bien, un 1."),
+    (
+        "closing, name, title and company",
+        "Ya corro otra vez.\n\nCon aprecio,\nJavier Montoya\nIngeniero de Proyectos | Constructora del Valle",
+        "Ya corro otra vez.",
+    ),
+    ("a last paragraph that is only a name", "She is doing well.\n\nMark Olsen", "She is doing well."),
+    ("a plea in capitals is not a name", "I am fine\n\nPlease Help", "I am fine\n\nPlease Help"),
+    (
+        "words after a closing that are not a signature stay",
+        "arm weak\n\nGracias\nbrazo débil desde ayer",
+        "arm weak\n\nGracias\nbrazo débil desde ayer",
+    ),
+    (
+        "first person after a closing stays",
+        "fine\n\nGracias\nno puedo tragar",
+        "fine\n\nGracias\nno puedo tragar",
+    ),
+    ("a closing alone is not cut to nothing", "Saludos", "Saludos"),
 ]
 
 

@@ -40,6 +40,23 @@ _SIGNOFF = re.compile(
     re.IGNORECASE,
 )
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|my|me|mine)\b", re.IGNORECASE)
+# A closing on a line of its own, in English or Spanish: what follows it to the end (a name, a title, a number) is
+# a signature the library left. The closing alone: "Gracias, me cuesta tragar" is a sentence, not a closing.
+_CLOSING = re.compile(
+    r"^[ \t]*((best|kind|warm|warmest|many)?\s*(regards|wishes)|best|warmly|thanks|thank you|many thanks|cheers"
+    r"|sincerely|yours( truly| sincerely)?|respectfully|take care|all the best|love|god bless"
+    r"|(un |muchos |cordiales )?saludos( cordiales| afectuosos)?|un (cordial )?saludo|atentamente|atte|cordialmente"
+    r"|(un )?abrazo(s)?|besos|(muchas |mil )?gracias( de antemano| por todo)?|con (aprecio|cari[ñn]o|afecto)"
+    r"|bendiciones|que dios (los|les|la|lo) bendiga|quedo (atent[oa]|a la espera)|hasta pronto)[ \t]*[,.!]*[ \t]*$",
+    re.IGNORECASE,
+)
+# A last paragraph that is only a name ("Mark Olsen", "Jessica"): capitalised words, none of them a plea.
+_NAME_LINE = re.compile(r"^[ \t]*((?:[A-ZÁÉÍÓÚÑ][\w'.-]*|[A-ZÁÉÍÓÚÑ]\.)[ \t]*){1,4}$")
+_NOT_A_NAME = re.compile(
+    r"\b(help|please|urgent|emergency|call|now|sos|ayuda|auxilio|socorro|urgente|llamen|llame|ya|por favor)\b",
+    re.IGNORECASE,
+)
+_FIRST_PERSON_ES = re.compile(r"\b(yo|mi|mis|me|estoy|tengo|puedo|siento)\b", re.IGNORECASE)
 _DROP_TAGS = re.compile(r"<(script|style|noscript|template|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -110,4 +127,35 @@ def _fallback(text: str) -> str:
             lines = lines[:i]
             break
     kept = [line for line in lines if not _QUOTED.match(line)]
-    return _SENT_FROM.sub("", "\n".join(kept))
+    return _without_signature(_SENT_FROM.sub("", "\n".join(kept)))
+
+
+def _without_signature(text: str) -> str:
+    """The reply without the closing block the library left: a closing line ("Saludos cordiales,", "Atte.",
+    "Thanks,") and at most five short lines after it with no first person (a name, a title, a telephone number),
+    or a last paragraph that is only a name. Never the whole reply."""
+    lines = text.rstrip().split("\n")
+    for i in range(len(lines) - 1, 0, -1):
+        tail = [line.strip() for line in lines[i + 1 :] if line.strip()]
+        if len(tail) > 5 or not all(_signature_line(line) for line in tail):
+            break
+        if _CLOSING.match(lines[i]) and "\n".join(lines[:i]).strip():
+            return "\n".join(lines[:i]).rstrip()
+    paragraphs = text.rstrip().split("\n\n")
+    last = paragraphs[-1].strip()
+    if len(paragraphs) > 1 and _NAME_LINE.match(last) and not _NOT_A_NAME.search(last):
+        return "\n\n".join(paragraphs[:-1]).rstrip()
+    return text
+
+
+def _signature_line(line: str) -> bool:
+    """A name, a title, a company, a number or an address: short, no first person, and every longer word
+    capitalised unless the line carries a number or an address ("Tel. (323) 555-0148", "Ingeniero de Proyectos")."""
+    if len(line) > 60 or _FIRST_PERSON.search(line) or _FIRST_PERSON_ES.search(line):
+        return False
+    if _CONTACT.search(line):
+        return True
+    return all(w[0].isupper() for w in re.findall(r"[^\W\d_]{4,}", line))
+
+
+_CONTACT = re.compile(r"\d{3}|@|https?://|www\.")
