@@ -83,6 +83,9 @@ FLOORS = {
     "blind-2026-12-04-ab-es.jsonl": (0.96, 0.96, 0.78),
     "blind-2026-12-04-ac-en.jsonl": (0.98, 1.0, 0.84),
     "blind-2026-12-04-ac-es.jsonl": (0.95, 1.0, 0.74),
+    # session 26: measured once on 5180a51, then after the session's fixes (floors at those figures)
+    "blind-2026-12-05-ad-en.jsonl": (1.0, 1.0, 0.77),
+    "blind-2026-12-05-ad-es.jsonl": (0.98, 1.0, 0.67),
 }
 
 
