@@ -205,6 +205,26 @@ def test_nearest_emergency_tier_needs_a_confident_finding(
 
 
 @pytest.mark.parametrize(
+    ("needs", "neighbours", "level", "tier", "cleared"),
+    [
+        (False, ("none",) * 5, "red_flag", "urgent", False),  # a lean is exempt from clearing by default
+        (True, ("none",) * 5, "none", None, True),  # with the setting, five benign examples clear it too
+        (True, ("none",) * 4 + ("self_harm",), "red_flag", "urgent", False),  # one flagged example: urgent review
+    ],
+)
+def test_a_leaning_review_can_need_a_flagged_neighbour(
+    needs: bool, neighbours: tuple[str, ...], level: str, tier: str | None, cleared: bool
+) -> None:
+    """With leaning_review_needs_neighbour, a review-band reply that leans to an emergency criterion is cleared
+    like any other review when its closest labelled examples all needed nothing; kept, it stays an urgent review."""
+    settings = replace(CLEARING, nearest_emergency_at=0.15, leaning_review_needs_neighbour=needs)
+    prediction = replace(_prediction(0.35, 0.2, criterion="breathing"), neighbours=_near(*neighbours))
+    verdict = combine(_rules("none"), prediction, READ, settings, TIERS)
+    assert (verdict.level, verdict.tier) == (level, tier)
+    assert verdict.learned is not None and verdict.learned.cleared_by_neighbours is cleared
+
+
+@pytest.mark.parametrize(
     ("gradual", "criterion", "p", "p_em", "level", "tier", "review"),
     [
         (False, "breathing", 0.6, 0.5, "emergency", "emergency", False),  # no time course: the model's emergency

@@ -12,7 +12,8 @@
   review item, level red_flag, `review` true, tier routine, or urgent when it leans that way (most likely
   criterion an emergency one, p(emergency) >= nearest_emergency_at); with `review_needs_flagged_neighbour`, a
   review that does not lean to an emergency needs one red flag among its closest labelled examples, and is
-  cleared (level none, `cleared_by_neighbours`, explained) when they all needed nothing.
+  cleared (level none, `cleared_by_neighbours`, explained) when they all needed nothing; with
+  `leaning_review_needs_neighbour`, so does one that leans to an emergency (it is still urgent when not cleared).
 - Replies shorter than `min_words` ("STOP", "2", "yes") are the rules' and the keywords' alone; criteria in
   `rules_only` (persisting twitching: it needs the weeks since onset) are never the learned layer's to flag.
 - The learned layer never reads a clause in which the rules found a mention and discounted it (negated, someone
@@ -101,7 +102,8 @@ def combine(
             rules, level=level, tier=tier, criteria=(criterion,), language=code, layer="learned", learned=kept
         )
     if prediction.p_any >= settings.review_at:
-        if settings.review_needs_flagged_neighbour and not leans_emergency and _all_benign(prediction, settings):
+        exempt = leans_emergency and not settings.leaning_review_needs_neighbour
+        if settings.review_needs_flagged_neighbour and not exempt and _all_benign(prediction, settings):
             return replace(rules, language=code, learned=replace(kept, cleared_by_neighbours=True))
         return _review(rules, code, kept, "learned", Tier.URGENT if leans_emergency else Tier.ROUTINE)
     return replace(rules, language=code, learned=kept)

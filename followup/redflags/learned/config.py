@@ -50,6 +50,10 @@ class LearnedSettings:
     # needed nothing, the corpus says replies like it are benign (a second opinion, by example, on an unsure model)
     review_needs_flagged_neighbour: bool = False
     review_neighbours: int = 5  # how many closest examples that takes (the clinician is shown `neighbours`)
+    # ... and so does a review that leans to an emergency (its most likely criterion an emergency one): measured on
+    # the validation split and the retired blind sets, its five closest examples all benign meant a false alarm
+    # every time (16 on the retired sets, none of them a red flag); a lean that is not cleared stays urgent
+    leaning_review_needs_neighbour: bool = False
     enabled: bool = True
     min_words: int = 3  # shorter replies ("STOP", "2", "yes") are the rules' and keywords' alone
     # Each clause of at least min_words words is also read as a reply on its own; when the one that reads most like
@@ -102,6 +106,7 @@ def parse_learned(data: Any, path: Path) -> LearnedSettings | None:
         "gate_exclusions",
         "gradual_caps_emergency",
         "review_needs_flagged_neighbour",
+        "leaning_review_needs_neighbour",
         "clause_alone",
     ):
         if key in data:
