@@ -260,7 +260,11 @@ def screen() -> Screen:
         # session 26 (set AD and a retired set read again after a signature change): asking whether to take the
         # patient to the ER made the relative's report someone else's history; a child as the object of the
         # patient's verb made the next symptom the child's; a muscle "going away" and the hollow it leaves
-        ("her mouth is pulled down on one side and her words are slurred, do I drive her to the ER?", "emergency", None),
+        (
+            "her mouth is pulled down on one side and her words are slurred, do I drive her to the ER?",
+            "emergency",
+            None,
+        ),
         (
             "a mi papá se le cayó la cara de un lado y no se le entiende al hablar, ¿lo llevo al hospital?",
             "emergency",
