@@ -86,6 +86,8 @@ FLOORS = {
     # session 26: measured once on 5180a51, then after the session's fixes (floors at those figures)
     "blind-2026-12-05-ad-en.jsonl": (1.0, 1.0, 0.77),
     "blind-2026-12-05-ad-es.jsonl": (0.98, 1.0, 0.67),
+    "blind-2026-12-05-ae-en.jsonl": (1.0, 1.0, 0.82),
+    "blind-2026-12-05-ae-es.jsonl": (1.0, 1.0, 0.65),
 }
 
 

@@ -273,6 +273,9 @@ def screen() -> Screen:
         ("hard to do up my daughter's buttons now, fingers too clumsy", "red_flag", None),
         ("ya no puedo cargar a mi nieta, los brazos sin fuerza", "red_flag", None),
         ("el musculito entre el pulgar y el indice se me está yendo, se nota el hueco", "red_flag", "wasting"),
+        # set AE: places the twitching reached, told with "now ... too" after a comma; a grip that gives out
+        ("it was only the right thigh at first, now both legs and my back too", "red_flag", "spreading"),
+        ("all good with the new hip, but I spilled three cups this month, my hand keeps giving out", "red_flag", None),
     ],
 )
 def test_kind_of_reply(screen: Screen, text: str, level: str, criterion: str | None) -> None:
