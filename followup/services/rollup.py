@@ -170,10 +170,9 @@ def open_snapshot(s: Session, first: date, last: date) -> tuple[datetime | None,
     rows = s.connection().execute(select(t.day, t.figure, t.n).where(t.day.in_(marked))).all()
     days: Tally = {}
     for day, figure, n in rows:
+        counts = days.setdefault(day, Counter())  # a day with only its OPEN mark is an open day with no figures
         if figure != OPEN:
-            days.setdefault(day, Counter())[figure] = n
-        else:
-            days.setdefault(day, Counter())
+            counts[figure] = n
     return (SINCE + timedelta(seconds=at) if at is not None else None), days
 
 

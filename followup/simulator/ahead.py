@@ -24,7 +24,7 @@ import multiprocessing
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def _read(text: str) -> Reading:
 class _Pending:
     at: datetime
     future: Future[Reading]
-    predicted: bool = field(default=False)  # the prediction was taken; the language read ends the entry
+    predicted: bool = False  # the prediction was taken; the language read ends the entry
 
 
 class ReadAhead:

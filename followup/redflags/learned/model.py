@@ -76,7 +76,7 @@ class LearnedModel:
         self._bank_texts: list[str] = list(header["neighbour_texts"])
         self._emergency = np.array([tiers.get(c) == Tier.EMERGENCY for c in self.classes])
         self._none = self.classes.index(NONE)
-        self.encoder: Encoder = encoder or UseEncoder()  # public: the simulator embeds ahead in a second process
+        self.encoder: Encoder = encoder or UseEncoder()
 
     @classmethod
     def load(cls, settings: LearnedSettings, tiers: Mapping[str, Tier], encoder: Encoder | None = None) -> LearnedModel:
